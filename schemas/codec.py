@@ -1,0 +1,75 @@
+"""MessagePack encoding of envelopes, with typed encoders/decoders built once.
+
+An envelope whose body has an unknown type (written by a newer release) does not
+fail the reader: `decode_record` returns a `ParkedRecord` that the projector keeps
+and reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from deardiary.schemas.envelope import Envelope
+from deardiary.schemas.errors import InvalidArgument
+
+
+class RawEnvelope(msgspec.Struct, kw_only=True):
+    """The envelope with its body left undecoded, to salvage what an unknown event says."""
+
+    event_id: str = ""
+    key: str = ""
+    client_time: int = 0
+    actor: str = ""
+    schema_version: int = 0
+    body: msgspec.Raw = msgspec.Raw(b"")
+
+
+class ParkedRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A record the reader could not decode; kept, never silently dropped."""
+
+    event_id: str
+    event_type: str
+    error: str
+    payload: bytes
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Envelope)
+_raw_decoder = msgspec.msgpack.Decoder(RawEnvelope)
+_any_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def encode_many(envelopes: list[Envelope]) -> list[bytes]:
+    return [_encoder.encode(e) for e in envelopes]
+
+
+def decode(payload: bytes) -> Envelope:
+    """Decode and validate; malformed bytes raise `InvalidArgument` keeping msgspec's $.path."""
+    try:
+        return _decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise InvalidArgument(f"malformed event: {exc}") from exc
+
+
+def decode_record(payload: bytes) -> Envelope | ParkedRecord:
+    """Decode a record read from the log; what cannot be decoded is parked, not raised."""
+    try:
+        return _decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        event_id, event_type = "", ""
+        try:
+            raw = _raw_decoder.decode(payload)
+            event_id = raw.event_id
+            body = _any_decoder.decode(raw.body) if raw.body else {}
+            event_type = str(body.get("type", ""))
+        except msgspec.DecodeError:
+            pass
+        return ParkedRecord(
+            event_id=event_id, event_type=event_type, error=str(exc), payload=payload
+        )

@@ -1,0 +1,42 @@
+"""The envelope every event travels in, and the position the log assigns to it.
+
+Offset and log time are not in the bytes: the log hands a `LogPosition` beside
+each envelope, so the same bytes are valid in any log.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from deardiary.schemas.events import Event, partition_key
+from deardiary.schemas.ids import new_id, now_us
+
+SCHEMA_VERSION = 1
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    body: Event
+    key: str
+    client_time: int
+    actor: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+class LogPosition(msgspec.Struct, frozen=True, order=True):
+    """Where the log put a record: (partition, offset) and the log's clock in microseconds."""
+
+    partition: int
+    offset: int
+    log_time: int
+
+
+def wrap(body: Event, actor: str = "", client_time: int | None = None) -> Envelope:
+    """A new envelope with a fresh event id and the event's natural partition key."""
+    return Envelope(
+        event_id=new_id(),
+        body=body,
+        key=partition_key(body),
+        client_time=now_us() if client_time is None else client_time,
+        actor=actor,
+    )

@@ -1,0 +1,175 @@
+"""The whole event vocabulary in one tagged union, and each event's partition key.
+
+Events of one iteration (or one model) share a partition key, so they stay in
+order in one partition of the log.
+"""
+
+from __future__ import annotations
+
+from deardiary.schemas.events.access import (
+    AccessTokenCreated,
+    AccessTokenRevoked,
+    PermissionGranted,
+    PermissionRevoked,
+    UserAdminSet,
+    UserCreated,
+    UserPasswordChanged,
+)
+from deardiary.schemas.events.artifacts import ArtifactBackend, ArtifactStored
+from deardiary.schemas.events.base import EntityKind
+from deardiary.schemas.events.entities import (
+    DescriptionSet,
+    EntityArchived,
+    EntityDeleted,
+    MetadataSet,
+    NotesSet,
+    TagsDeleted,
+    TagsSet,
+)
+from deardiary.schemas.events.iterations import (
+    Environment,
+    IterationEnded,
+    IterationHeartbeat,
+    IterationStarted,
+    IterationStatus,
+)
+from deardiary.schemas.events.logs import LogLinesLogged
+from deardiary.schemas.events.metrics import AUTO_STEP, MetricsLogged
+from deardiary.schemas.events.params import ParamsLogged
+from deardiary.schemas.events.projects import (
+    ExperimentCreated,
+    ExperimentStatus,
+    ExperimentStatusChanged,
+    ProjectCreated,
+)
+from deardiary.schemas.events.registry import (
+    ModelAliasSet,
+    ModelCreated,
+    ModelStage,
+    ModelVersionCreated,
+    ModelVersionStaged,
+)
+
+Event = (
+    ProjectCreated
+    | ExperimentCreated
+    | ExperimentStatusChanged
+    | IterationStarted
+    | IterationHeartbeat
+    | IterationEnded
+    | ParamsLogged
+    | MetricsLogged
+    | LogLinesLogged
+    | ArtifactStored
+    | ModelCreated
+    | ModelVersionCreated
+    | ModelVersionStaged
+    | ModelAliasSet
+    | TagsSet
+    | TagsDeleted
+    | NotesSet
+    | DescriptionSet
+    | MetadataSet
+    | EntityArchived
+    | EntityDeleted
+    | UserCreated
+    | UserPasswordChanged
+    | UserAdminSet
+    | PermissionGranted
+    | PermissionRevoked
+    | AccessTokenCreated
+    | AccessTokenRevoked
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = Event.__args__
+
+
+def event_tag(event: Event) -> str:
+    """The persisted type id of an event."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def partition_key(event: Event) -> str:
+    """The key that keeps related events in order in one log partition."""
+    match event:
+        case (
+            IterationStarted()
+            | IterationHeartbeat()
+            | IterationEnded()
+            | ParamsLogged()
+            | MetricsLogged()
+            | LogLinesLogged()
+        ):
+            return event.iteration_id
+        case ModelCreated() | ModelVersionCreated() | ModelVersionStaged() | ModelAliasSet():
+            return event.model_id
+        case ProjectCreated():
+            return event.project_id
+        case ExperimentCreated() | ExperimentStatusChanged():
+            return event.experiment_id
+        case ArtifactStored():
+            return event.iteration_id or event.experiment_id
+        case (
+            TagsSet()
+            | TagsDeleted()
+            | NotesSet()
+            | DescriptionSet()
+            | MetadataSet()
+            | EntityArchived()
+            | EntityDeleted()
+        ):
+            return event.entity_id
+        case UserCreated() | UserPasswordChanged() | UserAdminSet():
+            return event.user_id
+        case PermissionGranted() | PermissionRevoked():
+            return event.user_id
+        case AccessTokenCreated():
+            return event.user_id
+        case AccessTokenRevoked():
+            return event.token_id
+    raise AssertionError(f"unhandled event {type(event).__name__}")  # pragma: no cover
+
+
+__all__ = [
+    "AUTO_STEP",
+    "EVENT_TYPES",
+    "AccessTokenCreated",
+    "AccessTokenRevoked",
+    "ArtifactBackend",
+    "ArtifactStored",
+    "DescriptionSet",
+    "EntityArchived",
+    "EntityDeleted",
+    "EntityKind",
+    "Environment",
+    "Event",
+    "ExperimentCreated",
+    "ExperimentStatus",
+    "ExperimentStatusChanged",
+    "IterationEnded",
+    "IterationHeartbeat",
+    "IterationStarted",
+    "IterationStatus",
+    "LogLinesLogged",
+    "MetadataSet",
+    "MetricsLogged",
+    "ModelAliasSet",
+    "ModelCreated",
+    "ModelStage",
+    "ModelVersionCreated",
+    "ModelVersionStaged",
+    "NotesSet",
+    "ParamsLogged",
+    "PermissionGranted",
+    "PermissionRevoked",
+    "ProjectCreated",
+    "TagsDeleted",
+    "TagsSet",
+    "UserAdminSet",
+    "UserCreated",
+    "UserPasswordChanged",
+    "event_tag",
+    "partition_key",
+]

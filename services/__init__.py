@@ -1,0 +1,1 @@
+"""Processes and adapters: the log, the projector, the HTTP services, the CLI."""

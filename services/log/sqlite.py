@@ -1,0 +1,123 @@
+"""The embedded log: one SQLite database in WAL mode, safe for many processes.
+
+Why SQLite: an append is one transaction committed with synchronous=FULL, so it is
+durable when acknowledged; a killed appender leaves either its whole transaction or
+none of it; concurrent appenders are serialised by SQLite's lock. Offsets are the
+rowid minus one: rows are never deleted and a rolled-back insert leaves no gap, so
+offsets are dense and ordered. The event id is UNIQUE, so a resent event is stored once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from deardiary.schemas.envelope import LogPosition
+from deardiary.schemas.errors import Unavailable
+from deardiary.schemas.ids import now_us
+from deardiary.services.log import LogRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    rid INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    key TEXT NOT NULL,
+    log_time INTEGER NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+
+PARTITION = 0
+
+
+class SqliteEventLog:
+    """A single-partition durable log in a SQLite file."""
+
+    def __init__(self, path: str, busy_timeout_s: float = 60.0) -> None:
+        self.path = path
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._local = threading.local()
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        self._conn().execute(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise Unavailable(f"cannot open the log at {self.path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def append(self, records: Sequence[LogRecord]) -> list[LogPosition]:
+        if not records:
+            return []
+        conn = self._conn()
+        log_time = now_us()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO records (event_id, key, log_time, payload)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(r.event_id, r.key, log_time, r.payload) for r in records],
+                )
+                positions = self._positions(conn, [r.event_id for r in records])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the log at {self.path} cannot be written: {exc}") from exc
+        return positions
+
+    @staticmethod
+    def _positions(conn: sqlite3.Connection, event_ids: list[str]) -> list[LogPosition]:
+        found: dict[str, LogPosition] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for event_id, rid, log_time in conn.execute(
+                f"SELECT event_id, rid, log_time FROM records WHERE event_id IN ({marks})", chunk
+            ):
+                found[event_id] = LogPosition(PARTITION, rid - 1, log_time)
+        return [found[e] for e in event_ids]
+
+    def read(
+        self, start: Mapping[int, int], max_records: int, timeout: float = 0.0
+    ) -> list[tuple[LogPosition, bytes]]:
+        conn = self._conn()
+        first = start.get(PARTITION, 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                rows = conn.execute(
+                    "SELECT rid, log_time, payload FROM records WHERE rid > ? ORDER BY rid LIMIT ?",
+                    (first, max_records),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise Unavailable(f"the log at {self.path} cannot be read: {exc}") from exc
+            if rows or time.monotonic() >= deadline:
+                return [(LogPosition(PARTITION, rid - 1, t), bytes(p)) for rid, t, p in rows]
+            time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+
+    def partitions(self) -> list[int]:
+        return [PARTITION]
+
+    def end_offsets(self) -> dict[int, int]:
+        row = self._conn().execute("SELECT COALESCE(MAX(rid), 0) FROM records").fetchone()
+        return {PARTITION: int(row[0])}
+
+    def close(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
