@@ -31,7 +31,7 @@ def main() -> int:
             if name != "deardiary":
                 os.symlink(ROOT / folder, view / name.replace(".", "/"))
         env = dict(os.environ, MYPYPATH=str(view))
-        targets = ["-p", "deardiary"]
+        targets = [str(root_pkg)]
         for extra in ("tests", "bench"):
             if (ROOT / extra).is_dir() and any((ROOT / extra).rglob("*.py")):
                 targets += [str(ROOT / extra)]

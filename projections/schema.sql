@@ -1,0 +1,249 @@
+-- The projection store's tables (DuckDB). All timestamps are UTC (TIMESTAMP, microseconds).
+-- tags/metadata/environment are JSON text. Rows are never hard-deleted by events:
+-- `deleted` hides them from the query service, the log keeps everything.
+
+CREATE TABLE IF NOT EXISTS projection_offsets (
+    "partition" INTEGER PRIMARY KEY,
+    next_offset BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS applied_events (
+    event_id VARCHAR PRIMARY KEY
+);
+
+CREATE TABLE IF NOT EXISTS projects (
+    project_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    notes VARCHAR NOT NULL,
+    tags JSON NOT NULL,
+    metadata JSON NOT NULL,
+    archived BOOLEAN NOT NULL,
+    deleted BOOLEAN NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment_id VARCHAR PRIMARY KEY,
+    project_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    notes VARCHAR NOT NULL,
+    tags JSON NOT NULL,
+    metadata JSON NOT NULL,
+    archived BOOLEAN NOT NULL,
+    deleted BOOLEAN NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    end_date TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS iterations (
+    iteration_id VARCHAR PRIMARY KEY,
+    experiment_id VARCHAR NOT NULL,
+    project_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    parent_iteration_id VARCHAR,
+    external_id VARCHAR,
+    status VARCHAR NOT NULL,
+    error_message VARCHAR NOT NULL,
+    notes VARCHAR NOT NULL,
+    tags JSON NOT NULL,
+    metadata JSON NOT NULL,
+    environment JSON,
+    archived BOOLEAN NOT NULL,
+    deleted BOOLEAN NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    end_date TIMESTAMP,
+    last_heartbeat TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS params (
+    iteration_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    section VARCHAR NOT NULL,
+    logged_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (iteration_id, key)
+);
+
+-- Metric points not yet compacted into Parquet segments; the `metrics` view is this
+-- table UNION ALL the registered segments.
+CREATE TABLE IF NOT EXISTS metric_points_hot (
+    iteration_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    step BIGINT NOT NULL,
+    value DOUBLE NOT NULL,
+    recorded_at TIMESTAMP NOT NULL,
+    client_time TIMESTAMP NOT NULL,
+    "group" VARCHAR NOT NULL,
+    "partition" INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    seq INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS metric_segments (
+    path VARCHAR PRIMARY KEY,
+    num_rows BIGINT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    created_seq BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS last_metrics (
+    iteration_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    "first" DOUBLE NOT NULL,
+    "last" DOUBLE NOT NULL,
+    "min" DOUBLE,
+    "max" DOUBLE,
+    mean DOUBLE,
+    count BIGINT NOT NULL,
+    "sum" DOUBLE NOT NULL,
+    finite_count BIGINT NOT NULL,
+    min_step BIGINT,
+    max_step BIGINT,
+    first_step BIGINT NOT NULL,
+    last_step BIGINT NOT NULL,
+    top_step BIGINT NOT NULL,
+    last_recorded_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (iteration_id, key)
+);
+
+CREATE TABLE IF NOT EXISTS logs (
+    iteration_id VARCHAR NOT NULL,
+    "time" TIMESTAMP NOT NULL,
+    level VARCHAR NOT NULL,
+    message VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    recorded_at TIMESTAMP NOT NULL,
+    "partition" INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    seq INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS artifacts (
+    artifact_id VARCHAR PRIMARY KEY,
+    experiment_id VARCHAR NOT NULL,
+    iteration_id VARCHAR,
+    name VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    uri VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    media_type VARCHAR NOT NULL,
+    tags JSON NOT NULL,
+    archived BOOLEAN NOT NULL,
+    deleted BOOLEAN NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS models (
+    model_id VARCHAR PRIMARY KEY,
+    project_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    notes VARCHAR NOT NULL,
+    tags JSON NOT NULL,
+    metadata JSON NOT NULL,
+    latest_version BIGINT NOT NULL,
+    archived BOOLEAN NOT NULL,
+    deleted BOOLEAN NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS model_versions (
+    model_version_id VARCHAR PRIMARY KEY,
+    model_id VARCHAR NOT NULL,
+    version BIGINT NOT NULL,
+    iteration_id VARCHAR,
+    artifact_id VARCHAR,
+    stage VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    notes VARCHAR NOT NULL,
+    tags JSON NOT NULL,
+    metadata JSON NOT NULL,
+    aliases JSON NOT NULL,
+    archived BOOLEAN NOT NULL,
+    deleted BOOLEAN NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS users (
+    user_id VARCHAR PRIMARY KEY,
+    username VARCHAR NOT NULL,
+    first_name VARCHAR NOT NULL,
+    last_name VARCHAR NOT NULL,
+    password_hash VARCHAR NOT NULL,
+    is_admin BOOLEAN NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS permissions (
+    user_id VARCHAR NOT NULL,
+    project_id VARCHAR NOT NULL,
+    can_create BOOLEAN NOT NULL,
+    can_read BOOLEAN NOT NULL,
+    can_update BOOLEAN NOT NULL,
+    can_delete BOOLEAN NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (user_id, project_id)
+);
+
+CREATE TABLE IF NOT EXISTS access_tokens (
+    token_id VARCHAR PRIMARY KEY,
+    user_id VARCHAR NOT NULL,
+    token_hash VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    expires_at TIMESTAMP,
+    revoked BOOLEAN NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+
+-- Every applied event, for "who changed what, when" and as-of-time replays.
+CREATE TABLE IF NOT EXISTS events (
+    "partition" INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    event_id VARCHAR NOT NULL,
+    type VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,
+    client_time TIMESTAMP NOT NULL,
+    log_time TIMESTAMP NOT NULL,
+    entity_kind VARCHAR NOT NULL,
+    entity_id VARCHAR NOT NULL,
+    summary JSON NOT NULL
+);
+
+-- Events that were valid to append but could not be applied (e.g. a parameter
+-- logged again with a different value): recorded, never silently dropped.
+CREATE TABLE IF NOT EXISTS conflicts (
+    "partition" INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    event_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    entity_id VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL
+);
+
+-- Records of unknown type or undecodable bytes (e.g. written by a newer release).
+CREATE TABLE IF NOT EXISTS parked_events (
+    "partition" INTEGER NOT NULL,
+    "offset" BIGINT NOT NULL,
+    event_id VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,
+    error VARCHAR NOT NULL,
+    payload BLOB NOT NULL
+);
