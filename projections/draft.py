@@ -1,0 +1,114 @@
+"""The working state of one fold: prior rows, copied on write, plus what the batch adds.
+
+Per-aggregate folds read and change rows through a `Draft`; `Draft.writes()` turns
+the result into a `Writes` value. Nothing here touches a clock, a file or a database.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from deardiary.projections.writes import Key, PriorState, Row, Writes, row_key
+from deardiary.schemas.envelope import Envelope, LogPosition
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def ts(micros: int) -> datetime:
+    """A naive UTC datetime from microseconds since the epoch (the tables' time type)."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+class Draft:
+    """Rows as the batch has changed them so far, and the rows it inserts."""
+
+    def __init__(self, prior: PriorState) -> None:
+        self._prior = prior
+        self._rows: dict[str, dict[Key, Row]] = {}
+        self._dirty: dict[str, dict[Key, Row]] = {}
+        self.inserts: dict[str, list[Row]] = {}
+        self.point_tables: list[pa.Table] = []
+        # set by the dispatcher for the event being folded
+        self.position = LogPosition(0, 0, 0)
+        self.envelope: Envelope | None = None
+
+    # -- rows --------------------------------------------------------------
+    def get(self, table: str, key: Key) -> Row | None:
+        """The current row (a private copy: change it, then `put` it)."""
+        rows = self._rows.setdefault(table, {})
+        if key not in rows:
+            prior = self._prior.rows.get(table, {}).get(key)
+            if prior is None:
+                return None
+            rows[key] = copy.deepcopy(prior)
+        return rows[key]
+
+    def put(self, table: str, row: Row) -> None:
+        key = row_key(table, row)
+        self._rows.setdefault(table, {})[key] = row
+        self._dirty.setdefault(table, {})[key] = row
+
+    def rows_where(self, table: str, column: str, value: Any) -> list[Row]:
+        """Current rows of a table whose column equals value (prior rows and new ones)."""
+        keys = set(self._prior.rows.get(table, {})) | set(self._rows.get(table, {}))
+        found = []
+        for key in sorted(keys, key=str):
+            row = self.get(table, key)
+            if row is not None and row.get(column) == value:
+                found.append(row)
+        return found
+
+    def insert(self, table: str, row: Row) -> None:
+        self.inserts.setdefault(table, []).append(row)
+
+    # -- event context ----------------------------------------------------
+    @property
+    def log_time(self) -> datetime:
+        return ts(self.position.log_time)
+
+    @property
+    def actor(self) -> str:
+        return self.envelope.actor if self.envelope is not None else ""
+
+    @property
+    def event_id(self) -> str:
+        return self.envelope.event_id if self.envelope is not None else ""
+
+    def conflict(self, kind: str, entity_id: str, detail: str) -> None:
+        """Record an event that could not be applied; it is never silently dropped."""
+        self.insert(
+            "conflicts",
+            {
+                "partition": self.position.partition,
+                "offset": self.position.offset,
+                "event_id": self.event_id,
+                "kind": kind,
+                "entity_id": entity_id,
+                "detail": detail,
+            },
+        )
+
+    def writes(self, next_offsets: dict[int, int], applied: list[str]) -> Writes:
+        upserts = {
+            table: [rows[k] for k in sorted(rows, key=str)]
+            for table, rows in sorted(self._dirty.items())
+            if rows
+        }
+        points = pa.concat_tables(self.point_tables) if self.point_tables else None
+        return Writes(
+            next_offsets=next_offsets,
+            applied_event_ids=applied,
+            upserts=upserts,
+            inserts=self.inserts,
+            metric_points=points,
+        )
+
+
+def json_value(obj: Any) -> Any:
+    """A JSON-compatible copy of a Struct or value (for summaries and JSON columns)."""
+    return msgspec.to_builtins(obj)

@@ -1,0 +1,93 @@
+"""Iterations: start (or resume), heartbeat, end; and their parameters."""
+
+from __future__ import annotations
+
+from deardiary.projections.draft import Draft, json_value
+from deardiary.projections.folds.entities import base_row
+from deardiary.schemas.events import (
+    IterationEnded,
+    IterationHeartbeat,
+    IterationStarted,
+    IterationStatus,
+    ParamsLogged,
+)
+
+
+def fold_iteration_started(draft: Draft, event: IterationStarted) -> None:
+    row = draft.get("iterations", event.iteration_id)
+    if row is not None:
+        # The same id started again (a restarted trial with the same external id): resume.
+        row.update(status=IterationStatus.RUNNING.value, end_date=None, error_message="")
+        row["updated_at"] = row["last_heartbeat"] = draft.log_time
+        row["tags"] = {**row["tags"], **event.tags}
+        if event.environment is not None:
+            row["environment"] = json_value(event.environment)
+        draft.put("iterations", row)
+        return
+    experiment = draft.get("experiments", event.experiment_id)
+    if experiment is None:
+        draft.conflict("missing_parent", event.iteration_id, f"experiment {event.experiment_id}")
+    draft.put(
+        "iterations",
+        base_row(
+            draft,
+            iteration_id=event.iteration_id,
+            experiment_id=event.experiment_id,
+            project_id=experiment["project_id"] if experiment else "",
+            name=event.name,
+            parent_iteration_id=event.parent_iteration_id,
+            external_id=event.external_id,
+            status=IterationStatus.RUNNING.value,
+            error_message="",
+            notes=event.notes,
+            tags=dict(event.tags),
+            metadata=json_value(event.metadata),
+            environment=None if event.environment is None else json_value(event.environment),
+            end_date=None,
+            last_heartbeat=draft.log_time,
+        ),
+    )
+
+
+def fold_iteration_heartbeat(draft: Draft, event: IterationHeartbeat) -> None:
+    row = draft.get("iterations", event.iteration_id)
+    if row is None:
+        draft.conflict("not_found", event.iteration_id, "iteration")
+        return
+    row["last_heartbeat"] = draft.log_time
+    draft.put("iterations", row)
+
+
+def fold_iteration_ended(draft: Draft, event: IterationEnded) -> None:
+    row = draft.get("iterations", event.iteration_id)
+    if row is None:
+        draft.conflict("not_found", event.iteration_id, "iteration")
+        return
+    row.update(status=event.status.value, error_message=event.error_message)
+    row["end_date"] = row["updated_at"] = row["last_heartbeat"] = draft.log_time
+    draft.put("iterations", row)
+
+
+def fold_params(draft: Draft, event: ParamsLogged) -> None:
+    """Write-once: the same value again is a no-op, a different one a recorded conflict."""
+    for key in sorted(event.params):
+        value = event.params[key]
+        existing = draft.get("params", (event.iteration_id, key))
+        if existing is not None:
+            if existing["value"] != value:
+                draft.conflict(
+                    "param_changed",
+                    event.iteration_id,
+                    f"param {key!r} is {existing['value']!r}; refused {value!r}",
+                )
+            continue
+        draft.put(
+            "params",
+            {
+                "iteration_id": event.iteration_id,
+                "key": key,
+                "value": value,
+                "section": event.section,
+                "logged_at": draft.log_time,
+            },
+        )

@@ -1,0 +1,133 @@
+"""Metric points: resolve default steps, emit the points, update `last_metrics`.
+
+Every aggregate is a left fold in log order (the running sum is accumulated point by
+point, ties keep the earlier point), so folding a sequence in one batch or in many
+gives bit-identical results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from deardiary.projections.draft import Draft
+from deardiary.schemas.events import AUTO_STEP, MetricsLogged
+
+POINT_SCHEMA = pa.schema(
+    [
+        ("iteration_id", pa.dictionary(pa.int32(), pa.string())),
+        ("key", pa.dictionary(pa.int32(), pa.string())),
+        ("step", pa.int64()),
+        ("value", pa.float64()),
+        ("recorded_at", pa.timestamp("us")),
+        ("client_time", pa.timestamp("us")),
+        ("group", pa.dictionary(pa.int32(), pa.string())),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("seq", pa.int32()),
+    ]
+)
+
+
+def _constant(value: str, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([value]))
+
+
+def _resolve_steps(steps: np.ndarray, top: int) -> tuple[np.ndarray, int]:
+    """Replace AUTO_STEP by max(step so far)+1, in order; returns the steps and the new max."""
+    auto = steps == AUTO_STEP
+    if not auto.any():
+        return steps, max(top, int(steps.max()))
+    if auto.all():
+        resolved = np.arange(top + 1, top + 1 + len(steps), dtype=np.int64)
+        return resolved, int(resolved[-1])
+    resolved = steps.copy()
+    for i, step in enumerate(steps.tolist()):
+        if step == AUTO_STEP:
+            top += 1
+            resolved[i] = top
+        else:
+            top = max(top, step)
+    return resolved, top
+
+
+def _summary(
+    draft: Draft,
+    prior: dict[str, Any] | None,
+    event: MetricsLogged,
+    key: str,
+    steps: np.ndarray,
+    values: np.ndarray,
+    top: int,
+) -> dict[str, Any]:
+    """Merge one key's points (in log order) into its last_metrics row."""
+    row = prior or {
+        "iteration_id": event.iteration_id,
+        "key": key,
+        "first": float(values[0]),
+        "first_step": int(steps[0]),
+        "count": 0,
+        "sum": 0.0,
+        "finite_count": 0,
+        "min": None,
+        "max": None,
+        "min_step": None,
+        "max_step": None,
+    }
+    finite = ~np.isnan(values)
+    if finite.any():
+        fvals, fsteps = values[finite], steps[finite]
+        lo, hi = int(np.argmin(fvals)), int(np.argmax(fvals))
+        if row["min"] is None or fvals[lo] < row["min"]:
+            row["min"], row["min_step"] = float(fvals[lo]), int(fsteps[lo])
+        if row["max"] is None or fvals[hi] > row["max"]:
+            row["max"], row["max_step"] = float(fvals[hi]), int(fsteps[hi])
+        running = np.add.accumulate(np.concatenate(([row["sum"]], fvals)))
+        row["sum"] = float(running[-1])
+        row["finite_count"] += int(finite.sum())
+    row["count"] += len(values)
+    row["last"] = float(values[-1])
+    row["last_step"] = int(steps[-1])
+    row["top_step"] = top
+    row["mean"] = row["sum"] / row["finite_count"] if row["finite_count"] else None
+    row["last_recorded_at"] = draft.log_time
+    return row
+
+
+def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
+    n = event.num_points
+    if n == 0:
+        return
+    key_index = np.frombuffer(event.key_index, dtype="<u2").astype(np.int32)
+    steps = np.frombuffer(event.steps, dtype="<i8").copy()
+    values = np.frombuffer(event.values, dtype="<f8")
+    times = np.frombuffer(event.times, dtype="<i8")
+    for k, key in enumerate(event.keys):
+        mask = key_index == k
+        if not mask.any():
+            continue
+        prior = draft.get("last_metrics", (event.iteration_id, key))
+        top = prior["top_step"] if prior is not None else -1
+        resolved, top = _resolve_steps(steps[mask], top)
+        steps[mask] = resolved
+        draft.put("last_metrics", _summary(draft, prior, event, key, resolved, values[mask], top))
+    pos = draft.position
+    draft.point_tables.append(
+        pa.Table.from_arrays(
+            [
+                _constant(event.iteration_id, n),
+                pa.DictionaryArray.from_arrays(key_index, pa.array(event.keys, pa.string())),
+                pa.array(steps),
+                pa.array(values),
+                pa.array(np.full(n, pos.log_time, dtype=np.int64)).cast(pa.timestamp("us")),
+                pa.array(times).cast(pa.timestamp("us")),
+                _constant(event.group, n),
+                pa.array(np.full(n, pos.partition, dtype=np.int32)),
+                pa.array(np.full(n, pos.offset, dtype=np.int64)),
+                pa.array(np.arange(n, dtype=np.int32)),
+            ],
+            schema=POINT_SCHEMA,
+        )
+    )

@@ -1,0 +1,303 @@
+"""The projection store: DuckDB tables plus Parquet metric segments, one transaction a batch.
+
+`apply` writes a batch's rows, its metric points, the applied event ids and the new
+consumer offsets in ONE DuckDB transaction (eventsourcing's tracking rule), so a
+crash either keeps all of a batch or none of it, and redelivery is skipped.
+
+Metric points land first in the `metric_points_hot` table and are compacted into
+sorted Parquet segments (written to a temp file, fsynced, renamed, then registered
+in `metric_segments` in a transaction); small segments are merged so a long sweep
+does not leave thousands of tiny files. The `metrics` view unions both.
+
+One process owns the database (DuckDB's own file lock enforces it); one thread in it
+writes through `self.conn`, readers take `reader()` cursors.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from deardiary.projections.folds.metrics import POINT_SCHEMA
+from deardiary.projections.writes import (
+    JSON_COLUMNS,
+    PRIMARY_KEYS,
+    Key,
+    Lookups,
+    PriorState,
+    Row,
+    Writes,
+    row_key,
+)
+from deardiary.schemas.errors import Unavailable
+
+_JSON_INSERT_COLUMNS: dict[str, tuple[str, ...]] = {**JSON_COLUMNS, "events": ("summary",)}
+_POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
+
+
+def _schema_sql() -> str:
+    return resources.files("deardiary.projections").joinpath("schema.sql").read_text()
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _parquet_list(paths: list[Path]) -> str:
+    """A SQL list literal of file paths (paths are ours, quoted anyway)."""
+    return "[" + ", ".join(_quote(str(p)) for p in paths) + "]"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DuckDBProjectionStore:
+    """DuckDB + Parquet projections in a folder: state.duckdb and segments/."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        hot_points_limit: int = 2_000_000,
+        merge_below_rows: int = 1_000_000,
+        max_small_segments: int = 8,
+    ) -> None:
+        self.directory = Path(directory)
+        self.segments_dir = self.directory / "segments"
+        self.segments_dir.mkdir(parents=True, exist_ok=True)
+        self.hot_points_limit = hot_points_limit
+        self.merge_below_rows = merge_below_rows
+        self.max_small_segments = max_small_segments
+        try:
+            self.conn = duckdb.connect(str(self.directory / "state.duckdb"))
+        except duckdb.IOException as exc:
+            raise Unavailable(
+                f"the projection store {self.directory} is in use by another process: {exc}"
+            ) from exc
+        self._arrow_schemas: dict[str, pa.Schema] = {}
+        self._write_lock = threading.RLock()
+        self.conn.execute(_schema_sql())
+        self._remove_unregistered_segments()
+        self._refresh_metrics_view()
+
+    # -- reading state -----------------------------------------------------
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for one reading thread; it sees committed batches only."""
+        return self.conn.cursor()
+
+    def next_offsets(self) -> dict[int, int]:
+        rows = self.conn.execute(
+            'SELECT "partition", next_offset FROM projection_offsets'
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def load_prior(self, lookups: Lookups) -> PriorState:
+        """Load exactly the rows a batch's fold may read."""
+        prior = PriorState(next_offsets=self.next_offsets())
+        conn = self.conn
+        if lookups.event_ids:
+            ids = pa.table({"event_id": sorted(lookups.event_ids)})
+            conn.register("_want_ids", ids)
+            try:
+                found = conn.execute(
+                    "SELECT a.event_id FROM applied_events a JOIN _want_ids USING (event_id)"
+                ).fetchall()
+            finally:
+                conn.unregister("_want_ids")
+            prior.seen_event_ids = {r[0] for r in found}
+        for table, keys in lookups.keys.items():
+            prior.rows[table] = self._rows_by_key(table, keys)
+        if lookups.model_versions_of:
+            rows = self._rows_where("model_versions", "model_id", lookups.model_versions_of)
+            prior.rows.setdefault("model_versions", {}).update(rows)
+        return prior
+
+    def _rows_by_key(self, table: str, keys: set[Key]) -> dict[Key, Row]:
+        cols = PRIMARY_KEYS[table]
+        if len(cols) == 1:
+            wanted = pa.table({cols[0]: sorted(str(k) for k in keys)})
+        else:
+            pairs = sorted(k for k in keys if isinstance(k, tuple))
+            wanted = pa.table({cols[0]: [a for a, _ in pairs], cols[1]: [b for _, b in pairs]})
+        using = ", ".join(f'"{c}"' for c in cols)
+        return self._select(table, f"JOIN _wanted USING ({using})", wanted)
+
+    def _rows_where(self, table: str, column: str, values: set[str]) -> dict[Key, Row]:
+        wanted = pa.table({column: sorted(values)})
+        return self._select(table, f'JOIN _wanted USING ("{column}")', wanted)
+
+    def _select(self, table: str, join: str, wanted: pa.Table) -> dict[Key, Row]:
+        self.conn.register("_wanted", wanted)
+        try:
+            result = self.conn.sql(f"SELECT t.* FROM {table} t {join}").to_arrow_table()
+        finally:
+            self.conn.unregister("_wanted")
+        json_cols = JSON_COLUMNS.get(table, ())
+        rows: dict[Key, Row] = {}
+        for row in result.to_pylist():
+            for col in json_cols:
+                if row[col] is not None:
+                    row[col] = msgspec.json.decode(row[col])
+            rows[row_key(table, row)] = row
+        return rows
+
+    # -- writing -----------------------------------------------------------
+    def _arrow_schema(self, table: str) -> pa.Schema:
+        if table not in self._arrow_schemas:
+            empty = self.conn.sql(f"SELECT * FROM {table} LIMIT 0").to_arrow_table()
+            self._arrow_schemas[table] = empty.schema
+        return self._arrow_schemas[table]
+
+    def _to_arrow(self, table: str, rows: list[Row]) -> pa.Table:
+        json_cols = _JSON_INSERT_COLUMNS.get(table, ())
+        if json_cols:
+            rows = [
+                {
+                    **row,
+                    **{
+                        c: None
+                        if row.get(c) is None
+                        else msgspec.json.encode(row[c], order="sorted").decode()
+                        for c in json_cols
+                    },
+                }
+                for row in rows
+            ]
+        return pa.Table.from_pylist(rows, schema=self._arrow_schema(table))
+
+    def _insert(self, table: str, data: pa.Table, replace: bool) -> None:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        self.conn.register("_rows", data)
+        try:
+            self.conn.execute(f"{verb} INTO {table} SELECT * FROM _rows")
+        finally:
+            self.conn.unregister("_rows")
+
+    def apply(self, writes: Writes) -> None:
+        """Apply one batch atomically: state, points, applied ids and offsets together."""
+        with self._write_lock:
+            conn = self.conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for table, rows in writes.upserts.items():
+                    self._insert(table, self._to_arrow(table, rows), replace=True)
+                for table, rows in writes.inserts.items():
+                    if rows:
+                        self._insert(table, self._to_arrow(table, rows), replace=False)
+                if writes.metric_points is not None and writes.metric_points.num_rows:
+                    conn.register("_points", writes.metric_points)
+                    try:
+                        conn.execute(
+                            f"INSERT INTO metric_points_hot ({_POINT_COLUMNS})"
+                            f" SELECT {_POINT_COLUMNS} FROM _points"
+                        )
+                    finally:
+                        conn.unregister("_points")
+                if writes.applied_event_ids:
+                    ids = pa.table({"event_id": writes.applied_event_ids})
+                    self._insert("applied_events", ids, replace=False)
+                for partition, offset in sorted(writes.next_offsets.items()):
+                    conn.execute(
+                        "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)",
+                        [partition, offset],
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if writes.num_points:
+                self.maybe_compact()
+
+    # -- metric segments -----------------------------------------------------
+    def hot_points(self) -> int:
+        row = self.conn.execute("SELECT count(*) FROM metric_points_hot").fetchone()
+        return int(row[0]) if row else 0
+
+    def maybe_compact(self) -> None:
+        if self.hot_points() >= self.hot_points_limit:
+            self.compact()
+
+    def compact(self) -> None:
+        """Move hot points into a new Parquet segment, then merge small segments."""
+        with self._write_lock:
+            if self.hot_points():
+                self._publish_segment("SELECT * FROM metric_points_hot", [])
+            small = self.conn.execute(
+                "SELECT path FROM metric_segments WHERE num_rows < ? ORDER BY created_seq",
+                [self.merge_below_rows],
+            ).fetchall()
+            if len(small) > self.max_small_segments:
+                names = [p for (p,) in small]
+                source = _parquet_list([self.segments_dir / p for p in names])
+                self._publish_segment(f"SELECT * FROM read_parquet({source})", names)
+
+    def _publish_segment(self, source_sql: str, replaced: list[str]) -> None:
+        """Write `source_sql` as a new segment; it replaces the hot rows or `replaced` files."""
+        row = self.conn.execute(
+            "SELECT COALESCE(MAX(created_seq), 0) + 1 FROM metric_segments"
+        ).fetchone()
+        seq = int(row[0]) if row else 1
+        name = f"seg-{seq:010d}.parquet"
+        final = self.segments_dir / name
+        tmp = self.segments_dir / f".{name}.tmp"
+        self.conn.execute(
+            f'COPY ({source_sql} ORDER BY iteration_id, key, step, "partition", "offset", seq)'
+            f" TO {_quote(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+        )
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(self.segments_dir)
+        num_rows = self.conn.execute(
+            "SELECT count(*) FROM read_parquet(?)", [str(final)]
+        ).fetchone()
+        conn = self.conn
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(
+                "INSERT INTO metric_segments VALUES (?, ?, ?, ?)",
+                [name, int(num_rows[0]) if num_rows else 0, final.stat().st_size, seq],
+            )
+            if replaced:
+                conn.execute("DELETE FROM metric_segments WHERE list_contains(?, path)", [replaced])
+            else:
+                conn.execute("DELETE FROM metric_points_hot")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._refresh_metrics_view()
+        for old in replaced:
+            (self.segments_dir / old).unlink(missing_ok=True)
+
+    def segment_paths(self) -> list[Path]:
+        rows = self.conn.execute("SELECT path FROM metric_segments ORDER BY created_seq").fetchall()
+        return [self.segments_dir / p for (p,) in rows]
+
+    def _remove_unregistered_segments(self) -> None:
+        """Files a crash left between rename and registration are not part of the state."""
+        registered = {p.name for p in self.segment_paths()}
+        for path in self.segments_dir.iterdir():
+            if path.name not in registered:
+                path.unlink()
+
+    def _refresh_metrics_view(self) -> None:
+        select_hot = f"SELECT {_POINT_COLUMNS} FROM metric_points_hot"
+        paths = self.segment_paths()
+        sql = select_hot
+        if paths:
+            sql += f" UNION ALL SELECT {_POINT_COLUMNS} FROM read_parquet({_parquet_list(paths)})"
+        self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {sql}")
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,83 @@
+"""The values a fold consumes and produces: `PriorState` in, `Writes` out.
+
+Both are plain data, so a fold is a pure function that tests can drive with
+hand-built events and no database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+Row = dict[str, Any]
+Key = str | tuple[str, str]
+
+# Primary key columns of every table the fold upserts (rows are replaced whole).
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "projects": ("project_id",),
+    "experiments": ("experiment_id",),
+    "iterations": ("iteration_id",),
+    "params": ("iteration_id", "key"),
+    "last_metrics": ("iteration_id", "key"),
+    "artifacts": ("artifact_id",),
+    "models": ("model_id",),
+    "model_versions": ("model_version_id",),
+    "users": ("user_id",),
+    "permissions": ("user_id", "project_id"),
+    "access_tokens": ("token_id",),
+}
+
+# Columns stored as JSON text; the fold sees them as Python values.
+JSON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "projects": ("tags", "metadata"),
+    "experiments": ("tags", "metadata"),
+    "iterations": ("tags", "metadata", "environment"),
+    "artifacts": ("tags",),
+    "models": ("tags", "metadata"),
+    "model_versions": ("tags", "metadata", "aliases"),
+}
+
+
+def row_key(table: str, row: Row) -> Key:
+    cols = PRIMARY_KEYS[table]
+    if len(cols) == 1:
+        return str(row[cols[0]])
+    return (str(row[cols[0]]), str(row[cols[1]]))
+
+
+@dataclass
+class Lookups:
+    """What a fold needs loaded from the store for one batch, by table."""
+
+    keys: dict[str, set[Key]] = field(default_factory=dict)
+    model_versions_of: set[str] = field(default_factory=set)
+    event_ids: set[str] = field(default_factory=set)
+
+    def want(self, table: str, key: Key) -> None:
+        self.keys.setdefault(table, set()).add(key)
+
+
+@dataclass
+class PriorState:
+    """What the store holds for the batch's keys before the batch is applied."""
+
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    seen_event_ids: set[str] = field(default_factory=set)
+    rows: dict[str, dict[Key, Row]] = field(default_factory=dict)
+
+
+@dataclass
+class Writes:
+    """Everything one batch changes; the store applies it in one transaction."""
+
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    applied_event_ids: list[str] = field(default_factory=list)
+    upserts: dict[str, list[Row]] = field(default_factory=dict)
+    inserts: dict[str, list[Row]] = field(default_factory=dict)
+    metric_points: pa.Table | None = None
+
+    @property
+    def num_points(self) -> int:
+        return 0 if self.metric_points is None else self.metric_points.num_rows
