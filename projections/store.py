@@ -19,6 +19,7 @@ import os
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import msgspec
@@ -91,6 +92,10 @@ class DuckDBProjectionStore:
         self._refresh_metrics_view()
 
     # -- reading state -----------------------------------------------------
+    def _scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        """One value; fetches the whole result so the connection is free afterwards."""
+        return self.conn.execute(sql, params or []).fetchall()[0][0]
+
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A cursor for one reading thread; it sees committed batches only."""
         return self.conn.cursor()
@@ -220,8 +225,7 @@ class DuckDBProjectionStore:
 
     # -- metric segments -----------------------------------------------------
     def hot_points(self) -> int:
-        row = self.conn.execute("SELECT count(*) FROM metric_points_hot").fetchone()
-        return int(row[0]) if row else 0
+        return int(self._scalar("SELECT count(*) FROM metric_points_hot"))
 
     def maybe_compact(self) -> None:
         if self.hot_points() >= self.hot_points_limit:
@@ -243,10 +247,7 @@ class DuckDBProjectionStore:
 
     def _publish_segment(self, source_sql: str, replaced: list[str]) -> None:
         """Write `source_sql` as a new segment; it replaces the hot rows or `replaced` files."""
-        row = self.conn.execute(
-            "SELECT COALESCE(MAX(created_seq), 0) + 1 FROM metric_segments"
-        ).fetchone()
-        seq = int(row[0]) if row else 1
+        seq = int(self._scalar("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM metric_segments"))
         name = f"seg-{seq:010d}.parquet"
         final = self.segments_dir / name
         tmp = self.segments_dir / f".{name}.tmp"
@@ -258,15 +259,13 @@ class DuckDBProjectionStore:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
         _fsync_dir(self.segments_dir)
-        num_rows = self.conn.execute(
-            "SELECT count(*) FROM read_parquet(?)", [str(final)]
-        ).fetchone()
+        num_rows = int(self._scalar("SELECT count(*) FROM read_parquet(?)", [str(final)]))
         conn = self.conn
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute(
                 "INSERT INTO metric_segments VALUES (?, ?, ?, ?)",
-                [name, int(num_rows[0]) if num_rows else 0, final.stat().st_size, seq],
+                [name, num_rows, final.stat().st_size, seq],
             )
             if replaced:
                 conn.execute("DELETE FROM metric_segments WHERE list_contains(?, path)", [replaced])

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS records (
     key TEXT NOT NULL,
     log_time INTEGER NOT NULL,
     payload BLOB NOT NULL
-)
+);
+CREATE INDEX IF NOT EXISTS records_log_time ON records (log_time)
 """
 
 PARTITION = 0
@@ -42,7 +43,7 @@ class SqliteEventLog:
         self._local = threading.local()
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
-        self._conn().execute(_SCHEMA)
+        self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -61,10 +62,13 @@ class SqliteEventLog:
         if not records:
             return []
         conn = self._conn()
-        log_time = now_us()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Taken under the write lock and never behind the previous record, so log
+                # time is non-decreasing with offset (as-of-time rebuilds rely on it).
+                last = conn.execute("SELECT MAX(log_time) FROM records").fetchone()
+                log_time = max(now_us(), int(last[0] or 0))
                 conn.executemany(
                     "INSERT OR IGNORE INTO records (event_id, key, log_time, payload)"
                     " VALUES (?, ?, ?, ?)",

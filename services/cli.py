@@ -1,0 +1,73 @@
+"""The `deardiary` command: wiring only; every subcommand calls into a service module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from deardiary.schemas.errors import DearDiaryError
+from deardiary.services.embedded import DataPaths, EmbeddedStore
+from deardiary.services.formats import RENDERERS
+from deardiary.services.log import open_log
+from deardiary.services.replay import AsOf, replay
+
+DEFAULT_DATA = "./deardiary-data"
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    with EmbeddedStore.open_when_free(args.data, create_log=False) as store:
+        table = store.sql(args.query)
+    sys.stdout.write(RENDERERS[args.format](table))
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    source = args.broker or DataPaths(args.data).log_url
+    if not args.broker and not DataPaths(args.data).log.exists():
+        raise FileNotFoundError(f"no log at {DataPaths(args.data).log}")
+    log = open_log(source)
+    try:
+        offsets = replay(log, Path(args.into), AsOf.parse(args.as_of))
+    finally:
+        log.close()
+    reached = ", ".join(f"partition {p}: {o} records" for p, o in sorted(offsets.items()))
+    print(f"replayed into {args.into} ({reached or 'empty log'})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deardiary", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sql = sub.add_parser("sql", help="run read-only SQL over the projections")
+    sql.add_argument("query")
+    sql.add_argument("--data", default=DEFAULT_DATA, help="data folder (default %(default)s)")
+    sql.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    sql.set_defaults(func=_cmd_sql)
+
+    rep = sub.add_parser("replay", help="rebuild projections from the log into a new folder")
+    rep.add_argument("--data", default=DEFAULT_DATA, help="data folder whose log is replayed")
+    rep.add_argument("--broker", default=None, help="replay from kafka://host:port instead")
+    rep.add_argument("--into", required=True, help="new folder for the rebuilt projections")
+    rep.add_argument("--as-of", default=None, help="an offset, or an ISO-8601 time")
+    rep.set_defaults(func=_cmd_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except DearDiaryError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: NOT_FOUND: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
