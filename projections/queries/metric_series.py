@@ -1,0 +1,135 @@
+"""Metric series: raw history, deterministic min/max downsampling, comparison, snapshots.
+
+Downsampling splits the step range into equal buckets and keeps, per bucket, the
+point with the lowest and the point with the highest value (ties: lowest step), so
+spikes survive (random sampling hides them) and the same data always gives the
+same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+SERIES_COLUMNS = "step, value, recorded_at"
+# Points of one key at one step keep log order; the last one logged is the current one.
+_ORDER = 'step, "partition", "offset", seq'
+
+
+def history(
+    conn: duckdb.DuckDBPyConnection,
+    iteration_id: str,
+    key: str,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> pa.Table:
+    """Every point of one series in step order: columns step, value, recorded_at."""
+    return conn.sql(
+        f"SELECT {SERIES_COLUMNS} FROM metrics WHERE iteration_id = $it AND key = $key"
+        " AND step >= coalesce($lo, step) AND step <= coalesce($hi, step)"
+        f" ORDER BY {_ORDER}",
+        params={"it": iteration_id, "key": key, "lo": start_step, "hi": end_step},
+    ).to_arrow_table()
+
+
+def downsampled(
+    conn: duckdb.DuckDBPyConnection, iteration_id: str, key: str, max_points: int
+) -> pa.Table:
+    """At most `max_points` points (>= 2) keeping each bucket's min and max."""
+    buckets = max(1, max_points // 2)
+    point = "{'step': step, 'value': value, 'recorded_at': recorded_at}"
+    order = '"partition", "offset", seq'
+    return conn.sql(
+        f"""
+        WITH s AS (
+            SELECT step, value, recorded_at, "partition", "offset", seq
+            FROM metrics WHERE iteration_id = $it AND key = $key
+        ),
+        n AS (SELECT count(*) AS total, min(step) AS lo, max(step) AS hi FROM s),
+        picked AS (
+            SELECT
+                arg_min({point}, (value, step, {order})) AS low,
+                arg_max({point}, (value, -step, -"partition", -"offset", -seq)) AS high
+            FROM s, n
+            WHERE n.total > $max
+            GROUP BY floor((s.step - n.lo) * $buckets / (n.hi - n.lo + 1))
+        ),
+        points AS (
+            SELECT low.* FROM picked UNION SELECT high.* FROM picked
+        )
+        SELECT step, value, recorded_at FROM points
+        UNION ALL
+        SELECT step, value, recorded_at FROM (SELECT s.* FROM s, n WHERE n.total <= $max)
+        ORDER BY step, value, recorded_at
+        """,
+        params={"it": iteration_id, "key": key, "max": max_points, "buckets": buckets},
+    ).to_arrow_table()
+
+
+def series(
+    conn: duckdb.DuckDBPyConnection, iteration_id: str, key: str, max_points: int | None = None
+) -> pa.Table:
+    if max_points is None:
+        return history(conn, iteration_id, key)
+    return downsampled(conn, iteration_id, key, max_points)
+
+
+def compare(
+    conn: duckdb.DuckDBPyConnection,
+    iteration_ids: Sequence[str],
+    keys: Sequence[str],
+    max_points: int | None = None,
+) -> pa.Table:
+    """Many iterations' series side by side: iteration_id, key, step, value, recorded_at."""
+    parts = []
+    for iteration_id in iteration_ids:
+        for key in keys:
+            t = series(conn, iteration_id, key, max_points)
+            parts.append(
+                t.add_column(0, "key", pa.array([key] * t.num_rows, pa.string())).add_column(
+                    0, "iteration_id", pa.array([iteration_id] * t.num_rows, pa.string())
+                )
+            )
+    if not parts:
+        return pa.table(
+            {
+                "iteration_id": pa.array([], pa.string()),
+                "key": pa.array([], pa.string()),
+                "step": pa.array([], pa.int64()),
+                "value": pa.array([], pa.float64()),
+                "recorded_at": pa.array([], pa.timestamp("us")),
+            }
+        )
+    return pa.concat_tables(parts)
+
+
+def at_step(conn: duckdb.DuckDBPyConnection, experiment_id: str, key: str, step: int) -> pa.Table:
+    """The value of a metric across all iterations of an experiment at one step."""
+    return conn.sql(
+        """
+        SELECT iteration_id, step, value, recorded_at FROM (
+            SELECT m.*, row_number() OVER (
+                PARTITION BY m.iteration_id ORDER BY "partition" DESC, "offset" DESC, seq DESC
+            ) AS newest
+            FROM metrics m JOIN iterations i USING (iteration_id)
+            WHERE i.experiment_id = $exp AND NOT i.deleted AND m.key = $key AND m.step = $step
+        ) WHERE newest = 1
+        ORDER BY iteration_id
+        """,
+        params={"exp": experiment_id, "key": key, "step": step},
+    ).to_arrow_table()
+
+
+def metric_names(conn: duckdb.DuckDBPyConnection, experiment_id: str) -> pa.Table:
+    """The metric keys logged in an experiment, with how many iterations logged each."""
+    return conn.sql(
+        """
+        SELECT lm.key, count(*) AS iterations, sum(lm.count)::BIGINT AS points
+        FROM last_metrics lm JOIN iterations i USING (iteration_id)
+        WHERE i.experiment_id = $exp AND NOT i.deleted
+        GROUP BY lm.key ORDER BY lm.key
+        """,
+        params={"exp": experiment_id},
+    ).to_arrow_table()
