@@ -97,7 +97,6 @@ def lookups_for(batch: Sequence[Record]) -> Lookups:
             case ProjectCreated():
                 want.want("projects", ev.project_id)
             case ExperimentCreated():
-                want.want("projects", ev.project_id)
                 want.want("experiments", ev.experiment_id)
             case ExperimentStatusChanged():
                 want.want("experiments", ev.experiment_id)
@@ -116,7 +115,6 @@ def lookups_for(batch: Sequence[Record]) -> Lookups:
                 want.want("artifacts", ev.artifact_id)
             case ModelCreated():
                 want.want("models", ev.model_id)
-                want.want("projects", ev.project_id)
             case ModelVersionCreated() | ModelVersionStaged() | ModelAliasSet():
                 want.want("models", ev.model_id)
                 want.model_versions_of.add(ev.model_id)

@@ -60,5 +60,5 @@ def sweep_start(
     return [
         ProjectCreated(project_id=pid, name=project),
         ExperimentCreated(experiment_id=eid, project_id=pid, name=experiment),
-        IterationStarted(iteration_id=iteration, experiment_id=eid, name=iteration),
+        IterationStarted(iteration_id=iteration, experiment_id=eid, project_id=pid, name=iteration),
     ]

@@ -63,8 +63,6 @@ def fold_project_created(draft: Draft, event: ProjectCreated) -> None:
 def fold_experiment_created(draft: Draft, event: ExperimentCreated) -> None:
     if draft.get("experiments", event.experiment_id) is not None:
         return
-    if draft.get("projects", event.project_id) is None:
-        draft.conflict("missing_parent", event.experiment_id, f"project {event.project_id}")
     draft.put(
         "experiments",
         base_row(

@@ -24,16 +24,17 @@ def fold_iteration_started(draft: Draft, event: IterationStarted) -> None:
             row["environment"] = json_value(event.environment)
         draft.put("iterations", row)
         return
-    experiment = draft.get("experiments", event.experiment_id)
-    if experiment is None:
-        draft.conflict("missing_parent", event.iteration_id, f"experiment {event.experiment_id}")
+    project_id = event.project_id
+    if not project_id:  # written by a client that did not carry it: look it up
+        experiment = draft.get("experiments", event.experiment_id)
+        project_id = experiment["project_id"] if experiment else ""
     draft.put(
         "iterations",
         base_row(
             draft,
             iteration_id=event.iteration_id,
             experiment_id=event.experiment_id,
-            project_id=experiment["project_id"] if experiment else "",
+            project_id=project_id,
             name=event.name,
             parent_iteration_id=event.parent_iteration_id,
             external_id=event.external_id,

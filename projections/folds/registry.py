@@ -16,8 +16,6 @@ from deardiary.schemas.events import (
 def fold_model_created(draft: Draft, event: ModelCreated) -> None:
     if draft.get("models", event.model_id) is not None:
         return
-    if draft.get("projects", event.project_id) is None:
-        draft.conflict("missing_parent", event.model_id, f"project {event.project_id}")
     draft.put(
         "models",
         base_row(

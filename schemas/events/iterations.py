@@ -33,10 +33,15 @@ class Environment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IterationStarted(Event, frozen=True, kw_only=True, tag="iteration_started"):
-    """A second start of the same id (same external id) resumes the iteration."""
+    """A second start of the same id (same external id) resumes the iteration.
+
+    `project_id` is carried (added in schema 1 with a default) so the fold never needs
+    another aggregate's state: in Kafka mode the experiment lives in another partition.
+    """
 
     iteration_id: str
     experiment_id: str
+    project_id: str = ""
     name: str = ""
     parent_iteration_id: str | None = None
     external_id: str | None = None

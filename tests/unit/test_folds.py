@@ -91,9 +91,10 @@ def test_restarted_iteration_resumes() -> None:
     assert it["status"] == "RUNNING" and it["end_date"] is None
 
 
-def test_missing_parent_is_recorded_as_conflict() -> None:
-    w = _fold([IterationStarted(iteration_id="orphan", experiment_id="nope")])
-    assert [c["kind"] for c in w.inserts["conflicts"]] == ["missing_parent"]
+def test_iteration_carries_its_project_without_reading_the_experiment() -> None:
+    w = _fold([IterationStarted(iteration_id="it", experiment_id="e", project_id="p")])
+    assert _rows(w, "iterations")[0]["project_id"] == "p"
+    assert "conflicts" not in w.inserts
 
 
 def test_default_steps_are_max_plus_one_per_key() -> None:
@@ -273,4 +274,4 @@ def test_lookups_name_the_rows_a_batch_reads() -> None:
         )
     )
     assert want.keys["last_metrics"] == {("it-1", "loss")}
-    assert want.keys["projects"] == {"p"} and want.model_versions_of == {"m"}
+    assert want.keys["experiments"] == {eid} and want.model_versions_of == {"m"}

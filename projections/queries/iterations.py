@@ -1,0 +1,99 @@
+"""Iteration search: filter language, sort, pagination with totals, children of a parent.
+
+Each row carries its params and latest metric values as JSON objects, and a
+`display_status` that shows LOST for a RUNNING iteration whose heartbeats stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+
+from deardiary.projections.queries.catalog import Page, check_page
+from deardiary.projections.queries.filter import compile_filter, compile_order_by
+from deardiary.schemas.errors import NotFound
+
+_SELECT = """
+SELECT i.*,
+    CASE WHEN i.status = 'RUNNING' AND i.last_heartbeat < ? THEN 'LOST' ELSE i.status END
+        AS display_status,
+    epoch(coalesce(i.end_date, ?) - i.created_at) AS duration_s,
+    coalesce((SELECT json_group_object(p.key, p.value) FROM params p
+              WHERE p.iteration_id = i.iteration_id), '{}') AS params,
+    coalesce((SELECT json_group_object(m.key, CASE
+                  WHEN isfinite(m.last) THEN to_json(m.last)
+                  WHEN isnan(m.last) THEN to_json('NaN')
+                  WHEN m.last > 0 THEN to_json('Infinity') ELSE to_json('-Infinity') END)
+              FROM last_metrics m WHERE m.iteration_id = i.iteration_id), '{}') AS metrics
+FROM iterations i
+"""
+
+
+def search_iterations(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    now: datetime,
+    lost_before: datetime,
+    experiment_ids: Sequence[str] = (),
+    project_id: str | None = None,
+    parent_iteration_id: str | None = None,
+    filter_expression: str = "",
+    order_by: str = "",
+    limit: int = 100,
+    offset: int = 0,
+    include_archived: bool = True,
+) -> Page:
+    check_page(limit, offset)
+    where, params = ["NOT i.deleted"], []
+    if experiment_ids:
+        where.append("list_contains(?, i.experiment_id)")
+        params.append(list(experiment_ids))
+    if project_id is not None:
+        where.append("i.project_id = ?")
+        params.append(project_id)
+    if parent_iteration_id is not None:
+        where.append("i.parent_iteration_id = ?")
+        params.append(parent_iteration_id)
+    if not include_archived:
+        where.append("NOT i.archived")
+    compiled = compile_filter(filter_expression)
+    where.append(f"({compiled.sql})")
+    params += compiled.params
+    where_sql = " AND ".join(where)
+    total = conn.execute(f"SELECT count(*) FROM iterations i WHERE {where_sql}", params).fetchall()
+    order = compile_order_by(order_by or "created_at DESC")
+    items = conn.sql(
+        f"{_SELECT} WHERE {where_sql} ORDER BY {order.sql} LIMIT {int(limit)} OFFSET {int(offset)}",
+        params=[lost_before, now, *params, *order.params],
+    ).to_arrow_table()
+    return Page(items, int(total[0][0]), limit, offset)
+
+
+def get_iteration(
+    conn: duckdb.DuckDBPyConnection, iteration_id: str, *, now: datetime, lost_before: datetime
+) -> pa.Table:
+    row = conn.sql(
+        f"{_SELECT} WHERE i.iteration_id = ? AND NOT i.deleted",
+        params=[lost_before, now, iteration_id],
+    ).to_arrow_table()
+    if row.num_rows == 0:
+        raise NotFound(f"iteration {iteration_id!r} not found")
+    return row
+
+
+def iteration_params(conn: duckdb.DuckDBPyConnection, iteration_id: str) -> pa.Table:
+    return conn.sql(
+        "SELECT key, value, section, logged_at FROM params WHERE iteration_id = ? ORDER BY key",
+        params=[iteration_id],
+    ).to_arrow_table()
+
+
+def iteration_metric_summaries(conn: duckdb.DuckDBPyConnection, iteration_id: str) -> pa.Table:
+    return conn.sql(
+        "SELECT * EXCLUDE (sum, finite_count, top_step) FROM last_metrics"
+        " WHERE iteration_id = ? ORDER BY key",
+        params=[iteration_id],
+    ).to_arrow_table()

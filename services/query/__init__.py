@@ -1,0 +1,1 @@
+"""The query service: the read models of the projections over HTTP."""
