@@ -47,7 +47,8 @@ def search_iterations(
     include_archived: bool = True,
 ) -> Page:
     check_page(limit, offset)
-    where, params = ["NOT i.deleted"], []
+    where: list[str] = ["NOT i.deleted"]
+    params: list[object] = []
     if experiment_ids:
         where.append("list_contains(?, i.experiment_id)")
         params.append(list(experiment_ids))
