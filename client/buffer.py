@@ -1,0 +1,309 @@
+"""The in-memory, ordered buffer between logging calls and the background shipper.
+
+Why columnar: `log_metric` sits in training loops and must cost about a microsecond, so
+it only appends to typed arrays (`array('d')`, `array('q')`, a key index) under one
+lock. The arrays become `MetricsLogged` columns without a per-point loop at drain time.
+
+Why ordered: other events (params, log lines, an iteration's end) must reach the log in
+the order they were logged relative to the metric points, or a fold would see, say,
+points after the end. `emit` closes every open metric batch, so the pending items are
+one list in logging order: metric batches and events, interleaved as they happened.
+
+Why bounded: a long outage must not grow memory without limit. When the pending points
+or event bytes pass their limits, the logger that crossed the line spills everything
+pending to the disk spool; order is kept by the spool's sequence numbers (see `take`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from deardiary.schemas.codec import encode
+from deardiary.schemas.envelope import Envelope, wrap
+from deardiary.schemas.errors import DearDiaryError, InvalidArgument, ResourceExhausted
+from deardiary.schemas.events import AUTO_STEP, Event, MetricsLogged
+from deardiary.schemas.ids import new_id
+
+from .spool import Spool, encode_records
+
+_log = logging.getLogger("deardiary.client")
+_now_ns = time.time_ns
+_MAX_KEYS = 1 << 16  # key_index is uint16
+
+
+def _le(arr: array[int] | array[float]) -> bytes:
+    if sys.byteorder == "big":  # pragma: no cover - no big-endian machines in CI
+        arr = array(arr.typecode, arr)
+        arr.byteswap()
+    return arr.tobytes()
+
+
+class _Batch:
+    """Open columns of one iteration (and metric group) between two events."""
+
+    __slots__ = ("group", "iteration_id", "key_index", "keys", "steps", "times", "values")
+
+    def __init__(self, iteration_id: str, group: str) -> None:
+        self.iteration_id = iteration_id
+        self.group = group
+        self.keys: dict[str, int] = {}
+        self.key_index: array[int] = array("H")
+        self.steps: array[int] = array("q")
+        self.values: array[float] = array("d")
+        self.times: array[int] = array("q")
+
+    def envelope(self, actor: str) -> Envelope:
+        body = MetricsLogged(
+            iteration_id=self.iteration_id,
+            keys=list(self.keys),
+            key_index=_le(self.key_index),
+            steps=_le(self.steps),
+            values=_le(self.values),
+            times=_le(self.times),
+            group=self.group,
+        )
+        return Envelope(
+            event_id=new_id(),
+            body=body,
+            key=self.iteration_id,
+            client_time=self.times[0],
+            actor=actor,
+        )
+
+
+class Taken(NamedTuple):
+    """What `EventBuffer.take` hands the shipper."""
+
+    seq: int
+    """The spool sequence number reserved for these envelopes, should they be spooled."""
+    envelopes: list[Envelope]
+    behind_spool: bool
+    """True when the spool already holds records; these must then be sent after them."""
+
+
+class EventBuffer:
+    """Pending events in logging order; thread-safe; never raises into a logging call.
+
+    `spool` receives everything pending when `max_points` metric points or `max_bytes`
+    bytes of other events are buffered. A metric batch is closed at
+    `max_points_per_envelope` points, so no envelope is larger than that.
+    `on_pressure` (set by the shipper) is called, outside the lock, once `wake_points`
+    points are pending, to ship early.
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        actor: str = "",
+        max_points: int = 1_000_000,
+        max_bytes: int = 64 << 20,
+        max_points_per_envelope: int = 50_000,
+        wake_points: int = 50_000,
+    ) -> None:
+        if min(max_points, max_bytes, max_points_per_envelope, wake_points) < 1:
+            raise InvalidArgument("buffer limits must be positive")
+        self.actor = actor
+        self.on_pressure: Callable[[], None] | None = None
+        self._spool = spool
+        self._max_points = max_points
+        self._max_bytes = max_bytes
+        self._per_envelope = max_points_per_envelope
+        self._wake_points = min(wake_points, max_points)
+        self._lock = threading.Lock()
+        self._order = threading.Lock()  # held across drain + spool decisions (see take)
+        self._items: list[_Batch | Envelope] = []
+        self._open: dict[tuple[str, str], _Batch] = {}
+        self._points = 0
+        self._bytes = 0
+        self._check_at = self._wake_points
+        self._hooks: list[Callable[[], None]] = []
+        self._error: DearDiaryError | None = None
+        self._rejected = 0
+
+    # -- logging (hot path) ----------------------------------------------------------------
+
+    def log_metric(
+        self, iteration_id: str, key: str, value: float, step: int | None = None, group: str = ""
+    ) -> None:
+        """Append one point; `step=None` means max(step)+1 for the key (`AUTO_STEP`)."""
+        t = _now_ns() // 1000
+        with self._lock:
+            batch = self._open.get((iteration_id, group))
+            if batch is None:
+                batch = self._new_batch(iteration_id, group)
+            idx = batch.keys.get(key)
+            if idx is None:
+                if not isinstance(key, str) or not key:
+                    self._reject(f"metric key must be a non-empty string, got {key!r}")
+                    return
+                if len(batch.keys) >= _MAX_KEYS:
+                    batch = self._new_batch(iteration_id, group)
+                idx = batch.keys[key] = len(batch.keys)
+            n = len(batch.key_index)
+            try:
+                batch.values.append(value)
+                if step is None:
+                    batch.steps.append(AUTO_STEP)
+                elif step >= 0:
+                    batch.steps.append(step)
+                else:
+                    raise ValueError("step must be >= 0")
+            except (TypeError, ValueError, OverflowError) as exc:
+                del batch.values[n:]
+                self._reject(f"metric {key!r}: value {value!r} step {step!r}: {exc}")
+                return
+            batch.key_index.append(idx)
+            batch.times.append(t)
+            points = self._points = self._points + 1
+            if n + 1 >= self._per_envelope:
+                del self._open[(iteration_id, group)]
+            over = points >= self._check_at
+        if over:
+            self._pressure()
+
+    def log_metrics(
+        self,
+        iteration_id: str,
+        metrics: Mapping[str, float],
+        step: int | None = None,
+        group: str = "",
+    ) -> None:
+        """Several keys at the same step."""
+        for key, value in metrics.items():
+            self.log_metric(iteration_id, key, value, step, group)
+
+    def emit(self, event: Event) -> Envelope | None:
+        """Append a non-metric event after everything logged so far; returns its envelope
+        (None when the event cannot be encoded: the error is raised by the next flush)."""
+        envelope = wrap(event, actor=self.actor)
+        try:
+            size = len(encode(envelope))
+        except (TypeError, ValueError, OverflowError) as exc:
+            self._reject(f"cannot encode {type(event).__name__}: {exc}")
+            return None
+        with self._lock:
+            self._open.clear()  # later points go to new batches, after this event
+            self._items.append(envelope)
+            self._bytes += size
+            over = self._bytes >= self._max_bytes or self._points >= self._check_at
+        if over:
+            self._pressure()
+        return envelope
+
+    def _new_batch(self, iteration_id: str, group: str) -> _Batch:
+        batch = _Batch(iteration_id, group)
+        self._open[(iteration_id, group)] = batch
+        self._items.append(batch)
+        return batch
+
+    def _reject(self, message: str) -> None:
+        """Remember a bad logging call; it is raised by the next flush, never here."""
+        self._rejected += 1
+        if self._error is None:
+            self._error = InvalidArgument(message)
+            _log.error("deardiary: %s (dropped; raised by the next flush)", message)
+
+    def _pressure(self) -> None:
+        with self._lock:
+            spill = self._points >= self._max_points or self._bytes >= self._max_bytes
+            wake = not spill and self._check_at < self._max_points
+            if wake:
+                self._check_at = self._max_points
+        if spill:
+            self.spill(block=False)
+        elif wake and self.on_pressure is not None:
+            self.on_pressure()
+
+    # -- draining --------------------------------------------------------------------------
+
+    def add_drain_hook(self, hook: Callable[[], None]) -> None:
+        """Call `hook` at the start of every drain (lets stream capture emit its lines)."""
+        with self._lock:
+            self._hooks = [*self._hooks, hook]
+
+    def remove_drain_hook(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            self._hooks = [h for h in self._hooks if h is not hook]
+
+    def drain(self) -> list[Envelope]:
+        """Everything pending, in logging order, taken atomically; the buffer is empty after."""
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception:  # a hook must never stop shipping
+                _log.exception("deardiary: drain hook failed")
+        with self._lock:
+            items, self._items = self._items, []
+            self._open = {}
+            self._points = 0
+            self._bytes = 0
+            self._check_at = self._wake_points
+        return [
+            item.envelope(self.actor) if isinstance(item, _Batch) else item
+            for item in items
+            if not isinstance(item, _Batch) or item.key_index
+        ]
+
+    def take(self) -> Taken:
+        """Drain for the shipper, deciding the envelopes' place in the delivery order.
+
+        Holding the order lock, no spill can interleave: any earlier spill is already a
+        file in the spool (so `behind_spool` is true and these must follow it), and any
+        later spill gets a larger sequence number than `seq`.
+        """
+        with self._order:
+            envelopes = self.drain()
+            return Taken(self._spool.reserve(), envelopes, not self._spool.is_empty())
+
+    def spill(self, block: bool = True) -> int:
+        """Move everything pending to the spool now (on overflow, or at exit); returns the
+        number of envelopes spilled. Never raises: a failed write is remembered."""
+        if not self._order.acquire(blocking=block):
+            return 0  # another thread is spilling or taking right now
+        try:
+            envelopes = self.drain()
+            if envelopes:
+                try:
+                    self._spool.write(encode_records(envelopes))
+                except OSError as exc:
+                    self._error = self._error or ResourceExhausted(
+                        f"spool write failed, {len(envelopes)} events lost: {exc}"
+                    )
+                    _log.error("deardiary: %s", self._error.message)
+            return len(envelopes)
+        finally:
+            self._order.release()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        """True when nothing (no point, no event) is pending."""
+        with self._lock:
+            return not self._items
+
+    @property
+    def pending_points(self) -> int:
+        return self._points
+
+    @property
+    def pending_bytes(self) -> int:
+        """Approximate memory held: 26 bytes per metric point plus encoded event bytes."""
+        return self._points * 26 + self._bytes
+
+    @property
+    def rejected(self) -> int:
+        """How many logging calls were dropped as invalid."""
+        return self._rejected
+
+    def take_error(self) -> DearDiaryError | None:
+        """The first error since the last call (a rejected call or a failed spill)."""
+        with self._lock:
+            error, self._error = self._error, None
+        return error

@@ -1,0 +1,320 @@
+"""The background thread that moves buffered events to the log, surviving outages.
+
+Why a thread of its own: logging calls only append to the buffer, so a slow or absent
+server never blocks training. Every `flush_interval` (or as soon as the buffer reports
+pressure, or a `flush` asks) the shipper takes what is pending and sends it.
+
+Delivery is at-least-once and ordered; event ids make repeats harmless:
+
+* while the spool is empty, taken records are sent directly; if the transport is
+  `Unavailable` they are spooled under the sequence number reserved when taken;
+* while the spool holds anything, newly taken records are spooled behind it and the
+  spool is resent oldest-first, a file deleted only once all its records are acked;
+* `Unavailable` backs off exponentially (capped); other errors are permanent: those
+  records are dropped (after bisecting a rejected batch so that only the bad records
+  go) and the error is raised by the next `flush`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from deardiary.schemas.errors import DearDiaryError, ErrorCode, Internal, Unavailable
+from deardiary.schemas.events import IterationHeartbeat
+from deardiary.services.log import LogRecord
+
+from .buffer import EventBuffer
+from .spool import Spool, encode_records
+from .transport import Transport
+
+_log = logging.getLogger("deardiary.client")
+# Codes for which a smaller batch may succeed where the whole one failed.
+_BISECT = frozenset({ErrorCode.INVALID_ARGUMENT, ErrorCode.RESOURCE_EXHAUSTED})
+
+
+class Shipper:
+    """Ships `buffer` through `transport`, spooling to `spool` what cannot go now.
+
+    Starts its daemon thread on construction (`start=False` to start it later). Registers
+    an atexit hook that flushes for at most `exit_timeout` seconds; what is not delivered
+    by then stays in the spool for the next process with the same spool directory.
+    """
+
+    def __init__(
+        self,
+        buffer: EventBuffer,
+        transport: Transport,
+        spool: Spool,
+        *,
+        flush_interval: float = 0.2,
+        heartbeat_interval: float = 10.0,
+        max_request_records: int = 2_000,
+        max_request_bytes: int = 8 << 20,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 10.0,
+        exit_timeout: float = 10.0,
+        start: bool = True,
+    ) -> None:
+        self.buffer = buffer
+        self.transport = transport
+        self.spool = spool
+        self.flush_interval = flush_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.max_request_records = max_request_records
+        self.max_request_bytes = max_request_bytes
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.exit_timeout = exit_timeout
+        self._cond = threading.Condition()
+        self._requested = 0  # flush generations asked for
+        self._completed = 0  # the last generation whose round delivered everything
+        self._kick = False
+        self._stopping = False
+        self._closed = False
+        self._acked = -1
+        self._error: DearDiaryError | None = None
+        self._last_unavailable: Unavailable | None = None
+        self._inflight: tuple[int, list[LogRecord]] | None = None
+        self._heartbeats: set[str] = set()
+        self._next_heartbeat = time.monotonic() + heartbeat_interval
+        self._deadline = 0.0  # when closing: give up retrying at this time
+        self._left_in_spool = False  # set by close: something could not be delivered
+        self.dropped = 0  # records dropped after a permanent error
+        buffer.on_pressure = self._wake
+        self._thread = threading.Thread(target=self._run, name="deardiary-shipper", daemon=True)
+        atexit.register(self._at_exit)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def acked_offset(self) -> int:
+        """The highest offset the transport acknowledged so far (-1 before any)."""
+        return self._acked
+
+    def start_heartbeat(self, iteration_id: str) -> None:
+        """Emit `IterationHeartbeat` for this iteration every `heartbeat_interval`."""
+        with self._cond:
+            self._heartbeats.add(iteration_id)
+
+    def stop_heartbeat(self, iteration_id: str) -> None:
+        with self._cond:
+            self._heartbeats.discard(iteration_id)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Block until everything logged before this call is acknowledged; returns the
+        highest acknowledged offset (for read-your-writes). Raises `Unavailable` when that
+        does not happen within `timeout`, or the first permanent error since the last flush.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._closed:
+                return self._finish_closed_flush()
+            self._requested += 1
+            target = self._requested
+            self._kick = True
+            self._cond.notify_all()
+            while self._completed < target and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    cause = self._last_unavailable
+                    reason = f": {cause.message}" if cause else ""
+                    raise Unavailable(
+                        f"not acknowledged within {timeout}s{reason}; kept for resending"
+                    ) from cause
+                self._cond.wait(remaining)
+            if self._completed < target:
+                return self._finish_closed_flush()
+            self._raise_error()
+            return self._acked
+
+    def _finish_closed_flush(self) -> int:
+        self._raise_error()
+        if self._left_in_spool or not self.buffer.is_empty():
+            raise Unavailable("the shipper is closed; undelivered events stay in the spool")
+        return self._acked
+
+    def _raise_error(self) -> None:
+        error = self._error or self.buffer.take_error()
+        self._error = None
+        if error is not None:
+            raise error
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush for at most `timeout` seconds (default `exit_timeout`), stop the thread and
+        release the spool. Undelivered events are left in the spool; never raises."""
+        timeout = self.exit_timeout if timeout is None else timeout
+        with self._cond:
+            if self._closed or self._stopping:
+                return
+            self._stopping = True
+            self._heartbeats.clear()
+            self._deadline = time.monotonic() + timeout
+            self._requested += 1
+            self._kick = True
+            self._cond.notify_all()
+        atexit.unregister(self._at_exit)
+        if self._thread.is_alive():
+            self._thread.join(timeout + 1.0)
+        else:
+            self.transport.close()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            inflight = self._inflight
+        self.buffer.spill()
+        if inflight is not None:  # the thread is stuck in a send: keep a copy (dedup on resend)
+            try:
+                self.spool.write(inflight[1], inflight[0])
+            except OSError as exc:
+                _log.error(
+                    "deardiary: %d events lost, spool write failed: %s", len(inflight[1]), exc
+                )
+        self._left_in_spool = not self.spool.is_empty()
+        self.spool.close()
+
+    def _at_exit(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - an exit hook must not raise
+            _log.exception("deardiary: closing at exit failed")
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._kick = True
+            self._cond.notify_all()
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.0
+        try:
+            self._adopt()
+            while True:
+                with self._cond:
+                    if not self._kick and not self._stopping:
+                        self._cond.wait(backoff or self.flush_interval)
+                    self._kick = False
+                    generation = self._requested
+                    stopping = self._stopping
+                try:
+                    self._round()
+                except Unavailable as exc:
+                    self._last_unavailable = exc
+                    backoff = min(self.backoff_max, max(self.backoff_initial, backoff * 2))
+                    _log.info("deardiary: %s; retrying in %.1fs", exc.message, backoff)
+                    if stopping:
+                        if time.monotonic() + backoff >= self._deadline:
+                            return
+                        time.sleep(backoff)
+                    continue
+                except Exception as exc:  # a bug or a full disk: surface it, do not hang flush
+                    _log.exception("deardiary: shipping round failed")
+                    with self._cond:
+                        self._error = self._error or Internal(f"shipping failed: {exc!r}")
+                    backoff = self.backoff_max
+                else:
+                    backoff = 0.0
+                    self._last_unavailable = None
+                with self._cond:
+                    self._completed = max(self._completed, generation)
+                    self._cond.notify_all()
+                if stopping:
+                    return
+        finally:
+            self.transport.close()
+
+    def _adopt(self) -> None:
+        """Take over what earlier processes left in the spool; it is sent before our own."""
+        try:
+            adopted = self.spool.adopt()
+        except OSError as exc:
+            _log.error("deardiary: cannot scan the spool %s: %s", self.spool.directory, exc)
+            return
+        if adopted:
+            _log.info("deardiary: resending %d spooled files of earlier processes", adopted)
+
+    def _round(self) -> None:
+        """Take what is pending and deliver it (and the spool); raises `Unavailable`."""
+        self._emit_heartbeats()
+        taken = self.buffer.take()
+        records = encode_records(taken.envelopes)
+        if taken.behind_spool:
+            if records:
+                self.spool.write(records, taken.seq)
+            for name in self.spool.pending():
+                self._send_all(self.spool.read(name))
+                self.spool.remove(name)
+            return
+        if not records:
+            return
+        self._inflight = (taken.seq, records)
+        try:
+            self._send_all(records)
+        except Unavailable:
+            self.spool.write(records, taken.seq)
+            raise
+        finally:
+            self._inflight = None
+
+    def _emit_heartbeats(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.heartbeat_interval
+        with self._cond:  # held while emitting: after stop_heartbeat returns, none follows
+            for iteration_id in sorted(self._heartbeats):
+                self.buffer.emit(IterationHeartbeat(iteration_id=iteration_id))
+
+    def _send_all(self, records: Sequence[LogRecord]) -> None:
+        """Send in requests bounded by record count and bytes, in order."""
+        start, size = 0, 0
+        for i, record in enumerate(records):
+            n = len(record.payload)
+            if i > start and (
+                i - start >= self.max_request_records or size + n > self.max_request_bytes
+            ):
+                self._send_request(records[start:i])
+                start, size = i, 0
+            size += n
+        if start < len(records):
+            self._send_request(records[start:])
+
+    def _send_request(self, records: Sequence[LogRecord]) -> None:
+        try:
+            offset = self.transport.send(records)
+        except Unavailable:
+            raise
+        except DearDiaryError as exc:
+            if len(records) > 1 and exc.code in _BISECT:
+                mid = len(records) // 2
+                self._send_request(records[:mid])
+                self._send_request(records[mid:])
+                return
+            self._drop(records, exc)
+            return
+        except Exception as exc:  # a transport bug: surface it, do not retry forever
+            self._drop(records, Internal(f"transport failed: {exc!r}"))
+            return
+        if offset > self._acked:
+            self._acked = offset
+
+    def _drop(self, records: Sequence[LogRecord], error: DearDiaryError) -> None:
+        self.dropped += len(records)
+        _log.error(
+            "deardiary: %d events rejected (%s: %s); raised by the next flush",
+            len(records),
+            error.code,
+            error.message,
+        )
+        with self._cond:
+            if self._error is None:
+                self._error = error

@@ -1,0 +1,231 @@
+"""A crash-safe local disk spool of encoded log records, shared safely between processes.
+
+Why: a trial must survive a server or broker outage without blocking and without losing
+what it logged. What cannot be delivered now is written here and resent later, by this
+process or by the next one that opens the same directory.
+
+Layout of a spool directory (many processes may share one; a sweep's trials usually do):
+
+* ``<owner>.lock`` -- held with ``flock`` by the living process that owns ``<owner>``;
+* ``<owner>-<seq>.rec`` -- one file of records, written atomically (tmp, fsync, rename);
+* ``*.tmp`` -- torn writes of a crashed process; never read;
+* ``*.bad`` -- files that failed their checksum; kept for a human, never resent.
+
+Owners are named by their start time, so files sort oldest-first by name. Files of an
+owner whose lock is free (the process died or closed) are adopted: the adopter takes
+the lock and resends them before its own. Files are deleted only after the transport
+acknowledged them, so delivery is at-least-once; event ids make the repeats harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+
+from deardiary.schemas.codec import encode
+from deardiary.schemas.envelope import Envelope
+from deardiary.services.log import LogRecord
+
+_log = logging.getLogger("deardiary.client")
+
+_MAGIC = b"DDS1"
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[LogRecord])
+
+
+def encode_records(envelopes: Iterable[Envelope]) -> list[LogRecord]:
+    """Encode envelopes into what the log stores: (event id, partition key, bytes)."""
+    return [LogRecord(e.event_id, e.key, encode(e)) for e in envelopes]
+
+
+def default_spool_dir(target: str) -> Path:
+    """``~/.cache/deardiary/spool/<short hash of the target>``: one spool per destination,
+    so records are never resent to a different server than the one they were meant for."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    digest = hashlib.sha256(target.rstrip("/").encode()).hexdigest()[:16]
+    return Path(cache) / "deardiary" / "spool" / digest
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None when a living process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+class Spool:
+    """Records that still need delivery, as files in one directory, oldest first.
+
+    Thread-safe. Only the owner reads and deletes its files; `write` may be called from
+    any thread (the shipper, or a logger whose buffer overflowed).
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._mutex = threading.Lock()
+        self.owner = f"{time.time_ns():020d}p{os.getpid()}"
+        fd = _try_lock(self.directory / f"{self.owner}.lock")
+        if fd is None:  # pragma: no cover - the owner name is unique to this process
+            raise RuntimeError(f"spool owner {self.owner} is already locked")
+        self._own_fd: int | None = fd
+        self._next_seq = 0
+        self._files: set[str] = set()  # own + adopted record files not yet acknowledged
+        self._adopted: dict[str, int] = {}  # owner -> fd of the lock we hold for it
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def reserve(self) -> int:
+        """A sequence number for a future `write`: reserve it when the records' place in
+        the order is decided, write it later, and the file still sorts in that place."""
+        with self._mutex:
+            seq = self._next_seq
+            self._next_seq += 1
+            return seq
+
+    def write(self, records: Sequence[LogRecord], seq: int | None = None) -> str:
+        """Durably store `records` (tmp file, fsync, rename, fsync of the directory)."""
+        if seq is None:
+            seq = self.reserve()
+        name = f"{self.owner}-{seq:012d}.rec"
+        body = _encoder.encode(list(records))
+        data = _MAGIC + zlib.crc32(body).to_bytes(4, "little") + body
+        final = self.directory / name
+        tmp = self.directory / f"{name}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(self.directory)
+        with self._mutex:
+            self._files.add(name)
+        return name
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        with self._mutex:
+            return not self._files
+
+    def pending(self) -> list[str]:
+        """Names of the record files to resend, oldest first (adopted owners sort first)."""
+        with self._mutex:
+            return sorted(self._files)
+
+    def read(self, name: str) -> list[LogRecord]:
+        """The records of one file; a file that fails its checksum is set aside as ``.bad``."""
+        path = self.directory / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            with self._mutex:
+                self._files.discard(name)
+            return []
+        crc = int.from_bytes(data[4:8], "little")
+        body = data[8:]
+        try:
+            if data[:4] != _MAGIC or zlib.crc32(body) != crc:
+                raise ValueError("bad magic or checksum")
+            return _decoder.decode(body)
+        except (ValueError, msgspec.DecodeError) as exc:
+            _log.error("spool file %s is corrupt (%s); kept as .bad, not resent", path, exc)
+            os.replace(path, path.with_name(name + ".bad"))
+            with self._mutex:
+                self._files.discard(name)
+            return []
+
+    def remove(self, name: str) -> None:
+        """Forget a file whose records the transport acknowledged."""
+        _unlink_quietly(self.directory / name)
+        with self._mutex:
+            self._files.discard(name)
+        self._release_finished()
+
+    def pending_records(self) -> int:
+        """How many records the spool holds (reads every file; for tests and reports)."""
+        return sum(len(self.read(name)) for name in self.pending())
+
+    # -- adoption --------------------------------------------------------------------------
+
+    def adopt(self) -> int:
+        """Take over the files of owners that are gone; returns how many files were adopted."""
+        owners: set[str] = set()
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(".rec"):
+                owners.add(entry.name.rsplit("-", 1)[0])
+            elif entry.name.endswith(".lock"):
+                owners.add(entry.name.removesuffix(".lock"))
+        found = 0
+        for owner in sorted(owners):
+            with self._mutex:
+                if owner == self.owner or owner in self._adopted:
+                    continue
+            fd = _try_lock(self.directory / f"{owner}.lock")
+            if fd is None:
+                continue
+            names = sorted(
+                e.name
+                for e in os.scandir(self.directory)
+                if e.name.startswith(owner + "-") and e.name.endswith(".rec")
+            )
+            for e in os.scandir(self.directory):
+                if e.name.startswith(owner + "-") and e.name.endswith(".tmp"):
+                    os.unlink(e.path)  # a torn write of a dead process
+            with self._mutex:
+                self._adopted[owner] = fd
+                self._files.update(names)
+            found += len(names)
+        self._release_finished()
+        return found
+
+    def _release_finished(self) -> None:
+        """Drop the locks (and lock files) of adopted owners whose files are all delivered."""
+        with self._mutex:
+            done = [o for o in self._adopted if not any(n.startswith(o + "-") for n in self._files)]
+            fds = [(o, self._adopted.pop(o)) for o in done]
+        for owner, fd in fds:
+            _unlink_quietly(self.directory / f"{owner}.lock")
+            os.close(fd)
+
+    def close(self) -> None:
+        """Release the locks; undelivered files stay for the next process to adopt."""
+        with self._mutex:
+            fd, self._own_fd = self._own_fd, None
+            own_left = any(n.startswith(self.owner + "-") for n in self._files)
+            adopted = list(self._adopted.items())
+            self._adopted.clear()
+            self._files.clear()
+        for _owner, afd in adopted:
+            os.close(afd)
+        if fd is not None:
+            if not own_left:
+                _unlink_quietly(self.directory / f"{self.owner}.lock")
+            os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

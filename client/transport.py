@@ -1,0 +1,151 @@
+"""Where the shipper sends encoded records: the local log file, or the ingest gateway.
+
+One small Protocol, so the shipper's retry and spool logic is the same for both. The
+contract that logic relies on: `send` returns only once every record is durable, and
+failures are typed -- `Unavailable` means "try again later, nothing is wrong with the
+records"; any other `DearDiaryError` means retrying the same records cannot succeed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import msgspec
+
+from deardiary.schemas.codec import decode
+from deardiary.schemas.errors import DearDiaryError, ErrorCode, Unavailable, error_for
+from deardiary.services.log import LogRecord
+
+if TYPE_CHECKING:
+    from deardiary.services.log.sqlite import SqliteEventLog
+
+# Statuses that say "later" whatever the body says: overload, rate limits, proxies.
+_RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
+
+
+class Transport(Protocol):
+    def send(self, records: Sequence[LogRecord]) -> int:
+        """Durably deliver `records` (in order); returns the highest acknowledged offset.
+        Raises `Unavailable` when a retry may succeed, another `DearDiaryError` when not."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalTransport:
+    """Appends straight to the embedded log at ``<data_dir>/log.db`` (no server needed).
+
+    The log is opened on first use, in the thread that sends, so that constructing a
+    client does no I/O and an unopenable log is a retryable `Unavailable` like any other.
+    Payloads are decoded first, as the gateway would, so a bad event is refused with
+    `INVALID_ARGUMENT` rather than stored.
+    """
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self._lock = threading.Lock()
+        self._log: SqliteEventLog | None = None
+
+    def send(self, records: Sequence[LogRecord]) -> int:
+        if not records:
+            return -1
+        for record in records:
+            decode(record.payload)  # raises InvalidArgument with msgspec's $.path
+        with self._lock:
+            if self._log is None:
+                from deardiary.services.log.sqlite import SqliteEventLog
+
+                try:
+                    self._log = SqliteEventLog(str(self.data_dir / "log.db"))
+                except OSError as exc:
+                    raise Unavailable(f"cannot open the log in {self.data_dir}: {exc}") from exc
+            log = self._log
+        positions = log.append(list(records))
+        return max(p.offset for p in positions)
+
+    def close(self) -> None:
+        with self._lock:
+            log, self._log = self._log, None
+        if log is not None:
+            log.close()
+
+
+class _Ack(msgspec.Struct):
+    last_offset: int
+
+
+class _ErrorDetail(msgspec.Struct):
+    code: str
+    message: str = ""
+    details: dict[str, Any] = {}
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail
+
+
+_ack_decoder = msgspec.json.Decoder(_Ack)
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+_body_encoder = msgspec.msgpack.Encoder()
+
+
+def error_from_response(status: int, content: bytes) -> DearDiaryError:
+    """The typed error an HTTP error response stands for (`UNKNOWN` when the body is
+    unreadable); retryable statuses are `Unavailable` whatever the body says."""
+    try:
+        detail = _error_decoder.decode(content).error
+        error = error_for(detail.code, detail.message, detail.details)
+    except msgspec.DecodeError:
+        text = content[:200].decode("utf-8", "replace")
+        error = error_for(ErrorCode.UNKNOWN, f"HTTP {status}: {text}")
+    if status in _RETRYABLE_STATUS and not isinstance(error, Unavailable):
+        return Unavailable(f"HTTP {status}: {error.message}", {"code": str(error.code)})
+    return error
+
+
+class HttpTransport:
+    """POSTs records to the gateway's ``/api/v1/events`` as a MessagePack array of `bin`.
+
+    `token` is a bearer token, or a callable returning the current one (so a refreshed
+    token is used without rebuilding anything).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | Callable[[], str | None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/msgpack", "Accept": "application/json"}
+        token = self._token() if callable(self._token) else self._token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def send(self, records: Sequence[LogRecord]) -> int:
+        if not records:
+            return -1
+        body = _body_encoder.encode([r.payload for r in records])
+        try:
+            response = self._client.post("/api/v1/events", content=body, headers=self._headers())
+        except httpx.TransportError as exc:  # refused, reset, timeout, DNS, TLS, ...
+            raise Unavailable(f"cannot reach {self.base_url}: {exc!r}") from exc
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.content)
+        try:
+            return _ack_decoder.decode(response.content).last_offset
+        except msgspec.DecodeError as exc:
+            error = error_for(ErrorCode.UNKNOWN, f"unreadable acknowledgement: {exc}")
+            raise error from exc
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,106 @@
+"""Environment snapshot of a real git repository, and restoring it into a fresh folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deardiary.environment import capture_environment, restore_environment
+from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.events import Environment
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "T")
+    (repo / "train.py").write_text("print('train')\n")
+    (repo / "requirements.txt").write_text("numpy==2.0\n")
+    (repo / "requirements-dev.txt").write_text("pytest\n")
+    (repo / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (repo / "uv.lock").write_text("version = 1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+def test_capture_and_restore_round_trip(repo: Path, tmp_path: Path) -> None:
+    (repo / "train.py").write_text("print('train harder')\n")
+    env = capture_environment(repo)
+
+    assert env.git_sha == git(repo, "rev-parse", "HEAD")
+    assert env.git_branch == "main"
+    assert env.git_dirty is True
+    assert "+print('train harder')" in env.git_diff
+    assert env.python_version == ".".join(map(str, sys.version_info[:3]))
+    assert env.entrypoint == sys.argv[0] and env.argv == sys.argv
+    assert sorted(env.files) == [
+        "pyproject.toml",
+        "requirements-dev.txt",
+        "requirements.txt",
+        "uv.lock",
+    ]
+    assert "msgspec==" in env.pip_freeze.lower()
+
+    out = tmp_path / "restored"
+    written = restore_environment(env, out)
+    assert sorted(p.relative_to(out).as_posix() for p in written) == [
+        "git.diff",
+        "pyproject.toml",
+        "requirements-dev.txt",
+        "requirements-freeze.txt",
+        "requirements.txt",
+        "uv.lock",
+    ]
+    for name in env.files:
+        assert (out / name).read_text() == (repo / name).read_text()
+    assert (out / "requirements-freeze.txt").read_text() == env.pip_freeze
+    # The recorded diff applies to the recorded commit and reproduces the working tree.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    git(clone, "checkout", "-q", env.git_sha or "")
+    git(clone, "apply", str(out / "git.diff"))
+    assert (clone / "train.py").read_text() == "print('train harder')\n"
+
+
+def test_a_clean_tree_is_not_dirty(repo: Path) -> None:
+    env = capture_environment(repo, pip_freeze=False)
+    assert env.git_dirty is False and env.git_diff == "" and env.pip_freeze == ""
+
+
+def test_outside_a_repository_git_fields_are_empty(tmp_path: Path) -> None:
+    (tmp_path / "environment.yml").write_text("name: x\n")
+    env = capture_environment(tmp_path, pip_freeze=False)
+    assert (env.git_sha, env.git_branch, env.git_dirty, env.git_diff) == (None, None, False, "")
+    assert env.files == {"environment.yml": "name: x\n"}
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../escape.txt", "a/../../b", "", "C:/x"])
+def test_restore_refuses_unsafe_paths(tmp_path: Path, name: str) -> None:
+    env = Environment(files={"requirements.txt": "ok\n", name: "evil\n"})
+    with pytest.raises(InvalidArgument):
+        restore_environment(env, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_restore_refuses_to_follow_a_symlink_out(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "link").symlink_to(tmp_path)
+    env = Environment(files={"link/requirements.txt": "evil\n"})
+    with pytest.raises(InvalidArgument):
+        restore_environment(env, out)
+    assert not (tmp_path / "requirements.txt").exists()

@@ -1,0 +1,230 @@
+"""The event buffer: logging order, columns, envelope limits, thread safety, bounded memory."""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deardiary.buffer import EventBuffer
+from deardiary.schemas.codec import decode
+from deardiary.schemas.envelope import Envelope
+from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.events import AUTO_STEP, MetricsLogged, ParamsLogged
+from deardiary.spool import Spool
+
+Point = tuple[str, str, int, float]  # iteration, key, step, value
+
+
+def points_of(envelopes: list[Envelope]) -> list[Point]:
+    out: list[Point] = []
+    for env in envelopes:
+        body = env.body
+        if isinstance(body, MetricsLogged):
+            index = array("H", body.key_index)
+            steps = array("q", body.steps)
+            values = array("d", body.values)
+            assert len(index) == len(steps) == len(values) == len(body.times) // 8
+            out += [
+                (body.iteration_id, body.keys[k], s, v)
+                for k, s, v in zip(index, steps, values, strict=True)
+            ]
+    return out
+
+
+def spooled(spool: Spool) -> list[Envelope]:
+    return [decode(r.payload) for name in spool.pending() for r in spool.read(name)]
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    s = Spool(tmp_path / "spool")
+    yield s
+    s.close()
+
+
+def test_events_close_metric_batches_so_order_is_kept(spool: Spool) -> None:
+    buf = EventBuffer(spool)
+    buf.log_metric("a", "loss", 1.0, step=0)
+    buf.log_metric("a", "acc", 0.5, step=0)
+    buf.log_metric("b", "loss", 9.0)
+    buf.emit(ParamsLogged(iteration_id="a", params={"lr": "0.1"}))
+    buf.log_metric("a", "loss", 2.0, step=1)
+    buf.emit(ParamsLogged(iteration_id="b", params={"lr": "0.2"}))
+
+    envs = buf.drain()
+    kinds = [(type(e.body).__name__, e.key) for e in envs]
+    assert kinds == [
+        ("MetricsLogged", "a"),
+        ("MetricsLogged", "b"),
+        ("ParamsLogged", "a"),
+        ("MetricsLogged", "a"),
+        ("ParamsLogged", "b"),
+    ]
+    assert points_of(envs) == [
+        ("a", "loss", 0, 1.0),
+        ("a", "acc", 0, 0.5),
+        ("b", "loss", AUTO_STEP, 9.0),
+        ("a", "loss", 1, 2.0),
+    ]
+    assert len({e.event_id for e in envs}) == len(envs)
+    assert buf.drain() == [] and buf.pending_points == 0
+
+
+def test_columns_keep_special_values_groups_and_client_times(spool: Spool) -> None:
+    buf = EventBuffer(spool, actor="alice")
+    for value in (math.nan, math.inf, -math.inf, 0.0, -1.5):
+        buf.log_metric("it", "x", value)
+    buf.log_metric("it", "x", 3.0, step=7, group="validation")
+    envs = buf.drain()
+    assert [e.actor for e in envs] == ["alice", "alice"]
+    train, val = (e.body for e in envs)
+    assert isinstance(train, MetricsLogged) and isinstance(val, MetricsLogged)
+    assert (train.group, val.group) == ("", "validation")
+    values = array("d", train.values)
+    assert math.isnan(values[0]) and list(values[1:]) == [math.inf, -math.inf, 0.0, -1.5]
+    assert list(array("q", train.steps)) == [AUTO_STEP] * 5
+    times = list(array("q", train.times))
+    assert times == sorted(times) and envs[0].client_time == times[0] > 0
+
+
+def test_envelopes_are_split_at_the_point_limit(spool: Spool) -> None:
+    buf = EventBuffer(spool, max_points_per_envelope=1000)
+    for i in range(2500):
+        buf.log_metric("it", f"k{i % 3}", float(i), step=i)
+    envs = buf.drain()
+    sizes = [e.body.num_points for e in envs if isinstance(e.body, MetricsLogged)]
+    assert sizes == [1000, 1000, 500]
+    assert [p[3] for p in points_of(envs)] == [float(i) for i in range(2500)]
+
+
+def test_more_keys_than_uint16_opens_a_new_batch(spool: Spool) -> None:
+    buf = EventBuffer(spool, max_points_per_envelope=100_000, max_points=200_000)
+    n = (1 << 16) + 3
+    for i in range(n):
+        buf.log_metric("it", f"key{i}", float(i), step=0)
+    envs = buf.drain()
+    assert [len(e.body.keys) for e in envs if isinstance(e.body, MetricsLogged)] == [1 << 16, 3]
+    assert points_of(envs) == [("it", f"key{i}", 0, float(i)) for i in range(n)]
+
+
+def test_bad_calls_are_dropped_and_reported_later_never_raised(spool: Spool) -> None:
+    buf = EventBuffer(spool)
+    buf.log_metric("it", "ok", 1.0, step=0)
+    buf.log_metric("it", "loss", "high", step=1)  # type: ignore[arg-type]
+    buf.log_metric("it", "loss", 1.0, step=-3)
+    buf.log_metric("it", "loss", 1.0, step=1.5)  # type: ignore[arg-type]
+    buf.log_metric("it", "loss", 1.0, step=1 << 70)
+    buf.log_metric("it", "", 1.0)
+    buf.log_metric("fresh", 7, 1.0)  # type: ignore[arg-type]
+    buf.emit(ParamsLogged(iteration_id="it", params={"obj": object()}))  # type: ignore[dict-item]
+    buf.log_metric("it", "ok", 2.0, step=1)
+    assert buf.rejected == 7
+    error = buf.take_error()
+    assert isinstance(error, InvalidArgument) and "high" in error.message
+    assert buf.take_error() is None
+    assert points_of(buf.drain()) == [("it", "ok", 0, 1.0), ("it", "ok", 1, 2.0)]
+
+
+def test_concurrent_loggers_lose_and_reorder_nothing(spool: Spool) -> None:
+    buf = EventBuffer(spool, max_points=10_000_000, max_points_per_envelope=3_000)
+    threads, per_thread = 8, 10_000
+    drained: list[Envelope] = []
+    done = threading.Event()
+
+    def log(t: int) -> None:
+        for i in range(per_thread):
+            buf.log_metric(f"own{t}", "x", float(i), step=i)
+            buf.log_metric("shared", f"t{t}", float(i))
+            if i % 5000 == 0:
+                buf.emit(ParamsLogged(iteration_id=f"own{t}", params={f"p{i}": str(i)}))
+
+    def drain() -> None:
+        while not done.is_set():
+            drained.extend(buf.drain())
+        drained.extend(buf.drain())
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    workers = [threading.Thread(target=log, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    done.set()
+    drainer.join()
+
+    points = points_of(drained)
+    assert len(points) == 2 * threads * per_thread
+    for t in range(threads):
+        own = [(s, v) for it, _, s, v in points if it == f"own{t}"]
+        assert own == [(i, float(i)) for i in range(per_thread)]
+        shared = [v for it, k, _, v in points if it == "shared" and k == f"t{t}"]
+        assert shared == [float(i) for i in range(per_thread)]
+        params = [e.body for e in drained if isinstance(e.body, ParamsLogged)]
+        assert sum(1 for p in params if p.iteration_id == f"own{t}") == per_thread // 5000
+    assert len({e.event_id for e in drained}) == len(drained)
+
+
+def test_overflow_spills_to_the_spool_and_memory_stays_bounded(spool: Spool) -> None:
+    buf = EventBuffer(spool, max_points=1_000, max_points_per_envelope=400)
+    seen_max = 0
+    for i in range(10_500):
+        buf.log_metric("it", "x", float(i), step=i)
+        seen_max = max(seen_max, buf.pending_points)
+        if i == 5_000:
+            buf.emit(ParamsLogged(iteration_id="it", params={"half": "yes"}))
+    assert seen_max <= 1_000
+    assert len(spool.pending()) >= 10
+    everything = spooled(spool) + buf.drain()
+    assert points_of(everything) == [("it", "x", i, float(i)) for i in range(10_500)]
+    param_at = next(n for n, e in enumerate(everything) if isinstance(e.body, ParamsLogged))
+    assert points_of(everything[:param_at])[-1] == ("it", "x", 5_000, 5_000.0)
+
+
+def test_event_bytes_are_bounded_too(spool: Spool) -> None:
+    buf = EventBuffer(spool, max_bytes=10_000)
+    for i in range(100):
+        buf.emit(ParamsLogged(iteration_id="it", params={"k": "v" * 500, "i": str(i)}))
+        assert buf.pending_bytes <= 10_000
+    assert len(spooled(spool)) + len(buf.drain()) == 100
+
+
+def test_pressure_wakes_the_shipper_once_per_drain(spool: Spool) -> None:
+    buf = EventBuffer(spool, wake_points=100)
+    calls: list[int] = []
+    buf.on_pressure = lambda: calls.append(buf.pending_points)
+    for i in range(350):
+        buf.log_metric("it", "x", float(i))
+    assert calls == [100]
+    buf.drain()
+    for i in range(100):
+        buf.log_metric("it", "x", float(i))
+    assert calls == [100, 100]
+
+
+def test_take_reserves_order_behind_the_spool(spool: Spool) -> None:
+    buf = EventBuffer(spool)
+    buf.log_metric("it", "x", 1.0)
+    first = buf.take()
+    assert not first.behind_spool and len(first.envelopes) == 1
+    buf.log_metric("it", "x", 2.0)
+    assert buf.spill() == 1
+    second = buf.take()
+    assert second.behind_spool and second.envelopes == [] and second.seq > first.seq
+
+
+def test_drain_hooks_run_before_taking(spool: Spool) -> None:
+    buf = EventBuffer(spool)
+
+    def hook() -> None:
+        buf.emit(ParamsLogged(iteration_id="it", params={"from": "hook"}))
+
+    buf.add_drain_hook(hook)
+    assert [type(e.body) for e in buf.drain()] == [ParamsLogged]
+    buf.remove_drain_hook(hook)
+    assert buf.drain() == []
