@@ -21,6 +21,7 @@ from deardiary.projections.folds.entities import (
     fold_project_created,
 )
 from deardiary.projections.folds.iterations import (
+    fold_environment_captured,
     fold_iteration_ended,
     fold_iteration_heartbeat,
     fold_iteration_started,
@@ -44,6 +45,7 @@ from deardiary.schemas.events import (
     DescriptionSet,
     EntityArchived,
     EntityDeleted,
+    EnvironmentCaptured,
     Event,
     ExperimentCreated,
     ExperimentStatusChanged,
@@ -103,7 +105,7 @@ def lookups_for(batch: Sequence[Record]) -> Lookups:
             case IterationStarted():
                 want.want("iterations", ev.iteration_id)
                 want.want("experiments", ev.experiment_id)
-            case IterationHeartbeat() | IterationEnded():
+            case IterationHeartbeat() | IterationEnded() | EnvironmentCaptured():
                 want.want("iterations", ev.iteration_id)
             case ParamsLogged():
                 for key in ev.params:
@@ -151,6 +153,8 @@ def _apply(draft: Draft, ev: Event) -> None:
             fold_iteration_heartbeat(draft, ev)
         case IterationEnded():
             fold_iteration_ended(draft, ev)
+        case EnvironmentCaptured():
+            fold_environment_captured(draft, ev)
         case ParamsLogged():
             fold_params(draft, ev)
         case LogLinesLogged():

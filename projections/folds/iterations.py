@@ -5,6 +5,7 @@ from __future__ import annotations
 from deardiary.projections.draft import Draft, json_value
 from deardiary.projections.folds.entities import base_row
 from deardiary.schemas.events import (
+    EnvironmentCaptured,
     IterationEnded,
     IterationHeartbeat,
     IterationStarted,
@@ -56,6 +57,15 @@ def fold_iteration_heartbeat(draft: Draft, event: IterationHeartbeat) -> None:
         draft.conflict("not_found", event.iteration_id, "iteration")
         return
     row["last_heartbeat"] = draft.log_time
+    draft.put("iterations", row)
+
+
+def fold_environment_captured(draft: Draft, event: EnvironmentCaptured) -> None:
+    row = draft.get("iterations", event.iteration_id)
+    if row is None:
+        draft.conflict("not_found", event.iteration_id, "iteration")
+        return
+    row["environment"] = json_value(event.environment)
     draft.put("iterations", row)
 
 

@@ -84,7 +84,8 @@ def _summary(
             row["min"], row["min_step"] = float(fvals[lo]), int(fsteps[lo])
         if row["max"] is None or fvals[hi] > row["max"]:
             row["max"], row["max_step"] = float(fvals[hi]), int(fsteps[hi])
-        running = np.add.accumulate(np.concatenate(([row["sum"]], fvals)))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, by IEEE
+            running = np.add.accumulate(np.concatenate(([row["sum"]], fvals)))
         row["sum"] = float(running[-1])
         row["finite_count"] += int(finite.sum())
     row["count"] += len(values)

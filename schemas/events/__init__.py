@@ -28,6 +28,7 @@ from deardiary.schemas.events.entities import (
 )
 from deardiary.schemas.events.iterations import (
     Environment,
+    EnvironmentCaptured,
     IterationEnded,
     IterationHeartbeat,
     IterationStarted,
@@ -57,6 +58,7 @@ Event = (
     | IterationStarted
     | IterationHeartbeat
     | IterationEnded
+    | EnvironmentCaptured
     | ParamsLogged
     | MetricsLogged
     | LogLinesLogged
@@ -98,6 +100,7 @@ def partition_key(event: Event) -> str:
             IterationStarted()
             | IterationHeartbeat()
             | IterationEnded()
+            | EnvironmentCaptured()
             | ParamsLogged()
             | MetricsLogged()
             | LogLinesLogged()
@@ -144,6 +147,7 @@ __all__ = [
     "EntityDeleted",
     "EntityKind",
     "Environment",
+    "EnvironmentCaptured",
     "Event",
     "ExperimentCreated",
     "ExperimentStatus",

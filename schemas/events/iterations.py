@@ -59,3 +59,10 @@ class IterationEnded(Event, frozen=True, kw_only=True, tag="iteration_ended"):
     iteration_id: str
     status: IterationStatus
     error_message: str = ""
+
+
+class EnvironmentCaptured(Event, frozen=True, kw_only=True, tag="environment_captured"):
+    """The environment snapshot, sent after the start so that starting never waits for it."""
+
+    iteration_id: str
+    environment: Environment

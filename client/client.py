@@ -1,0 +1,234 @@
+"""`dd.connect(...)` and the Client: fire-and-forget logging plus reads, local or remote.
+
+`connect("path/to/folder")` writes straight into an embedded data folder (no server);
+`connect("http://host:9000")` talks to `deardiary serve`. Both ship through the same
+buffer, spool and background shipper; only the transport and the reader differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+
+from deardiary.schemas import ids
+from deardiary.schemas.errors import DearDiaryError, InvalidArgument
+from deardiary.schemas.events import (
+    Environment,
+    EnvironmentCaptured,
+    ExperimentCreated,
+    IterationStarted,
+    ProjectCreated,
+)
+
+from .buffer import EventBuffer
+from .environment import capture_environment, restore_environment
+from .iteration import Iteration
+from .reads import HttpReader, LocalReader, Reader
+from .shipper import Shipper
+from .spool import Spool, default_spool_dir
+from .transport import HttpTransport, LocalTransport, Transport
+
+_log = logging.getLogger("deardiary.client")
+
+
+class Client:
+    """A connection handle: where it points, who it is, and the logging machinery."""
+
+    def __init__(
+        self,
+        url: str,
+        transport: Transport,
+        reader: Reader,
+        *,
+        token: str | None = None,
+        actor: str = "",
+        spool_dir: str | Path | None = None,
+        max_buffer_points: int = 1_000_000,
+        flush_interval: float = 0.2,
+        heartbeat_interval: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.expires_at: int | None = None
+        self.user = actor
+        self.spool = Spool(spool_dir or default_spool_dir(url))
+        self.buffer = EventBuffer(self.spool, actor=actor, max_points=max_buffer_points)
+        self.shipper = Shipper(
+            self.buffer,
+            transport,
+            self.spool,
+            flush_interval=flush_interval,
+            heartbeat_interval=heartbeat_interval,
+        )
+        self.reader = reader
+        self._environment: Environment | None = None
+        self._environment_lock = threading.Lock()
+
+    # -- writing --------------------------------------------------------------------
+    def start_iteration(
+        self,
+        project: str,
+        experiment: str,
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent: Iteration | str | None = None,
+        external_id: str | None = None,
+        notes: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        capture_output: bool = False,
+        capture_env: bool = True,
+    ) -> Iteration:
+        """Start (or, with the same external_id, resume) an iteration; use it with `with`."""
+        if not project or not experiment:
+            raise InvalidArgument("project and experiment names are required")
+        project_id = ids.project_id(project)
+        experiment_id = ids.experiment_id(project_id, experiment)
+        iteration_id = (
+            ids.iteration_id_for_external(experiment_id, external_id)
+            if external_id
+            else ids.new_id()
+        )
+        parent_id = parent.id if isinstance(parent, Iteration) else parent
+        emit = self.buffer.emit
+        emit(ProjectCreated(project_id=project_id, name=project))
+        emit(ExperimentCreated(experiment_id=experiment_id, project_id=project_id, name=experiment))
+        emit(
+            IterationStarted(
+                iteration_id=iteration_id,
+                experiment_id=experiment_id,
+                project_id=project_id,
+                name=name,
+                parent_iteration_id=parent_id,
+                external_id=external_id,
+                notes=notes,
+                tags=dict(tags or {}),
+                metadata=dict(metadata or {}),
+            )
+        )
+        iteration = Iteration(self, iteration_id, experiment_id, project_id, capture_output)
+        if params:
+            iteration.log_params(params)
+        self.shipper.start_heartbeat(iteration_id)
+        if capture_env:
+            threading.Thread(
+                target=self._send_environment, args=(iteration_id,), daemon=True
+            ).start()
+        return iteration
+
+    def _send_environment(self, iteration_id: str) -> None:
+        """Captured once per process, off the training thread (pip freeze takes a while)."""
+        try:
+            with self._environment_lock:
+                if self._environment is None:
+                    self._environment = capture_environment()
+            self.buffer.emit(
+                EnvironmentCaptured(iteration_id=iteration_id, environment=self._environment)
+            )
+        except Exception:  # never into training code
+            _log.warning("could not capture the environment", exc_info=True)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Block until everything logged so far is durable in the log; returns its offset."""
+        return self.shipper.flush(timeout)
+
+    def flush_quietly(self, timeout: float = 30.0) -> None:
+        try:
+            self.flush(timeout)
+        except DearDiaryError:
+            _log.warning("flush did not complete; undelivered events stay in the spool")
+
+    # -- reading --------------------------------------------------------------------
+    def sql(self, query: str) -> pa.Table:
+        """Read-only SQL over the projections, after this client's writes are visible."""
+        return self.reader.sql(query, self.flush())
+
+    def metric_history(
+        self, iteration_id: str, key: str, max_points: int | None = None
+    ) -> pa.Table:
+        """Columns step, value, recorded_at; downsampled keeping bucket min/max if asked."""
+        return self.reader.metric_history(iteration_id, key, max_points, self.flush())
+
+    def get(self, path: str, **params: Any) -> Any:
+        """Any JSON route of the query service, e.g. c.get("/api/v1/iterations", filter=...)."""
+        return self.reader.get_json(path, params, self.flush())
+
+    def environment_of(self, iteration_id: str) -> Environment | None:
+        import msgspec
+
+        rows = self.sql(
+            f"SELECT environment FROM iterations WHERE iteration_id = '{_quoted(iteration_id)}'"
+        ).to_pylist()
+        if not rows or rows[0]["environment"] is None:
+            return None
+        return msgspec.json.decode(rows[0]["environment"], type=Environment)
+
+    def restore(self, iteration: Iteration | str, directory: str | Path) -> list[Path]:
+        """Write the recorded dependency files, freeze list and git diff back to disk."""
+        iteration_id = iteration.id if isinstance(iteration, Iteration) else iteration
+        env = self.environment_of(iteration_id)
+        if env is None:
+            raise InvalidArgument(f"iteration {iteration_id} has no recorded environment")
+        return restore_environment(env, Path(directory))
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        self.shipper.close(timeout)
+        self.reader.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _quoted(text: str) -> str:
+    if not all(c.isalnum() or c in "-_" for c in text):
+        raise InvalidArgument(f"not an id: {text!r}")
+    return text
+
+
+def connect(
+    target: str = "./deardiary-data",
+    *,
+    token: str | None = None,
+    actor: str = "",
+    spool_dir: str | Path | None = None,
+    max_buffer_points: int = 1_000_000,
+    timeout: float = 30.0,
+    **options: Any,
+) -> Client:
+    """A client for a data folder path or an http(s):// server URL."""
+    if target.startswith(("http://", "https://")):
+        url = target.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        http = httpx.Client(base_url=url, timeout=timeout, headers=headers)
+        return Client(
+            url,
+            HttpTransport(url, token=token, timeout=timeout),
+            HttpReader(http),
+            token=token,
+            actor=actor,
+            spool_dir=spool_dir,
+            max_buffer_points=max_buffer_points,
+            **options,
+        )
+    if "://" in target:
+        raise InvalidArgument(f"unsupported target {target!r}: use a folder path or http(s)://")
+    folder = Path(target).expanduser().resolve()
+    return Client(
+        str(folder),
+        LocalTransport(folder),
+        LocalReader(folder, timeout),
+        actor=actor,
+        spool_dir=spool_dir,
+        max_buffer_points=max_buffer_points,
+        **options,
+    )

@@ -1,0 +1,112 @@
+"""An iteration (run, trial) handle: log into it, and end it when the block ends.
+
+Used as a context manager: a normal exit marks it SUCCEEDED, an exception FAILED
+with the error text (and the exception propagates), KeyboardInterrupt KILLED.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from deardiary.schemas.events import (
+    EntityKind,
+    IterationEnded,
+    IterationStatus,
+    MetadataSet,
+    NotesSet,
+    ParamsLogged,
+    TagsSet,
+)
+
+from .capture import OutputCapture
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+class Iteration:
+    def __init__(
+        self,
+        client: Client,
+        iteration_id: str,
+        experiment_id: str,
+        project_id: str,
+        capture_output: bool = False,
+    ) -> None:
+        self.client = client
+        self.id = iteration_id
+        self.experiment_id = experiment_id
+        self.project_id = project_id
+        self.ended = False
+        self._capture = OutputCapture(client.buffer, iteration_id) if capture_output else None
+
+    # -- logging: every call only appends to the client's buffer ----------------
+    def log_metric(self, key: str, value: float, step: int | None = None, group: str = "") -> None:
+        self.client.buffer.log_metric(self.id, key, value, step, group)
+
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, group: str = ""
+    ) -> None:
+        self.client.buffer.log_metrics(self.id, metrics, step, group)
+
+    def log_params(self, params: Mapping[str, Any], section: str = "") -> None:
+        """Write-once: logging a different value for a key later is a recorded conflict."""
+        if params:
+            values = {str(k): str(v) for k, v in params.items()}
+            self.client.buffer.emit(
+                ParamsLogged(iteration_id=self.id, params=values, section=section)
+            )
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.buffer.emit(
+            TagsSet(entity=EntityKind.ITERATION, entity_id=self.id, tags=dict(tags))
+        )
+
+    def set_notes(self, notes: str) -> None:
+        self.client.buffer.emit(
+            NotesSet(entity=EntityKind.ITERATION, entity_id=self.id, notes=notes)
+        )
+
+    def set_metadata(self, metadata: Mapping[str, Any]) -> None:
+        self.client.buffer.emit(
+            MetadataSet(entity=EntityKind.ITERATION, entity_id=self.id, metadata=dict(metadata))
+        )
+
+    # -- lifecycle ----------------------------------------------------------------
+    def end(self, status: IterationStatus = IterationStatus.SUCCEEDED, error: str = "") -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self._capture is not None:
+            self._capture.__exit__(None, None, None)
+        self.client.shipper.stop_heartbeat(self.id)
+        self.client.buffer.emit(
+            IterationEnded(iteration_id=self.id, status=status, error_message=error)
+        )
+
+    def __enter__(self) -> Iteration:
+        if self._capture is not None:
+            self._capture.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end(IterationStatus.SUCCEEDED)
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end(IterationStatus.KILLED, "KeyboardInterrupt")
+        else:
+            trace = "".join(traceback.format_exception(exc_type, exc, tb))
+            text = f"{type(exc).__name__}: {exc}\n\n{trace[-16_000:]}"
+            self.end(IterationStatus.FAILED, text)
+        self.client.flush_quietly()
