@@ -8,8 +8,9 @@ client's own writes are visible (read-your-writes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import pyarrow as pa
@@ -17,6 +18,9 @@ import pyarrow as pa
 from deardiary.schemas.errors import InvalidArgument
 
 from .transport import error_from_response
+
+if TYPE_CHECKING:
+    from deardiary.services.embedded import EmbeddedStore
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -38,7 +42,7 @@ class LocalReader:
         self.data_dir = Path(data_dir)
         self.timeout = timeout
 
-    def _with_store(self, fn: Any) -> Any:
+    def _with_store(self, fn: Callable[[EmbeddedStore], pa.Table]) -> pa.Table:
         from deardiary.services.embedded import EmbeddedStore
 
         with EmbeddedStore.open_when_free(self.data_dir, self.timeout) as store:
@@ -46,16 +50,14 @@ class LocalReader:
             return fn(store)
 
     def sql(self, query: str, min_offset: int) -> pa.Table:
-        return self._with_store(lambda s: s.sql(query))  # type: ignore[no-any-return]
+        return self._with_store(lambda s: s.sql(query))
 
     def metric_history(
         self, iteration_id: str, key: str, max_points: int | None, min_offset: int
     ) -> pa.Table:
         from deardiary.projections.queries.metric_series import series
 
-        return self._with_store(  # type: ignore[no-any-return]
-            lambda s: series(s.store.reader(), iteration_id, key, max_points)
-        )
+        return self._with_store(lambda s: series(s.store.reader(), iteration_id, key, max_points))
 
     def get_json(self, path: str, params: dict[str, Any], min_offset: int) -> Any:
         raise InvalidArgument(f"{path} is served by the HTTP API; connect to a server for it")

@@ -95,7 +95,8 @@ def test_as_of_offset_and_time(tmp_path: Path) -> None:
             str(tmp_path / folder),
             "--format",
             "json",
-            "SELECT i.status, m.count, m.last FROM iterations i JOIN last_metrics m USING (iteration_id)",
+            "SELECT i.status, m.count, m.last"
+            " FROM iterations i JOIN last_metrics m USING (iteration_id)",
         )
         assert [json.loads(line) for line in out.stdout.splitlines()] == [
             {"status": "RUNNING", "count": 1, "last": 0.5}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,9 +15,9 @@ import deardiary as dd
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> dd.Client:
+def client(tmp_path: Path) -> Iterator[dd.Client]:
     c = dd.connect(str(tmp_path / "store"), spool_dir=tmp_path / "spool")
-    yield c  # type: ignore[misc]
+    yield c
     c.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Sequence
 
@@ -64,7 +65,7 @@ def _apply_in_batches(batches: Sequence[Sequence[Record]]) -> dict[str, list[tup
 def _split(items: list[Record], cuts: list[int]) -> list[list[Record]]:
     points = sorted({c % (len(items) + 1) for c in cuts})
     bounds = [0, *points, len(items)]
-    return [items[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @settings(max_examples=30, deadline=None)
