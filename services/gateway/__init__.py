@@ -1,0 +1,15 @@
+"""The ingest gateway (HTTP -> log): `gateway_part(log)` mounts it on `build_app`."""
+
+from __future__ import annotations
+
+from deardiary.services.gateway.routes import Authorizer, IngestAck, gateway_part
+from deardiary.services.gateway.validation import IngestLimits, key_problem, validate_envelope
+
+__all__ = [
+    "Authorizer",
+    "IngestAck",
+    "IngestLimits",
+    "gateway_part",
+    "key_problem",
+    "validate_envelope",
+]

@@ -1,0 +1,323 @@
+"""The ingest gateway: HTTP -> the event log, for clients that cannot reach the log.
+
+POST /api/v1/events takes a batch of envelopes (MessagePack array of `bin`, or JSON),
+checks all of it (validation.py), appends it in one call, and answers only after the
+append returned -- an acknowledged event is durable. MessagePack envelopes are
+appended as the exact bytes received; JSON ones are encoded to MessagePack first.
+A log that cannot be written answers 503 UNAVAILABLE (retryable, nothing written),
+never a 4xx: the events were fine. The log's event-id dedup makes a resend idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from deardiary.schemas.codec import encode
+from deardiary.schemas.envelope import Envelope, LogPosition
+from deardiary.schemas.errors import (
+    DearDiaryError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from deardiary.schemas.events import AUTO_STEP, MetricsLogged, partition_key
+from deardiary.schemas.ids import new_id, now_us
+from deardiary.services.gateway.validation import (
+    EventBatch,
+    IngestLimits,
+    parse_json,
+    parse_msgpack,
+    validate_all,
+)
+from deardiary.services.http.app import Endpoint, RoutePart
+from deardiary.services.http.errors import invalid_argument_from_msgspec
+from deardiary.services.http.openapi import operation
+from deardiary.services.log import EventLog, LogRecord
+
+Authorizer = Callable[[web.Request, Sequence[Envelope]], Awaitable[None]]
+"""Called with the checked envelopes before they are appended; raises to refuse them."""
+
+MSGPACK_TYPES = frozenset(
+    {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
+)
+JSON_TYPE = "application/json"
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_log = logging.getLogger("deardiary.gateway")
+
+
+class MetricPoint(msgspec.Struct, forbid_unknown_fields=True):
+    """One point; `value` is a number or "NaN" / "Infinity" / "-Infinity"."""
+
+    key: str
+    value: float | str
+    step: int = AUTO_STEP
+    timestamp: int | None = None
+
+
+class MetricsRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Points for one iteration, sent as one MetricsLogged event. Give `event_id` to make
+    a resend idempotent."""
+
+    metrics: list[MetricPoint]
+    group: str = ""
+    event_id: str | None = None
+
+
+class IngestAck(msgspec.Struct):
+    """Where each event landed (request order; a resent event id gets its first position)."""
+
+    positions: list[LogPosition]
+    last_offset: int
+    last_offsets: dict[str, int]
+
+
+_metrics_decoder = msgspec.json.Decoder(MetricsRequest)
+_json = msgspec.json.Encoder()
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes -- before reading when
+    Content-Length says so, else as soon as the stream passes it."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ResourceExhausted(
+            f"request body of {request.content_length} bytes; at most {limit}",
+            {"max_body_bytes": limit},
+        )
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise ResourceExhausted(f"request body over {limit} bytes", {"max_body_bytes": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _metric_value(point: MetricPoint) -> float:
+    if isinstance(point.value, float):
+        return point.value
+    try:
+        return _NON_FINITE[point.value]
+    except KeyError:
+        raise InvalidArgument(
+            f"metric {point.key!r}: value {point.value[:50]!r} is not a number,"
+            ' "NaN", "Infinity" or "-Infinity"',
+            {"key": point.key},
+        ) from None
+
+
+class Gateway:
+    """The ingest handlers bound to one log."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        limits: IngestLimits,
+        on_appended: Callable[[list[LogPosition]], None] | None,
+        authorize: Authorizer | None,
+        actor: Callable[[web.Request], str] | None,
+        append_threads: int,
+        max_concurrent_requests: int,
+    ) -> None:
+        self.log = log
+        self.limits = limits
+        self.on_appended = on_appended
+        self.authorize = authorize
+        self.actor = actor
+        self.append_threads = append_threads
+        self._executor: ThreadPoolExecutor | None = None
+        # Each request holds its body, the decoded items and the envelopes at once (about
+        # 3x the body); bounding requests in flight keeps server memory flat under load.
+        self._slots = asyncio.Semaphore(max_concurrent_requests)
+
+    async def appender_threads(self, app: web.Application) -> AsyncIterator[None]:
+        """Appends block on disk or broker; they get their own threads, apart from reads."""
+        self._executor = ThreadPoolExecutor(self.append_threads, "deardiary-gateway-append")
+        yield
+        executor, self._executor = self._executor, None
+        executor.shutdown(wait=True)
+
+    async def events(self, request: web.Request) -> web.Response:
+        content_type = request.content_type
+        if content_type not in MSGPACK_TYPES and content_type != JSON_TYPE:
+            raise InvalidArgument(
+                f"Content-Type {content_type!r} is not accepted",
+                {"accepted": ["application/msgpack", JSON_TYPE]},
+            )
+        async with self._slots:
+            body = await read_body(request, self.limits.max_body_bytes)
+            if content_type == JSON_TYPE:
+                envelopes = parse_json(body, self.limits)
+                payloads = [encode(e) for e in envelopes]
+            else:
+                envelopes, payloads = parse_msgpack(body, self.limits)
+            return await self._append(request, envelopes, payloads)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        async with self._slots:
+            return await self._metrics(request)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await read_body(request, self.limits.max_body_bytes)
+        try:
+            req = _metrics_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise invalid_argument_from_msgspec(exc, "JSON body") from exc
+        if not req.metrics:
+            raise InvalidArgument("no metrics in the request")
+        if len({p.key for p in req.metrics}) > 1 << 16:
+            raise InvalidArgument("at most 65,536 distinct metric keys per request")
+        now = now_us()
+        event = MetricsLogged.from_points(
+            request.match_info["iteration_id"],
+            [p.key for p in req.metrics],
+            [_metric_value(p) for p in req.metrics],
+            [p.step for p in req.metrics],
+            [now if p.timestamp is None else p.timestamp for p in req.metrics],
+            group=req.group,
+        )
+        envelope = Envelope(
+            event_id=req.event_id or new_id(),
+            body=event,
+            key=partition_key(event),
+            client_time=now,
+            actor=self.actor(request) if self.actor else "",
+        )
+        validate_all([envelope], self.limits)
+        return await self._append(request, [envelope], [encode(envelope)])
+
+    async def _append(
+        self, request: web.Request, envelopes: Sequence[Envelope], payloads: Sequence[bytes]
+    ) -> web.Response:
+        if self.authorize is not None:
+            await self.authorize(request, envelopes)
+        records = [
+            LogRecord(e.event_id, e.key, p) for e, p in zip(envelopes, payloads, strict=True)
+        ]
+        loop = asyncio.get_running_loop()
+        try:
+            positions = await loop.run_in_executor(self._executor, self.log.append, records)
+        except DearDiaryError:
+            raise
+        except Exception as exc:  # sqlite3.Error, OSError, a broker client's errors, ...
+            _log.warning("the event log cannot be written", exc_info=True)
+            raise Unavailable(
+                f"the event log cannot be written right now ({type(exc).__name__}); retry",
+                {"retryable": True},
+            ) from exc
+        if len(positions) != len(records):
+            raise Unavailable(
+                f"the log answered {len(positions)} positions for {len(records)} records",
+                {"retryable": True},
+            )
+        self._notify(positions)
+        last: dict[str, int] = {}
+        for p in positions:
+            last[str(p.partition)] = max(last.get(str(p.partition), -1), p.offset)
+        ack = IngestAck(positions, max(p.offset for p in positions), last)
+        return web.Response(body=_json.encode(ack), content_type=JSON_TYPE)
+
+    def _notify(self, positions: list[LogPosition]) -> None:
+        """Wake whoever waits for new records. The events are durable already, so a failing
+        hook is logged, not answered as an error (the client would resend for nothing)."""
+        if self.on_appended is None:
+            return
+        try:
+            self.on_appended(positions)
+        except Exception:
+            _log.exception("on_appended hook failed")
+
+
+def _openapi() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(events operation, metrics operation, component schemas) from the msgspec types."""
+    refs, schemas = msgspec.json.schema_components(
+        [EventBatch, MetricsRequest, IngestAck], ref_template="#/components/schemas/{name}"
+    )
+    batch, metrics_req, ack = refs
+    acked = {"200": {"description": "Appended durably", "content": {JSON_TYPE: {"schema": ack}}}}
+    events = operation(
+        "Append a batch of events to the log",
+        tag="ingest",
+        description="All-or-nothing: every envelope is decoded and checked before any is "
+        "appended. MessagePack bodies are an array of `bin` items, each one Envelope encoded "
+        "with MessagePack; they are stored byte for byte. JSON bodies carry the envelopes as "
+        "objects (bytes fields base64). A resent event id is stored once and answers its "
+        "first position. 413 RESOURCE_EXHAUSTED for an oversized body or batch; "
+        "503 UNAVAILABLE (retry) when the log cannot be written.",
+        request_body={
+            "required": True,
+            "content": {
+                "application/msgpack": {
+                    "schema": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "contentMediaType": "application/msgpack",
+                            "description": "one Envelope, MessagePack-encoded (bin)",
+                        },
+                    }
+                },
+                JSON_TYPE: {"schema": batch},
+            },
+        },
+        responses=acked,
+    )
+    metrics = operation(
+        "Log metric points of an iteration (convenience for non-SDK clients)",
+        tag="ingest",
+        description="The points become one MetricsLogged event. `step` defaults to the key's "
+        "next step, `timestamp` (microseconds since the epoch) to now. JSON cannot carry "
+        'NaN or infinities: send the strings "NaN", "Infinity", "-Infinity".',
+        request_body={"required": True, "content": {JSON_TYPE: {"schema": metrics_req}}},
+        responses=acked,
+    )
+    return events, metrics, schemas
+
+
+def gateway_part(
+    log: EventLog,
+    *,
+    limits: IngestLimits | None = None,
+    on_appended: Callable[[list[LogPosition]], None] | None = None,
+    authorize: Authorizer | None = None,
+    actor: Callable[[web.Request], str] | None = None,
+    append_threads: int = 1,
+    max_concurrent_requests: int = 8,
+) -> RoutePart:
+    """The ingest routes over `log` (owned by the caller: the part never closes it).
+
+    `on_appended(positions)` runs on the event loop after each durable append (keep it
+    cheap, e.g. set a threading.Event). `authorize(request, envelopes)` may refuse a
+    checked batch by raising. `actor(request)` names the actor of events the gateway
+    builds itself (the metrics route); posted envelopes keep the actor they carry.
+    `append_threads` threads call `log.append`; at most `max_concurrent_requests`
+    requests are read and checked at once (the rest wait their turn).
+    """
+    gateway = Gateway(
+        log,
+        limits or IngestLimits(),
+        on_appended,
+        authorize,
+        actor,
+        append_threads,
+        max_concurrent_requests,
+    )
+    events_op, metrics_op, schemas = _openapi()
+    return RoutePart(
+        "gateway",
+        [
+            Endpoint("POST", "/api/v1/events", gateway.events, events_op),
+            Endpoint(
+                "POST", "/api/v1/iterations/{iteration_id}/metrics", gateway.metrics, metrics_op
+            ),
+        ],
+        schemas=schemas,
+        contexts=[gateway.appender_threads],
+    )
