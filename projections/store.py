@@ -87,7 +87,9 @@ class DuckDBProjectionStore:
             ) from exc
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._write_lock = threading.RLock()
+        self._reader_lock = threading.Lock()
         self.conn.execute(_schema_sql())
+        self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()
         self._refresh_metrics_view()
 
@@ -98,7 +100,8 @@ class DuckDBProjectionStore:
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A cursor for one reading thread; it sees committed batches only."""
-        return self.conn.cursor()
+        with self._reader_lock:
+            return self._reader_root.cursor()
 
     def next_offsets(self) -> dict[int, int]:
         rows = self.conn.execute(
@@ -299,4 +302,5 @@ class DuckDBProjectionStore:
         self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {sql}")
 
     def close(self) -> None:
+        self._reader_root.close()
         self.conn.close()

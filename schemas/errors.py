@@ -1,7 +1,7 @@
 """One exception hierarchy with stable, machine-readable codes.
 
 Codes are a contract with clients: they never change meaning. HTTP statuses are
-mapped from them in exactly one place (services/http_errors.py).
+mapped from them in exactly one place (services/http/errors.py).
 """
 
 from __future__ import annotations

@@ -37,9 +37,37 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from deardiary.services.http import serve
+    from deardiary.services.server import check_bind, embedded_server
+
+    check_bind(args.host, args.allow_remote_without_auth)
+    with embedded_server(args.data) as server:
+        serve(
+            server.app(),
+            args.host,
+            args.port,
+            ready=lambda url: print(
+                f"deardiary serving {Path(args.data).resolve()} on {url}", flush=True
+            ),
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deardiary", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    srv = sub.add_parser("serve", help="run gateway, projector and query service (embedded)")
+    srv.add_argument("--data", default=DEFAULT_DATA, help="data folder (default %(default)s)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=9000)
+    srv.add_argument(
+        "--allow-remote-without-auth",
+        action="store_true",
+        help="serve on a non-loopback address without authentication (trusted networks only)",
+    )
+    srv.set_defaults(func=_cmd_serve)
 
     sql = sub.add_parser("sql", help="run read-only SQL over the projections")
     sql.add_argument("query")

@@ -67,8 +67,9 @@ class Projector:
         with self._applied:
             return self._applied.wait_for(lambda: self._reached(target), timeout)
 
-    def run(self, stop: threading.Event, poll: float = 0.05) -> None:
-        """Follow the log until `stop` is set."""
+    def run(self, stop: threading.Event, wake: threading.Event, poll: float = 0.25) -> None:
+        """Follow the log until `stop` is set; `wake` (set by appenders) skips the poll wait."""
         while not stop.is_set():
             if self.step(timeout=0) == 0:
-                stop.wait(poll)
+                wake.wait(poll)
+                wake.clear()

@@ -17,7 +17,7 @@ class FsArtifactStore:
     backend = "filesystem"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, content_hash: str) -> Path:

@@ -52,7 +52,7 @@ def open_log(url: str) -> EventLog:
 
         return SqliteEventLog(url.removeprefix("sqlite://"))
     if url.startswith("kafka://"):
-        from deardiary.services.log.kafka import KafkaEventLog  # type: ignore[import-not-found]
+        from deardiary.services.log.kafka import KafkaEventLog
 
-        return KafkaEventLog.from_url(url)  # type: ignore[no-any-return]
+        return KafkaEventLog.from_url(url)
     raise InvalidArgument(f"unsupported log URL {url!r}: use sqlite:///path or kafka://host:port")

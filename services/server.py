@@ -1,0 +1,150 @@
+"""`deardiary serve` in embedded mode: gateway, in-process projector and query service in
+one process over one data folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from deardiary.schemas.codec import encode
+from deardiary.schemas.envelope import Envelope, LogPosition
+from deardiary.schemas.errors import InvalidArgument
+from deardiary.services.artifacts.fs import FsArtifactStore
+from deardiary.services.artifacts.routes import ArtifactRoutes
+from deardiary.services.embedded import EmbeddedStore
+from deardiary.services.gateway import gateway_part
+from deardiary.services.http import Endpoint, RoutePart, build_app, operation, part_from_routes
+from deardiary.services.log import LogRecord
+from deardiary.services.query.context import QueryContext
+from deardiary.services.query.table import query_routes
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def check_bind(host: str, allow_remote: bool) -> None:
+    """Without auth, refuse to listen beyond loopback unless explicitly overridden."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not allow_remote:
+        raise InvalidArgument(
+            f"refusing to serve on {host} without authentication; bind 127.0.0.1 or pass "
+            "--allow-remote-without-auth if this network is trusted"
+        )
+
+
+def _anonymous(request: web.Request) -> str:
+    return ""
+
+
+def artifact_part(routes: ArtifactRoutes) -> RoutePart:
+    upload_q = (
+        ("experiment_id", "string", "experiment"),
+        ("iteration_id", "string", "iteration (optional)"),
+        ("name", "string", "relative name, e.g. checkpoints/model.pt"),
+        ("description", "string", "free text"),
+    )
+    return RoutePart(
+        name="artifacts",
+        endpoints=[
+            Endpoint(
+                "POST",
+                "/api/v1/artifacts",
+                routes.upload,
+                operation(
+                    "Upload an artifact (raw body); identical bytes are stored once",
+                    tag="artifacts",
+                    query=upload_q,
+                    request_body={
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        }
+                    },
+                ),
+            ),
+            Endpoint(
+                "GET",
+                "/api/v1/artifacts/{artifact_id}/content",
+                routes.download,
+                operation(
+                    "Download an artifact's bytes",
+                    tag="artifacts",
+                    query=(("min_offset", "string", "wait until this offset is applied"),),
+                ),
+            ),
+        ],
+    )
+
+
+class EmbeddedServer:
+    """The parts of an embedded server and the projector thread that follows the log."""
+
+    def __init__(self, data: str | Path, lost_after_s: float = 120.0) -> None:
+        self.embedded = EmbeddedStore(data)
+        assert self.embedded.log is not None and self.embedded.projector is not None
+        self.log = self.embedded.log
+        self.projector = self.embedded.projector
+        self.stop_event, self.wake = threading.Event(), threading.Event()
+        self.artifacts = FsArtifactStore(self.embedded.paths.artifacts)
+        self.ctx = QueryContext(
+            reader=self.embedded.store.reader,
+            wait_for_offsets=self.projector.wait_for,
+            artifacts=self.artifacts,
+            clock=utc_now,
+            lost_after_s=lost_after_s,
+        )
+        self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
+
+    def _follow(self) -> None:
+        self.projector.run(self.stop_event, self.wake)
+
+    def _woken(self, positions: list[LogPosition]) -> None:
+        self.wake.set()
+
+    def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
+        positions = self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
+        self.wake.set()
+        return positions
+
+    def app(self) -> web.Application:
+        return build_app(
+            [
+                gateway_part(self.log, on_appended=self._woken),
+                part_from_routes("query", query_routes(self.ctx)),
+                artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
+            ]
+        )
+
+    def start(self) -> None:
+        self.projector.catch_up()
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self.embedded.store.compact()
+        self.embedded.close()
+
+
+@contextmanager
+def embedded_server(data: str | Path, **kwargs: float) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(data, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
