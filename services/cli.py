@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deardiary.schemas.errors import DearDiaryError
+from deardiary.services.admin_cli import add_admin_commands
 from deardiary.services.embedded import DataPaths, EmbeddedStore
 from deardiary.services.formats import RENDERERS
 from deardiary.services.log import open_log
@@ -41,8 +42,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from deardiary.services.http import serve
     from deardiary.services.server import check_bind, embedded_server
 
-    check_bind(args.host, args.allow_remote_without_auth)
-    with embedded_server(args.data) as server:
+    check_bind(args.host, args.allow_remote_without_auth, args.auth)
+    with embedded_server(args.data, auth=args.auth) as server:
         serve(
             server.app(),
             args.host,
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--data", default=DEFAULT_DATA, help="data folder (default %(default)s)")
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=9000)
+    srv.add_argument("--auth", action="store_true", help="require sign-in and permissions")
     srv.add_argument(
         "--allow-remote-without-auth",
         action="store_true",
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--into", required=True, help="new folder for the rebuilt projections")
     rep.add_argument("--as-of", default=None, help="an offset, or an ISO-8601 time")
     rep.set_defaults(func=_cmd_replay)
+    add_admin_commands(sub, DEFAULT_DATA)
     return parser
 
 

@@ -18,6 +18,11 @@ from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
+from deardiary.services.auth.identity import Identity, Principal
+from deardiary.services.auth.ingest import IngestAuthorizer
+from deardiary.services.auth.middleware import AuthMiddleware, scoper
+from deardiary.services.auth.routes import AuthRoutes
+from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.gateway import gateway_part
 from deardiary.services.http import Endpoint, RoutePart, build_app, operation, part_from_routes
@@ -30,8 +35,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def check_bind(host: str, allow_remote: bool) -> None:
+def check_bind(host: str, allow_remote: bool, auth: bool = False) -> None:
     """Without auth, refuse to listen beyond loopback unless explicitly overridden."""
+    if auth:
+        return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -45,6 +52,11 @@ def check_bind(host: str, allow_remote: bool) -> None:
 
 def _anonymous(request: web.Request) -> str:
     return ""
+
+
+def _username(request: web.Request) -> str:
+    principal: Principal = request["principal"]
+    return principal.username
 
 
 def artifact_part(routes: ArtifactRoutes) -> RoutePart:
@@ -91,7 +103,8 @@ def artifact_part(routes: ArtifactRoutes) -> RoutePart:
 class EmbeddedServer:
     """The parts of an embedded server and the projector thread that follows the log."""
 
-    def __init__(self, data: str | Path, lost_after_s: float = 120.0) -> None:
+    def __init__(self, data: str | Path, lost_after_s: float = 120.0, auth: bool = False) -> None:
+        self.auth = auth
         self.embedded = EmbeddedStore(data)
         assert self.embedded.log is not None and self.embedded.projector is not None
         self.log = self.embedded.log
@@ -104,6 +117,10 @@ class EmbeddedServer:
             artifacts=self.artifacts,
             clock=utc_now,
             lost_after_s=lost_after_s,
+            scoper=scoper if auth else None,
+        )
+        self.identity = Identity(
+            load_signing_key(self.embedded.paths.root / "auth.key"), self.embedded.store.reader
         )
         self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
 
@@ -118,13 +135,38 @@ class EmbeddedServer:
         self.wake.set()
         return positions
 
+    def append_applied(self, envelopes: Sequence[Envelope]) -> None:
+        """Append, then wait until the projections show it (admin changes read back at once)."""
+        positions = self.append(envelopes)
+        target: dict[int, int] = {}
+        for pos in positions:
+            target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
+        self.projector.wait_for(target, self.ctx.max_wait_s)
+
+    def caught_up(self) -> None:
+        self.projector.wait_for(self.log.end_offsets(), self.ctx.max_wait_s)
+
     def app(self) -> web.Application:
+        reader = self.embedded.store.reader
+        if not self.auth:
+            return build_app(
+                [
+                    gateway_part(self.log, on_appended=self._woken),
+                    part_from_routes("query", query_routes(self.ctx)),
+                    artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
+                ]
+            )
+        authorize = IngestAuthorizer(reader, self.caught_up, self.append)
         return build_app(
             [
-                gateway_part(self.log, on_appended=self._woken),
+                gateway_part(
+                    self.log, on_appended=self._woken, authorize=authorize, actor=_username
+                ),
                 part_from_routes("query", query_routes(self.ctx)),
-                artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
-            ]
+                artifact_part(ArtifactRoutes(self.ctx, self.append, _username)),
+                AuthRoutes(self.identity, reader, self.append_applied).part(),
+            ],
+            middlewares=[AuthMiddleware(self.identity, reader).middleware()],
         )
 
     def start(self) -> None:
@@ -141,8 +183,10 @@ class EmbeddedServer:
 
 
 @contextmanager
-def embedded_server(data: str | Path, **kwargs: float) -> Iterator[EmbeddedServer]:
-    server = EmbeddedServer(data, **kwargs)
+def embedded_server(
+    data: str | Path, lost_after_s: float = 120.0, auth: bool = False
+) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(data, lost_after_s=lost_after_s, auth=auth)
     server.start()
     try:
         yield server

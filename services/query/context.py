@@ -26,6 +26,8 @@ class QueryContext:
     clock: Callable[[], datetime]
     lost_after_s: float = 120.0
     max_wait_s: float = 30.0
+    # Called on the event loop per read; returns how to prepare the cursor (auth scoping).
+    scoper: Callable[[], Callable[[duckdb.DuckDBPyConnection], None] | None] | None = None
 
     def now_and_lost_before(self) -> tuple[datetime, datetime]:
         now = self.clock()
@@ -34,9 +36,13 @@ class QueryContext:
     async def run(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run a blocking read on a fresh cursor in a worker thread."""
 
+        prepare = self.scoper() if self.scoper is not None else None
+
         def call() -> T:
             conn = self.reader()
             try:
+                if prepare is not None:
+                    prepare(conn)
                 return fn(conn)
             finally:
                 conn.close()

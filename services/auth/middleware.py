@@ -1,0 +1,136 @@
+"""The auth middleware: authenticate every call, then check the route's permission.
+
+Policy is derived from the route itself, so a new route is covered without code of
+its own: GET needs read, other methods create, on every project an id in the path or
+query names; reads are additionally scoped in the database (permissions.scope).
+A few routes are public, some admin-only, and some only need a signed-in caller
+(their handlers check ownership).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import duckdb
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from deardiary.schemas.errors import NotFound, PermissionDenied, Unauthenticated
+from deardiary.services.auth.identity import Identity, Principal
+from deardiary.services.auth.permissions import (
+    ID_PARAMETERS,
+    Action,
+    check,
+    check_entity,
+    project_of,
+    scope,
+)
+
+PUBLIC = frozenset({("GET", "/healthz"), ("GET", "/openapi.json"), ("POST", "/api/v1/auth/login")})
+ADMIN = frozenset(
+    {
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users"),
+        ("POST", "/api/v1/permissions"),
+        ("DELETE", "/api/v1/permissions"),
+    }
+)
+SIGNED_IN = frozenset(
+    {
+        ("POST", "/api/v1/auth/refresh"),
+        ("GET", "/api/v1/auth/me"),
+        ("GET", "/api/v1/permissions"),
+        ("PUT", "/api/v1/users/{username}/password"),
+        ("GET", "/api/v1/tokens"),
+        ("POST", "/api/v1/tokens"),
+        ("DELETE", "/api/v1/tokens/{token_id}"),
+        ("POST", "/api/v1/events"),  # each event is authorised by the ingest hook
+    }
+)
+CURRENT: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "deardiary_principal", default=None
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def scoper() -> Callable[[duckdb.DuckDBPyConnection], None] | None:
+    """For QueryContext: scope read cursors to the current caller, if there is one."""
+    principal = CURRENT.get()
+    return None if principal is None else partial(_scope, principal)
+
+
+def _scope(principal: Principal, conn: duckdb.DuckDBPyConnection) -> None:
+    scope(conn, principal)
+
+
+def bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("bearer ") or not header[7:].strip():
+        raise Unauthenticated("sign in: send Authorization: Bearer <token>")
+    return header[7:].strip()
+
+
+class AuthMiddleware:
+    def __init__(self, identity: Identity, reader: Callable[[], duckdb.DuckDBPyConnection]):
+        self.identity = identity
+        self.reader = reader
+
+    def _check_route(
+        self, principal: Principal, ids: list[tuple[str, str]], action: Action
+    ) -> None:
+        conn = self.reader()
+        try:
+            for parameter, value in ids:
+                if parameter == "entity_id":
+                    self._check_any(conn, principal, value, action)
+                else:
+                    check_entity(conn, principal, parameter, value, action)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _check_any(
+        conn: duckdb.DuckDBPyConnection, principal: Principal, value: str, action: Action
+    ) -> None:
+        for parameter in sorted(ID_PARAMETERS):
+            project = project_of(conn, parameter, value)
+            if project is not None:
+                check(conn, principal, project, action)
+                return
+        if not principal.is_admin:
+            raise NotFound(f"{value!r} not found")
+
+    def middleware(self) -> Middleware:
+        """The aiohttp middleware (a plain function: aiohttp inspects it for its marker)."""
+
+        @web.middleware
+        async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await self.handle(request, handler)
+
+        return authenticate
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        path = route.canonical if route is not None else request.path
+        key = (request.method, path)
+        if key in PUBLIC or route is None:
+            return await handler(request)
+        loop = asyncio.get_running_loop()
+        principal = await loop.run_in_executor(None, self.identity.authenticate, bearer(request))
+        request["principal"] = principal
+        CURRENT.set(principal)
+        if key in ADMIN and not principal.is_admin:
+            raise PermissionDenied("only administrators may do this")
+        if key not in ADMIN and key not in SIGNED_IN:
+            action = Action.READ if request.method == "GET" else Action.CREATE
+            ids = [(k, v) for k, v in request.match_info.items() if k in ID_PARAMETERS]
+            ids += [(k, v) for k, v in request.query.items() if k in ID_PARAMETERS]
+            if "entity_id" in request.match_info:
+                ids.append(("entity_id", request.match_info["entity_id"]))
+            if ids:
+                await loop.run_in_executor(None, self._check_route, principal, ids, action)
+        return await handler(request)
