@@ -17,7 +17,7 @@ import httpx
 import pyarrow as pa
 
 from deardiary.schemas import ids
-from deardiary.schemas.errors import DearDiaryError, InvalidArgument
+from deardiary.schemas.errors import InvalidArgument
 from deardiary.schemas.events import (
     Environment,
     EnvironmentCaptured,
@@ -26,6 +26,7 @@ from deardiary.schemas.events import (
     ProjectCreated,
 )
 
+from .auth import Session, SessionTransport
 from .buffer import EventBuffer
 from .environment import capture_environment, restore_environment
 from .iteration import Iteration
@@ -67,6 +68,7 @@ class Client:
             heartbeat_interval=heartbeat_interval,
         )
         self.reader = reader
+        self.session: Session | None = None
         self._environment: Environment | None = None
         self._environment_lock = threading.Lock()
 
@@ -139,12 +141,6 @@ class Client:
         """Block until everything logged so far is durable in the log; returns its offset."""
         return self.shipper.flush(timeout)
 
-    def flush_quietly(self, timeout: float = 30.0) -> None:
-        try:
-            self.flush(timeout)
-        except DearDiaryError:
-            _log.warning("flush did not complete; undelivered events stay in the spool")
-
     # -- reading --------------------------------------------------------------------
     def sql(self, query: str) -> pa.Table:
         """Read-only SQL over the projections, after this client's writes are visible."""
@@ -178,9 +174,68 @@ class Client:
             raise InvalidArgument(f"iteration {iteration_id} has no recorded environment")
         return restore_environment(env, Path(directory))
 
+    # -- administration (server only) ---------------------------------------------
+    def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        if not isinstance(self.reader, HttpReader):
+            raise InvalidArgument("administration goes through a server; locally use the CLI")
+        return self.reader.request(method, path, **kwargs)
+
+    def set_token(self, token: str) -> None:
+        """Use a new bearer token from now on (spooled events are sent with it)."""
+        if self.session is None:
+            raise InvalidArgument("tokens are for server connections")
+        self.session._token = token
+        self.session.identify()
+        self.token = token
+
+    def create_user(self, username: str, password: str, admin: bool = False) -> dict[str, Any]:
+        body = {"username": username, "password": password, "is_admin": admin}
+        result: dict[str, Any] = self._admin("POST", "/api/v1/users", json=body)
+        return result
+
+    def change_password(self, username: str, password: str) -> None:
+        self._admin("PUT", f"/api/v1/users/{username}/password", json={"password": password})
+
+    def grant(
+        self,
+        username: str,
+        project: str,
+        *,
+        create: bool = False,
+        read: bool = False,
+        update: bool = False,
+        delete: bool = False,
+    ) -> None:
+        body = {
+            "username": username,
+            "project": project,
+            "create": create,
+            "read": read,
+            "update": update,
+            "delete": delete,
+        }
+        self._admin("POST", "/api/v1/permissions", json=body)
+
+    def revoke(self, username: str, project: str) -> None:
+        self._admin(
+            "DELETE", "/api/v1/permissions", params={"username": username, "project": project}
+        )
+
+    def create_token(self, lifespan_s: int | None = 30 * 24 * 3600, description: str = "") -> str:
+        """A new access token for this user; the secret is returned once, only here."""
+        body = {"lifespan_s": lifespan_s, "description": description}
+        return str(self._admin("POST", "/api/v1/tokens", json=body)["token"])
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke by the token itself or its id."""
+        token_id = token.split(".")[1] if token.startswith("dda.") else token
+        self._admin("DELETE", f"/api/v1/tokens/{token_id}")
+
     def close(self, timeout: float | None = 30.0) -> None:
         self.shipper.close(timeout)
         self.reader.close()
+        if self.session is not None:
+            self.session.close()
 
     def __enter__(self) -> Client:
         return self
@@ -199,6 +254,8 @@ def connect(
     target: str = "./deardiary-data",
     *,
     token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
     actor: str = "",
     spool_dir: str | Path | None = None,
     max_buffer_points: int = 1_000_000,
@@ -208,18 +265,28 @@ def connect(
     """A client for a data folder path or an http(s):// server URL."""
     if target.startswith(("http://", "https://")):
         url = target.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        http = httpx.Client(base_url=url, timeout=timeout, headers=headers)
-        return Client(
+        session = Session(url, token=token, username=username, password=password, timeout=timeout)
+        if password is not None:
+            session.login()
+        elif token is not None:
+            session.identify()
+        http = httpx.Client(base_url=url, timeout=timeout)
+        transport = SessionTransport(
+            HttpTransport(url, token=session.token, timeout=timeout), session
+        )
+        client = Client(
             url,
-            HttpTransport(url, token=token, timeout=timeout),
-            HttpReader(http),
-            token=token,
-            actor=actor,
+            transport,
+            HttpReader(http, session.token),
+            token=session.token(),
+            actor=session.username or actor,
             spool_dir=spool_dir,
             max_buffer_points=max_buffer_points,
             **options,
         )
+        client.session = session
+        client.expires_at = session.expires_at
+        return client
     if "://" in target:
         raise InvalidArgument(f"unsupported target {target!r}: use a folder path or http(s)://")
     folder = Path(target).expanduser().resolve()

@@ -109,4 +109,5 @@ class Iteration:
             trace = "".join(traceback.format_exception(exc_type, exc, tb))
             text = f"{type(exc).__name__}: {exc}\n\n{trace[-16_000:]}"
             self.end(IterationStatus.FAILED, text)
-        self.client.flush_quietly()
+        # No flush here: the shipper sends in the background, and errors are the next
+        # explicit flush()'s to raise — never swallowed, never thrown into the training code.

@@ -67,14 +67,29 @@ class LocalReader:
 
 
 class HttpReader:
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, token: Callable[[], str | None]) -> None:
         self.http = client
+        self.token = token
+
+    def headers(self, accept: str = "application/json") -> dict[str, str]:
+        token = self.token()
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return {"Accept": accept, **auth}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A JSON call (used by the admin methods); errors raised as typed errors."""
+        import msgspec
+
+        response = self.http.request(method, path, headers=self.headers(), **kwargs)
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.content)
+        return msgspec.json.decode(response.content)
 
     def _get(self, path: str, params: dict[str, Any], min_offset: int, accept: str) -> bytes:
         query = {k: v for k, v in params.items() if v is not None}
         if min_offset >= 0:
             query["min_offset"] = str(min_offset)
-        response = self.http.get(path, params=query, headers={"Accept": accept})
+        response = self.http.get(path, params=query, headers=self.headers(accept))
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.content)
         return response.content

@@ -18,7 +18,7 @@ from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
-from deardiary.services.auth.identity import Identity, Principal
+from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
 from deardiary.services.auth.ingest import IngestAuthorizer
 from deardiary.services.auth.middleware import AuthMiddleware, scoper
 from deardiary.services.auth.routes import AuthRoutes
@@ -55,7 +55,7 @@ def _anonymous(request: web.Request) -> str:
 
 
 def _username(request: web.Request) -> str:
-    principal: Principal = request["principal"]
+    principal: Principal = request[PRINCIPAL]
     return principal.username
 
 
@@ -166,7 +166,7 @@ class EmbeddedServer:
                 artifact_part(ArtifactRoutes(self.ctx, self.append, _username)),
                 AuthRoutes(self.identity, reader, self.append_applied).part(),
             ],
-            middlewares=[AuthMiddleware(self.identity, reader).middleware()],
+            middlewares=[AuthMiddleware(self.identity, reader, self.caught_up).middleware()],
         )
 
     def start(self) -> None:

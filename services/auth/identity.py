@@ -18,6 +18,7 @@ from datetime import datetime
 
 import duckdb
 import msgspec
+from aiohttp import web
 
 from deardiary.schemas.errors import ResourceExhausted, Unauthenticated
 from deardiary.schemas.ids import now_us
@@ -30,6 +31,9 @@ class Principal:
     username: str
     is_admin: bool
     expires_at: int | None  # microseconds since the epoch
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 class _SessionClaims(msgspec.Struct, array_like=True):
@@ -49,7 +53,7 @@ def _micros(value: datetime | None) -> int | None:
 
 
 class LoginLimiter:
-    """At most `attempts` failed logins per username (and per client) in `window_s`."""
+    """At most `attempts` failed logins per key (a username, a client address) in `window_s`."""
 
     def __init__(self, attempts: int = 5, window_s: float = 60.0) -> None:
         self.attempts, self.window_s = attempts, window_s
@@ -85,7 +89,8 @@ class Identity:
         self.key = key
         self.reader = reader
         self.session_ttl_s = session_ttl_s
-        self.limiter = LoginLimiter()
+        self.per_user = LoginLimiter(attempts=5)
+        self.per_client = LoginLimiter(attempts=50)  # many users may share one address
 
     def _user(self, column: str, value: str) -> dict[str, object] | None:
         conn = self.reader()
@@ -111,13 +116,14 @@ class Identity:
 
     def login(self, username: str, password: str, client: str = "") -> tuple[Principal, str]:
         """Check a password (rate-limited); returns the principal and a session token."""
-        keys = (f"user:{username}", f"client:{client}")
-        self.limiter.check(*keys)
+        self.per_user.check(username)
+        self.per_client.check(client)
         user = self._user("username", username)
         # verify against a dummy hash when the user is unknown, so timing does not tell
         stored = str(user["password_hash"]) if user else _DUMMY_HASH
         if not verify_password(password, stored) or user is None:
-            self.limiter.failed(*keys)
+            self.per_user.failed(username)
+            self.per_client.failed(client)
             raise Unauthenticated("wrong username or password")
         token, expires = self.issue_session(str(user["user_id"]), stored)
         principal = Principal(str(user["user_id"]), username, bool(user["is_admin"]), expires)

@@ -39,7 +39,7 @@ from deardiary.schemas.events import (
     TagsDeleted,
     TagsSet,
 )
-from deardiary.services.auth.identity import Principal
+from deardiary.services.auth.identity import PRINCIPAL, Principal
 from deardiary.services.auth.permissions import Action, check, project_of
 
 Appender = Callable[[Sequence[Envelope]], object]
@@ -162,6 +162,6 @@ class IngestAuthorizer:
             self.append(grants)
 
     async def __call__(self, request: web.Request, envelopes: Sequence[Envelope]) -> None:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._authorize, principal, envelopes)

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from deardiary.schemas.errors import NotFound, PermissionDenied, Unauthenticated
-from deardiary.services.auth.identity import Identity, Principal
+from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
 from deardiary.services.auth.permissions import (
     ID_PARAMETERS,
     Action,
@@ -75,13 +75,26 @@ def bearer(request: web.Request) -> str:
 
 
 class AuthMiddleware:
-    def __init__(self, identity: Identity, reader: Callable[[], duckdb.DuckDBPyConnection]):
+    def __init__(
+        self,
+        identity: Identity,
+        reader: Callable[[], duckdb.DuckDBPyConnection],
+        catch_up: Callable[[], None],
+    ) -> None:
         self.identity = identity
         self.reader = reader
+        self.catch_up = catch_up
 
     def _check_route(
         self, principal: Principal, ids: list[tuple[str, str]], action: Action
     ) -> None:
+        try:
+            self._check_ids(principal, ids, action)
+        except NotFound:
+            self.catch_up()  # created by an append the projections have not applied yet
+            self._check_ids(principal, ids, action)
+
+    def _check_ids(self, principal: Principal, ids: list[tuple[str, str]], action: Action) -> None:
         conn = self.reader()
         try:
             for parameter, value in ids:
@@ -121,7 +134,7 @@ class AuthMiddleware:
             return await handler(request)
         loop = asyncio.get_running_loop()
         principal = await loop.run_in_executor(None, self.identity.authenticate, bearer(request))
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         CURRENT.set(principal)
         if key in ADMIN and not principal.is_admin:
             raise PermissionDenied("only administrators may do this")

@@ -29,7 +29,7 @@ from deardiary.schemas.events import (
     UserPasswordChanged,
 )
 from deardiary.schemas.ids import now_us
-from deardiary.services.auth.identity import Identity, Principal
+from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
 from deardiary.services.auth.secrets import hash_password, hash_secret, new_secret
 from deardiary.services.http import Endpoint, RoutePart, operation
 from deardiary.services.query.encoding import json_response, rows
@@ -127,7 +127,7 @@ class AuthRoutes:
         )
 
     async def refresh(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         user = await self._blocking(
             lambda: self._query(
                 "SELECT password_hash FROM users WHERE user_id = ?", [principal.user_id]
@@ -137,13 +137,13 @@ class AuthRoutes:
         return json_response({"token": token, "expires_at": expires, "user": _user_view(principal)})
 
     async def me(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         return json_response({**_user_view(principal), "expires_at": principal.expires_at})
 
     # -- users ----------------------------------------------------------------------
     async def create_user(self, request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read(), type=NewUser)
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
 
         def create() -> str:
             if self._query("SELECT 1 FROM users WHERE username = ?", [body.username]):
@@ -170,7 +170,7 @@ class AuthRoutes:
         return json_response({"items": rows_from(found), "total": len(found)})
 
     async def change_password(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         username = request.match_info["username"]
         if username != principal.username and not principal.is_admin:
             raise PermissionDenied("you may change only your own password")
@@ -189,7 +189,7 @@ class AuthRoutes:
     # -- permissions ----------------------------------------------------------------
     async def grant(self, request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read(), type=Grant)
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
 
         def grant() -> dict[str, Any]:
             user_id, project_id = self._user_id(body.username), self._project_id(body.project)
@@ -216,7 +216,7 @@ class AuthRoutes:
         return json_response(await self._blocking(grant))
 
     async def revoke(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         username, project = request.query.get("username"), request.query.get("project")
         if not username or not project:
             raise InvalidArgument("username and project are required")
@@ -233,7 +233,7 @@ class AuthRoutes:
         return json_response({"username": username, "project": project, "revoked": True})
 
     async def permissions(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         username = request.query.get("username", principal.username)
         if username != principal.username and not principal.is_admin:
             raise PermissionDenied("you may list only your own permissions")
@@ -250,7 +250,7 @@ class AuthRoutes:
 
     # -- access tokens ----------------------------------------------------------------
     async def create_token(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         body = msgspec.json.decode(await request.read() or b"{}", type=NewToken)
         if body.lifespan_s is not None and not 1 <= body.lifespan_s <= MAX_TOKEN_LIFESPAN_S:
             raise InvalidArgument(f"lifespan_s must be 1..{MAX_TOKEN_LIFESPAN_S}")
@@ -274,7 +274,7 @@ class AuthRoutes:
         )
 
     async def list_tokens(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         everyone = principal.is_admin and request.query.get("all") == "true"
         found = await self._blocking(
             lambda: self._query(
@@ -288,7 +288,7 @@ class AuthRoutes:
         return json_response({"items": rows_from(found), "total": len(found)})
 
     async def revoke_token(self, request: web.Request) -> web.Response:
-        principal: Principal = request["principal"]
+        principal: Principal = request[PRINCIPAL]
         token_id = request.match_info["token_id"]
 
         def revoke() -> None:
