@@ -31,6 +31,7 @@ from .buffer import EventBuffer
 from .environment import capture_environment, restore_environment
 from .iteration import Iteration
 from .reads import HttpReader, LocalReader, Reader
+from .registry import Registry
 from .shipper import Shipper
 from .spool import Spool, default_spool_dir
 from .transport import HttpTransport, LocalTransport, Transport
@@ -69,6 +70,8 @@ class Client:
         )
         self.reader = reader
         self.session: Session | None = None
+        self.registry = Registry(self)
+        self.project_names: dict[str, str] = {}
         self._environment: Environment | None = None
         self._environment_lock = threading.Lock()
 
@@ -92,6 +95,7 @@ class Client:
         if not project or not experiment:
             raise InvalidArgument("project and experiment names are required")
         project_id = ids.project_id(project)
+        self.project_names[project_id] = project
         experiment_id = ids.experiment_id(project_id, experiment)
         iteration_id = (
             ids.iteration_id_for_external(experiment_id, external_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,23 @@ class Iteration:
     def set_metadata(self, metadata: Mapping[str, Any]) -> None:
         self.client.buffer.emit(
             MetadataSet(entity=EntityKind.ITERATION, entity_id=self.id, metadata=dict(metadata))
+        )
+
+    def log_artifact(self, path: str | Path, name: str | None = None, description: str = "") -> str:
+        """Upload a file as an artifact of this iteration; returns the artifact id."""
+        file = Path(path)
+        result = self.client.registry.log_artifact(
+            self.experiment_id, self.id, file, name or file.name, description
+        )
+        return str(result["artifact_id"])
+
+    def register_model(
+        self, model: str, artifact_id: str | None = None, description: str = ""
+    ) -> str:
+        """Register a new version of `model` in this iteration's project, with lineage to it."""
+        project = self.client.project_names[self.project_id]
+        return self.client.registry.register_version(
+            project, model, iteration_id=self.id, artifact_id=artifact_id, description=description
         )
 
     # -- lifecycle ----------------------------------------------------------------

@@ -214,6 +214,37 @@ class QueryRoutes:
         )
         return table_response(request, table)
 
+    async def lineage(self, request: web.Request) -> web.Response:
+        """A model version with the iteration it came from, its params and metrics."""
+        version_id = request.match_info["model_version_id"]
+        now, lost_before = self.ctx.now_and_lost_before()
+
+        def read(c: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+            version = rows(catalog.get_entity(c, "model_versions", version_id))[0]
+            model = rows(catalog.get_entity(c, "models", version["model_id"]))[0]
+            out: dict[str, Any] = {
+                "version": version,
+                "model": model,
+                "iteration": None,
+                "params": [],
+                "metrics": [],
+                "artifact": None,
+            }
+            if version["iteration_id"]:
+                it = version["iteration_id"]
+                out["iteration"] = rows(
+                    iterations.get_iteration(c, it, now=now, lost_before=lost_before)
+                )[0]
+                out["params"] = rows(iterations.iteration_params(c, it))
+                out["metrics"] = rows(iterations.iteration_metric_summaries(c, it))
+            if version["artifact_id"]:
+                out["artifact"] = rows(catalog.get_entity(c, "artifacts", version["artifact_id"]))[
+                    0
+                ]
+            return out
+
+        return json_response(await self._read(request, read))
+
     async def entity_history(self, request: web.Request) -> web.Response:
         entity_id = request.match_info["entity_id"]
         limit, offset = q.page(request, 1000)

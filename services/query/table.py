@@ -227,6 +227,13 @@ def query_routes(ctx: QueryContext) -> list[Route]:
         ),
         Route(
             "GET",
+            "/api/v1/model-versions/{model_version_id}/lineage",
+            r.lineage,
+            "A model version's lineage: its iteration, params, metrics and artifact",
+            READ,
+        ),
+        Route(
+            "GET",
             "/api/v1/artifacts",
             r.listing("artifacts", ("experiment_id", "iteration_id", "name")),
             "List artifacts (never reads the bytes)",
