@@ -184,10 +184,19 @@ class DuckDBProjectionStore:
         return pa.Table.from_pylist(rows, schema=self._arrow_schema(table))
 
     def _insert(self, table: str, data: pa.Table, replace: bool) -> None:
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        """Insert rows; with `replace`, rows with the same primary key are replaced whole.
+
+        Replacement is DELETE + INSERT, not INSERT OR REPLACE: DuckDB's upsert keeps a
+        stored value that compares equal to the new one, so -0.0 would stay 0.0 (or the
+        reverse) and replays would not be bit-identical."""
         self.conn.register("_rows", data)
         try:
-            self.conn.execute(f"{verb} INTO {table} SELECT * FROM _rows")
+            if replace:
+                keys = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
+                self.conn.execute(
+                    f"DELETE FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM _rows)"
+                )
+            self.conn.execute(f"INSERT INTO {table} SELECT * FROM _rows")
         finally:
             self.conn.unregister("_rows")
 

@@ -79,3 +79,27 @@ def test_kill_9_of_the_projector_loses_and_duplicates_nothing(tmp_path: Path) ->
     with EmbeddedStore(tmp_path) as store:
         lm = store.sql("SELECT count, top_step FROM last_metrics").to_pylist()
     assert lm == [{"count": 15000, "top_step": 14999}]
+
+
+def test_signed_zeros_survive_replacement_bit_exactly(tmp_path: Path) -> None:
+    """DuckDB's upsert keeps a stored value equal to the new one (0.0 == -0.0); rows are
+    replaced whole, so the last value logged is the one stored, sign included."""
+    import math
+
+    from deardiary.projections.fold import fold, lookups_for
+    from deardiary.projections.store import DuckDBProjectionStore
+    from tests.builders import records
+
+    log = records(
+        [
+            *sweep_start(),
+            metrics("it-1", [("x", -0.0, -1)]),
+            metrics("it-1", [("x", 0.0, -1)]),
+        ]
+    )
+    store = DuckDBProjectionStore(tmp_path)
+    for record in log:
+        store.apply(fold(store.load_prior(lookups_for([record])), [record]))
+    (last,) = store.reader().execute("SELECT last FROM last_metrics").fetchall()[0]
+    store.close()
+    assert last == 0.0 and math.copysign(1.0, last) == 1.0
