@@ -57,7 +57,11 @@ def _apply_in_batches(batches: Sequence[Sequence[Record]]) -> dict[str, list[tup
         try:
             for batch in batches:
                 store.apply(fold(store.load_prior(lookups_for(batch)), batch))
-            return snapshot(store.reader())
+            reader = store.reader()
+            try:
+                return snapshot(reader)
+            finally:
+                reader.close()
         finally:
             store.close()
 
