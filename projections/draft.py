@@ -48,6 +48,13 @@ class Draft:
             rows[key] = copy.deepcopy(prior)
         return rows[key]
 
+    def existing(self, table: str, key: Key, what: str) -> Row | None:
+        """The current row, or None after recording a not_found conflict for this event."""
+        row = self.get(table, key)
+        if row is None:
+            self.conflict("not_found", str(key), what)
+        return row
+
     def put(self, table: str, row: Row) -> None:
         key = row_key(table, row)
         self._rows.setdefault(table, {})[key] = row

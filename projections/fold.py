@@ -7,13 +7,14 @@ stored offset, and event ids already applied, are skipped, so redelivery is a no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deardiary.projections.draft import Draft, json_value, ts
 from deardiary.projections.folds.access import fold_permission, fold_token, fold_user
 from deardiary.projections.folds.artifacts import fold_artifact_stored
 from deardiary.projections.folds.entities import (
+    ENTITY_EVENTS,
     TABLE_OF,
     fold_entity_event,
     fold_experiment_created,
@@ -120,15 +121,9 @@ def lookups_for(batch: Sequence[Record]) -> Lookups:
             case ModelVersionCreated() | ModelVersionStaged() | ModelAliasSet():
                 want.want("models", ev.model_id)
                 want.model_versions_of.add(ev.model_id)
-            case (
-                TagsSet()
-                | TagsDeleted()
-                | NotesSet()
-                | DescriptionSet()
-                | MetadataSet()
-                | EntityArchived()
-                | EntityDeleted()
-            ):
+            case TagsSet() | TagsDeleted() | NotesSet() | DescriptionSet() | MetadataSet():
+                want.want(TABLE_OF[ev.entity], ev.entity_id)
+            case EntityArchived() | EntityDeleted():
                 want.want(TABLE_OF[ev.entity], ev.entity_id)
             case UserCreated() | UserPasswordChanged() | UserAdminSet():
                 want.want("users", ev.user_id)
@@ -137,54 +132,31 @@ def lookups_for(batch: Sequence[Record]) -> Lookups:
     return want
 
 
-def _apply(draft: Draft, ev: Event) -> None:
-    match ev:
-        case MetricsLogged():
-            fold_metrics(draft, ev)
-        case ProjectCreated():
-            fold_project_created(draft, ev)
-        case ExperimentCreated():
-            fold_experiment_created(draft, ev)
-        case ExperimentStatusChanged():
-            fold_experiment_status(draft, ev)
-        case IterationStarted():
-            fold_iteration_started(draft, ev)
-        case IterationHeartbeat():
-            fold_iteration_heartbeat(draft, ev)
-        case IterationEnded():
-            fold_iteration_ended(draft, ev)
-        case EnvironmentCaptured():
-            fold_environment_captured(draft, ev)
-        case ParamsLogged():
-            fold_params(draft, ev)
-        case LogLinesLogged():
-            fold_log_lines(draft, ev)
-        case ArtifactStored():
-            fold_artifact_stored(draft, ev)
-        case ModelCreated():
-            fold_model_created(draft, ev)
-        case ModelVersionCreated():
-            fold_model_version_created(draft, ev)
-        case ModelVersionStaged():
-            fold_model_version_staged(draft, ev)
-        case ModelAliasSet():
-            fold_model_alias_set(draft, ev)
-        case (
-            TagsSet()
-            | TagsDeleted()
-            | NotesSet()
-            | DescriptionSet()
-            | MetadataSet()
-            | EntityArchived()
-            | EntityDeleted()
-        ):
-            fold_entity_event(draft, ev)
-        case UserCreated() | UserPasswordChanged() | UserAdminSet():
-            fold_user(draft, ev)
-        case PermissionGranted() | PermissionRevoked():
-            fold_permission(draft, ev)
-        case AccessTokenCreated() | AccessTokenRevoked():
-            fold_token(draft, ev)
+_FOLDS: dict[type, Callable[[Draft, Any], None]] = {
+    MetricsLogged: fold_metrics,
+    ProjectCreated: fold_project_created,
+    ExperimentCreated: fold_experiment_created,
+    ExperimentStatusChanged: fold_experiment_status,
+    IterationStarted: fold_iteration_started,
+    IterationHeartbeat: fold_iteration_heartbeat,
+    IterationEnded: fold_iteration_ended,
+    EnvironmentCaptured: fold_environment_captured,
+    ParamsLogged: fold_params,
+    LogLinesLogged: fold_log_lines,
+    ArtifactStored: fold_artifact_stored,
+    ModelCreated: fold_model_created,
+    ModelVersionCreated: fold_model_version_created,
+    ModelVersionStaged: fold_model_version_staged,
+    ModelAliasSet: fold_model_alias_set,
+    **dict.fromkeys(ENTITY_EVENTS, fold_entity_event),
+    UserCreated: fold_user,
+    UserPasswordChanged: fold_user,
+    UserAdminSet: fold_user,
+    PermissionGranted: fold_permission,
+    PermissionRevoked: fold_permission,
+    AccessTokenCreated: fold_token,
+    AccessTokenRevoked: fold_token,
+}
 
 
 def entity_of(ev: Event) -> tuple[str, str]:
@@ -242,7 +214,7 @@ def fold(prior: PriorState, batch: Sequence[Record]) -> Writes:
         seen.add(env.event_id)
         applied.append(env.event_id)
         draft.envelope = env
-        _apply(draft, env.body)
+        _FOLDS[type(env.body)](draft, env.body)
         kind, entity_id = entity_of(env.body)
         draft.insert(
             "events",

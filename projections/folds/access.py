@@ -82,9 +82,8 @@ def fold_token(draft: Draft, event: TokenEvent) -> None:
                 },
             )
         case AccessTokenRevoked():
-            row = draft.get("access_tokens", event.token_id)
+            row = draft.existing("access_tokens", event.token_id, "access token")
             if row is None:
-                draft.conflict("not_found", event.token_id, "access token")
                 return
             row["revoked"] = True
             draft.put("access_tokens", row)

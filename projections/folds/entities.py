@@ -31,6 +31,15 @@ TABLE_OF: dict[EntityKind, str] = {
 
 EntityChange = TagsSet | TagsDeleted | NotesSet | DescriptionSet | MetadataSet
 EntityEvent = EntityChange | EntityArchived | EntityDeleted
+ENTITY_EVENTS: tuple[type[EntityEvent], ...] = (
+    TagsSet,
+    TagsDeleted,
+    NotesSet,
+    DescriptionSet,
+    MetadataSet,
+    EntityArchived,
+    EntityDeleted,
+)
 
 
 def base_row(draft: Draft, **fields: Any) -> dict[str, Any]:
@@ -78,9 +87,8 @@ def fold_experiment_created(draft: Draft, event: ExperimentCreated) -> None:
 
 
 def fold_experiment_status(draft: Draft, event: ExperimentStatusChanged) -> None:
-    row = draft.get("experiments", event.experiment_id)
+    row = draft.existing("experiments", event.experiment_id, "experiment")
     if row is None:
-        draft.conflict("not_found", event.experiment_id, "experiment")
         return
     row["status"] = event.status.value
     row["end_date"] = None if event.status is ExperimentStatus.ACTIVE else draft.log_time
@@ -91,9 +99,8 @@ def fold_experiment_status(draft: Draft, event: ExperimentStatusChanged) -> None
 def fold_entity_event(draft: Draft, event: EntityEvent) -> None:
     """Tags, notes, description, metadata, archive and delete, for any entity kind."""
     table = TABLE_OF[event.entity]
-    row = draft.get(table, event.entity_id)
+    row = draft.existing(table, event.entity_id, str(event.entity))
     if row is None:
-        draft.conflict("not_found", event.entity_id, str(event.entity))
         return
     match event:
         case TagsSet():

@@ -52,27 +52,24 @@ def fold_iteration_started(draft: Draft, event: IterationStarted) -> None:
 
 
 def fold_iteration_heartbeat(draft: Draft, event: IterationHeartbeat) -> None:
-    row = draft.get("iterations", event.iteration_id)
+    row = draft.existing("iterations", event.iteration_id, "iteration")
     if row is None:
-        draft.conflict("not_found", event.iteration_id, "iteration")
         return
     row["last_heartbeat"] = draft.log_time
     draft.put("iterations", row)
 
 
 def fold_environment_captured(draft: Draft, event: EnvironmentCaptured) -> None:
-    row = draft.get("iterations", event.iteration_id)
+    row = draft.existing("iterations", event.iteration_id, "iteration")
     if row is None:
-        draft.conflict("not_found", event.iteration_id, "iteration")
         return
     row["environment"] = json_value(event.environment)
     draft.put("iterations", row)
 
 
 def fold_iteration_ended(draft: Draft, event: IterationEnded) -> None:
-    row = draft.get("iterations", event.iteration_id)
+    row = draft.existing("iterations", event.iteration_id, "iteration")
     if row is None:
-        draft.conflict("not_found", event.iteration_id, "iteration")
         return
     row.update(status=event.status.value, error_message=event.error_message)
     row["end_date"] = row["updated_at"] = row["last_heartbeat"] = draft.log_time
