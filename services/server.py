@@ -118,6 +118,7 @@ class EmbeddedServer:
             clock=utc_now,
             lost_after_s=lost_after_s,
             scoper=scoper if auth else None,
+            end_offsets=self.log.end_offsets,
         )
         self.identity = Identity(
             load_signing_key(self.embedded.paths.root / "auth.key"), self.embedded.store.reader

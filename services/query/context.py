@@ -28,6 +28,8 @@ class QueryContext:
     max_wait_s: float = 30.0
     # Called on the event loop per read; returns how to prepare the cursor (auth scoping).
     scoper: Callable[[], Callable[[duckdb.DuckDBPyConnection], None] | None] | None = None
+    # The log's end, for "catch up before reading" (embedded mode).
+    end_offsets: Callable[[], dict[int, int]] | None = None
 
     def now_and_lost_before(self) -> tuple[datetime, datetime]:
         now = self.clock()
@@ -50,10 +52,14 @@ class QueryContext:
         return await asyncio.get_running_loop().run_in_executor(None, call)
 
     async def wait(self, min_offsets: dict[int, int]) -> None:
-        """Read-your-writes: block until the projections applied these offsets."""
-        if not min_offsets:
-            return
+        """Read-your-writes: block until the projections applied these offsets (without
+        any, until they applied everything appended so far, where that is cheap to know)."""
         loop = asyncio.get_running_loop()
+        if not min_offsets:
+            if self.end_offsets is not None:
+                min_offsets = await loop.run_in_executor(None, self.end_offsets)
+            if not min_offsets:
+                return
         done = await loop.run_in_executor(None, self.wait_for_offsets, min_offsets, self.max_wait_s)
         if not done:
             raise Unavailable(
