@@ -103,7 +103,8 @@ def error_from_response(status: int, content: bytes) -> DearDiaryError:
         text = content[:200].decode("utf-8", "replace")
         error = error_for(ErrorCode.UNKNOWN, f"HTTP {status}: {text}")
     if status in _RETRYABLE_STATUS and not isinstance(error, Unavailable):
-        return Unavailable(f"HTTP {status}: {error.message}", {"code": str(error.code)})
+        error = Unavailable(f"HTTP {status}: {error.message}", {"code": str(error.code)})
+    error.status = status
     return error
 
 

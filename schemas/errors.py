@@ -26,6 +26,7 @@ class DearDiaryError(Exception):
     """Base of every error DearDiary raises on purpose."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    status: int | None = None  # the HTTP status, when the error came over HTTP
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)

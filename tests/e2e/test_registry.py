@@ -78,3 +78,15 @@ def test_local_folder_artifacts_are_content_addressed(tmp_path: Path) -> None:
     stored = [p for p in (tmp_path / "store" / "artifacts").rglob("*") if p.is_file()]
     assert len(stored) == 1
     c.close()
+
+
+def test_client_error_carries_status_code_and_message(url: str, tmp_path: Path) -> None:
+    c = dd.connect(url, spool_dir=tmp_path / "spool")
+    with pytest.raises(dd.ClientError) as err:
+        c.get("/api/v1/iterations/does-not-exist")
+    assert (err.value.status, err.value.code) == (404, "NOT_FOUND")
+    assert "does-not-exist" in err.value.message
+    with pytest.raises(dd.ClientError) as err:
+        c.sql("DELETE FROM metrics")
+    assert (err.value.status, err.value.code) == (403, "PERMISSION_DENIED")
+    c.close()
