@@ -12,7 +12,7 @@ from deardiary.schemas.events import IterationStatus
 
 from .buffer import EventBuffer
 from .capture import OutputCapture
-from .client import Client, connect
+from .client import Client, connect, restore
 from .environment import capture_environment, restore_environment
 from .iteration import Iteration
 from .shipper import Shipper
@@ -34,5 +34,6 @@ __all__ = [
     "capture_environment",
     "connect",
     "default_spool_dir",
+    "restore",
     "restore_environment",
 ]

@@ -303,3 +303,16 @@ def connect(
         max_buffer_points=max_buffer_points,
         **options,
     )
+
+
+def restore(
+    iteration: Iteration | str, directory: str | Path, client: Client | None = None
+) -> list[Path]:
+    """Write an iteration's recorded dependency files, freeze list and git diff back.
+
+    `iteration` is an Iteration handle, or an id together with the `client` to ask."""
+    if isinstance(iteration, Iteration):
+        return iteration.client.restore(iteration, directory)
+    if client is None:
+        raise InvalidArgument("restore(iteration_id, directory) needs client=")
+    return client.restore(iteration, directory)

@@ -105,7 +105,7 @@ def test_restore_writes_the_recorded_environment_back(client: dd.Client, tmp_pat
             break
     env = client.environment_of(it.id)
     assert env is not None and env.python_version.startswith("3.")
-    written = client.restore(it, tmp_path / "restored")
+    written = dd.restore(it, tmp_path / "restored")
     names = {p.name for p in written}
     assert "requirements-freeze.txt" in names
     assert "msgspec" in (tmp_path / "restored" / "requirements-freeze.txt").read_text()
