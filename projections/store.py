@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,10 @@ from deardiary.projections.writes import (
 from deardiary.schemas.errors import Unavailable
 
 _JSON_INSERT_COLUMNS: dict[str, tuple[str, ...]] = {**JSON_COLUMNS, "events": ("summary",)}
-_POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
+POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
 
 
-def _schema_sql() -> str:
+def schema_sql() -> str:
     return resources.files("deardiary.projections").joinpath("schema.sql").read_text()
 
 
@@ -72,6 +73,7 @@ class DuckDBProjectionStore:
         hot_points_limit: int = 2_000_000,
         merge_below_rows: int = 1_000_000,
         max_small_segments: int = 8,
+        retire_after_s: float = 0.0,
     ) -> None:
         self.directory = Path(directory)
         self.segments_dir = self.directory / "segments"
@@ -79,6 +81,8 @@ class DuckDBProjectionStore:
         self.hot_points_limit = hot_points_limit
         self.merge_below_rows = merge_below_rows
         self.max_small_segments = max_small_segments
+        self.retire_after_s = retire_after_s
+        self._retired: dict[str, float] = {}
         try:
             self.conn = duckdb.connect(str(self.directory / "state.duckdb"))
         except duckdb.IOException as exc:
@@ -88,7 +92,7 @@ class DuckDBProjectionStore:
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
-        self.conn.execute(_schema_sql())
+        self.conn.execute(schema_sql())
         self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()
         self._refresh_metrics_view()
@@ -215,8 +219,8 @@ class DuckDBProjectionStore:
                     conn.register("_points", writes.metric_points)
                     try:
                         conn.execute(
-                            f"INSERT INTO metric_points_hot ({_POINT_COLUMNS})"
-                            f" SELECT {_POINT_COLUMNS} FROM _points"
+                            f"INSERT INTO metric_points_hot ({POINT_COLUMNS})"
+                            f" SELECT {POINT_COLUMNS} FROM _points"
                         )
                     finally:
                         conn.unregister("_points")
@@ -288,8 +292,18 @@ class DuckDBProjectionStore:
             conn.execute("ROLLBACK")
             raise
         self._refresh_metrics_view()
-        for old in replaced:
-            (self.segments_dir / old).unlink(missing_ok=True)
+        self._retire(replaced)
+
+    def _retire(self, names: list[str]) -> None:
+        """Delete replaced segments — after `retire_after_s` when other processes may still
+        read them where they are (Kafka mode's query service reads published segment
+        lists), at once otherwise."""
+        now = time.time()
+        self._retired.update(dict.fromkeys(names, now))
+        for name, since in list(self._retired.items()):
+            if now - since >= self.retire_after_s:
+                (self.segments_dir / name).unlink(missing_ok=True)
+                del self._retired[name]
 
     def segment_paths(self) -> list[Path]:
         rows = self.conn.execute("SELECT path FROM metric_segments ORDER BY created_seq").fetchall()
@@ -303,11 +317,11 @@ class DuckDBProjectionStore:
                 path.unlink()
 
     def _refresh_metrics_view(self) -> None:
-        select_hot = f"SELECT {_POINT_COLUMNS} FROM metric_points_hot"
+        select_hot = f"SELECT {POINT_COLUMNS} FROM metric_points_hot"
         paths = self.segment_paths()
         sql = select_hot
         if paths:
-            sql += f" UNION ALL SELECT {_POINT_COLUMNS} FROM read_parquet({_parquet_list(paths)})"
+            sql += f" UNION ALL SELECT {POINT_COLUMNS} FROM read_parquet({_parquet_list(paths)})"
         self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {sql}")
 
     def close(self) -> None:

@@ -40,13 +40,28 @@ class Projector:
         with self._lock:
             offsets = self.store.next_offsets()
             raw = self.log.read(offsets, self.max_records, timeout)
-            batch: list[Record] = []
-            for pos, payload in raw:
-                if self.stop_before is not None and self.stop_before(pos):
-                    break
-                batch.append((pos, decode_record(payload)))
+            stop = self.stop_before
+            # Records past an as-of bound are left unread; other partitions go on.
+            batch: list[Record] = [
+                (pos, decode_record(payload))
+                for pos, payload in raw
+                if stop is None or not stop(pos)
+            ]
             if not batch:
                 return 0
+            if stop is not None:  # keep each partition's records contiguous from its offset
+                past = {pos.partition for pos, _ in raw if stop(pos)}
+                first_past = {
+                    p: min(pos.offset for pos, _ in raw if pos.partition == p and stop(pos))
+                    for p in past
+                }
+                batch = [
+                    r
+                    for r in batch
+                    if r[0].partition not in first_past or r[0].offset < first_past[r[0].partition]
+                ]
+                if not batch:
+                    return 0
             self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
             self._applied.notify_all()
             return len(batch)

@@ -1,0 +1,84 @@
+"""The query service's view of all partitions in Kafka mode: one in-memory DuckDB whose
+relations union every partition's latest export, refreshed when a manifest changes.
+
+The relations have the same names and columns as in embedded mode, so every query,
+route and permission check runs unchanged on top.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from deardiary.projections.store import POINT_COLUMNS, schema_sql
+from deardiary.services.kafka_mode.partitions import EXPORTED, read_manifests
+
+
+def _list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+class ExportsView:
+    def __init__(self, data: Path, refresh_s: float = 0.2) -> None:
+        self.data = Path(data)
+        self.refresh_s = refresh_s
+        self.conn = duckdb.connect()
+        self.conn.execute("CREATE SCHEMA empty")
+        self.conn.execute("SET schema = 'empty'")
+        self.conn.execute(schema_sql())  # typed empty tables, for relations with no export
+        self.conn.execute("SET schema = 'main'")
+        self._lock = threading.Lock()
+        self._seen: str = "-"
+        self._checked = 0.0
+        self.offsets: dict[int, int] = {}
+        self.refresh(force=True)
+
+    def refresh(self, force: bool = False) -> None:
+        with self._lock:
+            if not force and time.monotonic() - self._checked < self.refresh_s:
+                return
+            self._checked = time.monotonic()
+            manifests = read_manifests(self.data)
+            key = repr([(m["partition"], m["next_offsets"], m["tables"]) for m in manifests])
+            if key == self._seen:
+                return
+            offsets: dict[int, int] = {}
+            for m in manifests:
+                for p, o in dict(m["next_offsets"]).items():  # type: ignore[call-overload]
+                    offsets[int(p)] = int(o)
+            for table in EXPORTED:
+                files = [str(dict(m["tables"])[table]) for m in manifests]  # type: ignore[call-overload]
+                source = (
+                    f"SELECT * FROM read_parquet({_list(files)})"
+                    if files
+                    else f"SELECT * FROM empty.{table}"
+                )
+                self.conn.execute(f"CREATE OR REPLACE VIEW {table} AS {source}")
+            segments = [str(s) for m in manifests for s in list(m["segments"])]  # type: ignore[call-overload]
+            metrics = f"SELECT {POINT_COLUMNS} FROM metric_points_hot"
+            if segments:
+                metrics += f" UNION ALL SELECT {POINT_COLUMNS} FROM read_parquet({_list(segments)})"
+            self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {metrics}")
+            self.offsets = offsets
+            self._seen = key
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        self.refresh()
+        with self._lock:
+            return self.conn.cursor()
+
+    def wait_for(self, target: dict[int, int], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.refresh(force=True)
+            if all(self.offsets.get(p, 0) >= o for p, o in target.items()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.conn.close()
