@@ -30,7 +30,7 @@ from .auth import Session, SessionTransport
 from .buffer import EventBuffer
 from .environment import capture_environment, restore_environment
 from .iteration import Iteration
-from .reads import HttpReader, LocalReader, Reader
+from .reads import HttpReader, LocalReader, NoReader, Reader
 from .registry import Registry
 from .shipper import Shipper
 from .spool import Spool, default_spool_dir
@@ -291,6 +291,24 @@ def connect(
         client.session = session
         client.expires_at = session.expires_at
         return client
+    if target.startswith("kafka://"):
+        from .kafka_transport import KafkaTransport
+
+        query_url = options.pop("query_url", None)
+        reader: Reader = (
+            HttpReader(httpx.Client(base_url=query_url, timeout=timeout), lambda: token)
+            if query_url
+            else NoReader(target)
+        )
+        return Client(
+            target,
+            KafkaTransport(target),
+            reader,
+            actor=actor,
+            spool_dir=spool_dir,
+            max_buffer_points=max_buffer_points,
+            **options,
+        )
     if "://" in target:
         raise InvalidArgument(f"unsupported target {target!r}: use a folder path or http(s)://")
     folder = Path(target).expanduser().resolve()

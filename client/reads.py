@@ -117,3 +117,29 @@ class HttpReader:
 
     def close(self) -> None:
         self.http.close()
+
+
+class NoReader:
+    """Reads for a client that only produces to Kafka: they go to a query service."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def _refuse(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"{self.target} is a log, not a query service: pass query_url='http://...'"
+        )
+
+    def sql(self, query: str, min_offset: int) -> pa.Table:
+        raise self._refuse()
+
+    def metric_history(
+        self, iteration_id: str, key: str, max_points: int | None, min_offset: int
+    ) -> pa.Table:
+        raise self._refuse()
+
+    def get_json(self, path: str, params: dict[str, Any], min_offset: int) -> Any:
+        raise self._refuse()
+
+    def close(self) -> None:
+        pass

@@ -43,6 +43,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from deardiary.services.server import check_bind, embedded_server
 
     check_bind(args.host, args.allow_remote_without_auth, args.auth)
+    if args.broker:
+        return _serve_kafka(args)
     with embedded_server(args.data, auth=args.auth) as server:
         serve(
             server.app(),
@@ -55,6 +57,34 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_kafka(args: argparse.Namespace) -> int:
+    from deardiary.schemas.errors import InvalidArgument
+    from deardiary.services.http import serve
+    from deardiary.services.kafka_mode.server import KafkaServer
+
+    if args.auth:
+        raise InvalidArgument("--auth is not yet supported with --broker")
+    server = KafkaServer(args.broker, Path(args.data))
+    try:
+        serve(
+            server.app(),
+            args.host,
+            args.port,
+            ready=lambda url: print(f"deardiary serving {args.broker} on {url}", flush=True),
+        )
+    finally:
+        server.close()
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from deardiary.services.kafka_mode.worker import run_worker
+
+    sys.argv = [sys.argv[0], "worker"]  # faust's worker reads its own argv
+    run_worker(args.broker, Path(args.data))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deardiary", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,12 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=9000)
     srv.add_argument("--auth", action="store_true", help="require sign-in and permissions")
+    srv.add_argument("--broker", default=None, help="Kafka mode: kafka://host:port[/topic]")
     srv.add_argument(
         "--allow-remote-without-auth",
         action="store_true",
         help="serve on a non-loopback address without authentication (trusted networks only)",
     )
     srv.set_defaults(func=_cmd_serve)
+
+    wrk = sub.add_parser("worker", help="Kafka mode: project partitions into --data")
+    wrk.add_argument("--broker", required=True, help="kafka://host:port[/topic?partitions=N]")
+    wrk.add_argument("--data", default=DEFAULT_DATA, help="shared data folder")
+    wrk.set_defaults(func=_cmd_worker)
 
     sql = sub.add_parser("sql", help="run read-only SQL over the projections")
     sql.add_argument("query")

