@@ -55,6 +55,7 @@ def test_union_of_partition_exports_equals_a_single_store(tmp_path: Path) -> Non
     # offsets differ by construction (per-partition); compare what the data says
     for name in ("projects", "experiments", "params", "last_metrics"):
         assert got[name] == expected[name], name
+
     def strip(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
         return sorted(r[:5] for r in rows)  # iteration, key, step, value, recorded_at
 
