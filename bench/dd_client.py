@@ -1,0 +1,52 @@
+"""A DearDiary client process for the ingest workload: one iteration, 5 keys, flat out.
+
+Prints one JSON line: points logged, when logging started and ended, peak RSS."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import peak_rss_mb
+
+import deardiary as dd
+
+KEYS = ("loss", "acc", "lr", "grad_norm", "val_loss")
+
+
+def main(target: str, spool: str, points: int, start_at: float, name: str) -> None:
+    client = dd.connect(target, spool_dir=spool, max_buffer_points=2_000_000)
+    it = client.start_iteration(project="bench", experiment="ingest", name=name, capture_env=False)
+    steps = points // len(KEYS)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    began = time.time()
+    log_metric = it.log_metric
+    for step in range(steps):
+        v = 1.0 / (step + 1)
+        for key in KEYS:
+            log_metric(key, v, step)
+    logged = time.time()
+    it.end()
+    client.flush(timeout=600)
+    flushed = time.time()
+    client.close()
+    print(
+        json.dumps(
+            {
+                "points": steps * len(KEYS),
+                "began": began,
+                "logged": logged,
+                "flushed": flushed,
+                "rss_mb": peak_rss_mb(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])

@@ -1,0 +1,301 @@
+"""DearDiary's side of the benchmark, one function per row of the table."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+from procs import deardiary_serve, folder_bytes, free_port, peak_rss_mb, running
+
+import deardiary as dd
+from deardiary.schemas import codec, ids
+from deardiary.schemas.envelope import wrap
+from deardiary.schemas.events import (
+    Event,
+    ExperimentCreated,
+    IterationStarted,
+    MetricsLogged,
+    ParamsLogged,
+    ProjectCreated,
+)
+from deardiary.services.embedded import EmbeddedStore
+from deardiary.services.log import LogRecord
+from deardiary.services.log.sqlite import SqliteEventLog
+from deardiary.services.replay import replay
+
+HERE = Path(__file__).resolve().parent
+
+
+def _percentiles(samples_ns: list[int], overhead_ns: float) -> dict[str, float]:
+    samples = sorted(max(0.0, s - overhead_ns) for s in samples_ns)
+    return {
+        "median_us": statistics.median(samples) / 1000,
+        "p99_us": samples[int(len(samples) * 0.99)] / 1000,
+    }
+
+
+def client_call(work: Path, calls: int) -> dict[str, float]:
+    """Latency of one log_metric call (it only appends to the buffer)."""
+    c = dd.connect(str(work / "call"), spool_dir=work / "call-spool", max_buffer_points=calls * 2)
+    it = c.start_iteration(project="bench", experiment="call", capture_env=False)
+    clock = time.perf_counter_ns
+    empty = []
+    for _ in range(20_000):
+        a = clock()
+        empty.append(clock() - a)
+    overhead = statistics.median(empty)
+    lat: list[int] = []
+    log_metric = it.log_metric
+    for i in range(calls):
+        a = clock()
+        log_metric("loss", 0.5, i)
+        lat.append(clock() - a)
+    it.end()
+    c.close()
+    return _percentiles(lat, overhead)
+
+
+def _ingest(
+    target: str,
+    work: Path,
+    total: int,
+    procs: int,
+    count: Callable[[], int] | None,
+    settle: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Time from the first logging call to the moment a query sees the last point.
+
+    `count` is polled while the clients run (server mode); without it the clients finish
+    first and `settle` makes everything visible (local-folder mode: one reader catches up)."""
+    start_at = time.time() + 4.0  # every process is up and waiting by then
+    clients = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "dd_client.py"),
+                target,
+                str(work / f"spool-{n}"),
+                str(total // procs),
+                str(start_at),
+                f"proc-{n}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(procs)
+    ]
+    visible_at = None
+    while count is not None and visible_at is None:
+        if count() >= total:
+            visible_at = time.time()
+        else:
+            time.sleep(0.02)
+    reports = [json.loads(p.communicate(timeout=600)[0].splitlines()[-1]) for p in clients]
+    if settle is not None:
+        settle()
+        visible_at = time.time()
+    assert visible_at is not None
+    first = min(r["began"] for r in reports)
+    return {
+        "points": total,
+        "seconds": visible_at - first,
+        "points_per_s": total / (visible_at - first),
+        "client_peak_rss_mb": max(r["rss_mb"] for r in reports),
+    }
+
+
+def ingest_http(work: Path, total: int, procs: int) -> dict[str, Any]:
+    data = work / "ingest-http"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running(
+        deardiary_serve(data, port, work / "serve.log"), f"{url}/healthz", work / "serve.log"
+    ) as server:
+        http = httpx.Client(timeout=60)
+
+        def count() -> int:
+            r = http.get(f"{url}/api/v1/sql", params={"q": "SELECT count(*) AS n FROM metrics"})
+            return int(r.json()["items"][0]["n"]) if r.status_code == 200 else 0
+
+        result = _ingest(url, work, total, procs, count)
+        result["server_peak_rss_mb"] = peak_rss_mb(server.pid)
+        http.close()
+    result["bytes_per_point"] = folder_bytes(data) / total
+    result["data"] = str(data)
+    return result
+
+
+def ingest_local(work: Path, total: int, procs: int) -> dict[str, Any]:
+    """The same sweep written straight into a data folder (no server), then queried."""
+    data = work / "ingest-local"
+
+    def settle() -> None:
+        with EmbeddedStore(data) as store:
+            n = store.sql("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
+        assert n == total, n
+
+    result = _ingest(str(data), work, total, procs, None, settle)
+    result["bytes_per_point"] = folder_bytes(data) / total
+    return result
+
+
+def _append(log: SqliteEventLog, events: list[Event]) -> None:
+    envs = [wrap(e) for e in events]
+    log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
+
+
+def build_series(data: Path, points: int) -> str:
+    log = SqliteEventLog(str(data / "log.db"))
+    pid = ids.project_id("bench")
+    eid = ids.experiment_id(pid, "series")
+    it = "series-1"
+    _append(
+        log,
+        [
+            ProjectCreated(project_id=pid, name="bench"),
+            ExperimentCreated(experiment_id=eid, project_id=pid, name="series"),
+            IterationStarted(iteration_id=it, experiment_id=eid, project_id=pid),
+        ],
+    )
+    chunk = 50_000
+    for start in range(0, points, chunk):
+        n = min(chunk, points - start)
+        _append(
+            log,
+            [
+                MetricsLogged.from_points(
+                    it,
+                    ["loss"] * n,
+                    [((i * 7919) % 1000) / 1000.0 for i in range(start, start + n)],
+                    list(range(start, start + n)),
+                    [0] * n,
+                )
+            ],
+        )
+    log.close()
+    with EmbeddedStore(data) as store:
+        store.catch_up()
+        store.store.compact()
+    return it
+
+
+def _median_ms(fn: Any, runs: int = 7) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def series_read(work: Path, points: int) -> dict[str, Any]:
+    data = work / "series"
+    it = build_series(data, points)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    out: dict[str, Any] = {"points": points}
+    with running(
+        deardiary_serve(data, port, work / "series.log"), f"{url}/healthz", work / "series.log"
+    ):
+        http = httpx.Client(timeout=60)
+
+        def get(max_points: int | None) -> pa.Table:
+            params: dict[str, Any] = {"key": "loss", "format": "arrow"}
+            if max_points:
+                params["max_points"] = max_points
+            r = http.get(f"{url}/api/v1/iterations/{it}/metric-history", params=params)
+            return pa.ipc.open_stream(r.content).read_all()
+
+        assert get(None).num_rows == points
+        out["full_ms"] = _median_ms(lambda: get(None))
+        out["downsampled_ms"] = _median_ms(lambda: get(1000))
+        http.close()
+    return out
+
+
+def build_sweep(data: Path, iterations: int) -> str:
+    log = SqliteEventLog(str(data / "log.db"))
+    pid = ids.project_id("bench")
+    eid = ids.experiment_id(pid, "sweep")
+    events: list[Event] = [
+        ProjectCreated(project_id=pid, name="bench"),
+        ExperimentCreated(experiment_id=eid, project_id=pid, name="sweep"),
+    ]
+    for n in range(iterations):
+        it = f"trial-{n:05d}"
+        events += [
+            IterationStarted(iteration_id=it, experiment_id=eid, project_id=pid, name=it),
+            ParamsLogged(iteration_id=it, params={"lr": str(10 ** -(n % 5)), "bs": str(n % 7)}),
+            MetricsLogged.from_points(
+                it,
+                ["loss"] * 10,
+                [((n * 31 + s) % 997) / 997 for s in range(10)],
+                list(range(10)),
+                [0] * 10,
+            ),
+        ]
+        if len(events) > 3000:
+            _append(log, events)
+            events = []
+    _append(log, events)
+    log.close()
+    with EmbeddedStore(data) as store:
+        store.catch_up()
+        store.store.compact()
+    return eid
+
+
+def sweep_queries(work: Path, iterations: int) -> dict[str, Any]:
+    data = work / "sweep"
+    eid = build_sweep(data, iterations)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running(
+        deardiary_serve(data, port, work / "sweep.log"), f"{url}/healthz", work / "sweep.log"
+    ):
+        http = httpx.Client(timeout=60)
+
+        def summary() -> None:
+            r = http.get(
+                f"{url}/api/v1/experiments/{eid}/leaderboard",
+                params={"key": "loss", "goal": "min", "format": "arrow"},
+            )
+            assert pa.ipc.open_stream(r.content).read_all().num_rows == iterations
+
+        def search() -> None:
+            r = http.get(
+                f"{url}/api/v1/iterations",
+                params={
+                    "experiment_id": eid,
+                    "filter": "params.lr = '0.01' and metrics.loss.min < 0.5",
+                    "order_by": "metrics.loss.min ASC",
+                    "limit": 100,
+                },
+            )
+            assert r.status_code == 200 and r.json()["total"] > 0
+
+        out = {
+            "iterations": iterations,
+            "summary_ms": _median_ms(summary),
+            "search_ms": _median_ms(search),
+        }
+        http.close()
+    return out
+
+
+def replay_rate(source: Path, work: Path, points: int) -> dict[str, Any]:
+    log = SqliteEventLog(str(source / "log.db"))
+    t = time.perf_counter()
+    replay(log, work / "replayed")
+    seconds = time.perf_counter() - t
+    log.close()
+    return {"points": points, "seconds": seconds, "points_per_s": points / seconds}

@@ -1,0 +1,119 @@
+"""DearDiary vs MLflow, side by side: `make bench` (or `make bench ARGS=--quick`).
+
+Writes bench/results/<date>.json and renders docs/benchmarks.md from it."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dd_workloads as ddw
+from report import render
+
+HERE = Path(__file__).resolve().parent
+SCALES = {
+    "full": {
+        "calls": 200_000,
+        "ingest": 1_000_000,
+        "procs": 8,
+        "series": 1_000_000,
+        "sweep": 10_000,
+        "ml_ingest": 40_000,
+        "ml_sweep": 500,
+    },
+    "quick": {
+        "calls": 50_000,
+        "ingest": 200_000,
+        "procs": 8,
+        "series": 200_000,
+        "sweep": 2_000,
+        "ml_ingest": 8_000,
+        "ml_sweep": 100,
+    },
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    import duckdb
+    import pyarrow
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "pyarrow": pyarrow.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the same workload, scaled down")
+    parser.add_argument("--no-mlflow", action="store_true", help="skip the MLflow column")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+    scale = SCALES["quick" if args.quick else "full"]
+    work = Path(tempfile.mkdtemp(prefix="deardiary-bench-"))
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "make bench" + (" ARGS=--quick" if args.quick else ""),
+        "mode": "quick" if args.quick else "full",
+        "scale": scale,
+        "machine": machine(),
+    }
+    try:
+        dd: dict[str, Any] = {}
+        print("client call ...", flush=True)
+        dd["call"] = ddw.client_call(work, scale["calls"])
+        print("ingest over HTTP ...", flush=True)
+        dd["ingest_http"] = ddw.ingest_http(work, scale["ingest"], scale["procs"])
+        print("ingest into a local folder ...", flush=True)
+        dd["ingest_local"] = ddw.ingest_local(work, scale["ingest"], scale["procs"])
+        print("replay ...", flush=True)
+        dd["replay"] = ddw.replay_rate(Path(dd["ingest_http"].pop("data")), work, scale["ingest"])
+        print("series read ...", flush=True)
+        dd["series"] = ddw.series_read(work, scale["series"])
+        print("sweep queries ...", flush=True)
+        dd["sweep"] = ddw.sweep_queries(work, scale["sweep"])
+        results["deardiary"] = dd
+        if not args.no_mlflow:
+            import mlflow_workloads as mlw
+
+            print("MLflow ...", flush=True)
+            results["mlflow_version"] = mlw.ensure_installed()
+            results["mlflow"] = mlw.run_all(
+                work, scale["ml_ingest"], scale["procs"], scale["ml_sweep"]
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = results["date"][:19].replace(":", "")
+    (out / f"{stamp}-{results['mode']}.json").write_text(json.dumps(results, indent=2))
+    docs = HERE.parent / "docs" / "benchmarks.md"
+    docs.parent.mkdir(exist_ok=True)
+    docs.write_text(render(results))
+    print(docs.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
