@@ -1,10 +1,12 @@
 """A DearDiary client process for the ingest workload: one iteration, 5 keys, flat out.
 
-Prints one JSON line: points logged, when logging started and ended, peak RSS."""
+Prints one JSON line as soon as every point is acknowledged: when logging started, when
+the calls returned, when the last point was acknowledged, peak RSS and CPU time used."""
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -18,12 +20,18 @@ import deardiary as dd
 KEYS = ("loss", "acc", "lr", "grad_norm", "val_loss")
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(target: str, spool: str, points: int, start_at: float, name: str) -> None:
     client = dd.connect(target, spool_dir=spool, max_buffer_points=2_000_000)
     it = client.start_iteration(project="bench", experiment="ingest", name=name, capture_env=False)
     steps = points // len(KEYS)
     while time.time() < start_at:
         time.sleep(0.001)
+    cpu_at_start = _cpu_seconds()
     began = time.time()
     log_metric = it.log_metric
     for step in range(steps):
@@ -34,7 +42,6 @@ def main(target: str, spool: str, points: int, start_at: float, name: str) -> No
     it.end()
     client.flush(timeout=600)
     flushed = time.time()
-    client.close()
     print(
         json.dumps(
             {
@@ -43,9 +50,12 @@ def main(target: str, spool: str, points: int, start_at: float, name: str) -> No
                 "logged": logged,
                 "flushed": flushed,
                 "rss_mb": peak_rss_mb(),
+                "cpu_s": _cpu_seconds() - cpu_at_start,
             }
-        )
+        ),
+        flush=True,  # the benchmark queries as soon as every client has reported
     )
+    client.close()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-from procs import deardiary_serve, folder_bytes, free_port, peak_rss_mb, running
+from procs import cpu_seconds, deardiary_serve, folder_bytes, free_port, peak_rss_mb, running
 
 import deardiary as dd
 from deardiary.schemas import codec, ids
@@ -68,13 +68,13 @@ def _ingest(
     work: Path,
     total: int,
     procs: int,
-    count: Callable[[], int] | None,
-    settle: Callable[[], None] | None = None,
+    visible: Callable[[], int],
 ) -> dict[str, Any]:
     """Time from the first logging call to the moment a query sees the last point.
 
-    `count` is polled while the clients run (server mode); without it the clients finish
-    first and `settle` makes everything visible (local-folder mode: one reader catches up)."""
+    Each client reports as soon as its last point is acknowledged; then `visible()` runs
+    one query and returns how many points it saw -- the server's reads catch up with the
+    log first, so it answers at the moment everything acknowledged is queryable."""
     start_at = time.time() + 4.0  # every process is up and waiting by then
     clients = [
         subprocess.Popen(
@@ -92,23 +92,22 @@ def _ingest(
         )
         for n in range(procs)
     ]
-    visible_at = None
-    while count is not None and visible_at is None:
-        if count() >= total:
-            visible_at = time.time()
-        else:
-            time.sleep(0.02)
-    reports = [json.loads(p.communicate(timeout=600)[0].splitlines()[-1]) for p in clients]
-    if settle is not None:
-        settle()
-        visible_at = time.time()
-    assert visible_at is not None
+    reports = [json.loads(p.stdout.readline()) for p in clients if p.stdout is not None]
+    print("ALLACKED", time.time(), file=sys.stderr)
+    seen = visible()
+    visible_at = time.time()
+    for p in clients:
+        p.communicate(timeout=600)
+    assert seen == total, (seen, total)
     first = min(r["began"] for r in reports)
     return {
         "points": total,
         "seconds": visible_at - first,
         "points_per_s": total / (visible_at - first),
+        "calls_done_s": max(r["logged"] for r in reports) - first,
+        "acked_s": max(r["flushed"] for r in reports) - first,
         "client_peak_rss_mb": max(r["rss_mb"] for r in reports),
+        "client_cpu_s": sum(r["cpu_s"] for r in reports),
     }
 
 
@@ -123,9 +122,12 @@ def ingest_http(work: Path, total: int, procs: int) -> dict[str, Any]:
 
         def count() -> int:
             r = http.get(f"{url}/api/v1/sql", params={"q": "SELECT count(*) AS n FROM metrics"})
-            return int(r.json()["items"][0]["n"]) if r.status_code == 200 else 0
+            r.raise_for_status()
+            return int(r.json()["items"][0]["n"])
 
+        cpu_before = cpu_seconds(server.pid)
         result = _ingest(url, work, total, procs, count)
+        result["server_cpu_s"] = cpu_seconds(server.pid) - cpu_before
         result["server_peak_rss_mb"] = peak_rss_mb(server.pid)
         http.close()
     result["bytes_per_point"] = folder_bytes(data) / total
@@ -137,12 +139,11 @@ def ingest_local(work: Path, total: int, procs: int) -> dict[str, Any]:
     """The same sweep written straight into a data folder (no server), then queried."""
     data = work / "ingest-local"
 
-    def settle() -> None:
+    def count() -> int:
         with EmbeddedStore(data) as store:
-            n = store.sql("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
-        assert n == total, n
+            return int(store.sql("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"])
 
-    result = _ingest(str(data), work, total, procs, None, settle)
+    result = _ingest(str(data), work, total, procs, count)
     result["bytes_per_point"] = folder_bytes(data) / total
     return result
 

@@ -92,6 +92,9 @@ class DuckDBProjectionStore:
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
+        # Lets DuckDB insert and copy on all threads; no relation here relies on insertion
+        # order (segments are written sorted, every query orders what it returns).
+        self.conn.execute("SET preserve_insertion_order = false")
         self.conn.execute(schema_sql())
         self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()

@@ -37,29 +37,35 @@ def history(
 def downsampled(
     conn: duckdb.DuckDBPyConnection, iteration_id: str, key: str, max_points: int
 ) -> pa.Table:
-    """At most `max_points` points (>= 2) keeping each bucket's min and max."""
+    """At most `max_points` points (>= 2) keeping each bucket's min and max.
+
+    Per bucket, plain min/max aggregates find the extreme values and a join picks the
+    points holding them (ties: lowest step, then the earliest logged) -- cheaper than
+    arg_min/arg_max over structs."""
     buckets = max(1, max_points // 2)
-    point = "{'step': step, 'value': value, 'recorded_at': recorded_at}"
-    order = '"partition", "offset", seq'
     return conn.sql(
-        f"""
+        """
         WITH s AS (
             SELECT step, value, recorded_at, "partition", "offset", seq
             FROM metrics WHERE iteration_id = $it AND key = $key
         ),
         n AS (SELECT count(*) AS total, min(step) AS lo, max(step) AS hi FROM s),
-        picked AS (
-            SELECT
-                arg_min({point}, (value, step, {order})) AS low,
-                arg_max({point}, (value, -step, -"partition", -"offset", -seq)) AS high
-            FROM s, n
-            WHERE n.total > $max
-            GROUP BY floor((s.step - n.lo) * $buckets / (n.hi - n.lo + 1))
+        b AS (
+            SELECT s.*, floor((s.step - n.lo) * $buckets / (n.hi - n.lo + 1))::BIGINT AS bucket
+            FROM s, n WHERE n.total > $max
         ),
-        points AS (
-            SELECT low.* FROM picked UNION SELECT high.* FROM picked
+        ext AS (SELECT bucket, min(value) AS lo_v, max(value) AS hi_v FROM b GROUP BY bucket),
+        low AS (
+            SELECT DISTINCT ON (b.bucket) b.step, b.value, b.recorded_at
+            FROM b JOIN ext ON b.bucket = ext.bucket AND b.value = ext.lo_v
+            ORDER BY b.bucket, b.step, b."partition", b."offset", b.seq
+        ),
+        high AS (
+            SELECT DISTINCT ON (b.bucket) b.step, b.value, b.recorded_at
+            FROM b JOIN ext ON b.bucket = ext.bucket AND b.value = ext.hi_v
+            ORDER BY b.bucket, b.step, b."partition", b."offset", b.seq
         )
-        SELECT step, value, recorded_at FROM points
+        SELECT * FROM (SELECT * FROM low UNION SELECT * FROM high)
         UNION ALL
         SELECT step, value, recorded_at FROM (SELECT s.* FROM s, n WHERE n.total <= $max)
         ORDER BY step, value, recorded_at

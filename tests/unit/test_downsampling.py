@@ -1,0 +1,69 @@
+"""Downsampling keeps, per equal-width step bucket, the min and max points -- checked
+against a plain-Python reference on data full of ties, duplicates, NaN and signed zeros."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import duckdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deardiary.projections.queries.metric_series import downsampled
+
+Point = tuple[int, float, int]  # step, value, offset (log order)
+
+VALUES = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, math.nan, math.inf, -math.inf]),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+)
+POINTS = st.lists(st.tuples(st.integers(0, 60), VALUES), min_size=1, max_size=120)
+
+
+def _order(value: float) -> tuple[int, float]:
+    """DuckDB's order for doubles: NaN above everything, -0.0 equal to 0.0."""
+    return (1, 0.0) if math.isnan(value) else (0, value + 0.0)
+
+
+def reference(points: Sequence[Point], max_points: int) -> list[tuple[int, str]]:
+    if len(points) <= max_points:
+        kept = list(points)
+    else:
+        buckets = max(1, max_points // 2)
+        lo = min(p[0] for p in points)
+        hi = max(p[0] for p in points)
+        groups: dict[int, list[Point]] = {}
+        for p in points:
+            groups.setdefault(math.floor((p[0] - lo) * buckets / (hi - lo + 1)), []).append(p)
+        kept = []
+        for group in groups.values():
+            low = min(group, key=lambda p: (_order(p[1]), p[0], p[2]))
+            top = max(_order(p[1]) for p in group)
+            high = min((p for p in group if _order(p[1]) == top), key=lambda p: (p[0], p[2]))
+            kept += [low] if low == high else [low, high]
+    return sorted((s, repr(v + 0.0 if v == 0 else v)) for s, v, _ in set(kept))
+
+
+def listing(rows: list[tuple[int, float]]) -> list[tuple[int, str]]:
+    return sorted((s, repr(v + 0.0 if v == 0 else v)) for s, v in rows)
+
+
+@settings(max_examples=150, deadline=None)
+@given(POINTS, st.integers(2, 12))
+def test_downsampling_matches_the_reference(raw: list[tuple[int, float]], max_points: int) -> None:
+    points = [(step, value, offset) for offset, (step, value) in enumerate(raw)]
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE metrics (iteration_id VARCHAR, key VARCHAR, step BIGINT, value DOUBLE,"
+        ' recorded_at TIMESTAMP, "partition" INTEGER, "offset" BIGINT, seq INTEGER)'
+    )
+    conn.executemany(
+        "INSERT INTO metrics VALUES ('it', 'loss', ?, ?, TIMESTAMP '2026-01-01', 0, ?, 0)",
+        [list(p) for p in points],
+    )
+    conn.execute("INSERT INTO metrics VALUES ('other', 'loss', 0, -1e9, NOW(), 0, 0, 0)")
+    got = downsampled(conn, "it", "loss", max_points)
+    rows = list(zip(got["step"].to_pylist(), got["value"].to_pylist(), strict=True))
+    assert len(rows) <= max_points
+    assert listing(rows) == reference(points, max_points)
