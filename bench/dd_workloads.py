@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cProfile
 import json
 import statistics
 import subprocess
@@ -13,9 +14,19 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-from procs import cpu_seconds, deardiary_serve, folder_bytes, free_port, peak_rss_mb, running
+from procs import (
+    cpu_seconds,
+    deardiary_serve,
+    folder_bytes,
+    free_port,
+    peak_rss_mb,
+    rss_mb,
+    running,
+)
+from profiles import cprofile_summary, duckdb_profile, py_spy
 
 import deardiary as dd
+from deardiary.projections.queries import metric_series
 from deardiary.schemas import codec, ids
 from deardiary.schemas.envelope import wrap
 from deardiary.schemas.events import (
@@ -63,18 +74,29 @@ def client_call(work: Path, calls: int) -> dict[str, float]:
     return _percentiles(lat, overhead)
 
 
-def _ingest(
+def _report(client: subprocess.Popen[str]) -> dict[str, Any]:
+    line = client.stdout.readline() if client.stdout is not None else ""
+    if not line:
+        raise RuntimeError(f"client process {client.pid} failed; its error is printed above")
+    report: dict[str, Any] = json.loads(line)
+    return report
+
+
+def run_ingest_clients(
     target: str,
     work: Path,
     total: int,
     procs: int,
     visible: Callable[[], int],
+    expect: int | None = None,
+    tag: str = "r0",
 ) -> dict[str, Any]:
     """Time from the first logging call to the moment a query sees the last point.
 
     Each client reports as soon as its last point is acknowledged; then `visible()` runs
-    one query and returns how many points it saw -- the server's reads catch up with the
-    log first, so it answers at the moment everything acknowledged is queryable."""
+    one query and returns how many points it saw (`expect`, by default `total`) -- the
+    server's reads catch up with the log first, so it answers at the moment everything
+    acknowledged is queryable. `tag` names this round's iterations and spools."""
     start_at = time.time() + 4.0  # every process is up and waiting by then
     clients = [
         subprocess.Popen(
@@ -82,23 +104,22 @@ def _ingest(
                 sys.executable,
                 str(HERE / "dd_client.py"),
                 target,
-                str(work / f"spool-{n}"),
+                str(work / f"spool-{tag}-{n}"),
                 str(total // procs),
                 str(start_at),
-                f"proc-{n}",
+                f"{tag}-proc-{n}",
             ],
             stdout=subprocess.PIPE,
             text=True,
         )
         for n in range(procs)
     ]
-    reports = [json.loads(p.stdout.readline()) for p in clients if p.stdout is not None]
-    print("ALLACKED", time.time(), file=sys.stderr)
+    reports = [_report(p) for p in clients]
     seen = visible()
     visible_at = time.time()
     for p in clients:
         p.communicate(timeout=600)
-    assert seen == total, (seen, total)
+    assert seen == (expect or total), (seen, expect or total)
     first = min(r["began"] for r in reports)
     return {
         "points": total,
@@ -111,14 +132,16 @@ def _ingest(
     }
 
 
-def ingest_http(work: Path, total: int, procs: int) -> dict[str, Any]:
+def ingest_http(work: Path, total: int, procs: int, sustained_rounds: int) -> dict[str, Any]:
+    """The measured round, then `sustained_rounds` more into the same server (its RSS after
+    each: memory must stay flat), then one round under py-spy for the profile."""
     data = work / "ingest-http"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with running(
         deardiary_serve(data, port, work / "serve.log"), f"{url}/healthz", work / "serve.log"
     ) as server:
-        http = httpx.Client(timeout=60)
+        http = httpx.Client(timeout=120)
 
         def count() -> int:
             r = http.get(f"{url}/api/v1/sql", params={"q": "SELECT count(*) AS n FROM metrics"})
@@ -126,11 +149,26 @@ def ingest_http(work: Path, total: int, procs: int) -> dict[str, Any]:
             return int(r.json()["items"][0]["n"])
 
         cpu_before = cpu_seconds(server.pid)
-        result = _ingest(url, work, total, procs, count)
+        result = run_ingest_clients(url, work, total, procs, count)
         result["server_cpu_s"] = cpu_seconds(server.pid) - cpu_before
         result["server_peak_rss_mb"] = peak_rss_mb(server.pid)
+        rss, rates = [rss_mb(server.pid)], [result["points_per_s"]]
+        for r in range(1, sustained_rounds + 1):
+            again = run_ingest_clients(url, work, total, procs, count, total * (r + 1), f"r{r}")
+            rss.append(rss_mb(server.pid))
+            rates.append(again["points_per_s"])
+        result["sustained"] = {
+            "points": total * len(rss),
+            "server_rss_mb_after_each_round": rss,
+            "points_per_s_each_round": rates,
+        }
+        rounds = len(rss) + 1
+        with py_spy(server.pid, work / "ingest-profile.txt") as profile:
+            run_ingest_clients(url, work, total, procs, count, total * rounds, "profiled")
+        result["server_profile"] = profile.summary()
         http.close()
-    result["bytes_per_point"] = folder_bytes(data) / total
+    result["bytes_per_point"] = folder_bytes(data) / (total * rounds)
+    result["log_points"] = total * rounds
     result["data"] = str(data)
     return result
 
@@ -143,7 +181,7 @@ def ingest_local(work: Path, total: int, procs: int) -> dict[str, Any]:
         with EmbeddedStore(data) as store:
             return int(store.sql("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"])
 
-    result = _ingest(str(data), work, total, procs, count)
+    result = run_ingest_clients(str(data), work, total, procs, count)
     result["bytes_per_point"] = folder_bytes(data) / total
     return result
 
@@ -220,6 +258,16 @@ def series_read(work: Path, points: int) -> dict[str, Any]:
         out["full_ms"] = _median_ms(lambda: get(None))
         out["downsampled_ms"] = _median_ms(lambda: get(1000))
         http.close()
+    with EmbeddedStore(data) as store:  # the same queries in-process, under DuckDB's profiler
+        conn = store.store.reader()
+        out["full_profile"] = duckdb_profile(
+            conn, lambda: metric_series.history(conn, it, "loss"), work / "full.json"
+        )
+        out["downsampled_profile"] = duckdb_profile(
+            conn,
+            lambda: metric_series.downsampled(conn, it, "loss", 1000),
+            work / "downsampled.json",
+        )
     return out
 
 
@@ -294,9 +342,17 @@ def sweep_queries(work: Path, iterations: int) -> dict[str, Any]:
 
 
 def replay_rate(source: Path, work: Path, points: int) -> dict[str, Any]:
+    """Rebuild every projection from the log; timed once, then once more under cProfile."""
     log = SqliteEventLog(str(source / "log.db"))
     t = time.perf_counter()
     replay(log, work / "replayed")
     seconds = time.perf_counter() - t
+    profile = cProfile.Profile()
+    profile.runcall(replay, log, work / "replayed-profiled")
     log.close()
-    return {"points": points, "seconds": seconds, "points_per_s": points / seconds}
+    return {
+        "points": points,
+        "seconds": seconds,
+        "points_per_s": points / seconds,
+        "profile": cprofile_summary(profile),
+    }

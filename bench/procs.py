@@ -22,6 +22,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def rss_mb(pid: int) -> float:
+    """VmRSS: the process's resident set now, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_rss_mb(pid: int | str = "self") -> float:
     """VmHWM: the process's peak resident set, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -34,10 +34,21 @@ def _check(value: float | None, target: float, higher_is_better: bool) -> str:
     return "pass" if ok else "**miss**"
 
 
+def _flat(rss: list[float]) -> str:
+    """Flat: after the first round (warm-up), the last round's RSS is within 10% of the
+    second's."""
+    if len(rss) < 3:
+        return "—"
+    return "pass (flat)" if rss[-1] <= rss[1] * 1.10 else "**miss** (grows)"
+
+
 def render(r: dict[str, Any]) -> str:
     dd = r["deardiary"]
     ml = r.get("mlflow") or {}
     mlc, mli, mls, mlw = (ml.get(k, {}) for k in ("call", "ingest", "series", "sweep"))
+    hi = dd["ingest_http"]
+    sus = hi["sustained"]
+    kafka = dd.get("ingest_kafka", {"skipped": "--no-kafka"})
     s = r["scale"]
     ml_note = (
         f"MLflow {r.get('mlflow_version', '')}: ingest ran {s['ml_ingest']:,} points (scaled down"
@@ -76,6 +87,46 @@ def render(r: dict[str, Any]) -> str:
             mli.get("points_per_s"),
             _ratio(dd["ingest_http"]["points_per_s"], mli.get("points_per_s"), True),
             _check(dd["ingest_http"]["points_per_s"], 1_000_000, True),
+        ),
+        (
+            "b. ingest advantage over MLflow's batched ingest",
+            None,
+            None,
+            _ratio(dd["ingest_http"]["points_per_s"], mli.get("points_per_s"), True),
+            _check(
+                dd["ingest_http"]["points_per_s"] / mli["points_per_s"] if mli else None,
+                100,
+                True,
+            ),
+        ),
+        (
+            "b. HTTP ingest: all calls returned / all acknowledged / all visible (s)",
+            f"{_fmt(hi['calls_done_s'], 2)} / {_fmt(hi['acked_s'], 2)} / {_fmt(hi['seconds'], 2)}",
+            None,
+            "",
+            "",
+        ),
+        (
+            "b. HTTP ingest: CPU seconds used by the server / by all clients",
+            f"{_fmt(hi['server_cpu_s'], 2)} / {_fmt(hi['client_cpu_s'], 2)}",
+            None,
+            "",
+            "",
+        ),
+        (
+            f"b. HTTP ingest, each of {len(sus['points_per_s_each_round'])} rounds into the same"
+            " server (points/s; later rounds include compacting into Parquet)",
+            " / ".join(_fmt(v) for v in sus["points_per_s_each_round"]),
+            None,
+            "",
+            "",
+        ),
+        (
+            f"b. end-to-end ingest in Kafka mode, {s['procs']} processes (points/s)",
+            kafka.get("points_per_s") or f"skipped: {kafka.get('skipped')}",
+            None,
+            "",
+            "",
         ),
         (
             f"b. end-to-end ingest into a local folder, {s['procs']} processes (points/s)",
@@ -134,6 +185,14 @@ def render(r: dict[str, Any]) -> str:
             "",
         ),
         (
+            f"f. server RSS after each of {len(sus['server_rss_mb_after_each_round'])} rounds"
+            f" of {s['ingest']:,} points (MB)",
+            " / ".join(_fmt(v) for v in sus["server_rss_mb_after_each_round"]),
+            None,
+            "",
+            _flat(sus["server_rss_mb_after_each_round"]),
+        ),
+        (
             "f. peak RSS, one client process (MB)",
             dd["ingest_http"]["client_peak_rss_mb"],
             mli.get("client_peak_rss_mb"),
@@ -167,5 +226,85 @@ def render(r: dict[str, Any]) -> str:
         "How each row is measured: `bench/dd_workloads.py` and `bench/mlflow_workloads.py`.",
         "Ingest is timed from the first logging call of any process to the moment a query sees",
         "the last point (MLflow: until the last `log_batch` of 1,000 metrics returned).",
+        "",
+        *_why(r),
+        *_profiles(dd),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _why(r: dict[str, Any]) -> list[str]:
+    """For each missed target, what the measurements themselves say about it."""
+    dd, cpus = r["deardiary"], r["machine"]["cpus"]
+    out: list[str] = []
+    hi = dd["ingest_http"]
+    if hi["points_per_s"] < 1_000_000:
+        cpu = hi["server_cpu_s"] + hi["client_cpu_s"]
+        out.append(
+            f"- **Ingest** is bound by CPU: server and clients used {cpu:.2f} CPU-seconds for"
+            f" {hi['points']:,} points, so {cpus} cores need at least {cpu / cpus:.2f} s"
+            f" (at most {hi['points'] / (cpu / cpus):,.0f} points/s) even with perfect overlap."
+            f" The clients' calls had all returned after {hi['calls_done_s']:.2f} s and every"
+            f" point was acknowledged after {hi['acked_s']:.2f} s; the remaining"
+            f" {hi['seconds'] - hi['acked_s']:.2f} s is the projector (one thread, one DuckDB"
+            " transaction per batch) folding the backlog -- the server profile below."
+        )
+    rep = dd["replay"]
+    if rep["points_per_s"] < 1_000_000:
+        top = ", ".join(f"{name} {sec:.2f} s" for sec, name in rep["profile"][:4])
+        out.append(
+            f"- **Replay** of {rep['points']:,} points took {rep['seconds']:.2f} s; under"
+            f" cProfile the heaviest calls were {top} (full list below)."
+        )
+    for kind, target in (("full", 100), ("downsampled", 20)):
+        ms = dd["series"][f"{kind}_ms"]
+        if ms > target:
+            prof = dd["series"][f"{kind}_profile"]
+            ops = ", ".join(f"{name} {t:.1f} ms" for t, name in prof["operators"][:3])
+            out.append(
+                f"- **Series read ({kind})** took {ms:.1f} ms over HTTP; DuckDB itself spent"
+                f" {prof['total_ms']:.1f} ms in the query, most of it in {ops}."
+            )
+    if not out:
+        return []
+    return ["## Why a target is missed", "", *out, ""]
+
+
+def _ranked(rows: list[Any], unit: str) -> list[str]:
+    return [f"    {value:>8}{unit}  {name}" for value, name in rows]
+
+
+def _profiles(dd: dict[str, Any]) -> list[str]:
+    hi = dd["ingest_http"]["server_profile"]
+    rep = dd["replay"]["profile"]
+    lines = [
+        "## Profiles",
+        "",
+        f"Server during one more round of the HTTP ingest (py-spy, {hi['samples']:,} samples"
+        " of threads that were running, 100 Hz). Share of samples by thread:",
+        "",
+        *_ranked(hi["threads"], "%"),
+        "",
+        "Where those samples were (innermost frame):",
+        "",
+        *_ranked(hi["self"], "%"),
+        "",
+        "DearDiary functions on the stack (inclusive):",
+        "",
+        *_ranked(hi["inclusive"], "%"),
+        "",
+        "Replay under cProfile, cumulative seconds:",
+        "",
+        *_ranked(rep, " s"),
+        "",
+    ]
+    for kind in ("full", "downsampled"):
+        prof = dd["series"][f"{kind}_profile"]
+        lines += [
+            f"Series read ({kind}) under DuckDB's profiler: {prof['total_ms']} ms in the"
+            f" query, {prof['cpu_ms']} ms of CPU; by operator:",
+            "",
+            *_ranked(prof["operators"], " ms"),
+            "",
+        ]
+    return lines

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.kafka_broker
 
 import dd_workloads as ddw
 from report import render
@@ -30,6 +31,7 @@ SCALES = {
         "sweep": 10_000,
         "ml_ingest": 40_000,
         "ml_sweep": 500,
+        "sustained_rounds": 4,
     },
     "quick": {
         "calls": 50_000,
@@ -39,6 +41,7 @@ SCALES = {
         "sweep": 2_000,
         "ml_ingest": 8_000,
         "ml_sweep": 100,
+        "sustained_rounds": 2,
     },
 }
 
@@ -68,13 +71,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the same workload, scaled down")
     parser.add_argument("--no-mlflow", action="store_true", help="skip the MLflow column")
+    parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka-mode row")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args()
     scale = SCALES["quick" if args.quick else "full"]
     work = Path(tempfile.mkdtemp(prefix="deardiary-bench-"))
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "make bench" + (" ARGS=--quick" if args.quick else ""),
+        "command": "make bench" + (f" ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else ""),
         "mode": "quick" if args.quick else "full",
         "scale": scale,
         "machine": machine(),
@@ -84,11 +88,19 @@ def main() -> int:
         print("client call ...", flush=True)
         dd["call"] = ddw.client_call(work, scale["calls"])
         print("ingest over HTTP ...", flush=True)
-        dd["ingest_http"] = ddw.ingest_http(work, scale["ingest"], scale["procs"])
+        dd["ingest_http"] = ddw.ingest_http(
+            work, scale["ingest"], scale["procs"], scale["sustained_rounds"]
+        )
         print("ingest into a local folder ...", flush=True)
         dd["ingest_local"] = ddw.ingest_local(work, scale["ingest"], scale["procs"])
+        if not args.no_kafka:
+            print("ingest in Kafka mode ...", flush=True)
+            import kafka_workloads
+
+            dd["ingest_kafka"] = kafka_workloads.ingest_kafka(work, scale["ingest"], scale["procs"])
         print("replay ...", flush=True)
-        dd["replay"] = ddw.replay_rate(Path(dd["ingest_http"].pop("data")), work, scale["ingest"])
+        source = Path(dd["ingest_http"].pop("data"))
+        dd["replay"] = ddw.replay_rate(source, work, dd["ingest_http"]["log_points"])
         print("series read ...", flush=True)
         dd["series"] = ddw.series_read(work, scale["series"])
         print("sweep queries ...", flush=True)

@@ -77,6 +77,11 @@ class _Batch:
         )
 
 
+MAX_POINTS_PER_ENVELOPE = 32_768
+"""26 bytes a point: 852 KiB of columns, so one envelope stays under the 1 MiB a Kafka
+record may have by default (broker `message.max.bytes`, producer `max.request.size`)."""
+
+
 class Taken(NamedTuple):
     """What `EventBuffer.take` hands the shipper."""
 
@@ -104,7 +109,7 @@ class EventBuffer:
         actor: str = "",
         max_points: int = 1_000_000,
         max_bytes: int = 64 << 20,
-        max_points_per_envelope: int = 50_000,
+        max_points_per_envelope: int = MAX_POINTS_PER_ENVELOPE,
         wake_points: int = 50_000,
     ) -> None:
         if min(max_points, max_bytes, max_points_per_envelope, wake_points) < 1:

@@ -90,11 +90,9 @@ class DuckDBProjectionStore:
                 f"the projection store {self.directory} is in use by another process: {exc}"
             ) from exc
         self._arrow_schemas: dict[str, pa.Schema] = {}
+        self._offsets: dict[int, int] | None = None
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
-        # Lets DuckDB insert and copy on all threads; no relation here relies on insertion
-        # order (segments are written sorted, every query orders what it returns).
-        self.conn.execute("SET preserve_insertion_order = false")
         self.conn.execute(schema_sql())
         self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()
@@ -111,10 +109,14 @@ class DuckDBProjectionStore:
             return self._reader_root.cursor()
 
     def next_offsets(self) -> dict[int, int]:
-        rows = self.conn.execute(
-            'SELECT "partition", next_offset FROM projection_offsets'
-        ).fetchall()
-        return {int(p): int(o) for p, o in rows}
+        """Where each partition resumes. Only `apply` changes them, so they are read from
+        the database once and then kept in memory (waiters poll this on every batch)."""
+        if self._offsets is None:
+            rows = self.conn.execute(
+                'SELECT "partition", next_offset FROM projection_offsets'
+            ).fetchall()
+            self._offsets = {int(p): int(o) for p, o in rows}
+        return dict(self._offsets)
 
     def load_prior(self, lookups: Lookups) -> PriorState:
         """Load exactly the rows a batch's fold may read."""
@@ -207,6 +209,21 @@ class DuckDBProjectionStore:
         finally:
             self.conn.unregister("_rows")
 
+    def _insert_points(self, points: pa.Table) -> None:
+        """Append points to the hot table, on all of DuckDB's threads: the hot table's row
+        order means nothing, so insertion order is not kept for this statement (the setting
+        is database-wide; a read planned meanwhile merely sorts what it gets)."""
+        self.conn.register("_points", points)
+        self.conn.execute("SET preserve_insertion_order = false")
+        try:
+            self.conn.execute(
+                f"INSERT INTO metric_points_hot ({POINT_COLUMNS})"
+                f" SELECT {POINT_COLUMNS} FROM _points"
+            )
+        finally:
+            self.conn.execute("SET preserve_insertion_order = true")
+            self.conn.unregister("_points")
+
     def apply(self, writes: Writes) -> None:
         """Apply one batch atomically: state, points, applied ids and offsets together."""
         with self._write_lock:
@@ -219,14 +236,7 @@ class DuckDBProjectionStore:
                     if rows:
                         self._insert(table, self._to_arrow(table, rows), replace=False)
                 if writes.metric_points is not None and writes.metric_points.num_rows:
-                    conn.register("_points", writes.metric_points)
-                    try:
-                        conn.execute(
-                            f"INSERT INTO metric_points_hot ({POINT_COLUMNS})"
-                            f" SELECT {POINT_COLUMNS} FROM _points"
-                        )
-                    finally:
-                        conn.unregister("_points")
+                    self._insert_points(writes.metric_points)
                 if writes.applied_event_ids:
                     ids = pa.table({"event_id": writes.applied_event_ids})
                     self._insert("applied_events", ids, replace=False)
@@ -239,6 +249,7 @@ class DuckDBProjectionStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            self._offsets = {**self.next_offsets(), **writes.next_offsets}
             if writes.num_points:
                 self.maybe_compact()
 
@@ -320,11 +331,14 @@ class DuckDBProjectionStore:
                 path.unlink()
 
     def _refresh_metrics_view(self) -> None:
-        select_hot = f"SELECT {POINT_COLUMNS} FROM metric_points_hot"
+        # Segments (oldest first, each sorted) before the hot rows (in log order): a scan of
+        # one series then usually comes out in step and log order already.
+        sql = f"SELECT {POINT_COLUMNS} FROM metric_points_hot"
         paths = self.segment_paths()
-        sql = select_hot
         if paths:
-            sql += f" UNION ALL SELECT {POINT_COLUMNS} FROM read_parquet({_parquet_list(paths)})"
+            sql = (
+                f"SELECT {POINT_COLUMNS} FROM read_parquet({_parquet_list(paths)}) UNION ALL {sql}"
+            )
         self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {sql}")
 
     def close(self) -> None:

@@ -235,3 +235,26 @@ def test_replay_from_kafka_equals_the_live_projections(kafka: tuple[str, Path, W
     for name in ("projects", "experiments", "iterations", "params", "last_metrics"):
         assert sorted(map(repr, rebuilt[name])) == sorted(map(repr, live[name])), name
     assert sorted(map(repr, rebuilt["metrics"])) == sorted(map(repr, live["metrics"]))
+
+
+def test_a_burst_of_points_fits_in_kafka_records(kafka: tuple[str, Path, Workers]) -> None:
+    """Points logged faster than the shipper drains become envelopes that each fit in the
+    broker's default 1 MiB record limit (found by the benchmark: 50,000 points did not)."""
+    broker, tmp, _ = kafka
+    c = dd.connect(broker, spool_dir=tmp / "spool", flush_interval=60.0)
+    with c.start_iteration(project="k", experiment="burst", capture_env=False) as it:
+        for step in range(30_000):
+            for key in ("loss", "acc", "lr", "grad_norm"):
+                it.log_metric(key, 1.0 / (step + 1), step)
+    c.flush(timeout=120)  # raises when the log refused a record
+    c.close()
+    log = KafkaEventLog.from_url(broker)
+    points, offsets, end = 0, dict[int, int](), log.end_offsets()
+    while any(offsets.get(p, 0) < o for p, o in end.items()):
+        for pos, payload in log.read(offsets, 5000, timeout=1.0):
+            offsets[pos.partition] = pos.offset + 1
+            env = decode_record(payload)
+            assert isinstance(env, Envelope)
+            points += getattr(env.body, "num_points", 0)
+    log.close()
+    assert points == 120_000

@@ -1,16 +1,18 @@
-"""Downsampling keeps, per equal-width step bucket, the min and max points -- checked
-against a plain-Python reference on data full of ties, duplicates, NaN and signed zeros."""
+"""Series reads against plain-Python references, on data full of ties, duplicates, NaN and
+signed zeros: the full history in (step, log position) order whatever order the rows are
+stored in, and downsampling keeping each equal-width step bucket's min and max points."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from random import Random
 
 import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deardiary.projections.queries.metric_series import downsampled
+from deardiary.projections.queries.metric_series import downsampled, history
 
 Point = tuple[int, float, int]  # step, value, offset (log order)
 
@@ -49,20 +51,44 @@ def listing(rows: list[tuple[int, float]]) -> list[tuple[int, str]]:
     return sorted((s, repr(v + 0.0 if v == 0 else v)) for s, v in rows)
 
 
-@settings(max_examples=150, deadline=None)
-@given(POINTS, st.integers(2, 12))
-def test_downsampling_matches_the_reference(raw: list[tuple[int, float]], max_points: int) -> None:
-    points = [(step, value, offset) for offset, (step, value) in enumerate(raw)]
+def _metrics(rows: Sequence[tuple[int, float, int, int, int]]) -> duckdb.DuckDBPyConnection:
+    """A `metrics` table of (step, value, partition, offset, seq) rows, stored in that order."""
     conn = duckdb.connect()
     conn.execute(
         "CREATE TABLE metrics (iteration_id VARCHAR, key VARCHAR, step BIGINT, value DOUBLE,"
         ' recorded_at TIMESTAMP, "partition" INTEGER, "offset" BIGINT, seq INTEGER)'
     )
-    conn.executemany(
-        "INSERT INTO metrics VALUES ('it', 'loss', ?, ?, TIMESTAMP '2026-01-01', 0, ?, 0)",
-        [list(p) for p in points],
-    )
     conn.execute("INSERT INTO metrics VALUES ('other', 'loss', 0, -1e9, NOW(), 0, 0, 0)")
+    if rows:
+        conn.executemany(
+            "INSERT INTO metrics VALUES ('it', 'loss', ?, ?, TIMESTAMP '2026-01-01', ?, ?, ?)",
+            [list(r) for r in rows],
+        )
+    return conn
+
+
+POSITION = st.tuples(st.integers(0, 5), st.integers(0, 1), st.integers(0, 4), st.integers(0, 3))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(POSITION, max_size=40, unique=True), st.randoms(use_true_random=False))
+def test_history_is_in_step_then_log_order(
+    positions: list[tuple[int, int, int, int]], rnd: Random
+) -> None:
+    rows = [(step, float(i), part, off, seq) for i, (step, part, off, seq) in enumerate(positions)]
+    in_order = sorted(rows, key=lambda r: (r[0], r[2], r[3], r[4]))
+    rnd.shuffle(rows)
+    got = history(_metrics(rows), "it", "loss")
+    assert got.column_names == ["step", "value", "recorded_at"]
+    assert got["step"].to_pylist() == [r[0] for r in in_order]
+    assert got["value"].to_pylist() == [r[1] for r in in_order]
+
+
+@settings(max_examples=150, deadline=None)
+@given(POINTS, st.integers(2, 12))
+def test_downsampling_matches_the_reference(raw: list[tuple[int, float]], max_points: int) -> None:
+    points = [(step, value, offset) for offset, (step, value) in enumerate(raw)]
+    conn = _metrics([(step, value, 0, offset, 0) for step, value, offset in points])
     got = downsampled(conn, "it", "loss", max_points)
     rows = list(zip(got["step"].to_pylist(), got["value"].to_pylist(), strict=True))
     assert len(rows) <= max_points
