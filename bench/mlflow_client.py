@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 KEYS = ("loss", "acc", "lr", "grad_norm", "val_loss")
@@ -42,10 +43,20 @@ def call(url: str, n_sync: int, n_async: int) -> dict[str, object]:
     return out
 
 
+def _experiment(client: MlflowClient, name: str) -> str:
+    """The experiment's id; all ingest processes race to create it, one wins."""
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
 def ingest(url: str, points: int, start_at: float, name: str) -> dict[str, object]:
     client = MlflowClient(url)
-    exp = client.get_experiment_by_name("bench-ingest")
-    exp_id = exp.experiment_id if exp else client.create_experiment("bench-ingest")
+    exp_id = _experiment(client, "bench-ingest")
     run = client.create_run(exp_id, run_name=name)
     while time.time() < start_at:
         time.sleep(0.001)

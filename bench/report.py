@@ -55,6 +55,8 @@ def render(r: dict[str, Any]) -> str:
         f" at its rate), its series read is over the {_fmt(mls.get('points'))}-point series"
         f" that ingest wrote, and its sweep has {s['ml_sweep']:,} runs."
         if ml
+        else f"MLflow failed: {r['mlflow_error']}"
+        if "mlflow_error" in r
         else "MLflow was not run (--no-mlflow)."
     )
     rows: list[tuple[str, Any, Any, str, str]] = [

@@ -12,6 +12,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +112,13 @@ def main() -> int:
 
             print("MLflow ...", flush=True)
             results["mlflow_version"] = mlw.ensure_installed()
-            results["mlflow"] = mlw.run_all(
-                work, scale["ml_ingest"], scale["procs"], scale["ml_sweep"]
-            )
+            try:
+                results["mlflow"] = mlw.run_all(
+                    work, scale["ml_ingest"], scale["procs"], scale["ml_sweep"]
+                )
+            except Exception as exc:  # keep DearDiary's column; the report says what failed
+                traceback.print_exc()
+                results["mlflow_error"] = f"{type(exc).__name__}: {exc}"[:500]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
