@@ -73,20 +73,32 @@ CREATE TABLE IF NOT EXISTS params (
     PRIMARY KEY (iteration_id, key)
 );
 
--- Metric points not yet compacted into Parquet segments; the `metrics` view is this
--- table UNION ALL the registered segments.
-CREATE TABLE IF NOT EXISTS metric_points_hot (
+-- Metric points not yet compacted into Parquet segments. Each (iteration, key, group)
+-- is stored once in metric_series_hot and the points refer to it by number, so a batch
+-- writes numbers, not strings (half the bytes); the metric_points_hot view puts the
+-- strings back. The `metrics` view is the registered segments UNION ALL that view.
+CREATE TABLE IF NOT EXISTS metric_series_hot (
+    series INTEGER PRIMARY KEY,
     iteration_id VARCHAR NOT NULL,
     key VARCHAR NOT NULL,
+    "group" VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS metric_points_hot_data (
+    series INTEGER NOT NULL,
     step BIGINT NOT NULL,
     value DOUBLE NOT NULL,
     recorded_at TIMESTAMP NOT NULL,
     client_time TIMESTAMP NOT NULL,
-    "group" VARCHAR NOT NULL,
     "partition" INTEGER NOT NULL,
     "offset" BIGINT NOT NULL,
     seq INTEGER NOT NULL
 );
+
+CREATE VIEW IF NOT EXISTS metric_points_hot AS
+SELECT s.iteration_id, s.key, p.step, p.value, p.recorded_at, p.client_time, s."group",
+       p."partition", p."offset", p.seq
+FROM metric_points_hot_data p JOIN metric_series_hot s USING (series);
 
 CREATE TABLE IF NOT EXISTS metric_segments (
     path VARCHAR PRIMARY KEY,

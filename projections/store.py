@@ -4,10 +4,10 @@
 consumer offsets in ONE DuckDB transaction (eventsourcing's tracking rule), so a
 crash either keeps all of a batch or none of it, and redelivery is skipped.
 
-Metric points land first in the `metric_points_hot` table and are compacted into
-sorted Parquet segments (written to a temp file, fsynced, renamed, then registered
-in `metric_segments` in a transaction); small segments are merged so a long sweep
-does not leave thousands of tiny files. The `metrics` view unions both.
+Metric points land first in the hot tables (`metric_points_hot` is their view) and are
+compacted into sorted Parquet segments (written to a temp file, fsynced, renamed, then
+registered in `metric_segments` in a transaction); small segments are merged so a long
+sweep does not leave thousands of tiny files. The `metrics` view unions both.
 
 One process owns the database (DuckDB's own file lock enforces it); one thread in it
 writes through `self.conn`, readers take `reader()` cursors.
@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from deardiary.projections.folds.metrics import POINT_SCHEMA
@@ -41,6 +42,7 @@ from deardiary.schemas.errors import Unavailable
 
 _JSON_INSERT_COLUMNS: dict[str, tuple[str, ...]] = {**JSON_COLUMNS, "events": ("summary",)}
 POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
+HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
 
 
 def schema_sql() -> str:
@@ -91,8 +93,10 @@ class DuckDBProjectionStore:
             ) from exc
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._offsets: dict[int, int] | None = None
+        self._series: dict[tuple[str, str, str], int] | None = None
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
+        self._migrate_hot_points()
         self.conn.execute(schema_sql())
         self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()
@@ -209,17 +213,110 @@ class DuckDBProjectionStore:
         finally:
             self.conn.unregister("_rows")
 
-    def _insert_points(self, points: pa.Table) -> None:
+    def _migrate_hot_points(self) -> None:
+        """Stores written before metric_series_hot existed kept hot points, strings and
+        all, in a table named metric_points_hot: move them into the numbered layout."""
+        kind = self.conn.execute(
+            "SELECT table_type FROM information_schema.tables"
+            " WHERE table_schema = 'main' AND table_name = 'metric_points_hot'"
+        ).fetchall()
+        if kind != [("BASE TABLE",)]:
+            return
+        conn = self.conn
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute("ALTER TABLE metric_points_hot RENAME TO metric_points_hot_v1")
+            conn.execute(schema_sql())
+            conn.execute(
+                "INSERT INTO metric_series_hot SELECT (row_number() OVER () - 1)::INTEGER,"
+                ' iteration_id, key, "group" FROM'
+                ' (SELECT DISTINCT iteration_id, key, "group" FROM metric_points_hot_v1)'
+            )
+            conn.execute(
+                "INSERT INTO metric_points_hot_data SELECT s.series, v.step, v.value,"
+                ' v.recorded_at, v.client_time, v."partition", v."offset", v.seq'
+                " FROM metric_points_hot_v1 v JOIN metric_series_hot s"
+                ' USING (iteration_id, key, "group")'
+            )
+            conn.execute("DROP TABLE metric_points_hot_v1")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _series_numbers(
+        self, points: pa.Table, new: dict[tuple[str, str, str], int]
+    ) -> pa.ChunkedArray:
+        """The series number of every point; series not seen yet get the next numbers (in
+        `new`, stored by the caller's transaction)."""
+        if self._series is None:
+            rows = self.conn.execute(
+                'SELECT iteration_id, key, "group", series FROM metric_series_hot'
+            ).fetchall()
+            self._series = {(i, k, g): int(n) for i, k, g, n in rows}
+        known = self._series
+
+        def number(name: tuple[str, str, str]) -> int:
+            found = known.get(name)
+            if found is None:
+                found = new.get(name)
+                if found is None:
+                    found = new[name] = len(known) + len(new)
+            return found
+
+        chunks = []
+        for batch in points.select(["iteration_id", "key", "group"]).to_batches():
+            iters, keys, groups = (batch.column(i) for i in range(3))
+            # Each fold chunk is one event: one iteration, one group, a few keys.
+            codes = (
+                iters.indices.to_numpy().astype(np.int64) * len(keys.dictionary)
+                + keys.indices.to_numpy()
+            ) * len(groups.dictionary) + groups.indices.to_numpy()
+            distinct, inverse = np.unique(codes, return_inverse=True)
+            names = []
+            for code in distinct.tolist():
+                rest, g = divmod(code, len(groups.dictionary))
+                i, k = divmod(rest, len(keys.dictionary))
+                names.append(
+                    number(
+                        (
+                            iters.dictionary[i].as_py(),
+                            keys.dictionary[k].as_py(),
+                            groups.dictionary[g].as_py(),
+                        )
+                    )
+                )
+            chunks.append(pa.array(np.asarray(names, dtype=np.int32)[inverse]))
+        return pa.chunked_array(chunks, pa.int32())
+
+    def _insert_points(self, points: pa.Table, new: dict[tuple[str, str, str], int]) -> None:
         """Append points to the hot table, on all of DuckDB's threads: the hot table's row
         order means nothing, so insertion order is not kept for this statement (the setting
         is database-wide; a read planned meanwhile merely sorts what it gets)."""
-        self.conn.register("_points", points)
+        data = pa.table(
+            {
+                "series": self._series_numbers(points, new),
+                **{c: points[c] for c in HOT_VALUE_COLUMNS},
+            }
+        )
+        if new:
+            names = list(new)
+            self._insert(
+                "metric_series_hot",
+                pa.table(
+                    {
+                        "series": pa.array([new[n] for n in names], pa.int32()),
+                        "iteration_id": [n[0] for n in names],
+                        "key": [n[1] for n in names],
+                        "group": [n[2] for n in names],
+                    }
+                ),
+                replace=False,
+            )
+        self.conn.register("_points", data)
         self.conn.execute("SET preserve_insertion_order = false")
         try:
-            self.conn.execute(
-                f"INSERT INTO metric_points_hot ({POINT_COLUMNS})"
-                f" SELECT {POINT_COLUMNS} FROM _points"
-            )
+            self.conn.execute("INSERT INTO metric_points_hot_data SELECT * FROM _points")
         finally:
             self.conn.execute("SET preserve_insertion_order = true")
             self.conn.unregister("_points")
@@ -235,8 +332,9 @@ class DuckDBProjectionStore:
                 for table, rows in writes.inserts.items():
                     if rows:
                         self._insert(table, self._to_arrow(table, rows), replace=False)
+                new_series: dict[tuple[str, str, str], int] = {}
                 if writes.metric_points is not None and writes.metric_points.num_rows:
-                    self._insert_points(writes.metric_points)
+                    self._insert_points(writes.metric_points, new_series)
                 if writes.applied_event_ids:
                     ids = pa.table({"event_id": writes.applied_event_ids})
                     self._insert("applied_events", ids, replace=False)
@@ -250,12 +348,14 @@ class DuckDBProjectionStore:
                 conn.execute("ROLLBACK")
                 raise
             self._offsets = {**self.next_offsets(), **writes.next_offsets}
+            if new_series and self._series is not None:
+                self._series.update(new_series)
             if writes.num_points:
                 self.maybe_compact()
 
     # -- metric segments -----------------------------------------------------
     def hot_points(self) -> int:
-        return int(self._scalar("SELECT count(*) FROM metric_points_hot"))
+        return int(self._scalar("SELECT count(*) FROM metric_points_hot_data"))
 
     def maybe_compact(self) -> None:
         if self.hot_points() >= self.hot_points_limit:
@@ -300,11 +400,14 @@ class DuckDBProjectionStore:
             if replaced:
                 conn.execute("DELETE FROM metric_segments WHERE list_contains(?, path)", [replaced])
             else:
-                conn.execute("DELETE FROM metric_points_hot")
+                conn.execute("DELETE FROM metric_points_hot_data")
+                conn.execute("DELETE FROM metric_series_hot")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if not replaced:
+            self._series = {}  # numbering starts again with the next hot point
         self._refresh_metrics_view()
         self._retire(replaced)
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
+
 from deardiary.schemas import codec
 from deardiary.schemas.envelope import wrap
 from deardiary.services.embedded import EmbeddedStore
@@ -103,3 +105,26 @@ def test_signed_zeros_survive_replacement_bit_exactly(tmp_path: Path) -> None:
     (last,) = store.reader().execute("SELECT last FROM last_metrics").fetchall()[0]
     store.close()
     assert last == 0.0 and math.copysign(1.0, last) == 1.0
+
+
+def test_a_store_with_the_first_hot_point_layout_opens_with_its_points(tmp_path: Path) -> None:
+    """Stores written before hot points were numbered per series kept them, strings and
+    all, in a table named metric_points_hot; opening one moves them over, losing none."""
+    _fill(tmp_path, batches=3, points=10)
+    with EmbeddedStore(tmp_path) as store:
+        store.catch_up()
+        before = store.sql("SELECT * FROM metrics ORDER BY step").to_pylist()
+    db = duckdb.connect(str(tmp_path / "projections" / "state.duckdb"))
+    db.execute("CREATE TABLE old_hot AS SELECT * FROM metric_points_hot")
+    db.execute("DROP VIEW metric_points_hot")
+    db.execute("DROP TABLE metric_points_hot_data")
+    db.execute("DROP TABLE metric_series_hot")
+    db.execute("ALTER TABLE old_hot RENAME TO metric_points_hot")
+    db.execute("CREATE OR REPLACE VIEW metrics AS SELECT * FROM metric_points_hot")
+    db.close()
+    _fill(tmp_path, batches=1, points=5)  # and more points arrive after the upgrade
+    with EmbeddedStore(tmp_path) as store:
+        after = store.sql("SELECT * FROM metrics ORDER BY step").to_pylist()
+        store.store.compact()
+        compacted = store.sql("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
+    assert after[:30] == before and len(after) == 35 and compacted == 35
