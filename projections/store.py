@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from deardiary.projections.folds.metrics import POINT_SCHEMA
+from deardiary.projections.queries.metric_series import tiles_sql
 from deardiary.projections.writes import (
     JSON_COLUMNS,
     PRIMARY_KEYS,
@@ -80,6 +81,8 @@ class DuckDBProjectionStore:
         self.directory = Path(directory)
         self.segments_dir = self.directory / "segments"
         self.segments_dir.mkdir(parents=True, exist_ok=True)
+        self.tiles_dir = self.directory / "tiles"
+        self.tiles_dir.mkdir(parents=True, exist_ok=True)
         self.hot_points_limit = hot_points_limit
         self.merge_below_rows = merge_below_rows
         self.max_small_segments = max_small_segments
@@ -100,6 +103,7 @@ class DuckDBProjectionStore:
         self.conn.execute(schema_sql())
         self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()
+        self._write_missing_tiles()
         self._refresh_metrics_view()
 
     # -- reading state -----------------------------------------------------
@@ -389,6 +393,7 @@ class DuckDBProjectionStore:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
         _fsync_dir(self.segments_dir)
+        self._write_tiles(name)
         num_rows = int(self._scalar("SELECT count(*) FROM read_parquet(?)", [str(final)]))
         conn = self.conn
         conn.execute("BEGIN TRANSACTION")
@@ -420,6 +425,7 @@ class DuckDBProjectionStore:
         for name, since in list(self._retired.items()):
             if now - since >= self.retire_after_s:
                 (self.segments_dir / name).unlink(missing_ok=True)
+                (self.tiles_dir / name).unlink(missing_ok=True)
                 del self._retired[name]
 
     def segment_paths(self) -> list[Path]:
@@ -429,20 +435,47 @@ class DuckDBProjectionStore:
     def _remove_unregistered_segments(self) -> None:
         """Files a crash left between rename and registration are not part of the state."""
         registered = {p.name for p in self.segment_paths()}
-        for path in self.segments_dir.iterdir():
-            if path.name not in registered:
-                path.unlink()
+        for folder in (self.segments_dir, self.tiles_dir):
+            for path in folder.iterdir():
+                if path.name not in registered:
+                    path.unlink()
+
+    # -- tiles: per-segment rollups that make downsampling cheap ---------------------
+    def _write_tiles(self, name: str) -> None:
+        """tiles/<segment name>: per series and TILE_STEPS-step tile, the point count, the
+        step range, and the min and max points (queries/metric_series.py reads them)."""
+        final = self.tiles_dir / name
+        tmp = self.tiles_dir / f".{name}.tmp"
+        self.conn.execute(
+            f"COPY ({tiles_sql(f'read_parquet({_quote(str(self.segments_dir / name))})')})"
+            f" TO {_quote(str(tmp))}"
+            " (FORMAT parquet, COMPRESSION zstd)"
+        )
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(self.tiles_dir)
+
+    def _write_missing_tiles(self) -> None:
+        """Segments written before tiles existed get theirs now (once)."""
+        for path in self.segment_paths():
+            if not (self.tiles_dir / path.name).exists():
+                self._write_tiles(path.name)
 
     def _refresh_metrics_view(self) -> None:
         # Segments (oldest first, each sorted) before the hot rows (in log order): a scan of
         # one series then usually comes out in step and log order already.
-        sql = f"SELECT {POINT_COLUMNS} FROM metric_points_hot"
+        hot = f"SELECT {POINT_COLUMNS} FROM metric_points_hot"
+        segments = f"{hot} WHERE false"
+        tiles = f"SELECT * FROM ({tiles_sql('metric_points_hot')}) WHERE false"
         paths = self.segment_paths()
         if paths:
-            sql = (
-                f"SELECT {POINT_COLUMNS} FROM read_parquet({_parquet_list(paths)}) UNION ALL {sql}"
-            )
-        self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {sql}")
+            segments = f"SELECT {POINT_COLUMNS} FROM read_parquet({_parquet_list(paths)})"
+            tile_files = [self.tiles_dir / p.name for p in paths]
+            tiles = f"SELECT * FROM read_parquet({_parquet_list(tile_files)})"
+        self.conn.execute(f"CREATE OR REPLACE VIEW metric_segment_points AS {segments}")
+        self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {segments} UNION ALL {hot}")
+        self.conn.execute(f"CREATE OR REPLACE VIEW metric_tiles AS {tiles}")
 
     def close(self) -> None:
         self._reader_root.close()

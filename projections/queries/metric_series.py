@@ -29,12 +29,20 @@ def history(
     The rows are read in scan order, which for a series is nearly always its order already
     (segments are sorted, hot rows are in log order); that is checked in one vectorised
     pass and only a series that is not gets sorted -- a million-point read skips the sort."""
-    table = conn.sql(
-        f'SELECT {SERIES_COLUMNS}, "partition", "offset", seq FROM metrics'
-        " WHERE iteration_id = $it AND key = $key"
-        " AND step >= coalesce($lo, step) AND step <= coalesce($hi, step)",
-        params={"it": iteration_id, "key": key, "lo": start_step, "hi": end_step},
-    ).to_arrow_table()
+    params = {"it": iteration_id, "key": key, "lo": start_step, "hi": end_step}
+
+    def scan(relation: str) -> pa.Table:
+        return conn.sql(
+            f'SELECT {SERIES_COLUMNS}, "partition", "offset", seq FROM {relation}'
+            " WHERE iteration_id = $it AND key = $key"
+            " AND step >= coalesce($lo, step) AND step <= coalesce($hi, step)",
+            params=params,
+        ).to_arrow_table()
+
+    if _has_view(conn, "metric_segment_points"):  # a scan of a UNION ALL is out of order
+        table = pa.concat_tables([scan("metric_segment_points"), scan("metric_points_hot")])
+    else:
+        table = scan("metrics")
     order = _sort_order(table)
     out = table.select(SERIES_COLUMNS.split(", "))
     return out if order is None else out.take(order)
@@ -56,15 +64,106 @@ def _sort_order(table: pa.Table) -> np.ndarray | None:
     return np.lexsort(cols[::-1])
 
 
+TILE_STEPS = 256
+"""Steps per tile: each Parquet segment has a companion file with, per series and tile,
+the point count, step range, and min and max points (see `tiles_sql`)."""
+
+_POINT = (
+    "{'step': step, 'value': value, 'recorded_at': recorded_at,"
+    " 'partition': \"partition\", 'offset': \"offset\", 'seq': seq}"
+)
+# The min point: lowest value (NaN sorts highest), then lowest step, then earliest logged;
+# the max point: highest value, then lowest step, then earliest logged.
+_LOW = f'arg_min({_POINT}, (value, step, "partition", "offset", seq))'
+_HIGH = f'arg_max({_POINT}, (value, -step, -"partition", -"offset", -seq))'
+
+
+def tiles_sql(source: str) -> str:
+    """The tiles of every series in `source` (a relation with the metric point columns)."""
+    return (
+        f"SELECT iteration_id, key, step // {TILE_STEPS} AS tile, count(*) AS points,"
+        f" min(step) AS first_step, max(step) AS last_step, {_LOW} AS low, {_HIGH} AS high"
+        f" FROM {source} GROUP BY iteration_id, key, tile ORDER BY iteration_id, key, tile"
+    )
+
+
 def downsampled(
     conn: duckdb.DuckDBPyConnection, iteration_id: str, key: str, max_points: int
 ) -> pa.Table:
-    """At most `max_points` points (>= 2) keeping each bucket's min and max.
+    """At most `max_points` points (>= 2): the step range is cut into equal buckets and
+    each bucket keeps its min and max point.
 
-    Per bucket, plain min/max aggregates find the extreme values and a join picks the
-    points holding them (ties: lowest step, then the earliest logged) -- cheaper than
-    arg_min/arg_max over structs."""
+    Where the range spans at least one tile per bucket, buckets are whole tiles and are
+    answered from the tiles (a few thousand rows for a million points) plus the points
+    not compacted yet; otherwise from the points themselves."""
     buckets = max(1, max_points // 2)
+    params: dict[str, object] = {"it": iteration_id, "key": key}
+    if _has_view(conn, "metric_tiles"):
+        total, lo, hi = conn.sql(
+            """
+            WITH t AS (SELECT points, first_step, last_step FROM metric_tiles
+                       WHERE iteration_id = $it AND key = $key),
+                 h AS (SELECT step FROM metric_points_hot WHERE iteration_id = $it AND key = $key)
+            SELECT (SELECT coalesce(sum(points), 0) FROM t) + (SELECT count(*) FROM h),
+                   least((SELECT min(first_step) FROM t), (SELECT min(step) FROM h)),
+                   greatest((SELECT max(last_step) FROM t), (SELECT max(step) FROM h))
+            """,
+            params=params,
+        ).fetchall()[0]
+        if total <= max_points:
+            return history(conn, iteration_id, key)
+        first, tiles = lo // TILE_STEPS, hi // TILE_STEPS - lo // TILE_STEPS + 1
+        if tiles >= buckets:
+            return _from_tiles(conn, params, first, -(-tiles // buckets))
+    return _from_points(conn, params, max_points, buckets)
+
+
+def _has_view(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether this connection's store has `name` (a Kafka-mode exports view has not)."""
+    found = conn.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]
+    ).fetchall()
+    return bool(found[0][0])
+
+
+def _from_tiles(
+    conn: duckdb.DuckDBPyConnection, params: dict[str, object], first: int, width: int
+) -> pa.Table:
+    """Buckets of `width` tiles from tile `first`: candidates are every tile's min and max
+    point and every hot point; each bucket keeps its min and max candidate."""
+    point = "{'step': step, 'value': value, 'recorded_at': recorded_at}"
+    return conn.sql(
+        f"""
+        WITH c AS (
+            SELECT (tile - $first) // $width AS bucket, low.* FROM metric_tiles
+            WHERE iteration_id = $it AND key = $key
+            UNION ALL
+            SELECT (tile - $first) // $width, high.* FROM metric_tiles
+            WHERE iteration_id = $it AND key = $key
+            UNION ALL
+            SELECT (step // {TILE_STEPS} - $first) // $width, step, value, recorded_at,
+                   "partition", "offset", seq
+            FROM metric_points_hot WHERE iteration_id = $it AND key = $key
+        ),
+        picked AS (
+            SELECT arg_min({point}, (value, step, "partition", "offset", seq)) AS low,
+                   arg_max({point}, (value, -step, -"partition", -"offset", -seq)) AS high
+            FROM c GROUP BY bucket
+        )
+        SELECT step, value, recorded_at
+        FROM (SELECT low.* FROM picked UNION SELECT high.* FROM picked)
+        ORDER BY step, value, recorded_at
+        """,
+        params={**params, "first": first, "width": width},
+    ).to_arrow_table()
+
+
+def _from_points(
+    conn: duckdb.DuckDBPyConnection, params: dict[str, object], max_points: int, buckets: int
+) -> pa.Table:
+    """Buckets of equal step width over the series' points: plain min/max aggregates find
+    each bucket's extreme values and a join picks the points holding them (ties: lowest
+    step, then the earliest logged) -- cheaper than arg_min/arg_max over structs."""
     return conn.sql(
         """
         WITH s AS (
@@ -92,7 +191,7 @@ def downsampled(
         SELECT step, value, recorded_at FROM (SELECT s.* FROM s, n WHERE n.total <= $max)
         ORDER BY step, value, recorded_at
         """,
-        params={"it": iteration_id, "key": key, "max": max_points, "buckets": buckets},
+        params={**params, "max": max_points, "buckets": buckets},
     ).to_arrow_table()
 
 
