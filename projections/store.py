@@ -43,6 +43,19 @@ from deardiary.schemas.errors import Unavailable
 
 _JSON_INSERT_COLUMNS: dict[str, tuple[str, ...]] = {**JSON_COLUMNS, "events": ("summary",)}
 POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
+SEGMENT_ORDER = 'iteration_id, key, step, "partition", "offset", seq'
+# The hot points in SEGMENT_ORDER, sorted by each series' rank rather than its strings: the
+# same order, at half the cost of comparing strings a million times.
+_HOT_IN_SEGMENT_ORDER = """
+SELECT s.iteration_id, s.key, p.step, p.value, p.recorded_at, p.client_time, s."group",
+       p."partition", p."offset", p.seq
+FROM metric_points_hot_data p JOIN (
+    SELECT series, iteration_id, key, "group",
+           dense_rank() OVER (ORDER BY iteration_id, key) AS series_rank
+    FROM metric_series_hot
+) s USING (series)
+ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
+"""
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
 
 
@@ -369,7 +382,7 @@ class DuckDBProjectionStore:
         """Move hot points into a new Parquet segment, then merge small segments."""
         with self._write_lock:
             if self.hot_points():
-                self._publish_segment("SELECT * FROM metric_points_hot", [])
+                self._publish_segment(_HOT_IN_SEGMENT_ORDER, [])
             small = self.conn.execute(
                 "SELECT path FROM metric_segments WHERE num_rows < ? ORDER BY created_seq",
                 [self.merge_below_rows],
@@ -377,17 +390,20 @@ class DuckDBProjectionStore:
             if len(small) > self.max_small_segments:
                 names = [p for (p,) in small]
                 source = _parquet_list([self.segments_dir / p for p in names])
-                self._publish_segment(f"SELECT * FROM read_parquet({source})", names)
+                self._publish_segment(
+                    f"SELECT * FROM read_parquet({source}) ORDER BY {SEGMENT_ORDER}", names
+                )
 
     def _publish_segment(self, source_sql: str, replaced: list[str]) -> None:
-        """Write `source_sql` as a new segment; it replaces the hot rows or `replaced` files."""
+        """Write `source_sql` (rows in SEGMENT_ORDER) as a new segment; it replaces the hot
+        rows or `replaced` files."""
         seq = int(self._scalar("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM metric_segments"))
         name = f"seg-{seq:010d}.parquet"
         final = self.segments_dir / name
         tmp = self.segments_dir / f".{name}.tmp"
         self.conn.execute(
-            f'COPY ({source_sql} ORDER BY iteration_id, key, step, "partition", "offset", seq)'
-            f" TO {_quote(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+            f"COPY ({source_sql}) TO {_quote(str(tmp))}"
+            " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
         )
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
