@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.ma  # pyarrow imports it at its first numpy conversion: at load, not mid-batch
 import pyarrow as pa
 
 from deardiary.projections.draft import Draft
