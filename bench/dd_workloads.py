@@ -159,6 +159,7 @@ def ingest_http(work: Path, total: int, procs: int, sustained_rounds: int) -> di
             rates.append(again["points_per_s"])
         result["sustained"] = {
             "points": total * len(rss),
+            "server_peak_rss_mb": peak_rss_mb(server.pid),
             "server_rss_mb_after_each_round": rss,
             "points_per_s_each_round": rates,
         }

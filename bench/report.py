@@ -189,7 +189,8 @@ def render(r: dict[str, Any]) -> str:
         (
             f"f. server RSS after each of {len(sus['server_rss_mb_after_each_round'])} rounds"
             f" of {s['ingest']:,} points (MB)",
-            " / ".join(_fmt(v) for v in sus["server_rss_mb_after_each_round"]),
+            " / ".join(_fmt(v) for v in sus["server_rss_mb_after_each_round"])
+            + f" (peak {_fmt(sus.get('server_peak_rss_mb'))})",
             None,
             "",
             _flat(sus["server_rss_mb_after_each_round"]),
