@@ -99,22 +99,25 @@ def downsampled(
     buckets = max(1, max_points // 2)
     params: dict[str, object] = {"it": iteration_id, "key": key}
     if _has_view(conn, "metric_tiles"):
-        total, lo, hi = conn.sql(
-            """
-            WITH t AS (SELECT points, first_step, last_step FROM metric_tiles
-                       WHERE iteration_id = $it AND key = $key),
-                 h AS (SELECT step FROM metric_points_hot WHERE iteration_id = $it AND key = $key)
-            SELECT (SELECT coalesce(sum(points), 0) FROM t) + (SELECT count(*) FROM h),
-                   least((SELECT min(first_step) FROM t), (SELECT min(step) FROM h)),
-                   greatest((SELECT max(last_step) FROM t), (SELECT max(step) FROM h))
-            """,
+        where = "WHERE iteration_id = $it AND key = $key"
+        tiles = conn.sql(
+            f"SELECT tile, points, first_step, last_step, low, high FROM metric_tiles {where}",
             params=params,
-        ).fetchall()[0]
+        ).to_arrow_table()
+        hot = conn.sql(
+            f'SELECT step, value, recorded_at, "partition", "offset", seq'
+            f" FROM metric_points_hot {where}",
+            params=params,
+        ).to_arrow_table()
+        total = int(np.sum(tiles["points"].to_numpy())) + hot.num_rows
         if total <= max_points:
             return history(conn, iteration_id, key)
-        first, tiles = lo // TILE_STEPS, hi // TILE_STEPS - lo // TILE_STEPS + 1
-        if tiles >= buckets:
-            return _from_tiles(conn, params, first, -(-tiles // buckets))
+        steps = [tiles["first_step"], tiles["last_step"], hot["step"]]
+        lo = min(int(np.min(s.to_numpy())) for s in steps if len(s))
+        hi = max(int(np.max(s.to_numpy())) for s in steps if len(s))
+        first, count = lo // TILE_STEPS, hi // TILE_STEPS - lo // TILE_STEPS + 1
+        if count >= buckets:
+            return _from_tiles(tiles, hot, first, -(-count // buckets))
     return _from_points(conn, params, max_points, buckets)
 
 
@@ -126,36 +129,62 @@ def _has_view(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found[0][0])
 
 
-def _from_tiles(
-    conn: duckdb.DuckDBPyConnection, params: dict[str, object], first: int, width: int
-) -> pa.Table:
+_CANDIDATE_FIELDS = ("step", "value", "recorded_at", "partition", "offset", "seq")
+
+
+def _from_tiles(tiles: pa.Table, hot: pa.Table, first: int, width: int) -> pa.Table:
     """Buckets of `width` tiles from tile `first`: candidates are every tile's min and max
-    point and every hot point; each bucket keeps its min and max candidate."""
-    point = "{'step': step, 'value': value, 'recorded_at': recorded_at}"
-    return conn.sql(
-        f"""
-        WITH c AS (
-            SELECT (tile - $first) // $width AS bucket, low.* FROM metric_tiles
-            WHERE iteration_id = $it AND key = $key
-            UNION ALL
-            SELECT (tile - $first) // $width, high.* FROM metric_tiles
-            WHERE iteration_id = $it AND key = $key
-            UNION ALL
-            SELECT (step // {TILE_STEPS} - $first) // $width, step, value, recorded_at,
-                   "partition", "offset", seq
-            FROM metric_points_hot WHERE iteration_id = $it AND key = $key
-        ),
-        picked AS (
-            SELECT arg_min({point}, (value, step, "partition", "offset", seq)) AS low,
-                   arg_max({point}, (value, -step, -"partition", -"offset", -seq)) AS high
-            FROM c GROUP BY bucket
+    point and every hot point; each bucket keeps its min and max candidate (a few thousand
+    rows, so numpy does it)."""
+    low, high = (tiles[c].combine_chunks() for c in ("low", "high"))
+    cols = {
+        f: np.concatenate(
+            [
+                _numbers(low.field(f)),
+                _numbers(high.field(f)),
+                _numbers(hot[f].combine_chunks()),
+            ]
         )
-        SELECT step, value, recorded_at
-        FROM (SELECT low.* FROM picked UNION SELECT high.* FROM picked)
-        ORDER BY step, value, recorded_at
-        """,
-        params={**params, "first": first, "width": width},
-    ).to_arrow_table()
+        for f in _CANDIDATE_FIELDS
+    }
+    tile = np.concatenate(
+        [
+            tiles["tile"].to_numpy(),
+            tiles["tile"].to_numpy(),
+            cols["step"][2 * len(tiles) :] // TILE_STEPS,
+        ]
+    )
+    bucket = (tile - first) // width
+    value, nan = cols["value"], np.isnan(cols["value"])
+    log_order = (cols["seq"], cols["offset"], cols["partition"], cols["step"])
+    # lexsort: the last key is the primary one. NaN sorts above every number, -0.0 == 0.0.
+    lows = np.lexsort((*log_order, value, bucket))
+    highs = np.lexsort((*log_order, -np.where(nan, 0.0, value), ~nan, bucket))
+    keep = np.union1d(_firsts(lows, bucket), _firsts(highs, bucket))
+    step, value, at = cols["step"][keep], value[keep], cols["recorded_at"][keep]
+    order = np.lexsort((at, value, step))
+    return pa.table(
+        {
+            "step": pa.array(step[order]),
+            "value": pa.array(value[order]),
+            "recorded_at": pa.array(at[order], pa.timestamp("us")),
+        }
+    )
+
+
+def _numbers(column: pa.Array) -> np.ndarray:
+    """A candidate column as numbers (timestamps as microseconds)."""
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    numbers: np.ndarray = column.to_numpy(zero_copy_only=False)
+    return numbers
+
+
+def _firsts(order: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+    """The first row of each bucket in `order` (which sorts by bucket first)."""
+    ordered = bucket[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return order[starts]
 
 
 def _from_points(
