@@ -55,6 +55,10 @@ def main(target: str, spool: str, points: int, start_at: float, name: str) -> No
         ),
         flush=True,  # the benchmark queries as soon as every client has reported
     )
+    # Stay up, idle, until the benchmark has measured: a training process goes on after
+    # its last point, and eight interpreters shutting down would steal the CPU the
+    # server still needs to make the points visible.
+    sys.stdin.read()
     client.close()
 
 

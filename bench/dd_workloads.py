@@ -109,6 +109,7 @@ def run_ingest_clients(
                 str(start_at),
                 f"{tag}-proc-{n}",
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -118,7 +119,7 @@ def run_ingest_clients(
     seen = visible()
     visible_at = time.time()
     for p in clients:
-        p.communicate(timeout=600)
+        p.communicate(timeout=600)  # closes its stdin: the client exits
     assert seen == (expect or total), (seen, expect or total)
     first = min(r["began"] for r in reports)
     return {
