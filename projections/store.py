@@ -374,14 +374,17 @@ class DuckDBProjectionStore:
             if new_series and self._series is not None:
                 self._series.update(new_series)
             if writes.num_points:
-                self.maybe_compact()
+                self.maybe_compact(idle=False)
 
     # -- metric segments -----------------------------------------------------
     def hot_points(self) -> int:
         return int(self._scalar("SELECT count(*) FROM metric_points_hot_data"))
 
-    def maybe_compact(self) -> None:
-        if self.hot_points() >= self.hot_points_limit:
+    def maybe_compact(self, idle: bool = True) -> None:
+        """Compact once the hot table holds `hot_points_limit` points -- or, while batches
+        are still arriving (`idle=False`), only at twice that: a burst becomes queryable
+        first, and the projector compacts when it next has nothing to do."""
+        if self.hot_points() >= self.hot_points_limit * (1 if idle else 2):
             self.compact()
 
     def compact(self) -> None:

@@ -86,5 +86,7 @@ class Projector:
         """Follow the log until `stop` is set; `wake` (set by appenders) skips the poll wait."""
         while not stop.is_set():
             if self.step(timeout=0) == 0:
+                with self._lock:
+                    self.store.maybe_compact()  # idle: the time for housekeeping
                 wake.wait(poll)
                 wake.clear()

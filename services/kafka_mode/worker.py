@@ -55,6 +55,7 @@ class PartitionOwner:
 
     def publish_all(self) -> None:
         for store in self.stores.values():
+            store.store.maybe_compact()
             store.publish(PUBLISH_EVERY_S)
 
     def next_offset(self, partition: int) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -128,3 +130,22 @@ def test_a_store_with_the_first_hot_point_layout_opens_with_its_points(tmp_path:
         store.store.compact()
         compacted = store.sql("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
     assert after[:30] == before and len(after) == 35 and compacted == 35
+
+
+def test_a_burst_is_compacted_when_the_projector_is_idle(tmp_path: Path) -> None:
+    """Under load the hot table may hold up to twice the limit; idle, it is compacted."""
+    _fill(tmp_path, batches=1, points=150)
+    with EmbeddedStore(tmp_path) as store:
+        store.store.hot_points_limit = 100
+        assert store.projector is not None
+        store.projector.step()
+        store.projector.step()
+        assert store.store.hot_points() == 150 and not store.store.segment_paths()
+        stop, wake = threading.Event(), threading.Event()
+        follower = threading.Thread(target=store.projector.run, args=(stop, wake, 0.01))
+        follower.start()
+        time.sleep(0.5)  # a few idle polls; the writer connection is the follower's meanwhile
+        stop.set()
+        follower.join()
+        assert store.store.hot_points() == 0 and len(store.store.segment_paths()) == 1
+    assert _counts(tmp_path) == (150, 150, 0, 149)
