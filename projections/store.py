@@ -121,6 +121,7 @@ class DuckDBProjectionStore:
         self._remove_unregistered_segments()
         self._write_missing_tiles()
         self._refresh_metrics_view()
+        self.next_offsets()  # cached from here on: waiting readers never touch self.conn
 
     # -- reading state -----------------------------------------------------
     def _scalar(self, sql: str, params: list[Any] | None = None) -> Any:
@@ -384,8 +385,9 @@ class DuckDBProjectionStore:
         """Compact once the hot table holds `hot_points_limit` points -- or, while batches
         are still arriving (`idle=False`), only at twice that: a burst becomes queryable
         first, and the projector compacts when it next has nothing to do."""
-        if self.hot_points() >= self.hot_points_limit * (1 if idle else 2):
-            self.compact()
+        with self._write_lock:
+            if self.hot_points() >= self.hot_points_limit * (1 if idle else 2):
+                self.compact()
 
     def compact(self) -> None:
         """Move hot points into a new Parquet segment, then merge small segments."""

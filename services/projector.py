@@ -86,7 +86,8 @@ class Projector:
         """Follow the log until `stop` is set; `wake` (set by appenders) skips the poll wait."""
         while not stop.is_set():
             if self.step(timeout=0) == 0:
-                with self._lock:
-                    self.store.maybe_compact()  # idle: the time for housekeeping
+                # Idle: time for housekeeping. Not under self._lock, so readers waiting
+                # for their writes (wait_for) are answered while it runs.
+                self.store.maybe_compact()
                 wake.wait(poll)
                 wake.clear()
