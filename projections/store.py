@@ -411,15 +411,7 @@ class DuckDBProjectionStore:
         seq = int(self._scalar("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM metric_segments"))
         name = f"seg-{seq:010d}.parquet"
         final = self.segments_dir / name
-        tmp = self.segments_dir / f".{name}.tmp"
-        self.conn.execute(
-            f"COPY ({source_sql}) TO {_quote(str(tmp))}"
-            " (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-        )
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(self.segments_dir)
+        self._copy_durably(source_sql, final, "ROW_GROUP_SIZE 122880")
         self._write_tiles(name)
         num_rows = int(self._scalar("SELECT count(*) FROM read_parquet(?)", [str(final)]))
         conn = self.conn
@@ -467,21 +459,24 @@ class DuckDBProjectionStore:
                 if path.name not in registered:
                     path.unlink()
 
-    # -- tiles: per-segment rollups that make downsampling cheap ---------------------
-    def _write_tiles(self, name: str) -> None:
-        """tiles/<segment name>: per series and TILE_STEPS-step tile, the point count, the
-        step range, and the min and max points (queries/metric_series.py reads them)."""
-        final = self.tiles_dir / name
-        tmp = self.tiles_dir / f".{name}.tmp"
+    def _copy_durably(self, query: str, final: Path, options: str = "") -> None:
+        """`query` as a zstd Parquet file at `final`: written beside it, fsynced, renamed."""
+        tmp = final.with_name(f".{final.name}.tmp")
+        extra = f", {options}" if options else ""
         self.conn.execute(
-            f"COPY ({tiles_sql(f'read_parquet({_quote(str(self.segments_dir / name))})')})"
-            f" TO {_quote(str(tmp))}"
-            " (FORMAT parquet, COMPRESSION zstd)"
+            f"COPY ({query}) TO {_quote(str(tmp))} (FORMAT parquet, COMPRESSION zstd{extra})"
         )
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(self.tiles_dir)
+        _fsync_dir(final.parent)
+
+    # -- tiles: per-segment rollups that make downsampling cheap ---------------------
+    def _write_tiles(self, name: str) -> None:
+        """tiles/<segment name>: per series and TILE_STEPS-step tile, the point count, the
+        step range, and the min and max points (queries/metric_series.py reads them)."""
+        segment = f"read_parquet({_quote(str(self.segments_dir / name))})"
+        self._copy_durably(tiles_sql(segment), self.tiles_dir / name)
 
     def _write_missing_tiles(self) -> None:
         """Segments written before tiles existed get theirs now (once)."""
