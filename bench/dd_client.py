@@ -1,7 +1,9 @@
 """A DearDiary client process for the ingest workload: one iteration, 5 keys, flat out.
 
-Prints one JSON line as soon as every point is acknowledged: when logging started, when
-the calls returned, when the last point was acknowledged, peak RSS and CPU time used."""
+Prints "ready" once connected, starts logging when "go" arrives on stdin (the benchmark
+sends it to every client at once), prints one JSON line as soon as every point is
+acknowledged -- when logging started, when the calls returned, when the last point was
+acknowledged, peak RSS and CPU time used -- and exits when stdin closes."""
 
 from __future__ import annotations
 
@@ -25,12 +27,13 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main(target: str, spool: str, points: int, start_at: float, name: str) -> None:
+def main(target: str, spool: str, points: int, name: str) -> None:
     client = dd.connect(target, spool_dir=spool, max_buffer_points=2_000_000)
     it = client.start_iteration(project="bench", experiment="ingest", name=name, capture_env=False)
+    client.flush(timeout=60)
     steps = points // len(KEYS)
-    while time.time() < start_at:
-        time.sleep(0.001)
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go", sent to every client at once
     cpu_at_start = _cpu_seconds()
     began = time.time()
     log_metric = it.log_metric
@@ -63,4 +66,4 @@ def main(target: str, spool: str, points: int, start_at: float, name: str) -> No
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])

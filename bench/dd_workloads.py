@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,6 @@ def run_ingest_clients(
     one query and returns how many points it saw (`expect`, by default `total`) -- the
     server's reads catch up with the log first, so it answers at the moment everything
     acknowledged is queryable. `tag` names this round's iterations and spools."""
-    start_at = time.time() + 4.0  # every process is up and waiting by then
     clients = [
         subprocess.Popen(
             [
@@ -106,7 +106,6 @@ def run_ingest_clients(
                 target,
                 str(work / f"spool-{tag}-{n}"),
                 str(total // procs),
-                str(start_at),
                 f"{tag}-proc-{n}",
             ],
             stdin=subprocess.PIPE,
@@ -115,6 +114,13 @@ def run_ingest_clients(
         )
         for n in range(procs)
     ]
+    for p in clients:  # each has connected and started its iteration
+        if p.stdout is None or p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"client process {p.pid} failed; its error is printed above")
+    for p in clients:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
     reports = [_report(p) for p in clients]
     seen = visible()
     visible_at = time.time()
@@ -135,7 +141,7 @@ def run_ingest_clients(
 
 def ingest_http(work: Path, total: int, procs: int, sustained_rounds: int) -> dict[str, Any]:
     """The measured round, then `sustained_rounds` more into the same server (its RSS after
-    each: memory must stay flat), then one round under py-spy for the profile."""
+    each: memory must stay flat); the last of them runs under py-spy for the profile."""
     data = work / "ingest-http"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -154,19 +160,20 @@ def ingest_http(work: Path, total: int, procs: int, sustained_rounds: int) -> di
         result["server_cpu_s"] = cpu_seconds(server.pid) - cpu_before
         result["server_peak_rss_mb"] = peak_rss_mb(server.pid)
         rss, rates = [rss_mb(server.pid)], [result["points_per_s"]]
+        spy = work / "ingest-profile.txt"
         for r in range(1, sustained_rounds + 1):
-            again = run_ingest_clients(url, work, total, procs, count, total * (r + 1), f"r{r}")
+            with py_spy(server.pid, spy) if r == sustained_rounds else nullcontext() as profile:
+                again = run_ingest_clients(url, work, total, procs, count, total * (r + 1), f"r{r}")
             rss.append(rss_mb(server.pid))
             rates.append(again["points_per_s"])
+        rounds = len(rss)
         result["sustained"] = {
-            "points": total * len(rss),
+            "points": total * rounds,
             "server_peak_rss_mb": peak_rss_mb(server.pid),
             "server_rss_mb_after_each_round": rss,
             "points_per_s_each_round": rates,
         }
-        rounds = len(rss) + 1
-        with py_spy(server.pid, work / "ingest-profile.txt") as profile:
-            run_ingest_clients(url, work, total, procs, count, total * rounds, "profiled")
+        assert profile is not None
         result["server_profile"] = profile.summary()
         http.close()
     result["bytes_per_point"] = folder_bytes(data) / (total * rounds)

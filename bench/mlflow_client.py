@@ -54,12 +54,13 @@ def _experiment(client: MlflowClient, name: str) -> str:
         return str(found.experiment_id)
 
 
-def ingest(url: str, points: int, start_at: float, name: str) -> dict[str, object]:
+def ingest(url: str, points: int, name: str) -> dict[str, object]:
+    """Says "ready" once its run exists, starts at "go" on stdin (sent to all at once)."""
     client = MlflowClient(url)
     exp_id = _experiment(client, "bench-ingest")
     run = client.create_run(exp_id, run_name=name)
-    while time.time() < start_at:
-        time.sleep(0.001)
+    print("ready", flush=True)
+    sys.stdin.readline()
     began = time.time()
     batch: list[Metric] = []
     now = int(time.time() * 1000)
@@ -121,9 +122,7 @@ if __name__ == "__main__":
     if workload == "call":
         result = call(url, int(args[0]), int(args[1]))
     elif workload == "ingest":
-        result = ingest(url, int(args[0]), float(args[1]), args[2])
-    elif workload == "series":
-        result = series(url, args[0])
-    else:
-        result = sweep(url, int(args[0]))
+        result = ingest(url, int(args[0]), args[1])
+    else:  # "reads": the series ingest wrote, then a sweep (one process, one import)
+        result = {"series": series(url, args[0]), "sweep": sweep(url, int(args[1]))}
     print(json.dumps(result))

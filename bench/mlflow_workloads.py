@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,11 @@ def _client(url: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def run_all(work: Path, ingest_points: int, procs: int, sweep_runs: int) -> dict[str, Any]:
+def run_all(
+    work: Path, ingest_points: int, procs: int, sweep_runs: int, calls: tuple[int, int]
+) -> dict[str, Any]:
+    """Every MLflow row; `calls` is how many synchronous and asynchronous log_metric calls
+    are timed."""
     data = work / "mlflow"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -67,8 +70,7 @@ def run_all(work: Path, ingest_points: int, procs: int, sweep_runs: int) -> dict
     ]
     results: dict[str, Any] = {}
     with running(cmd, f"{url}/health", work / "mlflow.log") as server:
-        results["call"] = _client(url, "call", "300", "5000")
-        start_at = time.time() + 6.0
+        results["call"] = _client(url, "call", str(calls[0]), str(calls[1]))
         clients = [
             subprocess.Popen(
                 [
@@ -77,14 +79,22 @@ def run_all(work: Path, ingest_points: int, procs: int, sweep_runs: int) -> dict
                     url,
                     "ingest",
                     str(ingest_points // procs),
-                    str(start_at),
                     f"proc-{n}",
                 ],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
             for n in range(procs)
         ]
+        for c in clients:  # each has created its run
+            while c.stdout is not None and c.stdout.readline().strip() != "ready":
+                if c.poll() is not None:
+                    raise RuntimeError(f"MLflow client {c.pid} failed; its error is above")
+        for c in clients:
+            assert c.stdin is not None
+            c.stdin.write("go\n")
+            c.stdin.flush()
         reports = [json.loads(c.communicate(timeout=3600)[0].splitlines()[-1]) for c in clients]
         seconds = max(r["done"] for r in reports) - min(r["began"] for r in reports)
         results["ingest"] = {
@@ -93,8 +103,7 @@ def run_all(work: Path, ingest_points: int, procs: int, sweep_runs: int) -> dict
             "points_per_s": ingest_points / seconds,
             "client_peak_rss_mb": max(r["rss_mb"] for r in reports),
         }
-        results["series"] = _client(url, "series", reports[0]["run_id"])
-        results["sweep"] = _client(url, "sweep", str(sweep_runs))
+        results.update(_client(url, "reads", reports[0]["run_id"], str(sweep_runs)))
         results["server_peak_rss_mb"] = _tree_peak_rss(server.pid)
     results["bytes_per_point"] = folder_bytes(data) / ingest_points
     return results

@@ -51,8 +51,9 @@ def render(r: dict[str, Any]) -> str:
     kafka = dd.get("ingest_kafka", {"skipped": "--no-kafka"})
     s = r["scale"]
     ml_note = (
-        f"MLflow {r.get('mlflow_version', '')}: ingest ran {s['ml_ingest']:,} points (scaled down"
-        f" at its rate), its series read is over the {_fmt(mls.get('points'))}-point series"
+        f"MLflow {r.get('mlflow_version', '')}: ingest ran {s['ml_ingest']:,} points from"
+        f" {s.get('ml_procs', s['procs'])} processes (scaled down at its rate),"
+        " its series read is over the {_fmt(mls.get('points'))}-point series"
         f" that ingest wrote, and its sweep has {s['ml_sweep']:,} runs."
         if ml
         else f"MLflow failed: {r['mlflow_error']}"
@@ -301,7 +302,8 @@ def _profiles(dd: dict[str, Any]) -> list[str]:
     lines = [
         "## Profiles",
         "",
-        f"Server during one more round of the HTTP ingest (py-spy, {hi['samples']:,} samples"
+        f"Server during the last sustained round of the HTTP ingest (py-spy, {hi['samples']:,}"
+        " samples"
         " of threads that were running, 100 Hz). Share of samples by thread:",
         "",
         *_ranked(hi["threads"], "%"),

@@ -12,6 +12,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ SCALES = {
         "sweep": 10_000,
         "ml_ingest": 40_000,
         "ml_sweep": 500,
+        "ml_procs": 8,
+        "ml_sync_calls": 300,
+        "ml_async_calls": 5000,
         "sustained_rounds": 4,
     },
     "quick": {
@@ -41,7 +45,10 @@ SCALES = {
         "series": 200_000,
         "sweep": 2_000,
         "ml_ingest": 8_000,
-        "ml_sweep": 100,
+        "ml_sweep": 30,
+        "ml_procs": 2,
+        "ml_sync_calls": 20,
+        "ml_async_calls": 300,
         "sustained_rounds": 2,
     },
 }
@@ -68,6 +75,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+_STARTED = time.monotonic()
+
+
+def _phase(name: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:6.1f} s] {name} ...", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the same workload, scaled down")
@@ -86,35 +100,39 @@ def main() -> int:
     }
     try:
         dd: dict[str, Any] = {}
-        print("client call ...", flush=True)
+        _phase("client call")
         dd["call"] = ddw.client_call(work, scale["calls"])
-        print("ingest over HTTP ...", flush=True)
+        _phase("ingest over HTTP")
         dd["ingest_http"] = ddw.ingest_http(
             work, scale["ingest"], scale["procs"], scale["sustained_rounds"]
         )
-        print("ingest into a local folder ...", flush=True)
+        _phase("ingest into a local folder")
         dd["ingest_local"] = ddw.ingest_local(work, scale["ingest"], scale["procs"])
         if not args.no_kafka:
-            print("ingest in Kafka mode ...", flush=True)
+            _phase("ingest in Kafka mode")
             import kafka_workloads
 
             dd["ingest_kafka"] = kafka_workloads.ingest_kafka(work, scale["ingest"], scale["procs"])
-        print("replay ...", flush=True)
+        _phase("replay")
         source = Path(dd["ingest_http"].pop("data"))
         dd["replay"] = ddw.replay_rate(source, work, dd["ingest_http"]["log_points"])
-        print("series read ...", flush=True)
+        _phase("series read")
         dd["series"] = ddw.series_read(work, scale["series"])
-        print("sweep queries ...", flush=True)
+        _phase("sweep queries")
         dd["sweep"] = ddw.sweep_queries(work, scale["sweep"])
         results["deardiary"] = dd
         if not args.no_mlflow:
             import mlflow_workloads as mlw
 
-            print("MLflow ...", flush=True)
+            _phase("MLflow")
             results["mlflow_version"] = mlw.ensure_installed()
             try:
                 results["mlflow"] = mlw.run_all(
-                    work, scale["ml_ingest"], scale["procs"], scale["ml_sweep"]
+                    work,
+                    scale["ml_ingest"],
+                    scale["ml_procs"],
+                    scale["ml_sweep"],
+                    (scale["ml_sync_calls"], scale["ml_async_calls"]),
                 )
             except Exception as exc:  # keep DearDiary's column; the report says what failed
                 traceback.print_exc()
