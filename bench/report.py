@@ -53,7 +53,7 @@ def render(r: dict[str, Any]) -> str:
     ml_note = (
         f"MLflow {r.get('mlflow_version', '')}: ingest ran {s['ml_ingest']:,} points from"
         f" {s.get('ml_procs', s['procs'])} processes (scaled down at its rate),"
-        " its series read is over the {_fmt(mls.get('points'))}-point series"
+        f" its series read is over the {_fmt(mls.get('points'))}-point series"
         f" that ingest wrote, and its sweep has {s['ml_sweep']:,} runs."
         if ml
         else f"MLflow failed: {r['mlflow_error']}"
