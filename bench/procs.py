@@ -22,20 +22,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    """VmRSS: the process's resident set now, from /proc."""
+def _status_mb(pid: int | str, field: str) -> float:
+    """A memory field of /proc/<pid>/status, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS: the process's resident set now."""
+    return _status_mb(pid, "VmRSS")
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
-    """VmHWM: the process's peak resident set, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """VmHWM: the process's peak resident set."""
+    return _status_mb(pid, "VmHWM")
 
 
 def cpu_seconds(pid: int) -> float:

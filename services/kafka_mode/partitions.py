@@ -71,6 +71,10 @@ class PartitionStore:
             self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
             self._dirty = True
 
+    def compact_if_due(self) -> None:
+        """Housekeeping for the worker's timer: compact the hot points once enough."""
+        self.store.maybe_compact()
+
     def publish(self, min_interval_s: float = 0.0) -> bool:
         """Export every relation and point the manifest at it; False when throttled."""
         now = time.time()

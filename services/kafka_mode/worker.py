@@ -55,7 +55,7 @@ class PartitionOwner:
 
     def publish_all(self) -> None:
         for store in self.stores.values():
-            store.store.maybe_compact()
+            store.compact_if_due()
             store.publish(PUBLISH_EVERY_S)
 
     def next_offset(self, partition: int) -> int | None:
