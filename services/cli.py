@@ -13,6 +13,7 @@ from deardiary.services.embedded import DataPaths, EmbeddedStore
 from deardiary.services.formats import RENDERERS
 from deardiary.services.log import open_log
 from deardiary.services.replay import AsOf, replay
+from deardiary.services.settings import settings_from
 
 DEFAULT_DATA = "./deardiary-data"
 
@@ -45,7 +46,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     check_bind(args.host, args.allow_remote_without_auth, args.auth)
     if args.broker:
         return _serve_kafka(args)
-    with embedded_server(args.data, auth=args.auth) as server:
+    settings = settings_from()
+    with embedded_server(args.data, auth=args.auth, settings=settings) as server:
         serve(
             server.app(),
             args.host,
@@ -64,7 +66,7 @@ def _serve_kafka(args: argparse.Namespace) -> int:
 
     if args.auth:
         raise InvalidArgument("--auth is not yet supported with --broker")
-    server = KafkaServer(args.broker, Path(args.data))
+    server = KafkaServer(args.broker, Path(args.data), settings=settings_from())
     try:
         serve(
             server.app(),

@@ -2,20 +2,65 @@
 
 The offsets stored with the projection are the truth: the loop always resumes from
 them, so a crash anywhere replays at most the batch that was not committed.
+
+Nothing in the log can stop it (Kafka consumers' poison-message rule): an event whose
+fold raises is parked by the fold itself, and a batch the store refuses is applied
+again record by record, so the one record the store cannot take is parked with its
+error and the rest go in. Errors of the machinery (disk, locks, memory) are not the
+records' fault: the loop retries them with backoff and reports them in `status()`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import duckdb
 
 from deardiary.projections.fold import Record, fold, lookups_for
 from deardiary.projections.store import DuckDBProjectionStore
-from deardiary.schemas.codec import decode_record
+from deardiary.schemas.codec import ParkedRecord, decode_record
 from deardiary.schemas.envelope import LogPosition
+from deardiary.schemas.errors import Unavailable
+from deardiary.schemas.events import event_tag
 from deardiary.services.log import EventLog
 
 StopCondition = Callable[[LogPosition], bool]
+Listener = Callable[[dict[int, int]], None]
+"""Called (on the projector's thread) with the new offsets after every applied batch."""
+
+_log = logging.getLogger("deardiary.projector")
+# Errors of the machinery rather than of a record: retried, never parked.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    MemoryError,
+    Unavailable,
+    duckdb.IOException,
+    duckdb.OutOfMemoryException,
+    duckdb.FatalException,
+    duckdb.TransactionException,
+    duckdb.InterruptException,
+)
+
+
+@dataclass(frozen=True)
+class ProjectorStatus:
+    """What /readyz and `deardiary status` report."""
+
+    state: str  # "running", "retrying" (a transient error) or "stopped"
+    applied: dict[int, int]  # next offset per partition
+    end: dict[int, int]  # the log's end per partition
+    lag_events: int
+    lag_seconds: float
+    last_error: str
+    retries: int
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running"
 
 
 class Projector:
@@ -34,44 +79,94 @@ class Projector:
         self.stop_before = stop_before
         self._lock = threading.Lock()
         self._applied = threading.Condition(self._lock)
+        self._listeners: list[Listener] = []
+        self._state = "running"
+        self._last_error = ""
+        self._retries = 0
+        self._behind_since: float | None = None
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
 
     def step(self, timeout: float = 0.0) -> int:
-        """Apply the next batch; returns how many log records it consumed."""
+        """Apply the next batch; returns how many log records it consumed. Raises only
+        errors of the machinery (TRANSIENT_ERRORS), after which nothing was applied."""
         with self._lock:
             offsets = self.store.next_offsets()
-            raw = self.log.read(offsets, self.max_records, timeout)
-            stop = self.stop_before
-            # Records past an as-of bound are left unread; other partitions go on.
-            batch: list[Record] = [
-                (pos, decode_record(payload))
-                for pos, payload in raw
-                if stop is None or not stop(pos)
-            ]
-            if not batch:
+            raw = self._unstopped(self.log.read(offsets, self.max_records, timeout))
+            if not raw:
                 return 0
-            if stop is not None:  # keep each partition's records contiguous from its offset
-                past = {pos.partition for pos, _ in raw if stop(pos)}
-                first_past = {
-                    p: min(pos.offset for pos, _ in raw if pos.partition == p and stop(pos))
-                    for p in past
-                }
-                batch = [
-                    r
-                    for r in batch
-                    if r[0].partition not in first_past or r[0].offset < first_past[r[0].partition]
-                ]
-                if not batch:
-                    return 0
-            self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
+            self._apply(raw)
+            applied = self.store.next_offsets()
             self._applied.notify_all()
-            return len(batch)
+        for listener in self._listeners:
+            try:
+                listener(applied)
+            except Exception:
+                _log.exception("a projector listener failed")
+        return len(raw)
 
-    def catch_up(self) -> None:
-        """Apply everything appended before this call."""
+    def _unstopped(self, raw: list[tuple[LogPosition, bytes]]) -> list[tuple[LogPosition, bytes]]:
+        """The records before the as-of bound, each partition contiguous from its offset."""
+        stop = self.stop_before
+        if stop is None:
+            return raw
+        past: set[int] = set()
+        kept = []
+        for pos, payload in raw:  # offset order within each partition
+            if pos.partition in past or stop(pos):
+                past.add(pos.partition)
+                continue
+            kept.append((pos, payload))
+        return kept
+
+    def _apply(self, raw: Sequence[tuple[LogPosition, bytes]]) -> None:
+        batch: list[Record] = [(pos, decode_record(payload)) for pos, payload in raw]
+        try:
+            self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
+            return
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            if len(raw) > 1:
+                _log.warning("%d records failed together (%s); one by one now", len(raw), exc)
+            else:
+                self._park(raw[0], exc)
+                return
+        for record in raw:
+            self._apply([record])
+
+    def _park(self, record: tuple[LogPosition, bytes], exc: Exception) -> None:
+        """The store refused this one record: keep it in parked_events with the error."""
+        pos, payload = record
+        decoded = decode_record(payload)
+        if isinstance(decoded, ParkedRecord):
+            event_id, event_type = decoded.event_id, decoded.event_type
+        else:
+            event_id, event_type = decoded.event_id, event_tag(decoded.body)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        _log.error("parked record %s at %d:%d: %s", event_id, pos.partition, pos.offset, error)
+        parked = ParkedRecord(
+            event_id=event_id, event_type=event_type, error=error, payload=payload
+        )
+        batch: list[Record] = [(pos, parked)]
+        self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
+
+    def catch_up(self, retries: int = 5) -> None:
+        """Apply everything appended before this call (transient errors retried a few times,
+        then raised as UNAVAILABLE)."""
         end = self.log.end_offsets()
+        failures = 0
         while not self._reached(end):
-            if self.step() == 0:
-                break  # stopped by stop_before (as-of rebuilds)
+            try:
+                if self.step() == 0:
+                    break  # stopped by stop_before (as-of rebuilds)
+                failures = 0
+            except TRANSIENT_ERRORS as exc:
+                failures += 1
+                if failures > retries:
+                    raise Unavailable(f"the projector cannot apply the log: {exc}") from exc
+                time.sleep(min(2.0, 0.05 * 2**failures))
 
     def _reached(self, target: dict[int, int]) -> bool:
         have = self.store.next_offsets()
@@ -82,12 +177,45 @@ class Projector:
         with self._applied:
             return self._applied.wait_for(lambda: self._reached(target), timeout)
 
+    def status(self) -> ProjectorStatus:
+        applied = self.store.next_offsets()
+        try:
+            end = self.log.end_offsets()
+        except Exception as exc:  # the log itself is unreachable: report, do not raise
+            return ProjectorStatus(self._state, applied, {}, 0, 0.0, f"log: {exc}", self._retries)
+        lag = sum(max(0, o - applied.get(p, 0)) for p, o in end.items())
+        now = time.monotonic()
+        if lag == 0:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = now
+        behind = 0.0 if self._behind_since is None else now - self._behind_since
+        return ProjectorStatus(
+            self._state, applied, end, lag, round(behind, 3), self._last_error, self._retries
+        )
+
     def run(self, stop: threading.Event, wake: threading.Event, poll: float = 0.25) -> None:
-        """Follow the log until `stop` is set; `wake` (set by appenders) skips the poll wait."""
+        """Follow the log until `stop` is set; `wake` (set by appenders) skips the poll wait.
+        Transient errors are retried with backoff (up to 10 s apart), never fatal."""
+        backoff = 0.0
         while not stop.is_set():
-            if self.step(timeout=0) == 0:
-                # Idle: time for housekeeping. Not under self._lock, so readers waiting
-                # for their writes (wait_for) are answered while it runs.
-                self.store.maybe_compact()
+            try:
+                consumed = self.step(timeout=0)
+                if not consumed:
+                    # Idle: time for housekeeping. Not under self._lock, so readers waiting
+                    # for their writes (wait_for) are answered while it runs.
+                    self.store.maybe_compact()
+            except TRANSIENT_ERRORS as exc:
+                backoff = min(10.0, max(0.1, backoff * 2))
+                self._state, self._last_error = "retrying", f"{type(exc).__name__}: {exc}"
+                self._retries += 1
+                _log.warning("projector: %s; retrying in %.1f s", self._last_error, backoff)
+                stop.wait(backoff)
+                continue
+            if self._state != "running":
+                _log.warning("projector: running again after %d retries", self._retries)
+            self._state, backoff = "running", 0.0
+            if not consumed:
                 wake.wait(poll)
                 wake.clear()
+        self._state = "stopped"

@@ -29,6 +29,7 @@ from deardiary.services.http import Endpoint, RoutePart, build_app, operation, p
 from deardiary.services.log import LogRecord
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.table import query_routes
+from deardiary.services.settings import ServerSettings
 
 
 def utc_now() -> datetime:
@@ -103,8 +104,15 @@ def artifact_part(routes: ArtifactRoutes) -> RoutePart:
 class EmbeddedServer:
     """The parts of an embedded server and the projector thread that follows the log."""
 
-    def __init__(self, data: str | Path, lost_after_s: float = 120.0, auth: bool = False) -> None:
+    def __init__(
+        self,
+        data: str | Path,
+        lost_after_s: float = 120.0,
+        auth: bool = False,
+        settings: ServerSettings | None = None,
+    ) -> None:
         self.auth = auth
+        self.settings = settings or ServerSettings()
         self.embedded = EmbeddedStore(data)
         assert self.embedded.log is not None and self.embedded.projector is not None
         self.log = self.embedded.log
@@ -119,6 +127,7 @@ class EmbeddedServer:
             lost_after_s=lost_after_s,
             scoper=scoper if auth else None,
             end_offsets=self.log.end_offsets,
+            max_wait_s=self.settings.max_wait_s,
         )
         self.identity = Identity(
             load_signing_key(self.embedded.paths.root / "auth.key"), self.embedded.store.reader
@@ -185,9 +194,12 @@ class EmbeddedServer:
 
 @contextmanager
 def embedded_server(
-    data: str | Path, lost_after_s: float = 120.0, auth: bool = False
+    data: str | Path,
+    lost_after_s: float = 120.0,
+    auth: bool = False,
+    settings: ServerSettings | None = None,
 ) -> Iterator[EmbeddedServer]:
-    server = EmbeddedServer(data, lost_after_s=lost_after_s, auth=auth)
+    server = EmbeddedServer(data, lost_after_s=lost_after_s, auth=auth, settings=settings)
     server.start()
     try:
         yield server

@@ -21,10 +21,18 @@ from deardiary.services.log.kafka import KafkaEventLog
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.table import query_routes
 from deardiary.services.server import artifact_part, utc_now
+from deardiary.services.settings import ServerSettings
 
 
 class KafkaServer:
-    def __init__(self, broker_url: str, data: Path, lost_after_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        data: Path,
+        lost_after_s: float = 120.0,
+        settings: ServerSettings | None = None,
+    ) -> None:
+        self.settings = settings or ServerSettings()
         self.log = KafkaEventLog.from_url(broker_url)
         self.view = ExportsView(Path(data))
         self.artifacts = FsArtifactStore(Path(data) / "artifacts")
@@ -34,6 +42,7 @@ class KafkaServer:
             artifacts=self.artifacts,
             clock=utc_now,
             lost_after_s=lost_after_s,
+            max_wait_s=self.settings.max_wait_s,
         )
 
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
