@@ -17,6 +17,7 @@ from deardiary.projections.writes import Key, PriorState, Row, Writes, row_key
 from deardiary.schemas.envelope import Envelope, LogPosition
 
 _EPOCH = datetime(1970, 1, 1)
+_MISSING: Any = object()
 
 
 def ts(micros: int) -> datetime:
@@ -36,10 +37,59 @@ class Draft:
         # set by the dispatcher for the event being folded
         self.position = LogPosition(0, 0, 0)
         self.envelope: Envelope | None = None
+        # what the current event changed, to undo it if its fold raises
+        self._journal: dict[tuple[str, Key], tuple[Any, bool]] | None = None
+        self._marks: tuple[dict[str, int], int] = ({}, 0)
+
+    # -- one event at a time: all of it or none of it -----------------------
+    def begin(self) -> None:
+        """Start folding one event; `rollback()` undoes everything it did."""
+        self._journal = {}
+        self._marks = ({t: len(rows) for t, rows in self.inserts.items()}, len(self.point_tables))
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        journal, self._journal = self._journal or {}, None
+        for (table, key), (before, was_dirty) in journal.items():
+            rows, dirty = self._rows.setdefault(table, {}), self._dirty.setdefault(table, {})
+            if before is _MISSING:
+                rows.pop(key, None)
+            else:
+                rows[key] = before
+            if was_dirty:
+                dirty[key] = rows[key]
+            else:
+                dirty.pop(key, None)
+        counts, points = self._marks
+        for table in list(self.inserts):
+            del self.inserts[table][counts.get(table, 0) :]
+        del self.point_tables[points:]
+
+    def _touch(self, table: str, key: Key) -> None:
+        """Remember a row as it was before the current event first touched it."""
+        if self._journal is None or (table, key) in self._journal:
+            return
+        row = self._rows.get(table, {}).get(key, _MISSING)
+        was_dirty = key in self._dirty.get(table, {})
+        self._journal[(table, key)] = (
+            row if row is _MISSING else copy.deepcopy(row),
+            was_dirty,
+        )
 
     # -- rows --------------------------------------------------------------
+    def has(self, table: str, key: Key) -> bool:
+        """Whether the row exists (loaded whole, or asked for with `Lookups.exists`)."""
+        if key in self._rows.get(table, {}):
+            return True
+        return key in self._prior.rows.get(table, {}) or key in self._prior.existing.get(
+            table, set()
+        )
+
     def get(self, table: str, key: Key) -> Row | None:
         """The current row (a private copy: change it, then `put` it)."""
+        self._touch(table, key)
         rows = self._rows.setdefault(table, {})
         if key not in rows:
             prior = self._prior.rows.get(table, {}).get(key)
@@ -55,8 +105,16 @@ class Draft:
             self.conflict("not_found", str(key), what)
         return row
 
+    def parent(self, table: str, key: Key, what: str) -> bool:
+        """Whether the parent a new child needs exists; records a missing_parent conflict if not."""
+        if self.has(table, key):
+            return True
+        self.conflict("missing_parent", str(key), what)
+        return False
+
     def put(self, table: str, row: Row) -> None:
         key = row_key(table, row)
+        self._touch(table, key)
         self._rows.setdefault(table, {})[key] = row
         self._dirty.setdefault(table, {})[key] = row
 

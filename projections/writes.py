@@ -54,9 +54,14 @@ class Lookups:
     keys: dict[str, set[Key]] = field(default_factory=dict)
     model_versions_of: set[str] = field(default_factory=set)
     event_ids: set[str] = field(default_factory=set)
+    exists: dict[str, set[Key]] = field(default_factory=dict)
+    """Rows the fold only needs to know exist (their keys are loaded, not the rows)."""
 
     def want(self, table: str, key: Key) -> None:
         self.keys.setdefault(table, set()).add(key)
+
+    def want_exists(self, table: str, key: Key) -> None:
+        self.exists.setdefault(table, set()).add(key)
 
 
 @dataclass
@@ -66,6 +71,7 @@ class PriorState:
     next_offsets: dict[int, int] = field(default_factory=dict)
     seen_event_ids: set[str] = field(default_factory=set)
     rows: dict[str, dict[Key, Row]] = field(default_factory=dict)
+    existing: dict[str, set[Key]] = field(default_factory=dict)
 
 
 @dataclass

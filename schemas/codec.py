@@ -55,20 +55,22 @@ def decode(payload: bytes) -> Envelope:
         return _decoder.decode(payload)
     except msgspec.DecodeError as exc:
         raise InvalidArgument(f"malformed event: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidArgument("malformed event: nested too deeply") from exc
 
 
 def decode_record(payload: bytes) -> Envelope | ParkedRecord:
     """Decode a record read from the log; what cannot be decoded is parked, not raised."""
     try:
         return _decoder.decode(payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         event_id, event_type = "", ""
         try:
             raw = _raw_decoder.decode(payload)
-            event_id = raw.event_id
+            event_id = raw.event_id[:200]
             body = _any_decoder.decode(raw.body) if raw.body else {}
-            event_type = str(body.get("type", ""))
-        except msgspec.DecodeError:
+            event_type = str(body.get("type", ""))[:200]
+        except (msgspec.DecodeError, RecursionError, AttributeError):
             pass
         return ParkedRecord(
             event_id=event_id, event_type=event_type, error=str(exc), payload=payload

@@ -10,16 +10,17 @@ import msgspec
 
 from deardiary.schemas.events import Event, partition_key
 from deardiary.schemas.ids import new_id, now_us
+from deardiary.schemas.limits import Id, Name, TimeUs
 
 SCHEMA_VERSION = 1
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
-    event_id: str
+    event_id: Id
     body: Event
-    key: str
-    client_time: int
-    actor: str = ""
+    key: Id
+    client_time: TimeUs
+    actor: Name = ""
     schema_version: int = SCHEMA_VERSION
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from deardiary.projections.draft import Draft, ts
+from deardiary.projections.folds.spec import FoldSpec, Specs
+from deardiary.projections.writes import Lookups
 from deardiary.schemas.events import (
     AccessTokenCreated,
     AccessTokenRevoked,
@@ -50,11 +52,22 @@ def fold_permission(draft: Draft, event: PermissionEvent) -> None:
     flags = (False, False, False, False)
     if isinstance(event, PermissionGranted):
         flags = (event.create, event.read, event.update, event.delete)
+    _set_flags(draft, event.user_id, event.project_id, flags)
+
+
+def grant_all(draft: Draft, user_id: str, project_id: str) -> None:
+    """Every permission on a project (its creator's)."""
+    _set_flags(draft, user_id, project_id, (True, True, True, True))
+
+
+def _set_flags(
+    draft: Draft, user_id: str, project_id: str, flags: tuple[bool, bool, bool, bool]
+) -> None:
     draft.put(
         "permissions",
         {
-            "user_id": event.user_id,
-            "project_id": event.project_id,
+            "user_id": user_id,
+            "project_id": project_id,
             "can_create": flags[0],
             "can_read": flags[1],
             "can_update": flags[2],
@@ -87,3 +100,26 @@ def fold_token(draft: Draft, event: TokenEvent) -> None:
                 return
             row["revoked"] = True
             draft.put("access_tokens", row)
+
+
+def _user_lookups(want: Lookups, event: UserEvent) -> None:
+    want.want("users", event.user_id)
+
+
+def _token_lookups(want: Lookups, event: TokenEvent) -> None:
+    want.want("access_tokens", event.token_id)
+
+
+def _no_lookups(want: Lookups, event: PermissionEvent) -> None:
+    """A grant or revoke replaces the row whole: nothing to read."""
+
+
+SPECS: Specs = {
+    UserCreated: FoldSpec(fold_user, _user_lookups),
+    UserPasswordChanged: FoldSpec(fold_user, _user_lookups),
+    UserAdminSet: FoldSpec(fold_user, _user_lookups),
+    PermissionGranted: FoldSpec(fold_permission, _no_lookups),
+    PermissionRevoked: FoldSpec(fold_permission, _no_lookups),
+    AccessTokenCreated: FoldSpec(fold_token, _token_lookups),
+    AccessTokenRevoked: FoldSpec(fold_token, _token_lookups),
+}

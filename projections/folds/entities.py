@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from deardiary.projections.draft import Draft, json_value
+from deardiary.projections.folds.access import grant_all
+from deardiary.projections.folds.spec import FoldSpec, Specs
+from deardiary.projections.writes import Lookups
 from deardiary.schemas.events import (
     DescriptionSet,
     EntityArchived,
@@ -19,6 +22,7 @@ from deardiary.schemas.events import (
     TagsDeleted,
     TagsSet,
 )
+from deardiary.schemas.ids import user_id
 
 TABLE_OF: dict[EntityKind, str] = {
     EntityKind.PROJECT: "projects",
@@ -30,16 +34,7 @@ TABLE_OF: dict[EntityKind, str] = {
 }
 
 EntityChange = TagsSet | TagsDeleted | NotesSet | DescriptionSet | MetadataSet
-EntityEvent = EntityChange | EntityArchived | EntityDeleted
-ENTITY_EVENTS: tuple[type[EntityEvent], ...] = (
-    TagsSet,
-    TagsDeleted,
-    NotesSet,
-    DescriptionSet,
-    MetadataSet,
-    EntityArchived,
-    EntityDeleted,
-)
+AnyEntityEvent = EntityChange | EntityArchived | EntityDeleted
 
 
 def base_row(draft: Draft, **fields: Any) -> dict[str, Any]:
@@ -59,14 +54,18 @@ def base_row(draft: Draft, **fields: Any) -> dict[str, Any]:
 
 
 def fold_project_created(draft: Draft, event: ProjectCreated) -> None:
+    """The first creation in the log's order makes the project and grants its actor every
+    permission on it; later ones (other processes, other users racing) change nothing."""
     if draft.get("projects", event.project_id) is not None:
-        return  # created concurrently by another process: one entity
+        return
     draft.put(
         "projects",
         base_row(
             draft, project_id=event.project_id, name=event.name, description=event.description
         ),
     )
+    if draft.actor:
+        grant_all(draft, user_id(draft.actor), event.project_id)
 
 
 def fold_experiment_created(draft: Draft, event: ExperimentCreated) -> None:
@@ -96,8 +95,9 @@ def fold_experiment_status(draft: Draft, event: ExperimentStatusChanged) -> None
     draft.put("experiments", row)
 
 
-def fold_entity_event(draft: Draft, event: EntityEvent) -> None:
-    """Tags, notes, description, metadata, archive and delete, for any entity kind."""
+def fold_entity_event(draft: Draft, event: AnyEntityEvent) -> None:
+    """Tags, notes, description, metadata, archive and delete, for the kinds each may
+    target (`EntityEvent.targets`: checked before any fold runs)."""
     table = TABLE_OF[event.entity]
     row = draft.existing(table, event.entity_id, str(event.entity))
     if row is None:
@@ -119,3 +119,34 @@ def fold_entity_event(draft: Draft, event: EntityEvent) -> None:
             row["deleted"] = True
     row["updated_at"] = draft.log_time
     draft.put(table, row)
+
+
+def _project_lookups(want: Lookups, event: ProjectCreated) -> None:
+    want.want("projects", event.project_id)
+
+
+def _experiment_lookups(want: Lookups, event: ExperimentCreated | ExperimentStatusChanged) -> None:
+    want.want("experiments", event.experiment_id)
+
+
+def _entity_lookups(want: Lookups, event: AnyEntityEvent) -> None:
+    want.want(TABLE_OF[event.entity], event.entity_id)
+
+
+SPECS: Specs = {
+    ProjectCreated: FoldSpec(fold_project_created, _project_lookups),
+    ExperimentCreated: FoldSpec(fold_experiment_created, _experiment_lookups),
+    ExperimentStatusChanged: FoldSpec(fold_experiment_status, _experiment_lookups),
+    **{
+        kind: FoldSpec(fold_entity_event, _entity_lookups)
+        for kind in (
+            TagsSet,
+            TagsDeleted,
+            NotesSet,
+            DescriptionSet,
+            MetadataSet,
+            EntityArchived,
+            EntityDeleted,
+        )
+    },
+}

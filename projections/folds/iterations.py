@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from deardiary.projections.draft import Draft, json_value
 from deardiary.projections.folds.entities import base_row
+from deardiary.projections.folds.spec import FoldSpec, Specs
+from deardiary.projections.writes import Lookups
 from deardiary.schemas.events import (
     EnvironmentCaptured,
     IterationEnded,
@@ -78,6 +80,8 @@ def fold_iteration_ended(draft: Draft, event: IterationEnded) -> None:
 
 def fold_params(draft: Draft, event: ParamsLogged) -> None:
     """Write-once: the same value again is a no-op, a different one a recorded conflict."""
+    if not draft.parent("iterations", event.iteration_id, "iteration"):
+        return
     for key in sorted(event.params):
         value = event.params[key]
         existing = draft.get("params", (event.iteration_id, key))
@@ -99,3 +103,29 @@ def fold_params(draft: Draft, event: ParamsLogged) -> None:
                 "logged_at": draft.log_time,
             },
         )
+
+
+def _started_lookups(want: Lookups, event: IterationStarted) -> None:
+    want.want("iterations", event.iteration_id)
+    want.want("experiments", event.experiment_id)
+
+
+def _iteration_lookups(
+    want: Lookups, event: IterationHeartbeat | IterationEnded | EnvironmentCaptured
+) -> None:
+    want.want("iterations", event.iteration_id)
+
+
+def _params_lookups(want: Lookups, event: ParamsLogged) -> None:
+    want.want_exists("iterations", event.iteration_id)
+    for key in event.params:
+        want.want("params", (event.iteration_id, key))
+
+
+SPECS: Specs = {
+    IterationStarted: FoldSpec(fold_iteration_started, _started_lookups),
+    IterationHeartbeat: FoldSpec(fold_iteration_heartbeat, _iteration_lookups),
+    IterationEnded: FoldSpec(fold_iteration_ended, _iteration_lookups),
+    EnvironmentCaptured: FoldSpec(fold_environment_captured, _iteration_lookups),
+    ParamsLogged: FoldSpec(fold_params, _params_lookups),
+}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from deardiary.projections.draft import Draft, ts
+from deardiary.projections.folds.spec import FoldSpec, Specs
+from deardiary.projections.writes import Lookups
 from deardiary.schemas.events import LogLinesLogged
 
 
 def fold_log_lines(draft: Draft, event: LogLinesLogged) -> None:
-    n = min(len(event.times), len(event.levels), len(event.messages))
-    if n != len(event.messages) or n != len(event.times):
-        draft.conflict("ragged_batch", event.iteration_id, "log line columns differ in length")
+    if not draft.parent("iterations", event.iteration_id, "iteration"):
+        return
+    n = len(event.messages)  # the columns' lengths agree (LogLinesLogged.problem)
     pos = draft.position
     for seq in range(n):
         draft.insert(
@@ -26,3 +28,14 @@ def fold_log_lines(draft: Draft, event: LogLinesLogged) -> None:
                 "seq": seq,
             },
         )
+
+
+def _lookups(want: Lookups, event: LogLinesLogged) -> None:
+    want.want_exists("iterations", event.iteration_id)
+
+
+def _history_summary(event: LogLinesLogged) -> object:
+    return {"iteration_id": event.iteration_id, "lines": len(event.messages)}
+
+
+SPECS: Specs = {LogLinesLogged: FoldSpec(fold_log_lines, _lookups, _history_summary)}

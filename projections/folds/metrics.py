@@ -14,7 +14,10 @@ import numpy.ma  # pyarrow imports it at its first numpy conversion: at load, no
 import pyarrow as pa
 
 from deardiary.projections.draft import Draft
+from deardiary.projections.folds.spec import FoldSpec, Specs
+from deardiary.projections.writes import Lookups
 from deardiary.schemas.events import AUTO_STEP, MetricsLogged
+from deardiary.schemas.limits import MAX_STEP
 
 POINT_SCHEMA = pa.schema(
     [
@@ -100,12 +103,15 @@ def _summary(
 
 def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
     n = event.num_points
-    if n == 0:
+    if n == 0 or not draft.parent("iterations", event.iteration_id, "iteration"):
         return
     key_index = np.frombuffer(event.key_index, dtype="<u2").astype(np.int32)
     steps = np.frombuffer(event.steps, dtype="<i8").copy()
     values = np.frombuffer(event.values, dtype="<f8")
     times = np.frombuffer(event.times, dtype="<i8")
+    # Resolve every key's steps first: a batch whose automatic steps would pass MAX_STEP
+    # is refused whole (recorded), before any summary changes.
+    resolved_keys = []
     for k, key in enumerate(event.keys):
         mask = key_index == k
         if not mask.any():
@@ -113,6 +119,15 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
         prior = draft.get("last_metrics", (event.iteration_id, key))
         top = prior["top_step"] if prior is not None else -1
         resolved, top = _resolve_steps(steps[mask], top)
+        if top > MAX_STEP:
+            draft.conflict(
+                "step_overflow",
+                event.iteration_id,
+                f"metric {key!r}: automatic steps would pass {MAX_STEP}; batch refused",
+            )
+            return
+        resolved_keys.append((key, mask, prior, resolved, top))
+    for key, mask, prior, resolved, top in resolved_keys:
         steps[mask] = resolved
         draft.put("last_metrics", _summary(draft, prior, event, key, resolved, values[mask], top))
     pos = draft.position
@@ -133,3 +148,16 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
             schema=POINT_SCHEMA,
         )
     )
+
+
+def _lookups(want: Lookups, event: MetricsLogged) -> None:
+    want.want_exists("iterations", event.iteration_id)
+    for key in event.keys:
+        want.want("last_metrics", (event.iteration_id, key))
+
+
+def _history_summary(event: MetricsLogged) -> object:
+    return {"iteration_id": event.iteration_id, "keys": event.keys, "points": event.num_points}
+
+
+SPECS: Specs = {MetricsLogged: FoldSpec(fold_metrics, _lookups, _history_summary)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from deardiary.projections.draft import Draft
 from deardiary.projections.folds.entities import base_row
+from deardiary.projections.folds.spec import FoldSpec, Specs
+from deardiary.projections.writes import Lookups
 from deardiary.schemas.events import (
     ModelAliasSet,
     ModelCreated,
@@ -90,3 +92,22 @@ def fold_model_alias_set(draft: Draft, event: ModelAliasSet) -> None:
         target["aliases"] = sorted([*target["aliases"], event.alias])
         target["updated_at"] = draft.log_time
         draft.put("model_versions", target)
+
+
+def _model_lookups(want: Lookups, event: ModelCreated) -> None:
+    want.want("models", event.model_id)
+
+
+def _versions_lookups(
+    want: Lookups, event: ModelVersionCreated | ModelVersionStaged | ModelAliasSet
+) -> None:
+    want.want("models", event.model_id)
+    want.model_versions_of.add(event.model_id)
+
+
+SPECS: Specs = {
+    ModelCreated: FoldSpec(fold_model_created, _model_lookups),
+    ModelVersionCreated: FoldSpec(fold_model_version_created, _versions_lookups),
+    ModelVersionStaged: FoldSpec(fold_model_version_staged, _versions_lookups),
+    ModelAliasSet: FoldSpec(fold_model_alias_set, _versions_lookups),
+}

@@ -1,7 +1,8 @@
 """The whole event vocabulary in one tagged union, and each event's partition key.
 
 Events of one iteration (or one model) share a partition key, so they stay in
-order in one partition of the log.
+order in one partition of the log. What each type declares about itself (partition
+key, subject, parent, permission, `problem()`) is in `base.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from deardiary.schemas.events.access import (
     UserPasswordChanged,
 )
 from deardiary.schemas.events.artifacts import ArtifactBackend, ArtifactStored
-from deardiary.schemas.events.base import EntityKind
+from deardiary.schemas.events.base import EntityKind, Permission
 from deardiary.schemas.events.entities import (
     DescriptionSet,
     EntityArchived,
@@ -95,44 +96,7 @@ def event_tag(event: Event) -> str:
 
 def partition_key(event: Event) -> str:
     """The key that keeps related events in order in one log partition."""
-    match event:
-        case (
-            IterationStarted()
-            | IterationHeartbeat()
-            | IterationEnded()
-            | EnvironmentCaptured()
-            | ParamsLogged()
-            | MetricsLogged()
-            | LogLinesLogged()
-        ):
-            return event.iteration_id
-        case ModelCreated() | ModelVersionCreated() | ModelVersionStaged() | ModelAliasSet():
-            return event.model_id
-        case ProjectCreated():
-            return event.project_id
-        case ExperimentCreated() | ExperimentStatusChanged():
-            return event.experiment_id
-        case ArtifactStored():
-            return event.iteration_id or event.experiment_id
-        case (
-            TagsSet()
-            | TagsDeleted()
-            | NotesSet()
-            | DescriptionSet()
-            | MetadataSet()
-            | EntityArchived()
-            | EntityDeleted()
-        ):
-            return event.entity_id
-        case UserCreated() | UserPasswordChanged() | UserAdminSet():
-            return event.user_id
-        case PermissionGranted() | PermissionRevoked():
-            return event.user_id
-        case AccessTokenCreated():
-            return event.user_id
-        case AccessTokenRevoked():
-            return event.token_id
-    raise AssertionError(f"unhandled event {type(event).__name__}")  # pragma: no cover
+    return event.partition_key()
 
 
 __all__ = [
@@ -166,6 +130,7 @@ __all__ = [
     "ModelVersionStaged",
     "NotesSet",
     "ParamsLogged",
+    "Permission",
     "PermissionGranted",
     "PermissionRevoked",
     "ProjectCreated",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import ClassVar
 
 import msgspec
 
 from deardiary.schemas.events.base import Event
+from deardiary.schemas.limits import Document, Id, IdOrEmpty, Metadata, Name, Tags, Text
+from deardiary.schemas.rules import keys_problem, metadata_problem
 
 
 class IterationStatus(StrEnum):
@@ -20,49 +22,65 @@ class IterationStatus(StrEnum):
 class Environment(msgspec.Struct, frozen=True, kw_only=True):
     """What is needed to reproduce a run; `files` are dependency manifests by relative path."""
 
-    python_version: str = ""
-    platform: str = ""
-    entrypoint: str = ""
-    argv: list[str] = []
-    git_sha: str | None = None
-    git_branch: str | None = None
+    python_version: Name = ""
+    platform: Name = ""
+    entrypoint: Text = ""
+    argv: list[Text] = []
+    git_sha: Name | None = None
+    git_branch: Name | None = None
     git_dirty: bool = False
-    git_diff: str = ""
-    pip_freeze: str = ""
-    files: dict[str, str] = {}
+    git_diff: Document = ""
+    pip_freeze: Document = ""
+    files: dict[Text, Document] = {}
 
 
-class IterationStarted(Event, frozen=True, kw_only=True, tag="iteration_started"):
+class IterationEvent(Event, frozen=True, kw_only=True):
+    """Events of one iteration: ordered by it, about it, written with create permission."""
+
+    partition_fields: ClassVar[tuple[str, ...]] = ("iteration_id",)
+    subject_kind: ClassVar[str] = "iteration"
+    subject_field: ClassVar[str] = "iteration_id"
+    parent_kind: ClassVar[str] = "iteration"
+    parent_field: ClassVar[str] = "iteration_id"
+
+
+class IterationStarted(IterationEvent, frozen=True, kw_only=True, tag="iteration_started"):
     """A second start of the same id (same external id) resumes the iteration.
 
     `project_id` is carried (added in schema 1 with a default) so the fold never needs
     another aggregate's state: in Kafka mode the experiment lives in another partition.
     """
 
-    iteration_id: str
-    experiment_id: str
-    project_id: str = ""
-    name: str = ""
-    parent_iteration_id: str | None = None
-    external_id: str | None = None
-    notes: str = ""
-    tags: dict[str, str] = {}
-    metadata: dict[str, Any] = {}
+    parent_kind: ClassVar[str] = "experiment"
+    parent_field: ClassVar[str] = "experiment_id"
+
+    iteration_id: Id
+    experiment_id: Id
+    project_id: IdOrEmpty = ""
+    name: Name = ""
+    parent_iteration_id: IdOrEmpty | None = None
+    external_id: Name | None = None
+    notes: Text = ""
+    tags: Tags = {}
+    metadata: Metadata = {}
     environment: Environment | None = None
 
+    def problem(self) -> str | None:
+        return keys_problem(self.tags, "tag") or metadata_problem(self.metadata)
 
-class IterationHeartbeat(Event, frozen=True, kw_only=True, tag="iteration_heartbeat"):
-    iteration_id: str
+
+class IterationHeartbeat(IterationEvent, frozen=True, kw_only=True, tag="iteration_heartbeat"):
+    iteration_id: Id
 
 
-class IterationEnded(Event, frozen=True, kw_only=True, tag="iteration_ended"):
-    iteration_id: str
+class IterationEnded(IterationEvent, frozen=True, kw_only=True, tag="iteration_ended"):
+    iteration_id: Id
     status: IterationStatus
-    error_message: str = ""
+    error_message: Text = ""
 
 
-class EnvironmentCaptured(Event, frozen=True, kw_only=True, tag="environment_captured"):
+class EnvironmentCaptured(IterationEvent, frozen=True, kw_only=True, tag="environment_captured"):
     """The environment snapshot, sent after the start so that starting never waits for it."""
 
-    iteration_id: str
+    iteration_id: Id
     environment: Environment

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
 
-from deardiary.schemas.events.base import Event
+from deardiary.schemas.events.base import Event, Permission
+from deardiary.schemas.limits import Id, Name, Text
 
 
 class ProjectCreated(Event, frozen=True, kw_only=True, tag="project_created"):
-    """Idempotent: the id is derived from the name, a second creation is a no-op."""
+    """Idempotent: the id is derived from the name, a second creation is a no-op.
 
-    project_id: str
-    name: str
-    description: str = ""
+    The first creation in the log's order makes the project, and its actor (a signed-in
+    user) is granted every permission on it by the fold."""
+
+    partition_fields: ClassVar[tuple[str, ...]] = ("project_id",)
+    subject_kind: ClassVar[str] = "project"
+    subject_field: ClassVar[str] = "project_id"
+    parent_kind: ClassVar[str] = "project"
+    parent_field: ClassVar[str] = "project_id"
+
+    project_id: Id
+    name: Name
+    description: Text = ""
 
 
 class ExperimentStatus(StrEnum):
@@ -25,12 +36,25 @@ class ExperimentStatus(StrEnum):
 class ExperimentCreated(Event, frozen=True, kw_only=True, tag="experiment_created"):
     """Idempotent: the id is derived from the project id and the name."""
 
-    experiment_id: str
-    project_id: str
-    name: str
-    description: str = ""
+    partition_fields: ClassVar[tuple[str, ...]] = ("experiment_id",)
+    subject_kind: ClassVar[str] = "experiment"
+    subject_field: ClassVar[str] = "experiment_id"
+    parent_kind: ClassVar[str] = "project"
+    parent_field: ClassVar[str] = "project_id"
+
+    experiment_id: Id
+    project_id: Id
+    name: Name
+    description: Text = ""
 
 
 class ExperimentStatusChanged(Event, frozen=True, kw_only=True, tag="experiment_status_changed"):
-    experiment_id: str
+    partition_fields: ClassVar[tuple[str, ...]] = ("experiment_id",)
+    subject_kind: ClassVar[str] = "experiment"
+    subject_field: ClassVar[str] = "experiment_id"
+    parent_kind: ClassVar[str] = "experiment"
+    parent_field: ClassVar[str] = "experiment_id"
+    permission: ClassVar[Permission] = Permission.UPDATE
+
+    experiment_id: Id
     status: ExperimentStatus

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from deardiary.services.gateway.routes import Authorizer, IngestAck, gateway_part
-from deardiary.services.gateway.validation import IngestLimits, key_problem, validate_envelope
+from deardiary.services.gateway.validation import IngestLimits, validate_envelope
 
 __all__ = [
     "Authorizer",
     "IngestAck",
     "IngestLimits",
     "gateway_part",
-    "key_problem",
     "validate_envelope",
 ]

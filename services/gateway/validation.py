@@ -2,21 +2,18 @@
 
 A request is all-or-nothing: the whole batch is decoded and checked first, and the
 first problem rejects it with `INVALID_ARGUMENT` naming the item (``details.index``)
-and, where msgspec found it, the ``$.path`` inside that item. Decoding already checks
-types and tags (msgspec is the schema); this module adds the rules a type cannot say:
-key characters, column lengths, partition keys, non-empty ids. Metric columns are
-checked with numpy, never per point in Python, so validation keeps up with ingest.
+and, where msgspec found it, the ``$.path`` inside that item. Decoding checks types,
+tags and every declared bound (schemas/limits.py on the event fields); each event's
+own `problem()` says the rest (key characters, metric columns, entity kinds) -- the
+same declarations the folds obey, so whatever is accepted here folds.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from deardiary.schemas.codec import decode
 from deardiary.schemas.envelope import Envelope
@@ -26,50 +23,17 @@ from deardiary.schemas.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from deardiary.schemas.events import (
-    AUTO_STEP,
-    AccessTokenCreated,
-    AccessTokenRevoked,
-    Event,
-    IterationStarted,
-    LogLinesLogged,
-    MetricsLogged,
-    ParamsLogged,
-    PermissionGranted,
-    PermissionRevoked,
-    TagsDeleted,
-    TagsSet,
-    UserAdminSet,
-    UserCreated,
-    UserPasswordChanged,
-    event_tag,
-    partition_key,
-)
+from deardiary.schemas.events import Event, Permission, event_tag
 from deardiary.services.http.errors import invalid_argument_from_msgspec, msgspec_path
-
-ACCESS_EVENTS = (
-    UserCreated,
-    UserPasswordChanged,
-    UserAdminSet,
-    PermissionGranted,
-    PermissionRevoked,
-    AccessTokenCreated,
-    AccessTokenRevoked,
-)
-_KEY = re.compile(r"[\w\-./ :]+")  # \w: Unicode letters and digits, and '_'
 
 
 class IngestLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """What one ingest request may carry."""
+    """What one ingest request may carry (what one event may carry: schemas/limits.py)."""
 
     max_body_bytes: int = 64 << 20
     """Larger bodies are refused with RESOURCE_EXHAUSTED (413) before they are read."""
     max_events: int = 10_000
     """More envelopes in one request is RESOURCE_EXHAUSTED (413); the SDK sends <= 2,000."""
-    max_key_chars: int = 250
-    """Metric, param and tag keys (MLflow's limit)."""
-    max_param_value_chars: int = 6_000
-    """Param values (MLflow's limit)."""
     accept_access_events: bool = False
     """Users, permissions and tokens are written by the server's admin paths; a client
     posting them is refused (PERMISSION_DENIED) unless this is turned on."""
@@ -85,99 +49,18 @@ _items_decoder = msgspec.msgpack.Decoder(list[bytes])
 _json_batch_decoder = msgspec.json.Decoder(EventBatch)
 
 
-def key_problem(key: str, max_chars: int) -> str | None:
-    """Why `key` is not a valid metric/param/tag key, or None when it is."""
-    if not key:
-        return "is empty"
-    if len(key) > max_chars:
-        return f"is longer than {max_chars} characters"
-    if not _KEY.fullmatch(key):
-        return "may only contain letters, digits, spaces and _ - . / :"
-    if key.startswith("/"):
-        return "must not start with '/'"
-    if ".." in key.split("/"):
-        return "must not contain a '..' segment"
-    return None
-
-
-def _check_keys(keys: Sequence[str], what: str, limits: IngestLimits) -> None:
-    for key in keys:
-        problem = key_problem(key, limits.max_key_chars)
-        if problem is not None:
-            raise InvalidArgument(f"{what} key {key[:300]!r} {problem}", {"key": key[:300]})
-
-
-def _check_metric_columns(body: MetricsLogged) -> None:
-    n, rest = divmod(len(body.values), 8)
-    if rest:
-        raise InvalidArgument("metrics: values must be 8 bytes (float64) per point")
-    sizes = {"key_index": (len(body.key_index), 2), "steps": (len(body.steps), 8)}
-    sizes["times"] = (len(body.times), 8)
-    for column, (size, width) in sizes.items():
-        if size != n * width:
-            raise InvalidArgument(
-                f"metrics: {column} has {size} bytes, expected {n * width}"
-                f" ({width} per point for {n} points)",
-                {"column": column},
-            )
-    if len(set(body.keys)) != len(body.keys):
-        raise InvalidArgument("metrics: keys must be distinct")
-    if n == 0:
-        return
-    if int(np.frombuffer(body.key_index, dtype="<u2").max()) >= len(body.keys):
-        raise InvalidArgument(
-            f"metrics: key_index points past the {len(body.keys)} keys", {"column": "key_index"}
-        )
-    if int(np.frombuffer(body.steps, dtype="<i8").min()) < AUTO_STEP:
-        raise InvalidArgument(
-            f"metrics: steps must be >= 0 (or {AUTO_STEP} for the next step)",
-            {"column": "steps"},
-        )
-
-
 def _check_body(body: Event, limits: IngestLimits) -> None:
-    if not limits.accept_access_events and isinstance(body, ACCESS_EVENTS):
+    if not limits.accept_access_events and body.permission is Permission.ADMIN:
         raise PermissionDenied(f"{event_tag(body)} events are not accepted by the gateway")
-    for field in _required_ids(type(body)):
-        if not getattr(body, field):
-            raise InvalidArgument(f"{field} must not be empty", {"field": field})
-    match body:
-        case MetricsLogged():
-            _check_keys(body.keys, "metric", limits)
-            _check_metric_columns(body)
-        case ParamsLogged():
-            _check_keys(list(body.params), "param", limits)
-            for key, value in body.params.items():
-                if len(value) > limits.max_param_value_chars:
-                    raise InvalidArgument(
-                        f"param {key!r}: value longer than {limits.max_param_value_chars}"
-                        " characters",
-                        {"key": key},
-                    )
-        case TagsSet() | IterationStarted():
-            _check_keys(list(body.tags), "tag", limits)
-        case TagsDeleted():
-            _check_keys(body.keys, "tag", limits)
-        case LogLinesLogged():
-            if not len(body.times) == len(body.levels) == len(body.messages):
-                raise InvalidArgument("log lines: times, levels and messages differ in length")
-
-
-@cache
-def _required_ids(event_type: type[Event]) -> tuple[str, ...]:
-    """Required plain-string id fields of an event type (optional ids may be absent)."""
-    return tuple(
-        f.name
-        for f in msgspec.structs.fields(event_type)
-        if f.required and f.type is str and f.name.endswith("_id")
-    )
+    problem = body.problem()
+    if problem is not None:
+        raise InvalidArgument(problem)
 
 
 def validate_envelope(envelope: Envelope, limits: IngestLimits) -> None:
-    """Raise InvalidArgument (or PermissionDenied) when the envelope may not be appended."""
-    if not envelope.event_id:
-        raise InvalidArgument("event_id must not be empty", {"field": "event_id"})
-    expected = partition_key(envelope.body)
+    """Raise InvalidArgument (or PermissionDenied) when a decoded envelope may not be
+    appended (its field bounds were checked by decoding it)."""
+    expected = envelope.body.partition_key()
     if envelope.key != expected:
         raise InvalidArgument(
             f"key {envelope.key[:100]!r} is not the event's partition key {expected[:100]!r}",
@@ -223,6 +106,8 @@ def parse_msgpack(body: bytes, limits: IngestLimits) -> tuple[list[Envelope], li
         items = _items_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise invalid_argument_from_msgspec(exc, "MessagePack body") from exc
+    except RecursionError as exc:
+        raise InvalidArgument("MessagePack body nests too deeply") from exc
     _check_count(len(items), limits)
     envelopes = []
     for index, item in enumerate(items):
@@ -240,6 +125,8 @@ def parse_json(body: bytes, limits: IngestLimits) -> list[Envelope]:
         envelopes = _json_batch_decoder.decode(body).events
     except msgspec.DecodeError as exc:
         raise invalid_argument_from_msgspec(exc, "JSON body") from exc
+    except RecursionError as exc:
+        raise InvalidArgument("JSON body nests too deeply") from exc
     _check_count(len(envelopes), limits)
     validate_all(envelopes, limits)
     return envelopes

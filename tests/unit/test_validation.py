@@ -32,9 +32,9 @@ from deardiary.schemas.events import (
     TagsSet,
     partition_key,
 )
+from deardiary.schemas.rules import key_problem
 from deardiary.services.gateway.validation import (
     IngestLimits,
-    key_problem,
     parse_json,
     parse_msgpack,
     validate_envelope,
@@ -60,8 +60,10 @@ def metrics(**columns: Any) -> MetricsLogged:
 
 
 def problem(envelope: Envelope, limits: IngestLimits = LIMITS) -> str:
+    """Why the gateway refuses this envelope sent as bytes (decoding checks the declared
+    bounds; validation the rest)."""
     with pytest.raises(DearDiaryError) as caught:
-        validate_envelope(envelope, limits)
+        parse_msgpack(msgspec.msgpack.encode([encode(envelope)]), limits)
     return caught.value.message
 
 
@@ -134,7 +136,10 @@ def test_a_good_metrics_batch_passes_and_an_empty_one_too() -> None:
         ({"steps": b"\0" * 24}, "steps has 24 bytes"),
         ({"times": b""}, "times has 0 bytes"),
         ({"key_index": struct.pack("<2H", 0, 2)}, "past the 2 keys"),
-        ({"steps": struct.pack("<2q", 0, -2)}, "steps must be >= 0"),
+        ({"steps": struct.pack("<2q", 0, -2)}, "steps must be 0.."),
+        ({"steps": struct.pack("<2q", 0, 2**63 - 1)}, "steps must be 0.."),
+        ({"times": struct.pack("<2q", 0, 2**62)}, "times must be"),
+        ({"times": struct.pack("<2q", -1, 0)}, "times must be"),
         ({"keys": ["loss", "loss"]}, "distinct"),
     ],
 )
@@ -145,14 +150,15 @@ def test_inconsistent_metric_columns(columns: dict[str, Any], why: str) -> None:
 def test_partition_key_event_id_and_required_ids() -> None:
     assert "partition key" in problem(env(metrics(), key="other"))
     assert "event_id" in problem(env(metrics(), event_id=""))
-    assert "iteration_id" in problem(env(metrics(iteration_id=""), key=""))
+    assert "iteration_id" in problem(env(metrics(iteration_id=""), key="x"))
+    assert "client_time" in problem(env(metrics(), client_time=2**62))
     # optional ids may be empty or absent
     validate_envelope(env(IterationStarted(iteration_id="i", experiment_id="e")), LIMITS)
 
 
 def test_param_values_and_log_columns() -> None:
     long_value = ParamsLogged(iteration_id="it-1", params={"lr": "x" * 6001})
-    assert "longer than 6000" in problem(env(long_value))
+    assert "length <= 6000" in problem(env(long_value))
     validate_envelope(env(ParamsLogged(iteration_id="it-1", params={"lr": "x" * 6000})), LIMITS)
     lines = LogLinesLogged(iteration_id="it-1", times=[1, 2], levels=["INFO"], messages=["a"])
     assert "differ in length" in problem(env(lines))
@@ -161,7 +167,7 @@ def test_param_values_and_log_columns() -> None:
 def test_access_events_are_refused_unless_accepted() -> None:
     grant = env(PermissionGranted(user_id="u", project_id="p", read=True))
     with pytest.raises(PermissionDenied):
-        validate_envelope(grant, LIMITS)
+        parse_msgpack(msgspec.msgpack.encode([encode(grant)]), LIMITS)
     validate_envelope(grant, IngestLimits(accept_access_events=True))
 
 
