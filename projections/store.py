@@ -159,20 +159,41 @@ class DuckDBProjectionStore:
             prior.seen_event_ids = {r[0] for r in found}
         for table, keys in lookups.keys.items():
             prior.rows[table] = self._rows_by_key(table, keys)
+        for table, keys in lookups.exists.items():
+            prior.existing[table] = self._existing_keys(
+                table, keys - set(prior.rows.get(table, {}))
+            )
         if lookups.model_versions_of:
             rows = self._rows_where("model_versions", "model_id", lookups.model_versions_of)
             prior.rows.setdefault("model_versions", {}).update(rows)
         return prior
 
-    def _rows_by_key(self, table: str, keys: set[Key]) -> dict[Key, Row]:
+    @staticmethod
+    def _wanted(table: str, keys: set[Key]) -> tuple[pa.Table, str]:
+        """The keys as a table to join with, and the USING clause naming its columns."""
         cols = PRIMARY_KEYS[table]
         if len(cols) == 1:
             wanted = pa.table({cols[0]: sorted(str(k) for k in keys)})
         else:
             pairs = sorted(k for k in keys if isinstance(k, tuple))
             wanted = pa.table({cols[0]: [a for a, _ in pairs], cols[1]: [b for _, b in pairs]})
-        using = ", ".join(f'"{c}"' for c in cols)
-        return self._select(table, f"JOIN _wanted USING ({using})", wanted)
+        return wanted, "USING (" + ", ".join(f'"{c}"' for c in cols) + ")"
+
+    def _rows_by_key(self, table: str, keys: set[Key]) -> dict[Key, Row]:
+        wanted, using = self._wanted(table, keys)
+        return self._select(table, f"JOIN _wanted {using}", wanted)
+
+    def _existing_keys(self, table: str, keys: set[Key]) -> set[Key]:
+        if not keys:
+            return set()
+        wanted, using = self._wanted(table, keys)
+        cols = ", ".join(f't."{c}"' for c in PRIMARY_KEYS[table])
+        self.conn.register("_wanted", wanted)
+        try:
+            found = self.conn.execute(f"SELECT {cols} FROM {table} t JOIN _wanted {using}").fetchall()
+        finally:
+            self.conn.unregister("_wanted")
+        return {str(r[0]) if len(r) == 1 else (str(r[0]), str(r[1])) for r in found}
 
     def _rows_where(self, table: str, column: str, values: set[str]) -> dict[Key, Row]:
         wanted = pa.table({column: sorted(values)})
