@@ -55,12 +55,31 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     header_timeout_s: Annotated[
         float, Meta(gt=0, description="a request's headers must arrive within this long")
     ] = 10.0
+    body_timeout_s: Annotated[
+        float,
+        Meta(gt=0, description="a request body that stops arriving for this long is cut off"),
+    ] = 30.0
     keepalive_timeout_s: Annotated[
         float, Meta(gt=0, description="an idle keep-alive connection is closed after this long")
     ] = 15.0
     shutdown_timeout_s: Annotated[
         float, Meta(gt=0, description="on SIGTERM, in-flight requests get this long to finish")
     ] = 5.0
+    allowed_hosts: Annotated[
+        str,
+        Meta(
+            description="without auth, Host names answered besides loopback ones "
+            "(comma-separated; * for any)"
+        ),
+    ] = ""
+
+    # -- server log --------------------------------------------------------------------
+    log_repeat_limit: Annotated[
+        int, Meta(ge=1, description="identical log lines written per interval; more are counted")
+    ] = 10
+    log_repeat_interval_s: Annotated[
+        float, Meta(gt=0, description="the interval of log_repeat_limit")
+    ] = 60.0
 
 
 def env_name(field: str) -> str:
