@@ -1,21 +1,23 @@
 """The read side of the client: the same questions, to a local data folder or over HTTP.
 
-Local reads open the folder's projections for the duration of one call (another
-process of the sweep may need them next) and catch up with the log first. HTTP reads
-pass the client's last acknowledged offset, so the server answers only once this
-client's own writes are visible (read-your-writes).
+Local reads go to the server that owns the folder, when one runs; otherwise they open
+the folder's projections for the duration of one call (another process of the sweep may
+need them next) and catch up with the log first. HTTP reads pass the client's last
+acknowledged offset, so the server answers only once this client's own writes are
+visible (read-your-writes).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import httpx
 import pyarrow as pa
 
-from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.errors import InvalidArgument, Unavailable
 
 from .transport import error_from_response
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from deardiary.services.embedded import EmbeddedStore
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+T = TypeVar("T")
 
 
 class Reader(Protocol):
@@ -38,26 +41,85 @@ class Reader(Protocol):
 
 
 class LocalReader:
+    """Reads of a data folder. While `deardiary serve` owns the folder (its
+    ``server.json`` names a live process), they go to that server over HTTP, waiting for
+    the log's current end (read-your-writes: a write just made into the folder is seen);
+    otherwise the folder's projections are opened for the duration of one call (another
+    process of the sweep may need them next) and caught up with the log first."""
+
     def __init__(self, data_dir: str | Path, timeout: float = 30.0) -> None:
         self.data_dir = Path(data_dir)
         self.timeout = timeout
 
-    def _with_store(self, fn: Callable[[EmbeddedStore], pa.Table]) -> pa.Table:
+    def read(
+        self,
+        remote: Callable[[HttpReader, int], T],
+        local: Callable[[EmbeddedStore], T],
+        min_offset: int = -1,
+    ) -> T:
+        """`remote(reader, min_offset)` through the folder's server if one runs, else
+        `local(store)` on the opened folder (waiting while a short-lived reader holds it)."""
         from deardiary.services.embedded import EmbeddedStore
 
-        with EmbeddedStore.open_when_free(self.data_dir, self.timeout) as store:
-            store.catch_up()
-            return fn(store)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            answered, answer = self._via_server(remote, min_offset)
+            if answered:
+                return cast(T, answer)
+            try:
+                store = EmbeddedStore(self.data_dir, create_log=False)
+            except Unavailable:  # held: a short-lived reader, or a server starting up
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+                continue
+            with store:
+                store.catch_up()
+                return local(store)
+
+    def _via_server(
+        self, remote: Callable[[HttpReader, int], T], min_offset: int
+    ) -> tuple[bool, T | None]:
+        from deardiary.services.discovery import find_server
+
+        found = find_server(self.data_dir)
+        if found is None:
+            return False, None
+        token = found.token
+        reader = HttpReader(httpx.Client(base_url=found.url, timeout=self.timeout), lambda: token)
+        try:
+            return True, remote(reader, max(min_offset, self._last_offset()))
+        except httpx.ConnectError:
+            return False, None  # a live PID but no server there (reused): open the folder
+        finally:
+            reader.close()
+
+    def _last_offset(self) -> int:
+        """The offset of the log's last record (-1 when empty or absent)."""
+        from deardiary.services.log.sqlite import SqliteEventLog
+
+        path = self.data_dir / "log.db"
+        if not path.exists():
+            return -1
+        log = SqliteEventLog(str(path))
+        try:
+            return sum(log.end_offsets().values()) - 1
+        finally:
+            log.close()
 
     def sql(self, query: str, min_offset: int) -> pa.Table:
-        return self._with_store(lambda s: s.sql(query))
+        return self.read(lambda r, at: r.sql(query, at), lambda s: s.sql(query), min_offset)
 
     def metric_history(
         self, iteration_id: str, key: str, max_points: int | None, min_offset: int
     ) -> pa.Table:
         from deardiary.projections.queries.metric_series import series
 
-        return self._with_store(lambda s: series(s.store.reader(), iteration_id, key, max_points))
+        return self.read(
+            lambda r, at: r.metric_history(iteration_id, key, max_points, at),
+            lambda s: series(s.store.reader(), iteration_id, key, max_points),
+            min_offset,
+        )
 
     def get_json(self, path: str, params: dict[str, Any], min_offset: int) -> Any:
         raise InvalidArgument(f"{path} is served by the HTTP API; connect to a server for it")

@@ -28,6 +28,13 @@ import numpy as np
 import pyarrow as pa
 
 from deardiary.projections.folds.metrics import POINT_SCHEMA
+from deardiary.projections.integrity import (
+    STATE_FILE,
+    ProjectionDamaged,
+    check_files,
+    check_size,
+    open_error,
+)
 from deardiary.projections.queries.metric_series import tiles_sql
 from deardiary.projections.writes import (
     JSON_COLUMNS,
@@ -39,7 +46,6 @@ from deardiary.projections.writes import (
     Writes,
     row_key,
 )
-from deardiary.schemas.errors import Unavailable
 
 _JSON_INSERT_COLUMNS: dict[str, tuple[str, ...]] = {**JSON_COLUMNS, "events": ("summary",)}
 POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
@@ -101,25 +107,36 @@ class DuckDBProjectionStore:
         self.max_small_segments = max_small_segments
         self.retire_after_s = retire_after_s
         self._retired: dict[str, float] = {}
-        try:
-            self.conn = duckdb.connect(str(self.directory / "state.duckdb"))
-        except duckdb.IOException as exc:
-            raise Unavailable(
-                f"the projection store {self.directory} is in use by another process: {exc}"
-            ) from exc
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._offsets: dict[int, int] | None = None
         self._series: dict[tuple[str, str, str], int] | None = None
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
+        try:
+            self.conn = duckdb.connect(str(self.directory / STATE_FILE))
+        except duckdb.Error as exc:
+            raise open_error(self.directory, exc) from exc
+        try:
+            self._open()
+        except BaseException as exc:
+            self.conn.close()
+            if isinstance(exc, duckdb.Error):
+                raise ProjectionDamaged(self.directory, f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    def _open(self) -> None:
+        """Bring an opened database up to date and check it against its files; raises
+        ProjectionDamaged (or a duckdb.Error, which the caller calls damage too)."""
         # Hot points are deleted again at compaction: leaving them in the WAL (up to 256
         # MiB) instead of checkpointing them into the file saves writing them twice.
         self.conn.execute("SET checkpoint_threshold = '256MiB'")
+        check_size(self.conn, self.directory / STATE_FILE)
         self._migrate_hot_points()
         self.conn.execute(schema_sql())
         self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()
-        self._write_missing_tiles()
+        registered = self.conn.execute("SELECT path, num_rows FROM metric_segments").fetchall()
+        check_files(registered, self.segments_dir, self.tiles_dir)
         self._refresh_metrics_view()
         self.next_offsets()  # cached from here on: waiting readers never touch self.conn
 
@@ -190,7 +207,9 @@ class DuckDBProjectionStore:
         cols = ", ".join(f't."{c}"' for c in PRIMARY_KEYS[table])
         self.conn.register("_wanted", wanted)
         try:
-            found = self.conn.execute(f"SELECT {cols} FROM {table} t JOIN _wanted {using}").fetchall()
+            found = self.conn.execute(
+                f"SELECT {cols} FROM {table} t JOIN _wanted {using}"
+            ).fetchall()
         finally:
             self.conn.unregister("_wanted")
         return {str(r[0]) if len(r) == 1 else (str(r[0]), str(r[1])) for r in found}
@@ -498,12 +517,6 @@ class DuckDBProjectionStore:
         step range, and the min and max points (queries/metric_series.py reads them)."""
         segment = f"read_parquet({_quote(str(self.segments_dir / name))})"
         self._copy_durably(tiles_sql(segment), self.tiles_dir / name)
-
-    def _write_missing_tiles(self) -> None:
-        """Segments written before tiles existed get theirs now (once)."""
-        for path in self.segment_paths():
-            if not (self.tiles_dir / path.name).exists():
-                self._write_tiles(path.name)
 
     def _refresh_metrics_view(self) -> None:
         # Segments (oldest first, each sorted) before the hot rows (in log order): a scan of

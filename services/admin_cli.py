@@ -1,9 +1,10 @@
 """`deardiary users|grant|revoke|tokens`: administration straight on a data folder's log.
 
 These append events to the embedded log (safe while a server runs on the same
-folder: the log is multi-process). Ids of users and projects are derived from their
-names, so no lookup is needed to write. Passwords are read from standard input,
-never from arguments; there is no default password.
+folder: the log is multi-process); `users list` asks that server when one runs. Ids
+of users and projects are derived from their names, so no lookup is needed to write.
+Passwords are read from standard input, never from arguments; there is no default
+password.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 
+import pyarrow as pa
+
+from deardiary.reads import HttpReader, LocalReader
 from deardiary.schemas import codec, ids
 from deardiary.schemas.envelope import wrap
-from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.errors import InvalidArgument, NotFound
 from deardiary.schemas.events import (
     AccessTokenCreated,
     AccessTokenRevoked,
@@ -26,7 +31,7 @@ from deardiary.schemas.events import (
 )
 from deardiary.services.auth.routes import new_user_event
 from deardiary.services.auth.secrets import hash_password, hash_secret, new_secret
-from deardiary.services.embedded import DataPaths, EmbeddedStore
+from deardiary.services.embedded import DataPaths
 from deardiary.services.formats import render_table
 from deardiary.services.log import LogRecord
 from deardiary.services.log.sqlite import SqliteEventLog
@@ -72,14 +77,39 @@ def _users_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+_USERS = "SELECT username, is_admin, created_at FROM users ORDER BY username"
+
+
+def _users_remote(reader: HttpReader, min_offset: int) -> pa.Table:
+    """The users as the server that owns the folder knows them, once it has applied the
+    log up to `min_offset` (the user just created with `users create` included)."""
+    deadline = time.monotonic() + 30
+    while True:
+        ready = reader.http.get("/readyz").json()
+        if int(ready["applied"].get("0", 0)) > min_offset or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    try:
+        found = reader.request("GET", "/api/v1/users")
+    except NotFound as exc:
+        raise InvalidArgument(
+            "the server that owns this folder runs without --auth and has no user routes;"
+            " stop it to list users from the folder"
+        ) from exc
+    users = found["items"]
+    return pa.table(
+        {
+            "username": [u["username"] for u in users],
+            "is_admin": [u["is_admin"] for u in users],
+            "created_at": [u["created_at"] for u in users],
+        }
+    )
+
+
 def _users_list(args: argparse.Namespace) -> int:
-    with EmbeddedStore.open_when_free(args.data) as store:
-        store.catch_up()
-        table = (
-            store.store.reader()
-            .sql("SELECT username, is_admin, created_at FROM users ORDER BY username")
-            .to_arrow_table()
-        )
+    table = LocalReader(args.data).read(
+        _users_remote, lambda store: store.store.reader().sql(_USERS).to_arrow_table()
+    )
     sys.stdout.write(render_table(table))
     return 0
 

@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from deardiary.schemas.errors import DearDiaryError
 from deardiary.services.admin_cli import add_admin_commands
-from deardiary.services.embedded import DataPaths, EmbeddedStore
+from deardiary.services.embedded import DataPaths
 from deardiary.services.formats import RENDERERS
 from deardiary.services.log import open_log
 from deardiary.services.replay import AsOf, replay
 from deardiary.services.settings import settings_from
+from deardiary.services.status import folder_status, render_status
 
 DEFAULT_DATA = "./deardiary-data"
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
-    with EmbeddedStore.open_when_free(args.data, create_log=False) as store:
-        table = store.sql(args.query)
+    from deardiary.reads import LocalReader
+
+    # through the server that owns the folder, if one runs; else the folder itself
+    table = LocalReader(args.data).sql(args.query, -1)
     sys.stdout.write(RENDERERS[args.format](table))
     return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    found, source = folder_status(Path(args.data))
+    if args.format == "json":
+        print(msgspec.json.encode(found).decode())
+    else:
+        sys.stdout.write(render_status(found, source))
+    return 0 if found.ready else 1
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -48,14 +63,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _serve_kafka(args)
     settings = settings_from()
     with embedded_server(args.data, auth=args.auth, settings=settings) as server:
-        serve(
-            server.app(),
-            args.host,
-            args.port,
-            ready=lambda url: print(
-                f"deardiary serving {Path(args.data).resolve()} on {url}", flush=True
-            ),
-        )
+
+        def ready(url: str) -> None:
+            server.publish(url)  # <data>/server.json: local readers ask this server
+            print(f"deardiary serving {Path(args.data).resolve()} on {url}", flush=True)
+
+        serve(server.app(), args.host, args.port, ready=ready)
     return 0
 
 
@@ -115,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=sorted(RENDERERS), default="table")
     sql.set_defaults(func=_cmd_sql)
 
+    st = sub.add_parser(
+        "status",
+        help="projector state, lag and parked events of a data folder (exit 1: not ready)",
+    )
+    st.add_argument("--data", default=DEFAULT_DATA, help="data folder (default %(default)s)")
+    st.add_argument("--format", choices=["text", "json"], default="text")
+    st.set_defaults(func=_cmd_status)
+
     rep = sub.add_parser("replay", help="rebuild projections from the log into a new folder")
     rep.add_argument("--data", default=DEFAULT_DATA, help="data folder whose log is replayed")
     rep.add_argument("--broker", default=None, help="replay from kafka://host:port instead")
@@ -127,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # deardiary's own notices (rebuild progress, parked records) on stderr; others' warnings
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("deardiary").setLevel(logging.INFO)
     try:
         code: int = args.func(args)
     except DearDiaryError as exc:

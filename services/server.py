@@ -5,6 +5,8 @@ one process over one data folder.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from deardiary.services.auth.ingest import IngestAuthorizer
 from deardiary.services.auth.middleware import AuthMiddleware, scoper
 from deardiary.services.auth.routes import AuthRoutes
 from deardiary.services.auth.secrets import load_signing_key
+from deardiary.services.discovery import ServerInfo, new_local_token, publish, withdraw
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.gateway import gateway_part
 from deardiary.services.http import Endpoint, RoutePart, build_app, operation, part_from_routes
@@ -30,6 +33,9 @@ from deardiary.services.log import LogRecord
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.table import query_routes
 from deardiary.services.settings import ServerSettings
+from deardiary.services.status import Readiness, embedded_readiness, readiness_part
+
+_log = logging.getLogger("deardiary.server")
 
 
 def utc_now() -> datetime:
@@ -113,7 +119,9 @@ class EmbeddedServer:
     ) -> None:
         self.auth = auth
         self.settings = settings or ServerSettings()
-        self.embedded = EmbeddedStore(data)
+        self.embedded = EmbeddedStore.open_when_free(
+            data, timeout=10.0, hot_points_limit=self.settings.hot_points_limit
+        )
         assert self.embedded.log is not None and self.embedded.projector is not None
         self.log = self.embedded.log
         self.projector = self.embedded.projector
@@ -132,6 +140,7 @@ class EmbeddedServer:
         self.identity = Identity(
             load_signing_key(self.embedded.paths.root / "auth.key"), self.embedded.store.reader
         )
+        self.identity.local_admin_token = self.local_token = new_local_token()
         self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
 
     def _follow(self) -> None:
@@ -164,6 +173,7 @@ class EmbeddedServer:
                     gateway_part(self.log, on_appended=self._woken),
                     part_from_routes("query", query_routes(self.ctx)),
                     artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
+                    readiness_part(self.readiness),
                 ]
             )
         authorize = IngestAuthorizer(reader, self.caught_up, self.append)
@@ -175,20 +185,41 @@ class EmbeddedServer:
                 part_from_routes("query", query_routes(self.ctx)),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, _username)),
                 AuthRoutes(self.identity, reader, self.append_applied).part(),
+                readiness_part(self.readiness),
             ],
             middlewares=[AuthMiddleware(self.identity, reader, self.caught_up).middleware()],
         )
 
+    def readiness(self) -> Readiness:
+        return embedded_readiness(
+            self.projector,
+            self.embedded.store.reader,
+            self.embedded.rebuild,
+            self.settings.ready_max_lag_s,
+        )
+
     def start(self) -> None:
-        self.projector.catch_up()
+        """Catch up, then follow the log in the projector thread. A rebuild (damaged
+        projections) catches up in that thread instead, while the server already answers."""
+        if self.embedded.rebuild is None:
+            self.projector.catch_up()
         self._thread.start()
 
+    def publish(self, url: str) -> None:
+        """Tell local readers of the folder where to ask (<data>/server.json)."""
+        info = ServerInfo(url=url, pid=os.getpid(), token=self.local_token, auth=self.auth)
+        publish(self.embedded.paths.root, info)
+
     def close(self) -> None:
+        withdraw(self.embedded.paths.root)
         self.stop_event.set()
         self.wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-        self.embedded.store.compact()
+        try:
+            self.embedded.store.compact()
+        except Exception:  # damaged meanwhile (a segment gone): rebuilt at the next start
+            _log.exception("compaction at shutdown failed")
         self.embedded.close()
 
 

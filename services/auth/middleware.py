@@ -29,7 +29,14 @@ from deardiary.services.auth.permissions import (
     scope,
 )
 
-PUBLIC = frozenset({("GET", "/healthz"), ("GET", "/openapi.json"), ("POST", "/api/v1/auth/login")})
+PUBLIC = frozenset(
+    {
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/openapi.json"),
+        ("POST", "/api/v1/auth/login"),
+    }
+)
 ADMIN = frozenset(
     {
         ("GET", "/api/v1/users"),

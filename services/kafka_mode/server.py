@@ -1,5 +1,5 @@
 """`deardiary serve --broker kafka://...`: the gateway appends to Kafka, the query service
-reads the workers' published partition exports.
+reads the workers' published partition exports; /readyz compares the two.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from deardiary.services.artifacts.routes import ArtifactRoutes
 from deardiary.services.gateway import gateway_part
 from deardiary.services.http import build_app, part_from_routes
 from deardiary.services.kafka_mode.exports_view import ExportsView
+from deardiary.services.kafka_mode.partitions import read_manifests
 from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.table import query_routes
 from deardiary.services.server import artifact_part, utc_now
 from deardiary.services.settings import ServerSettings
+from deardiary.services.status import LagClock, Readiness, published_readiness, readiness_part
 
 
 class KafkaServer:
@@ -34,7 +36,9 @@ class KafkaServer:
     ) -> None:
         self.settings = settings or ServerSettings()
         self.log = KafkaEventLog.from_url(broker_url)
+        self.data = Path(data)
         self.view = ExportsView(Path(data))
+        self._lag_clock = LagClock()
         self.artifacts = FsArtifactStore(Path(data) / "artifacts")
         self.ctx = QueryContext(
             reader=self.view.reader,
@@ -54,7 +58,20 @@ class KafkaServer:
                 gateway_part(self.log),
                 part_from_routes("query", query_routes(self.ctx)),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, lambda _r: "")),
+                readiness_part(self.readiness),
             ]
+        )
+
+    def readiness(self) -> Readiness:
+        """The log's end against the offsets the workers last published."""
+        self.view.refresh(force=True)
+        return published_readiness(
+            self.log.end_offsets,
+            dict(self.view.offsets),
+            bool(read_manifests(self.data)),
+            self.view.reader,
+            self._lag_clock,
+            self.settings.ready_max_lag_s,
         )
 
     def close(self) -> None:
