@@ -1,4 +1,7 @@
-"""Artifact bytes on a filesystem: <root>/sha256/ab/cd/<hash>, written temp-fsync-rename."""
+"""Artifact bytes on a filesystem: <root>/sha256/ab/cd/<hash>, written temp-fsync-rename.
+
+Who uploaded what: an empty file <root>/uploads/<uploader key>/ab/<hash> per upload.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from deardiary.schemas.errors import NotFound
-from deardiary.services.artifacts import CHUNK, StoredBlob, check_hash
+from deardiary.services.artifacts import CHUNK, StoredBlob, check_hash, uploader_key
 
 
 class FsArtifactStore:
@@ -23,6 +26,10 @@ class FsArtifactStore:
     def _path(self, content_hash: str) -> Path:
         h = check_hash(content_hash)
         return self.root / "sha256" / h[:2] / h[2:4] / h
+
+    def _marker(self, content_hash: str, uploader: str) -> Path:
+        h = check_hash(content_hash)
+        return self.root / "uploads" / uploader_key(uploader) / h[:2] / h
 
     def put(self, stream: BinaryIO) -> StoredBlob:
         digest = hashlib.sha256()
@@ -63,3 +70,23 @@ class FsArtifactStore:
 
     def exists(self, content_hash: str) -> bool:
         return self._path(content_hash).exists()
+
+    def size(self, content_hash: str) -> int | None:
+        try:
+            return self._path(content_hash).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def mark_uploaded(self, content_hash: str, uploader: str) -> None:
+        marker = self._marker(content_hash, uploader)
+        if marker.exists():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def uploaded(self, content_hash: str, uploader: str) -> bool:
+        return self._marker(content_hash, uploader).exists()

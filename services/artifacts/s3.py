@@ -1,4 +1,7 @@
-"""Artifact bytes in an S3-compatible bucket, keyed by sha256 (boto3, the `s3` extra)."""
+"""Artifact bytes in an S3-compatible bucket, keyed by sha256 (boto3, the `s3` extra).
+
+Who uploaded what: an empty object <prefix>uploads/<uploader key>/<hash> per upload.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from deardiary.schemas.errors import NotFound, Unavailable
-from deardiary.services.artifacts import CHUNK, StoredBlob, check_hash
+from deardiary.services.artifacts import CHUNK, StoredBlob, check_hash, uploader_key
 
 
 class S3ArtifactStore:
@@ -32,6 +35,9 @@ class S3ArtifactStore:
 
     def _key(self, content_hash: str) -> str:
         return f"{self.prefix}sha256/{check_hash(content_hash)}"
+
+    def _marker(self, content_hash: str, uploader: str) -> str:
+        return f"{self.prefix}uploads/{uploader_key(uploader)}/{check_hash(content_hash)}"
 
     def put(self, stream: BinaryIO) -> StoredBlob:
         digest = hashlib.sha256()
@@ -57,12 +63,29 @@ class S3ArtifactStore:
             raise NotFound(f"artifact bytes {content_hash} are not in the store") from exc
         return iter(lambda: body.read(CHUNK), b"")
 
-    def exists(self, content_hash: str) -> bool:
-        key = self._key(content_hash)
+    def _head(self, key: str) -> dict[str, Any] | None:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
+            found: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                return False
+                return None
             raise Unavailable(f"S3 is unreachable: {exc}") from exc
-        return True
+        return found
+
+    def exists(self, content_hash: str) -> bool:
+        return self._head(self._key(content_hash)) is not None
+
+    def size(self, content_hash: str) -> int | None:
+        head = self._head(self._key(content_hash))
+        return None if head is None else int(head["ContentLength"])
+
+    def mark_uploaded(self, content_hash: str, uploader: str) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._marker(content_hash, uploader), Body=b""
+            )
+        except Exception as exc:
+            raise Unavailable(f"S3 is unreachable: {exc}") from exc
+
+    def uploaded(self, content_hash: str, uploader: str) -> bool:
+        return self._head(self._marker(content_hash, uploader)) is not None

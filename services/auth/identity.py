@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,30 +54,160 @@ def _micros(value: datetime | None) -> int | None:
 
 
 class LoginLimiter:
-    """At most `attempts` failed logins per key (a username, a client address) in `window_s`."""
+    """At most `attempts` failed logins per key in a sliding `window_s`.
 
-    def __init__(self, attempts: int = 5, window_s: float = 60.0) -> None:
-        self.attempts, self.window_s = attempts, window_s
+    An attempt is counted when it starts (`begin`), so concurrent guesses cannot all slip
+    past the check while the password hash is being computed; a success takes its own
+    attempt back (`succeeded`). Memory is bounded: expired keys are dropped, and past
+    `max_keys` the longest-idle keys are forgotten first."""
+
+    def __init__(self, attempts: int = 5, window_s: float = 60.0, max_keys: int = 100_000):
+        self.attempts, self.window_s, self.max_keys = attempts, window_s, max_keys
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        recent = [t for t in self._failures.pop(key, ()) if now - t < self.window_s]
+        if recent:
+            self._failures[key] = recent  # re-inserted last: dict order is idleness order
+        return recent
+
+    def _refuse(self, recent: list[float], now: float) -> ResourceExhausted:
+        wait = self.window_s - (now - recent[0])
+        return ResourceExhausted(
+            "too many failed logins; try again later",
+            {"retry_after_s": max(1, int(wait) + 1)},
+        )
+
+    def blocked(self, key: str) -> bool:
+        with self._lock:
+            return len(self._recent(key, time.monotonic())) >= self.attempts
 
     def check(self, *keys: str) -> None:
         now = time.monotonic()
         with self._lock:
             for key in keys:
-                recent = [t for t in self._failures.get(key, []) if now - t < self.window_s]
-                self._failures[key] = recent
+                recent = self._recent(key, now)
                 if len(recent) >= self.attempts:
-                    wait = self.window_s - (now - recent[0])
-                    raise ResourceExhausted(
-                        "too many failed logins; try again later",
-                        {"retry_after_s": max(1, int(wait) + 1)},
-                    )
+                    raise self._refuse(recent, now)
 
-    def failed(self, *keys: str) -> None:
+    def begin(self, *keys: str, stamp: float | None = None, enforce: bool = True) -> float:
+        """Check every key (unless not `enforce`) and count one attempt against each,
+        atomically; the stamp returned lets `succeeded` take the attempt back."""
+        now = time.monotonic() if stamp is None else stamp
+        with self._lock:
+            for key in keys if enforce else ():
+                recent = self._recent(key, now)
+                if len(recent) >= self.attempts:
+                    raise self._refuse(recent, now)
+            for key in keys:
+                self._failures.setdefault(key, []).append(now)
+            self._bound(now)
+        return now
+
+    def succeeded(self, stamp: float, *keys: str, reset: Sequence[str] = ()) -> None:
+        """The attempt begun at `stamp` was not a failure; keys in `reset` start afresh."""
         with self._lock:
             for key in keys:
-                self._failures.setdefault(key, []).append(time.monotonic())
+                stamps = self._failures.get(key)
+                if stamps is not None and stamp in stamps:
+                    stamps.remove(stamp)
+                    if not stamps:
+                        del self._failures[key]
+            for key in reset:
+                self._failures.pop(key, None)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._failures.setdefault(key, []).append(now)
+            self._bound(now)
+
+    def _bound(self, now: float) -> None:
+        if len(self._failures) <= self.max_keys:
+            return
+        for key in list(self._failures):
+            self._recent(key, now)
+        while len(self._failures) > self.max_keys:
+            del self._failures[next(iter(self._failures))]
+
+
+def client_network(address: str) -> str:
+    """The unit one client is throttled by: an IPv4 address, or the /64 an IPv6
+    address belongs to (one host is handed a whole /64); anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class LoginThrottle:
+    """Failed sign-ins limited per (username, client address), per address, and per
+    username -- without letting anyone lock a user out from elsewhere.
+
+    * a (username, address) pair gets `per_pair` failures a window: guessing one
+      account from one place is slow, and it slows only that place;
+    * an address gets `per_address` failures a window over all usernames (looser: many
+      people may share one address), so one place cannot spray many accounts;
+    * a username gets `per_user` failures a window over all addresses (a distributed
+      guess), but that limit never applies to an address the user has signed in from
+      successfully: the real user keeps working from their usual places, whoever
+      hammers the account from elsewhere.
+    """
+
+    def __init__(
+        self,
+        per_pair: int = 5,
+        per_address: int = 30,
+        per_user: int = 100,
+        window_s: float = 60.0,
+        max_known: int = 100_000,
+    ) -> None:
+        self.pairs = LoginLimiter(per_pair, window_s)
+        self.addresses = LoginLimiter(per_address, window_s)
+        self.users = LoginLimiter(per_user, window_s)
+        self.max_known = max_known
+        self._known: dict[tuple[str, str], None] = {}  # (username, network) signed in from
+        self._lock = threading.Lock()
+
+    def _keys(self, username: str, client: str) -> tuple[str, str, str]:
+        network = client_network(client)
+        return f"{username}\x00{network}", network, username
+
+    def _is_known(self, username: str, network: str) -> bool:
+        with self._lock:
+            return (username, network) in self._known
+
+    def begin(self, username: str, client: str) -> float:
+        """Count a sign-in attempt, or refuse it (RESOURCE_EXHAUSTED with retry_after_s)."""
+        pair, network, user = self._keys(username, client)
+        stamp = self.pairs.begin(pair)
+        try:
+            self.addresses.begin(network, stamp=stamp)
+            # counted always, limiting only places the user has not signed in from
+            self.users.begin(user, stamp=stamp, enforce=not self._is_known(username, network))
+        except ResourceExhausted:
+            self.pairs.succeeded(stamp, pair)  # refused before trying: not a failure
+            self.addresses.succeeded(stamp, network)
+            raise
+        return stamp
+
+    def succeeded(self, stamp: float, username: str, client: str) -> None:
+        pair, network, user = self._keys(username, client)
+        self.pairs.succeeded(stamp, pair, reset=[pair])
+        self.addresses.succeeded(stamp, network)
+        self.users.succeeded(stamp, user)
+        with self._lock:
+            self._known.pop((username, network), None)
+            self._known[(username, network)] = None
+            while len(self._known) > self.max_known:
+                del self._known[next(iter(self._known))]
 
 
 class Identity:
@@ -89,8 +220,7 @@ class Identity:
         self.key = key
         self.reader = reader
         self.session_ttl_s = session_ttl_s
-        self.per_user = LoginLimiter(attempts=5)
-        self.per_client = LoginLimiter(attempts=50)  # many users may share one address
+        self.throttle = LoginThrottle()
 
     def _user(self, column: str, value: str) -> dict[str, object] | None:
         conn = self.reader()
@@ -115,16 +245,15 @@ class Identity:
         return f"dds.{payload}.{sign(self.key, payload.encode())}", expires
 
     def login(self, username: str, password: str, client: str = "") -> tuple[Principal, str]:
-        """Check a password (rate-limited); returns the principal and a session token."""
-        self.per_user.check(username)
-        self.per_client.check(client)
+        """Check a password (throttled per user and client address, see LoginThrottle);
+        returns the principal and a session token."""
+        stamp = self.throttle.begin(username, client)
         user = self._user("username", username)
         # verify against a dummy hash when the user is unknown, so timing does not tell
         stored = str(user["password_hash"]) if user else _DUMMY_HASH
         if not verify_password(password, stored) or user is None:
-            self.per_user.failed(username)
-            self.per_client.failed(client)
-            raise Unauthenticated("wrong username or password")
+            raise Unauthenticated("wrong username or password")  # the attempt stays counted
+        self.throttle.succeeded(stamp, username, client)
         token, expires = self.issue_session(str(user["user_id"]), stored)
         principal = Principal(str(user["user_id"]), username, bool(user["is_admin"]), expires)
         return principal, token

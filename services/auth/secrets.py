@@ -16,6 +16,8 @@ from pathlib import Path
 from deardiary.schemas.errors import InvalidArgument
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 2**20, 32, 16
+"""The costliest parameters a stored hash may ask for when it is checked."""
 MIN_PASSWORD = 8
 
 
@@ -39,15 +41,17 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, stored: str) -> bool:
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
+        scheme, n_, r_, p_, salt, digest = stored.split("$")
+        n, r, p = int(n_), int(r_), int(p_)
+        affordable = n <= MAX_SCRYPT_N and r <= MAX_SCRYPT_R and p <= MAX_SCRYPT_P
+        if scheme != "scrypt" or not affordable:
+            return False  # a stored hash must not make one sign-in cost minutes
         got = hashlib.scrypt(
             password.encode(),
             salt=_unb64(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
+            n=n,
+            r=r,
+            p=p,
             dklen=len(_unb64(digest)),
             maxmem=256 << 20,
         )

@@ -1,0 +1,222 @@
+"""A served data folder with auth on and three users, for the authorisation fault tests.
+
+root is an administrator. olive owns two projects, A and B, each with an experiment,
+an iteration (params, a metric, tags, notes, log lines), a model with a version and an
+artifact — every name and value tagged with a random marker, so a test can look for
+any of B's secrets in a response. rita may read A, has nothing on B, and owns a
+project C of her own (with an artifact she uploaded). Built in-process on a real
+server over HTTP: the same pattern as tests/e2e/test_auth.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import msgspec
+
+import deardiary as dd
+from deardiary.schemas import ids
+from deardiary.schemas.envelope import wrap
+from deardiary.schemas.events import Event, LogLinesLogged, ModelCreated, ModelVersionCreated
+from deardiary.schemas.ids import now_us
+from deardiary.services.auth.routes import new_user_event
+from deardiary.services.http import RunningServer, start_in_thread
+from deardiary.services.server import EmbeddedServer
+
+ADMIN_PW, OLIVE_PW, RITA_PW = "root-secret-1", "olive-secret-1", "rita-secret-1"
+Headers = dict[str, str]
+ENTITY_PARAMETERS = (
+    "project_id",
+    "experiment_id",
+    "iteration_id",
+    "model_id",
+    "model_version_id",
+    "artifact_id",
+)
+
+
+@dataclass
+class Tenant:
+    """One project of the world: its ids by parameter name, and what must not leak."""
+
+    project: str
+    ids: dict[str, str]
+    content: bytes
+    content_hash: str
+    secrets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AuthWorld:
+    url: str
+    server: EmbeddedServer
+    data: Path
+    admin: Headers
+    olive: Headers
+    rita: Headers
+    a: Tenant
+    b: Tenant
+    c: Tenant
+    olive_token_id: str
+    credential_hashes: list[str]  # every password and token hash in the projections
+
+    def end_offsets(self) -> dict[int, int]:
+        return dict(self.server.log.end_offsets())
+
+
+def login(url: str, user: str, password: str) -> Headers:
+    r = httpx.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def events_body(*events: Event, actor: str = "") -> bytes:
+    """A POST /api/v1/events JSON body (actor "" is the caller)."""
+    return msgspec.json.encode({"events": [wrap(e, actor=actor) for e in events]})
+
+
+def post_events(url: str, headers: Headers, *events: Event) -> httpx.Response:
+    return httpx.post(
+        f"{url}/api/v1/events",
+        content=events_body(*events),
+        headers={**headers, "Content-Type": "application/json"},
+    )
+
+
+def upload(
+    url: str,
+    headers: Headers,
+    experiment_id: str,
+    name: str,
+    content: bytes,
+    media_type: str = "text/plain",
+    iteration_id: str | None = None,
+) -> httpx.Response:
+    params = {"experiment_id": experiment_id, "name": name}
+    if iteration_id:
+        params["iteration_id"] = iteration_id
+    return httpx.post(
+        f"{url}/api/v1/artifacts",
+        params=params,
+        content=content,
+        headers={**headers, "Content-Type": media_type},
+    )
+
+
+def _tenant(url: str, user: str, password: str, headers: Headers, tag: str, spool: Path) -> Tenant:
+    mark = f"{tag}{secrets.token_hex(6)}"
+    project, experiment, iteration = f"{mark}-project", f"{mark}-experiment", f"{mark}-iteration"
+    param_value, tag_value, note = f"{mark}-param-value", f"{mark}-tag-value", f"{mark}-notes"
+    log_line, model, metric = f"{mark}-log-line", f"{mark}-model", 7000 + secrets.randbelow(10**6)
+    metric_value = metric + 0.123456789
+    client = dd.connect(url, username=user, password=password, spool_dir=spool)
+    try:
+        with client.start_iteration(
+            project=project,
+            experiment=experiment,
+            name=iteration,
+            params={"secret": param_value},
+            tags={"secret": tag_value},
+            capture_env=False,
+        ) as it:
+            it.log_metric("loss", metric_value)
+            it.set_notes(note)
+            client.buffer.emit(
+                LogLinesLogged(
+                    iteration_id=it.id, times=[now_us()], levels=["INFO"], messages=[log_line]
+                )
+            )
+        model_id = ids.model_id(it.project_id, model)
+        version_id = ids.new_id()
+        client.buffer.emit(ModelCreated(model_id=model_id, project_id=it.project_id, name=model))
+        client.buffer.emit(
+            ModelVersionCreated(model_version_id=version_id, model_id=model_id, iteration_id=it.id)
+        )
+        client.flush(timeout=30)
+    finally:
+        client.close()
+    content = f"{mark}-artifact-bytes".encode()
+    up = upload(url, headers, it.experiment_id, f"{mark}-weights.txt", content, iteration_id=it.id)
+    assert up.status_code == 200, up.text
+    found = {
+        "project_id": it.project_id,
+        "experiment_id": it.experiment_id,
+        "iteration_id": it.id,
+        "model_id": model_id,
+        "model_version_id": version_id,
+        "artifact_id": up.json()["artifact_id"],
+    }
+    leakable = [project, experiment, iteration, param_value, tag_value, note, log_line, model]
+    leakable += [str(metric), content.decode(), up.json()["content_hash"], *found.values()]
+    return Tenant(project, found, content, up.json()["content_hash"], leakable)
+
+
+def _credential_hashes(server: EmbeddedServer) -> list[str]:
+    conn = server.embedded.store.reader()
+    try:
+        found = conn.sql(
+            "SELECT password_hash AS h FROM users UNION ALL SELECT token_hash FROM access_tokens"
+        ).fetchall()
+    finally:
+        conn.close()
+    hashes = [str(row[0]) for row in found]
+    # the secret part of each hash (salt and digest), as any response might show it
+    return hashes + [part for h in hashes for part in h.split("$") if len(part) >= 16]
+
+
+@contextmanager
+def auth_world(tmp: Path) -> Iterator[AuthWorld]:
+    data = tmp / "data"
+    server = EmbeddedServer(data, auth=True)
+    server.start()
+    running: RunningServer | None = None
+    try:
+        server.append_applied([wrap(new_user_event("root", ADMIN_PW, True))])
+        running = start_in_thread(server.app())
+        url = running.url
+        admin = login(url, "root", ADMIN_PW)
+        for name, pw in (("olive", OLIVE_PW), ("rita", RITA_PW)):
+            r = httpx.post(
+                f"{url}/api/v1/users", json={"username": name, "password": pw}, headers=admin
+            )
+            assert r.status_code == 200, r.text
+        olive, rita = login(url, "olive", OLIVE_PW), login(url, "rita", RITA_PW)
+        a = _tenant(url, "olive", OLIVE_PW, olive, "alpha", tmp / "spool-a")
+        b = _tenant(url, "olive", OLIVE_PW, olive, "bravo", tmp / "spool-b")
+        c = _tenant(url, "rita", RITA_PW, rita, "charlie", tmp / "spool-c")
+        granted = httpx.post(
+            f"{url}/api/v1/permissions",
+            headers=admin,
+            json={"username": "rita", "project": a.project, "read": True},
+        )
+        assert granted.status_code == 200, granted.text
+        token = httpx.post(f"{url}/api/v1/tokens", headers=olive, json={"description": "ci"})
+        assert token.status_code == 200, token.text
+        yield AuthWorld(
+            url=url,
+            server=server,
+            data=data,
+            admin=admin,
+            olive=olive,
+            rita=rita,
+            a=a,
+            b=b,
+            c=c,
+            olive_token_id=token.json()["token_id"],
+            credential_hashes=_credential_hashes(server),
+        )
+    finally:
+        if running is not None:
+            running.stop()
+        server.close()
+
+
+def leaks(response: httpx.Response, secrets_: list[str], sent: str = "") -> list[str]:
+    """The secrets a response shows that the request did not itself carry."""
+    text = response.text
+    return [s for s in secrets_ if s in text and s not in sent]
