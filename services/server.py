@@ -22,7 +22,7 @@ from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
 from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
 from deardiary.services.auth.ingest import IngestAuthorizer
-from deardiary.services.auth.middleware import AuthMiddleware, scoper
+from deardiary.services.auth.middleware import AuthMiddleware, current_username, scoper
 from deardiary.services.auth.routes import AuthRoutes
 from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.discovery import ServerInfo, new_local_token, publish, withdraw
@@ -31,6 +31,8 @@ from deardiary.services.gateway import gateway_part
 from deardiary.services.http import Endpoint, RoutePart, build_app, operation, part_from_routes
 from deardiary.services.log import LogRecord
 from deardiary.services.query.context import QueryContext
+from deardiary.services.query.sandbox import SqlSandbox, install
+from deardiary.services.query.sql_relations import StoreRelations
 from deardiary.services.query.table import query_routes
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import Readiness, embedded_readiness, readiness_part
@@ -137,6 +139,12 @@ class EmbeddedServer:
             end_offsets=self.log.end_offsets,
             max_wait_s=self.settings.max_wait_s,
         )
+        self.sandbox = SqlSandbox(
+            StoreRelations(self.embedded.store),
+            self.settings,
+            scoper=scoper if auth else None,
+            caller=current_username if auth else None,
+        )
         self.identity = Identity(
             load_signing_key(self.embedded.paths.root / "auth.key"), self.embedded.store.reader
         )
@@ -168,16 +176,19 @@ class EmbeddedServer:
     def app(self) -> web.Application:
         reader = self.embedded.store.reader
         if not self.auth:
-            return build_app(
-                [
-                    gateway_part(self.log, on_appended=self._woken),
-                    part_from_routes("query", query_routes(self.ctx)),
-                    artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
-                    readiness_part(self.readiness),
-                ]
+            return install(
+                build_app(
+                    [
+                        gateway_part(self.log, on_appended=self._woken),
+                        part_from_routes("query", query_routes(self.ctx)),
+                        artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
+                        readiness_part(self.readiness),
+                    ]
+                ),
+                self.sandbox,
             )
         authorize = IngestAuthorizer(reader, self.caught_up, self.append)
-        return build_app(
+        app = build_app(
             [
                 gateway_part(
                     self.log, on_appended=self._woken, authorize=authorize, actor=_username
@@ -189,6 +200,7 @@ class EmbeddedServer:
             ],
             middlewares=[AuthMiddleware(self.identity, reader, self.caught_up).middleware()],
         )
+        return install(app, self.sandbox)
 
     def readiness(self) -> Readiness:
         return embedded_readiness(
@@ -212,6 +224,7 @@ class EmbeddedServer:
 
     def close(self) -> None:
         withdraw(self.embedded.paths.root)
+        self.sandbox.close()
         self.stop_event.set()
         self.wake.set()
         if self._thread.is_alive():

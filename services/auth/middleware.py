@@ -67,7 +67,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def scoper() -> Callable[[duckdb.DuckDBPyConnection], None] | None:
     """For QueryContext: scope read cursors to the current caller, if there is one."""
     principal = CURRENT.get()
-    return None if principal is None else partial(_scope, principal)
+    if principal is None or principal.is_admin:
+        return None  # administrators read everything: no scoping to prepare
+    return partial(_scope, principal)
+
+
+def current_username() -> str | None:
+    """Who the current request is (for per-user limits), None when nobody signed in."""
+    principal = CURRENT.get()
+    return None if principal is None else principal.username
 
 
 def _scope(principal: Principal, conn: duckdb.DuckDBPyConnection) -> None:

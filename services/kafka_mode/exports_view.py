@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from deardiary.projections.store import POINT_COLUMNS, schema_sql
 from deardiary.services.kafka_mode.partitions import EXPORTED, read_manifests
+from deardiary.services.query.sql_relations import MetricParts
 
 
 def _list(paths: list[str]) -> str:
@@ -34,6 +36,7 @@ class ExportsView:
         self._seen: str = "-"
         self._checked = 0.0
         self.offsets: dict[int, int] = {}
+        self._point_files: list[str] = []  # segments and hot points of the manifests read
         self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
@@ -62,6 +65,8 @@ class ExportsView:
             if segments:
                 metrics += f" UNION ALL SELECT {POINT_COLUMNS} FROM read_parquet({_list(segments)})"
             self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {metrics}")
+            hot = [str(dict(m["tables"])["metric_points_hot"]) for m in manifests]  # type: ignore[call-overload]
+            self._point_files = segments + hot
             self.offsets = offsets
             self._seen = key
 
@@ -69,6 +74,13 @@ class ExportsView:
         self.refresh()
         with self._lock:
             return self.conn.cursor()
+
+    def metric_parts(
+        self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None
+    ) -> MetricParts:
+        """For the SQL sandbox: every metric point is in a published Parquet file."""
+        with self._lock:
+            return MetricParts(list(self._point_files))
 
     def wait_for(self, target: dict[int, int], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

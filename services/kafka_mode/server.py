@@ -20,6 +20,7 @@ from deardiary.services.kafka_mode.partitions import read_manifests
 from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
 from deardiary.services.query.context import QueryContext
+from deardiary.services.query.sandbox import SqlSandbox, install
 from deardiary.services.query.table import query_routes
 from deardiary.services.server import artifact_part, utc_now
 from deardiary.services.settings import ServerSettings
@@ -38,6 +39,7 @@ class KafkaServer:
         self.log = KafkaEventLog.from_url(broker_url)
         self.data = Path(data)
         self.view = ExportsView(Path(data))
+        self.sandbox = SqlSandbox(self.view, self.settings)
         self._lag_clock = LagClock()
         self.artifacts = FsArtifactStore(Path(data) / "artifacts")
         self.ctx = QueryContext(
@@ -53,7 +55,7 @@ class KafkaServer:
         return self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
 
     def app(self) -> web.Application:
-        return build_app(
+        app = build_app(
             [
                 gateway_part(self.log),
                 part_from_routes("query", query_routes(self.ctx)),
@@ -61,6 +63,7 @@ class KafkaServer:
                 readiness_part(self.readiness),
             ]
         )
+        return install(app, self.sandbox)
 
     def readiness(self) -> Readiness:
         """The log's end against the offsets the workers last published."""
@@ -75,5 +78,6 @@ class KafkaServer:
         )
 
     def close(self) -> None:
+        self.sandbox.close()
         self.log.close()
         self.view.close()

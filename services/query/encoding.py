@@ -42,11 +42,13 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def rows(table: pa.Table) -> list[dict[str, Any]]:
-    """JSON-safe row dicts, JSON-text columns decoded into objects."""
+def rows(table: pa.Table, json_columns: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """JSON-safe row dicts, JSON-text columns decoded into objects: `json_columns` when
+    the caller knows them (user SQL knows its result's types), else by name."""
+    decoded = JSON_TEXT_COLUMNS if json_columns is None else json_columns
     out = []
     for row in table.to_pylist():
-        for col in JSON_TEXT_COLUMNS.intersection(row):
+        for col in decoded.intersection(row):
             if isinstance(row[col], str):
                 row[col] = msgspec.json.decode(row[col])
         out.append({k: _cell(v) for k, v in row.items()})
@@ -78,12 +80,18 @@ def arrow_stream(table: pa.Table) -> memoryview:
     return memoryview(sink.getvalue())
 
 
-def table_response(request: web.Request, table: pa.Table, **extra: Any) -> web.Response:
-    """A table as {"items": [...], **extra} in JSON, or the table itself in Arrow/MessagePack."""
+def table_response(
+    request: web.Request,
+    table: pa.Table,
+    json_columns: frozenset[str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """A table as {"items": [...], **extra} in JSON, or the table itself in Arrow/MessagePack
+    (`json_columns`: see `rows`)."""
     fmt = wants(request)
     if fmt == "arrow":
         return web.Response(body=arrow_stream(table), content_type=ARROW_STREAM)
     if fmt == "msgpack":
         body = _msgpack.encode({"columns": table.to_pydict(), **extra})
         return web.Response(body=body, content_type=MSGPACK)
-    return json_response({"items": rows(table), **extra})
+    return json_response({"items": rows(table, json_columns), **extra})

@@ -25,11 +25,11 @@ from deardiary.projections.queries import (
 )
 from deardiary.projections.queries import logs as log_queries
 from deardiary.projections.queries.catalog import Page
-from deardiary.projections.queries.sql import run_read_only
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.services.query import params as q
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.encoding import json_response, rows, table_response
+from deardiary.services.query.sandbox import SANDBOX
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_SERIES_POINTS = 50_000_000
@@ -261,5 +261,6 @@ class QueryRoutes:
             query = request.query.get("q")
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument('SQL is required: POST {"query": "SELECT ..."} or GET ?q=')
-        table = await self._read(request, lambda c: run_read_only(c, query))
-        return table_response(request, table)
+        await self.ctx.wait(q.min_offsets(request))
+        result = await request.config_dict[SANDBOX].run_async(query)
+        return table_response(request, result.table, json_columns=result.json_columns)
