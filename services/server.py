@@ -28,12 +28,13 @@ from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.discovery import ServerInfo, new_local_token, publish, withdraw
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.gateway import gateway_part
-from deardiary.services.http import Endpoint, RoutePart, build_app, operation, part_from_routes
+from deardiary.services.http import Endpoint, RoutePart, build_app, operation
 from deardiary.services.log import LogRecord
-from deardiary.services.query.context import QueryContext
+from deardiary.services.query import params as query_params
+from deardiary.services.query.context import ProjectorProgress, QueryContext
 from deardiary.services.query.sandbox import SqlSandbox, install
 from deardiary.services.query.sql_relations import StoreRelations
-from deardiary.services.query.table import query_routes
+from deardiary.services.query.table import query_part
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import Readiness, embedded_readiness, readiness_part
 
@@ -69,12 +70,6 @@ def _username(request: web.Request) -> str:
 
 
 def artifact_part(routes: ArtifactRoutes) -> RoutePart:
-    upload_q = (
-        ("experiment_id", "string", "experiment"),
-        ("iteration_id", "string", "iteration (optional)"),
-        ("name", "string", "relative name, e.g. checkpoints/model.pt"),
-        ("description", "string", "free text"),
-    )
     return RoutePart(
         name="artifacts",
         endpoints=[
@@ -85,7 +80,6 @@ def artifact_part(routes: ArtifactRoutes) -> RoutePart:
                 operation(
                     "Upload an artifact (raw body); identical bytes are stored once",
                     tag="artifacts",
-                    query=upload_q,
                     request_body={
                         "content": {
                             "application/octet-stream": {
@@ -94,16 +88,14 @@ def artifact_part(routes: ArtifactRoutes) -> RoutePart:
                         }
                     },
                 ),
+                query_params.ArtifactUpload,
             ),
             Endpoint(
                 "GET",
                 "/api/v1/artifacts/{artifact_id}/content",
                 routes.download,
-                operation(
-                    "Download an artifact's bytes",
-                    tag="artifacts",
-                    query=(("min_offset", "string", "wait until this offset is applied"),),
-                ),
+                operation("Download an artifact's bytes", tag="artifacts"),
+                query_params.Fresh,
             ),
         ],
     )
@@ -129,15 +121,19 @@ class EmbeddedServer:
         self.projector = self.embedded.projector
         self.stop_event, self.wake = threading.Event(), threading.Event()
         self.artifacts = FsArtifactStore(self.embedded.paths.artifacts)
+        progress = ProjectorProgress(self.embedded.store.next_offsets)
+        self.projector.add_listener(progress.on_applied)
         self.ctx = QueryContext(
             reader=self.embedded.store.reader,
-            wait_for_offsets=self.projector.wait_for,
+            progress=progress,
             artifacts=self.artifacts,
             clock=utc_now,
             lost_after_s=lost_after_s,
             scoper=scoper if auth else None,
             end_offsets=self.log.end_offsets,
             max_wait_s=self.settings.max_wait_s,
+            read_threads=self.settings.read_threads,
+            read_per_caller=self.settings.read_per_caller,
         )
         self.sandbox = SqlSandbox(
             StoreRelations(self.embedded.store),
@@ -180,7 +176,7 @@ class EmbeddedServer:
                 build_app(
                     [
                         gateway_part(self.log, on_appended=self._woken),
-                        part_from_routes("query", query_routes(self.ctx)),
+                        query_part(self.ctx),
                         artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
                         readiness_part(self.readiness),
                     ]
@@ -188,17 +184,18 @@ class EmbeddedServer:
                 self.sandbox,
             )
         authorize = IngestAuthorizer(reader, self.caught_up, self.append)
+        auth = AuthMiddleware(self.identity, reader, self.ctx.catch_up, self.settings.auth_threads)
         app = build_app(
             [
                 gateway_part(
                     self.log, on_appended=self._woken, authorize=authorize, actor=_username
                 ),
-                part_from_routes("query", query_routes(self.ctx)),
+                query_part(self.ctx),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, _username)),
-                AuthRoutes(self.identity, reader, self.append_applied).part(),
+                AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
                 readiness_part(self.readiness),
             ],
-            middlewares=[AuthMiddleware(self.identity, reader, self.caught_up).middleware()],
+            middlewares=[auth.middleware()],
         )
         return install(app, self.sandbox)
 

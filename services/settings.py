@@ -47,6 +47,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_wait_s: Annotated[
         float, Meta(gt=0, description="longest read-your-writes wait before 503 UNAVAILABLE")
     ] = 30.0
+    read_per_caller: Annotated[
+        int, Meta(ge=1, description="read routes one user (or client address) runs at once")
+    ] = 2
+    auth_threads: Annotated[
+        int, Meta(ge=1, description="threads for sign-in and checking credentials")
+    ] = 2
 
     # -- connections -------------------------------------------------------------------
     max_connections: Annotated[

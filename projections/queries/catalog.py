@@ -59,8 +59,8 @@ class Page:
 
 
 def check_page(limit: int, offset: int, max_limit: int = 10_000) -> None:
-    if not 1 <= limit <= max_limit:
-        raise InvalidArgument(f"limit must be between 1 and {max_limit}")
+    if not 0 <= limit <= max_limit:  # 0: no items, only the total
+        raise InvalidArgument(f"limit must be between 0 and {max_limit}")
     if offset < 0:
         raise InvalidArgument("offset must be >= 0")
 

@@ -87,9 +87,14 @@ def check(
 ) -> None:
     if principal.is_admin or project_id in granted_projects(conn, principal, action):
         return
+    # name the project only to a caller who may read it: a denial must not tell which
+    # project a child id (an iteration, an artifact) belongs to
+    readable = granted_projects(conn, principal, Action.READ)
+    shown = action is not Action.READ and project_id in readable
     raise PermissionDenied(
-        f"{principal.username} may not {action.value} in project {project_id}",
-        {"project_id": project_id, "action": action.value},
+        f"{principal.username} may not {action.value} in "
+        + (f"project {project_id}" if shown else "the project this names"),
+        {"project_id": project_id, "action": action.value} if shown else {"action": action.value},
     )
 
 

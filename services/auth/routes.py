@@ -7,17 +7,17 @@ so replay restores all of it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import duckdb
 import msgspec
 import pyarrow as pa
 from aiohttp import web
+from msgspec import Meta
 
 from deardiary.schemas import ids
-from deardiary.schemas.envelope import Envelope, wrap
+from deardiary.schemas.envelope import Envelope, LogPosition, wrap
 from deardiary.schemas.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from deardiary.schemas.events import (
     AccessTokenCreated,
@@ -32,10 +32,12 @@ from deardiary.schemas.ids import now_us
 from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
 from deardiary.services.auth.secrets import hash_password, hash_secret, new_secret
 from deardiary.services.http import Endpoint, RoutePart, operation
+from deardiary.services.http.query_params import query
+from deardiary.services.query.context import FairPool, QueryContext
 from deardiary.services.query.encoding import json_response, rows
 
-AppendApplied = Callable[[Sequence[Envelope]], None]
-"""Append envelopes and return once the projections have applied them."""
+T = TypeVar("T")
+Appender = Callable[[Sequence[Envelope]], list[LogPosition]]
 
 MAX_TOKEN_LIFESPAN_S = 366 * 24 * 3600
 
@@ -71,27 +73,63 @@ class NewToken(msgspec.Struct, forbid_unknown_fields=True):
     description: str = ""
 
 
+class _Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class PermissionsQuery(_Query, frozen=True, kw_only=True):
+    username: Annotated[
+        Annotated[str, Meta(min_length=1, max_length=100)] | None,
+        Meta(description="user (default: the caller)"),
+    ] = None
+
+
+class RevokeQuery(_Query, frozen=True, kw_only=True):
+    username: Annotated[str, Meta(min_length=1, max_length=100, description="user")]
+    project: Annotated[str, Meta(min_length=1, description="project (id or name)")]
+
+
+class TokensQuery(_Query, frozen=True, kw_only=True):
+    all: Annotated[bool, Meta(description="every user's tokens (admin)")] = False
+
+
 def _user_view(p: Principal) -> dict[str, Any]:
     return {"user_id": p.user_id, "username": p.username, "is_admin": p.is_admin}
 
 
 class AuthRoutes:
+    """Sign-in runs on the auth pool (shared with the auth middleware), never on the read
+    pool or the default executor. Admin routes first wait, holding no thread, until the
+    projections applied everything appended before the call (read-your-writes: a grant
+    right after a client's flush finds the project it created), and every change answers
+    once the projections show it."""
+
     def __init__(
         self,
         identity: Identity,
         reader: Callable[[], duckdb.DuckDBPyConnection],
-        append_applied: AppendApplied,
+        append: Appender,
+        ctx: QueryContext,
+        pool: FairPool,
     ) -> None:
         self.identity = identity
         self.reader = reader
-        self.append_applied = append_applied
+        self.append = append
+        self.ctx = ctx
+        self.pool = pool
 
-    async def _blocking(self, fn: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn)
+    async def _blocking(self, fn: Callable[[], T]) -> T:
+        return await self.pool.run("", fn)
 
-    def _emit(self, principal: Principal | None, *events: Event) -> None:
+    async def _emit(self, principal: Principal | None, *events: Event) -> None:
+        """Append, then wait (without a thread) until the projections show it."""
         actor = principal.username if principal else ""
-        self.append_applied([wrap(e, actor=actor) for e in events])
+        envelopes = [wrap(e, actor=actor) for e in events]
+        positions = await self._blocking(lambda: self.append(envelopes))
+        target: dict[int, int] = {}
+        for pos in positions:
+            target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
+        await self.ctx.wait(target)
 
     def _query(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
         conn = self.reader()
@@ -101,14 +139,19 @@ class AuthRoutes:
         finally:
             conn.close()
 
-    def _user_id(self, username: str) -> str:
-        found = self._query("SELECT user_id FROM users WHERE username = ?", [username])
+    async def _read(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        """A read after catching up with the log (read-your-writes)."""
+        await self.ctx.catch_up()
+        return await self._blocking(lambda: self._query(sql, params))
+
+    async def _user_id(self, username: str) -> str:
+        found = await self._read("SELECT user_id FROM users WHERE username = ?", [username])
         if not found:
             raise NotFound(f"user {username!r} not found")
         return str(found[0]["user_id"])
 
-    def _project_id(self, project: str) -> str:
-        found = self._query(
+    async def _project_id(self, project: str) -> str:
+        found = await self._read(
             "SELECT project_id FROM projects WHERE project_id = ? OR name = ?", [project, project]
         )
         if not found:
@@ -144,28 +187,23 @@ class AuthRoutes:
     async def create_user(self, request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read(), type=NewUser)
         principal: Principal = request[PRINCIPAL]
-
-        def create() -> str:
-            if self._query("SELECT 1 FROM users WHERE username = ?", [body.username]):
-                raise Conflict(f"user {body.username!r} already exists")
-            event = new_user_event(
+        if await self._read("SELECT 1 FROM users WHERE username = ?", [body.username]):
+            raise Conflict(f"user {body.username!r} already exists")
+        event = await self._blocking(
+            lambda: new_user_event(
                 body.username, body.password, body.is_admin, body.first_name, body.last_name
             )
-            self._emit(principal, event)
-            return event.user_id
-
-        user_id = await self._blocking(create)
+        )
+        await self._emit(principal, event)
         return json_response(
-            {"user_id": user_id, "username": body.username, "is_admin": body.is_admin}
+            {"user_id": event.user_id, "username": body.username, "is_admin": body.is_admin}
         )
 
     async def list_users(self, request: web.Request) -> web.Response:
-        found = await self._blocking(
-            lambda: self._query(
-                "SELECT user_id, username, first_name, last_name, is_admin, created_at"
-                " FROM users ORDER BY username",
-                [],
-            )
+        found = await self._read(
+            "SELECT user_id, username, first_name, last_name, is_admin, created_at"
+            " FROM users ORDER BY username",
+            [],
         )
         return json_response({"items": rows_from(found), "total": len(found)})
 
@@ -175,36 +213,34 @@ class AuthRoutes:
         if username != principal.username and not principal.is_admin:
             raise PermissionDenied("you may change only your own password")
         body = msgspec.json.decode(await request.read(), type=NewPassword)
-
-        def change() -> None:
-            user_id = self._user_id(username)
-            self._emit(
-                principal,
-                UserPasswordChanged(user_id=user_id, password_hash=hash_password(body.password)),
-            )
-
-        await self._blocking(change)
+        user_id = await self._user_id(username)
+        password_hash = await self._blocking(lambda: hash_password(body.password))
+        await self._emit(
+            principal, UserPasswordChanged(user_id=user_id, password_hash=password_hash)
+        )
         return json_response({"username": username, "changed": True})
 
     # -- permissions ----------------------------------------------------------------
     async def grant(self, request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read(), type=Grant)
         principal: Principal = request[PRINCIPAL]
-
-        def grant() -> dict[str, Any]:
-            user_id, project_id = self._user_id(body.username), self._project_id(body.project)
-            self._emit(
-                principal,
-                PermissionGranted(
-                    user_id=user_id,
-                    project_id=project_id,
-                    create=body.create,
-                    read=body.read,
-                    update=body.update,
-                    delete=body.delete,
-                ),
-            )
-            return {
+        user_id, project_id = (
+            await self._user_id(body.username),
+            await self._project_id(body.project),
+        )
+        await self._emit(
+            principal,
+            PermissionGranted(
+                user_id=user_id,
+                project_id=project_id,
+                create=body.create,
+                read=body.read,
+                update=body.update,
+                delete=body.delete,
+            ),
+        )
+        return json_response(
+            {
                 "username": body.username,
                 "project_id": project_id,
                 "create": body.create,
@@ -212,39 +248,26 @@ class AuthRoutes:
                 "update": body.update,
                 "delete": body.delete,
             }
-
-        return json_response(await self._blocking(grant))
+        )
 
     async def revoke(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL]
-        username, project = request.query.get("username"), request.query.get("project")
-        if not username or not project:
-            raise InvalidArgument("username and project are required")
-
-        def revoke() -> None:
-            self._emit(
-                principal,
-                PermissionRevoked(
-                    user_id=self._user_id(username), project_id=self._project_id(project)
-                ),
-            )
-
-        await self._blocking(revoke)
-        return json_response({"username": username, "project": project, "revoked": True})
+        p = query(request, RevokeQuery)
+        user_id, project_id = await self._user_id(p.username), await self._project_id(p.project)
+        await self._emit(principal, PermissionRevoked(user_id=user_id, project_id=project_id))
+        return json_response({"username": p.username, "project": p.project, "revoked": True})
 
     async def permissions(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL]
-        username = request.query.get("username", principal.username)
+        username = query(request, PermissionsQuery).username or principal.username
         if username != principal.username and not principal.is_admin:
             raise PermissionDenied("you may list only your own permissions")
-        found = await self._blocking(
-            lambda: self._query(
-                "SELECT p.project_id, pr.name AS project, can_create, can_read, can_update,"
-                " can_delete FROM permissions p JOIN users u USING (user_id)"
-                " LEFT JOIN projects pr USING (project_id) WHERE u.username = ?"
-                " AND (can_create OR can_read OR can_update OR can_delete) ORDER BY project_id",
-                [username],
-            )
+        found = await self._read(
+            "SELECT p.project_id, pr.name AS project, can_create, can_read, can_update,"
+            " can_delete FROM permissions p JOIN users u USING (user_id)"
+            " LEFT JOIN projects pr USING (project_id) WHERE u.username = ?"
+            " AND (can_create OR can_read OR can_update OR can_delete) ORDER BY project_id",
+            [username],
         )
         return json_response({"items": rows_from(found), "total": len(found)})
 
@@ -263,7 +286,7 @@ class AuthRoutes:
             description=body.description,
             expires_at=expires,
         )
-        await self._blocking(lambda: self._emit(principal, event))
+        await self._emit(principal, event)
         return json_response(
             {
                 "token_id": token_id,
@@ -275,31 +298,25 @@ class AuthRoutes:
 
     async def list_tokens(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL]
-        everyone = principal.is_admin and request.query.get("all") == "true"
-        found = await self._blocking(
-            lambda: self._query(
-                "SELECT token_id, t.user_id, u.username, description, expires_at, revoked,"
-                " t.created_at"
-                " FROM access_tokens t JOIN users u USING (user_id)"
-                " WHERE ? OR t.user_id = ? ORDER BY t.created_at",
-                [everyone, principal.user_id],
-            )
+        everyone = principal.is_admin and query(request, TokensQuery).all
+        found = await self._read(
+            "SELECT token_id, t.user_id, u.username, description, expires_at, revoked,"
+            " t.created_at"
+            " FROM access_tokens t JOIN users u USING (user_id)"
+            " WHERE ? OR t.user_id = ? ORDER BY t.created_at",
+            [everyone, principal.user_id],
         )
         return json_response({"items": rows_from(found), "total": len(found)})
 
     async def revoke_token(self, request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL]
         token_id = request.match_info["token_id"]
-
-        def revoke() -> None:
-            found = self._query("SELECT user_id FROM access_tokens WHERE token_id = ?", [token_id])
-            if not found:
-                raise NotFound(f"access token {token_id!r} not found")
-            if found[0]["user_id"] != principal.user_id and not principal.is_admin:
-                raise PermissionDenied("you may revoke only your own tokens")
-            self._emit(principal, AccessTokenRevoked(token_id=token_id))
-
-        await self._blocking(revoke)
+        found = await self._read("SELECT user_id FROM access_tokens WHERE token_id = ?", [token_id])
+        if not found:
+            raise NotFound(f"access token {token_id!r} not found")
+        if found[0]["user_id"] != principal.user_id and not principal.is_admin:
+            raise PermissionDenied("you may revoke only your own tokens")
+        await self._emit(principal, AccessTokenRevoked(token_id=token_id))
         return json_response({"token_id": token_id, "revoked": True})
 
     def part(self) -> RoutePart:
@@ -309,6 +326,7 @@ class AuthRoutes:
         obj = {"type": "object"}
         return RoutePart(
             name="auth",
+            contexts=[self.pool.lifetime],
             endpoints=[
                 Endpoint(
                     "POST",
@@ -356,11 +374,8 @@ class AuthRoutes:
                     "GET",
                     "/api/v1/permissions",
                     self.permissions,
-                    operation(
-                        "A user's project permissions",
-                        tag="auth",
-                        query=(("username", "string", "user (default: the caller)"),),
-                    ),
+                    operation("A user's project permissions", tag="auth"),
+                    PermissionsQuery,
                 ),
                 Endpoint(
                     "POST",
@@ -376,21 +391,15 @@ class AuthRoutes:
                     "DELETE",
                     "/api/v1/permissions",
                     self.revoke,
-                    operation(
-                        "Revoke a user's permissions on a project (admin)",
-                        tag="auth",
-                        query=(("username", "string", "user"), ("project", "string", "project")),
-                    ),
+                    operation("Revoke a user's permissions on a project (admin)", tag="auth"),
+                    RevokeQuery,
                 ),
                 Endpoint(
                     "GET",
                     "/api/v1/tokens",
                     self.list_tokens,
-                    operation(
-                        "The caller's access tokens (admins: ?all=true)",
-                        tag="auth",
-                        query=(("all", "boolean", "every user's tokens (admin)"),),
-                    ),
+                    operation("The caller's access tokens (admins: ?all=true)", tag="auth"),
+                    TokensQuery,
                 ),
                 Endpoint(
                     "POST",

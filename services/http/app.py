@@ -25,6 +25,7 @@ from deardiary.services.http.openapi import (
     json_content,
     operation,
 )
+from deardiary.services.http.query_params import QUERY_TYPES, NoQuery, query_middleware
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -35,13 +36,15 @@ OPENAPI_DOCUMENT = web.AppKey("deardiary_openapi_document", bytes)
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One route: method, aiohttp path (``{name}`` or ``{name:regex}``), handler, and
-    its OpenAPI Operation Object (see `openapi.operation`)."""
+    """One route: method, aiohttp path (``{name}`` or ``{name:regex}``), handler, its
+    OpenAPI Operation Object (see `openapi.operation`) and the Struct of its query string
+    (`query_params`: the request is parsed with it, the document generated from it)."""
 
     method: str
     path: str
     handler: Handler
     operation: Mapping[str, Any]
+    query: type[msgspec.Struct] = NoQuery
 
 
 @dataclass(frozen=True)
@@ -68,23 +71,25 @@ class RouteLike(Protocol):
     @property
     def summary(self) -> str: ...
     @property
-    def query(self) -> Sequence[tuple[str, str, str]]: ...
+    def query(self) -> type[msgspec.Struct]: ...
     @property
     def tag(self) -> str: ...
     @property
     def body(self) -> Mapping[str, Any] | None: ...
 
 
-def part_from_routes(name: str, routes: Iterable[RouteLike]) -> RoutePart:
+def part_from_routes(
+    name: str, routes: Iterable[RouteLike], contexts: Sequence[CleanupContext] = ()
+) -> RoutePart:
     """A part from summary-style routes: JSON request body when `body` is a schema."""
     endpoints = []
     for r in routes:
         request_body = (
             {"required": True, "content": json_content(r.body)} if r.body is not None else None
         )
-        op = operation(r.summary, tag=r.tag, query=r.query, request_body=request_body)
-        endpoints.append(Endpoint(r.method, r.path, r.handler, op))
-    return RoutePart(name, endpoints)
+        op = operation(r.summary, tag=r.tag, request_body=request_body)
+        endpoints.append(Endpoint(r.method, r.path, r.handler, op, r.query))
+    return RoutePart(name, endpoints, contexts=contexts)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -147,7 +152,8 @@ def build_app(
     """The application serving `parts` plus /healthz and /openapi.json.
 
     `middlewares` (auth, ...) run inside the error middleware, so what they raise gets
-    the one error shape. `client_max_size` bounds bodies read whole by aiohttp
+    the one error shape; each route's query string is checked against its declared Struct
+    after them, before the handler. `client_max_size` bounds bodies read whole by aiohttp
     (``request.read()/json()``); routes that stream their body (ingest, artifact upload)
     enforce their own limits. Raises ValueError when two parts claim one method+path.
     """
@@ -157,11 +163,15 @@ def build_app(
     if problems:
         raise ValueError("the OpenAPI document is not sound: " + "; ".join(problems))
     app = web.Application(
-        middlewares=[error_middleware, *middlewares], client_max_size=client_max_size
+        middlewares=[error_middleware, *middlewares, query_middleware],
+        client_max_size=client_max_size,
     )
     app[OPENAPI_DOCUMENT] = msgspec.json.encode(document)
+    query_types: dict[object, type[msgspec.Struct]] = {}
     for part in all_parts:
         for ep in part.endpoints:
-            app.router.add_route(ep.method.upper(), ep.path, ep.handler)
+            route = app.router.add_route(ep.method.upper(), ep.path, ep.handler)
+            query_types[route] = ep.query
         app.cleanup_ctx.extend(part.contexts)
+    app[QUERY_TYPES] = query_types
     return app

@@ -2,8 +2,9 @@
 
 Each endpoint carries its own Operation Object, so the served document cannot drift
 from the routes. This module fills in what every operation shares -- path parameters,
-an operationId, and the one error response -- and documents every error code with its
-HTTP status straight from the status table.
+query parameters generated from the endpoint's query Struct (the one the request is
+parsed with, see `query_params`), an operationId, and the one error response -- and
+documents every error code with its HTTP status straight from the status table.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from deardiary.schemas.errors import ErrorCode
 from deardiary.services.http.errors import DESCRIPTIONS, RATE_LIMITED_STATUS, STATUS
@@ -33,14 +36,42 @@ def path_parameters(path: str) -> list[str]:
     return _PARAM.findall(path)
 
 
-def query_parameter(name: str, json_type: str, description: str = "") -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": {"type": json_type},
-    }
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``X | None`` is "may be left out" in a query string: document X alone."""
+    alternatives = schema.get("anyOf")
+    if not isinstance(alternatives, list):
+        return schema
+    kept = [a for a in alternatives if a != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    if rest.get("default", "") is None:
+        del rest["default"]
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
+def query_parameters(cls: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    """OpenAPI Parameter Objects for a route's query Struct (see `query_params`): names,
+    types, defaults, constraints and descriptions all come from the Struct's fields."""
+    schema = msgspec.json.schema(cls)
+    body = schema["$defs"][cls.__name__]
+    required = set(body.get("required", ()))
+    params = []
+    for name, prop in body.get("properties", {}).items():
+        prop = _without_null(dict(prop))
+        description = prop.pop("description", "")
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "description": description,
+            "schema": prop,
+        }
+        if prop.get("type") == "array":
+            param["style"], param["explode"] = "form", True
+            param["description"] = (
+                f"{description} (repeat the parameter or separate values with commas)".strip()
+            )
+        params.append(param)
+    return params
 
 
 def json_content(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,21 +83,18 @@ def operation(
     *,
     tag: str,
     description: str = "",
-    query: Iterable[tuple[str, str, str]] = (),
     request_body: Mapping[str, Any] | None = None,
     responses: Mapping[str, Any] | None = None,
     operation_id: str | None = None,
 ) -> dict[str, Any]:
     """An Operation Object; `request_body` is a Request Body Object, `responses` maps
-    status -> Response Object (200 "OK" when omitted; the error response is added later)."""
+    status -> Response Object (200 "OK" when omitted; the error response is added later).
+    Query parameters are not given here: the `Endpoint`'s query Struct declares them."""
     op: dict[str, Any] = {"summary": summary, "tags": [tag]}
     if description:
         op["description"] = description
     if operation_id:
         op["operationId"] = operation_id
-    params = [query_parameter(*q) for q in query]
-    if params:
-        op["parameters"] = params
     if request_body is not None:
         op["requestBody"] = dict(request_body)
     op["responses"] = dict(responses) if responses else {"200": {"description": "OK"}}
@@ -78,8 +106,11 @@ def _operation_id(method: str, path: str) -> str:
     return f"{method.lower()}_{words}"
 
 
-def _complete(method: str, path: str, op: Mapping[str, Any]) -> dict[str, Any]:
-    """The operation with its path parameters declared, an operationId and error response."""
+def _complete(
+    method: str, path: str, op: Mapping[str, Any], query: type[msgspec.Struct]
+) -> dict[str, Any]:
+    """The operation with its path and query parameters declared, an operationId and the
+    error response."""
     done = dict(op)
     done.setdefault("operationId", _operation_id(method, path))
     declared = {(p["name"], p["in"]) for p in done.get("parameters", ())}
@@ -88,8 +119,12 @@ def _complete(method: str, path: str, op: Mapping[str, Any]) -> dict[str, Any]:
         for name in path_parameters(path)
         if (name, "path") not in declared
     ]
-    if missing:
-        done["parameters"] = [*missing, *done.get("parameters", ())]
+    by_hand = sorted(p["name"] for p in done.get("parameters", ()) if p["in"] == "query")
+    if by_hand:
+        raise ValueError(f"{method} {path}: query parameters {by_hand} belong in its Struct")
+    parameters = [*missing, *done.get("parameters", ()), *query_parameters(query)]
+    if parameters:
+        done["parameters"] = parameters
     responses = dict(done.get("responses") or {"200": {"description": "OK"}})
     responses.setdefault("default", ERROR_RESPONSE)
     done["responses"] = responses
@@ -155,7 +190,7 @@ def build_document(
             item = paths.setdefault(path, {})
             if method in item:
                 raise ValueError(f"route part {part.name!r}: {ep.method} {path} is declared twice")
-            item[method] = _complete(method, ep.path, ep.operation)
+            item[method] = _complete(method, ep.path, ep.operation, ep.query)
             for tag in item[method].get("tags", ()):
                 tags.setdefault(tag)
     intro = description or "DearDiary's HTTP API."

@@ -7,8 +7,10 @@ route and permission check runs unchanged on top.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -17,6 +19,8 @@ import pyarrow as pa
 from deardiary.projections.store import POINT_COLUMNS, schema_sql
 from deardiary.services.kafka_mode.partitions import EXPORTED, read_manifests
 from deardiary.services.query.sql_relations import MetricParts
+
+POLL_S = 0.05
 
 
 def _list(paths: list[str]) -> str:
@@ -37,6 +41,8 @@ class ExportsView:
         self._checked = 0.0
         self.offsets: dict[int, int] = {}
         self._point_files: list[str] = []  # segments and hot points of the manifests read
+        self._poller: ThreadPoolExecutor | None = None
+        self._refreshing: asyncio.Future[None] | None = None
         self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
@@ -82,15 +88,28 @@ class ExportsView:
         with self._lock:
             return MetricParts(list(self._point_files))
 
-    def wait_for(self, target: dict[int, int], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+    def applied(self) -> dict[int, int]:
+        """The offsets of the exports read last (the query service's `Progress`)."""
+        return dict(self.offsets)
+
+    async def reached(self, target: dict[int, int], timeout: float) -> bool:
+        """Read-your-writes holding no thread while it waits: the manifests are polled by one
+        refresh at a time, on a thread of its own, shared by every waiter."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
-            self.refresh(force=True)
+            if self._refreshing is None or self._refreshing.done():
+                if self._poller is None:
+                    self._poller = ThreadPoolExecutor(1, thread_name_prefix="deardiary-manifests")
+                self._refreshing = loop.run_in_executor(self._poller, self.refresh, True)
+            await asyncio.shield(self._refreshing)
             if all(self.offsets.get(p, 0) >= o for p, o in target.items()):
                 return True
-            if time.monotonic() >= deadline:
+            if loop.time() >= deadline:
                 return False
-            time.sleep(0.05)
+            await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
 
     def close(self) -> None:
+        if self._poller is not None:
+            self._poller.shutdown(wait=True, cancel_futures=True)
         self.conn.close()

@@ -14,14 +14,14 @@ from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
 from deardiary.services.gateway import gateway_part
-from deardiary.services.http import build_app, part_from_routes
+from deardiary.services.http import build_app
 from deardiary.services.kafka_mode.exports_view import ExportsView
 from deardiary.services.kafka_mode.partitions import read_manifests
 from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.sandbox import SqlSandbox, install
-from deardiary.services.query.table import query_routes
+from deardiary.services.query.table import query_part
 from deardiary.services.server import artifact_part, utc_now
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import LagClock, Readiness, published_readiness, readiness_part
@@ -44,11 +44,15 @@ class KafkaServer:
         self.artifacts = FsArtifactStore(Path(data) / "artifacts")
         self.ctx = QueryContext(
             reader=self.view.reader,
-            wait_for_offsets=self.view.wait_for,
+            progress=self.view,
             artifacts=self.artifacts,
             clock=utc_now,
             lost_after_s=lost_after_s,
             max_wait_s=self.settings.max_wait_s,
+            end_offsets=self.log.end_offsets,  # a min_offset beyond it is refused at once
+            catch_up_to_end=False,  # the exports lag by design: waits need an offset
+            read_threads=self.settings.read_threads,
+            read_per_caller=self.settings.read_per_caller,
         )
 
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
@@ -58,7 +62,7 @@ class KafkaServer:
         app = build_app(
             [
                 gateway_part(self.log),
-                part_from_routes("query", query_routes(self.ctx)),
+                query_part(self.ctx),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, lambda _r: "")),
                 readiness_part(self.readiness),
             ]

@@ -1,17 +1,21 @@
 """The query service's read routes: thin handlers over projections/queries.
 
-Every route waits for `min_offset` first (read-your-writes), runs its read on a
-fresh cursor in a worker thread, and answers JSON (or Arrow/MessagePack on request).
-Each route carries its OpenAPI operation, so the served document cannot drift.
+Every route declares its query string as a Struct (services/query/params.py), waits for
+`min_offset` first (read-your-writes, holding no thread), runs its read on a fresh cursor
+on the read pool -- the existence of the ids in its path checked in that same read, so an
+unknown id is a 404 -- and answers JSON (or Arrow/MessagePack on request), encoded on the
+read pool too. Each route carries its OpenAPI operation, so the served document cannot
+drift.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
+import msgspec
 import pyarrow as pa
 from aiohttp import web
 
@@ -25,14 +29,16 @@ from deardiary.projections.queries import (
 )
 from deardiary.projections.queries import logs as log_queries
 from deardiary.projections.queries.catalog import Page
-from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.errors import InvalidArgument, NotFound
+from deardiary.services.http import query_params as qp
 from deardiary.services.query import params as q
-from deardiary.services.query.context import QueryContext
+from deardiary.services.query.context import QueryContext, caller_of
 from deardiary.services.query.encoding import json_response, rows, table_response
 from deardiary.services.query.sandbox import SANDBOX
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_SERIES_POINTS = 50_000_000
+T = TypeVar("T")
+MAX_COMPARED_SERIES = 1000
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Route:
     path: str
     handler: Handler
     summary: str
-    query: tuple[tuple[str, str, str], ...] = ()  # (name, json type, description)
+    query: type[msgspec.Struct] = qp.NoQuery  # the query string, parsed and documented
     tag: str = "query"
     body: dict[str, Any] | None = field(default=None)
 
@@ -52,37 +58,85 @@ def page_response(request: web.Request, result: Page) -> web.Response:
     )
 
 
+# Where an id in a path must exist (not deleted) for the route to answer 200.
+_EXISTS = {
+    "experiment": "SELECT 1 FROM experiments WHERE experiment_id = ? AND NOT deleted",
+    "iteration": "SELECT 1 FROM iterations WHERE iteration_id = ? AND NOT deleted",
+}
+_ANY_ENTITY = " UNION ALL ".join(
+    f"(SELECT 1 FROM {table} WHERE {column} = $id LIMIT 1)"
+    for table, column in (
+        ("events", "entity_id"),
+        ("projects", "project_id"),
+        ("experiments", "experiment_id"),
+        ("iterations", "iteration_id"),
+        ("models", "model_id"),
+        ("model_versions", "model_version_id"),
+        ("artifacts", "artifact_id"),
+    )
+)
+
+
+def require(conn: duckdb.DuckDBPyConnection, kind: str, entity_id: str) -> None:
+    """NotFound unless the entity exists on this cursor (so in the caller's scope)."""
+    if not conn.execute(_EXISTS[kind], [entity_id]).fetchall():
+        raise NotFound(f"{kind} {entity_id!r} not found", {"id": entity_id})
+
+
+def require_any(conn: duckdb.DuckDBPyConnection, entity_id: str) -> None:
+    """NotFound unless some entity or event has this id."""
+    if not conn.execute(f"SELECT 1 FROM ({_ANY_ENTITY}) LIMIT 1", {"id": entity_id}).fetchall():
+        raise NotFound(f"{entity_id!r} not found", {"id": entity_id})
+
+
 class QueryRoutes:
     """Route handlers bound to one QueryContext."""
 
     def __init__(self, ctx: QueryContext) -> None:
         self.ctx = ctx
 
-    async def _read(
-        self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], Any]
-    ) -> Any:
+    async def _read(self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         await self.ctx.wait(q.min_offsets(request))
-        return await self.ctx.run(fn)
+        return await self.ctx.run(fn, caller_of(request))
+
+    async def _table(
+        self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], pa.Table]
+    ) -> web.Response:
+        """A table read, encoded on the read pool (a big answer must not stall the loop)."""
+        return await self._read(request, lambda c: table_response(request, fn(c)))
+
+    async def _page(
+        self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], Page]
+    ) -> web.Response:
+        return await self._read(request, lambda c: page_response(request, fn(c)))
+
+    async def _json(
+        self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], Any]
+    ) -> web.Response:
+        return await self._read(request, lambda c: json_response(fn(c)))
 
     # -- catalog ---------------------------------------------------------------
-    def listing(self, kind: str, filters: tuple[str, ...]) -> Handler:
+    def listing(self, kind: str, params: type[q.Paged]) -> Handler:
+        declared = {f.name for f in msgspec.structs.fields(params)}
+        filters = sorted(catalog.LISTINGS[kind].filters & declared)
+
         async def handler(request: web.Request) -> web.Response:
-            limit, offset = q.page(request)
-            chosen = {f: request.query[f] for f in filters if f in request.query}
-            archived = q.boolean(request, "include_archived", True)
-            page = await self._read(
+            p = qp.query(request, params)
+            chosen = {f: getattr(p, f) for f in filters if getattr(p, f) is not None}
+            archived = p.include_archived if isinstance(p, q.Listing) else True
+            return await self._page(
                 request,
-                lambda c: catalog.list_entities(c, kind, chosen, limit, offset, archived),
+                lambda c: catalog.list_entities(c, kind, chosen, p.limit, p.offset, archived),
             )
-            return page_response(request, page)
 
         return handler
 
     def getter(self, kind: str, id_param: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             entity_id = request.match_info[id_param]
-            table = await self._read(request, lambda c: catalog.get_entity(c, kind, entity_id))
-            return json_response(rows(table)[0])
+            return await self._json(
+                request, lambda c: rows(catalog.get_entity(c, kind, entity_id))[0]
+            )
 
         return handler
 
@@ -90,129 +144,141 @@ class QueryRoutes:
         project_id = request.match_info["project_id"]
         now = self.ctx.clock()
 
-        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+        def read(c: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             catalog.get_entity(c, "projects", project_id)
-            return stats.project_stats(c, project_id, now, self.ctx.lost_after_s)
+            return rows(stats.project_stats(c, project_id, now, self.ctx.lost_after_s))[0]
 
-        return json_response(rows(await self._read(request, read))[0])
+        return await self._json(request, read)
 
     # -- experiments -------------------------------------------------------------
     async def metric_names(self, request: web.Request) -> web.Response:
         exp = request.match_info["experiment_id"]
-        return table_response(
-            request, await self._read(request, lambda c: metric_series.metric_names(c, exp))
-        )
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "experiment", exp)
+            return metric_series.metric_names(c, exp)
+
+        return await self._table(request, read)
 
     async def snapshot(self, request: web.Request) -> web.Response:
-        exp = request.match_info["experiment_id"]
-        key, step = q.required(request, "key"), q.integer(request, "step")
-        if step is None:
-            raise InvalidArgument("query parameter 'step' is required")
-        table = await self._read(request, lambda c: metric_series.at_step(c, exp, key, step))
-        return table_response(request, table)
+        exp, p = request.match_info["experiment_id"], qp.query(request, q.Snapshot)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "experiment", exp)
+            return metric_series.at_step(c, exp, p.key, p.step)
+
+        return await self._table(request, read)
 
     async def leaderboard(self, request: web.Request) -> web.Response:
-        exp, key = request.match_info["experiment_id"], q.required(request, "key")
-        goal = q.text(request, "goal", "min") or "min"
-        agg, limit = q.text(request, "aggregate"), q.integer(request, "limit")
-        table = await self._read(
-            request, lambda c: leaderboard.summary(c, exp, key, goal, agg, limit)
-        )
-        return table_response(request, table)
+        exp, p = request.match_info["experiment_id"], qp.query(request, q.Leaderboard)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "experiment", exp)
+            return leaderboard.summary(c, exp, p.key, p.goal, p.aggregate, p.limit)
+
+        return await self._table(request, read)
 
     async def best(self, request: web.Request) -> web.Response:
-        exp, key = request.match_info["experiment_id"], q.required(request, "key")
-        goal, agg = q.text(request, "goal", "min") or "min", q.text(request, "aggregate")
-        table = await self._read(request, lambda c: leaderboard.best(c, exp, key, goal, agg))
-        if table.num_rows == 0:
-            from deardiary.schemas.errors import NotFound
+        exp, p = request.match_info["experiment_id"], qp.query(request, q.Best)
 
-            raise NotFound(f"no iteration of experiment {exp!r} logged {key!r}")
-        return json_response(rows(table)[0])
+        def read(c: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+            require(c, "experiment", exp)
+            table = leaderboard.best(c, exp, p.key, p.goal, p.aggregate)
+            if table.num_rows == 0:
+                raise NotFound(f"no iteration of experiment {exp!r} logged {p.key!r}")
+            return rows(table)[0]
+
+        return await self._json(request, read)
 
     async def running_best(self, request: web.Request) -> web.Response:
-        exp, key = request.match_info["experiment_id"], q.required(request, "key")
-        goal = q.text(request, "goal", "min") or "min"
-        table = await self._read(request, lambda c: leaderboard.running_best(c, exp, key, goal))
-        return table_response(request, table)
+        exp, p = request.match_info["experiment_id"], qp.query(request, q.Ranking)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "experiment", exp)
+            return leaderboard.running_best(c, exp, p.key, p.goal)
+
+        return await self._table(request, read)
 
     # -- iterations --------------------------------------------------------------
     async def search(self, request: web.Request) -> web.Response:
-        limit, offset = q.page(request)
+        p = qp.query(request, q.Iterations)
         now, lost_before = self.ctx.now_and_lost_before()
-        page = await self._read(
+        return await self._page(
             request,
             lambda c: iterations.search_iterations(
                 c,
                 now=now,
                 lost_before=lost_before,
-                experiment_ids=q.listing(request, "experiment_id"),
-                project_id=q.text(request, "project_id"),
-                parent_iteration_id=q.text(request, "parent_iteration_id"),
-                filter_expression=q.text(request, "filter", "") or "",
-                order_by=q.text(request, "order_by", "") or "",
-                limit=limit,
-                offset=offset,
-                include_archived=q.boolean(request, "include_archived", True),
+                experiment_ids=p.experiment_id,
+                project_id=p.project_id,
+                parent_iteration_id=p.parent_iteration_id,
+                filter_expression=p.filter,
+                order_by=p.order_by,
+                limit=p.limit,
+                offset=p.offset,
+                include_archived=p.include_archived,
             ),
         )
-        return page_response(request, page)
 
     async def iteration(self, request: web.Request) -> web.Response:
         it = request.match_info["iteration_id"]
         now, lost_before = self.ctx.now_and_lost_before()
-        table = await self._read(
-            request, lambda c: iterations.get_iteration(c, it, now=now, lost_before=lost_before)
+        return await self._json(
+            request,
+            lambda c: rows(iterations.get_iteration(c, it, now=now, lost_before=lost_before))[0],
         )
-        return json_response(rows(table)[0])
 
     async def params(self, request: web.Request) -> web.Response:
         it = request.match_info["iteration_id"]
-        return table_response(
-            request, await self._read(request, lambda c: iterations.iteration_params(c, it))
-        )
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "iteration", it)
+            return iterations.iteration_params(c, it)
+
+        return await self._table(request, read)
 
     async def summaries(self, request: web.Request) -> web.Response:
         it = request.match_info["iteration_id"]
-        table = await self._read(request, lambda c: iterations.iteration_metric_summaries(c, it))
-        return table_response(request, table)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "iteration", it)
+            return iterations.iteration_metric_summaries(c, it)
+
+        return await self._table(request, read)
 
     async def history(self, request: web.Request) -> web.Response:
-        it, key = request.match_info["iteration_id"], q.required(request, "key")
-        max_points = q.integer(request, "max_points")
-        if max_points is not None and not 2 <= max_points <= MAX_SERIES_POINTS:
-            raise InvalidArgument("max_points must be at least 2")
-        table = await self._read(request, lambda c: metric_series.series(c, it, key, max_points))
-        return table_response(request, table)
+        it, p = request.match_info["iteration_id"], qp.query(request, q.Series)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "iteration", it)
+            return metric_series.series(c, it, p.key, p.max_points)
+
+        return await self._table(request, read)
 
     async def compare(self, request: web.Request) -> web.Response:
-        ids, keys = q.listing(request, "iteration_id"), q.listing(request, "key")
-        if not ids or not keys:
+        p = qp.query(request, q.Compare)
+        ids, keys = list(dict.fromkeys(p.iteration_id)), list(dict.fromkeys(p.key))
+        if len(ids) * len(keys) > MAX_COMPARED_SERIES:
             raise InvalidArgument(
-                "compare needs iteration_id and key (comma-separated or repeated)"
+                f"compare at most {MAX_COMPARED_SERIES} series at once",
+                {"parameter": "iteration_id"},
             )
-        if len(ids) * len(keys) > 1000:
-            raise InvalidArgument("compare at most 1000 series at once")
-        max_points = q.integer(request, "max_points", 1000)
-        table = await self._read(request, lambda c: metric_series.compare(c, ids, keys, max_points))
-        return table_response(request, table)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            for it in ids:
+                require(c, "iteration", it)
+            return metric_series.compare(c, ids, keys, p.max_points)
+
+        return await self._table(request, read)
 
     async def logs(self, request: web.Request) -> web.Response:
-        it = request.match_info["iteration_id"]
-        limit = q.integer(request, "limit", 1000) or 1000
-        table = await self._read(
-            request,
-            lambda c: log_queries.log_lines(
-                c,
-                it,
-                q.text(request, "contains"),
-                q.text(request, "regex"),
-                q.text(request, "level"),
-                None,
-                limit,
-            ),
-        )
-        return table_response(request, table)
+        it, p = request.match_info["iteration_id"], qp.query(request, q.Logs)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require(c, "iteration", it)
+            return log_queries.log_lines(c, it, p.contains, p.regex, p.level, None, p.limit)
+
+        return await self._table(request, read)
 
     async def lineage(self, request: web.Request) -> web.Response:
         """A model version with the iteration it came from, its params and metrics."""
@@ -243,15 +309,16 @@ class QueryRoutes:
                 ]
             return out
 
-        return json_response(await self._read(request, read))
+        return await self._json(request, read)
 
     async def entity_history(self, request: web.Request) -> web.Response:
-        entity_id = request.match_info["entity_id"]
-        limit, offset = q.page(request, 1000)
-        table = await self._read(
-            request, lambda c: history.entity_history(c, entity_id, limit, offset)
-        )
-        return table_response(request, table)
+        entity_id, p = request.match_info["entity_id"], qp.query(request, q.History)
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require_any(c, entity_id)
+            return history.entity_history(c, entity_id, p.limit, p.offset)
+
+        return await self._table(request, read)
 
     async def sql(self, request: web.Request) -> web.Response:
         if request.method == "POST":

@@ -152,7 +152,7 @@ def _tenant(url: str, user: str, password: str, headers: Headers, tag: str, spoo
         "artifact_id": up.json()["artifact_id"],
     }
     leakable = [project, experiment, iteration, param_value, tag_value, note, log_line, model]
-    leakable += [str(metric), content.decode(), up.json()["content_hash"], *found.values()]
+    leakable += [repr(metric_value), content.decode(), up.json()["content_hash"], *found.values()]
     return Tenant(project, found, content, up.json()["content_hash"], leakable)
 
 

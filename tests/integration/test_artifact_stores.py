@@ -96,3 +96,15 @@ def test_traversal_names_are_refused(name: str) -> None:
 @pytest.mark.parametrize("name", ["model.pt", "checkpoints/epoch-3/model.safetensors", "a b.txt"])
 def test_plain_names_pass(name: str) -> None:
     assert validate_name(name) == name
+
+
+def test_sizes_and_uploader_markers(store: ArtifactStore) -> None:
+    blob = store.put(io.BytesIO(b"12345"))
+    assert store.size(blob.content_hash) == 5
+    assert store.size("0" * 64) is None
+    assert not store.uploaded(blob.content_hash, "u1")
+    store.mark_uploaded(blob.content_hash, "u1")
+    store.mark_uploaded(blob.content_hash, "u1")  # idempotent
+    assert store.uploaded(blob.content_hash, "u1")
+    assert not store.uploaded(blob.content_hash, "u2")
+    assert b"".join(store.open(blob.content_hash)) == b"12345"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def test_union_of_partition_exports_equals_a_single_store(tmp_path: Path) -> Non
         part.store.compact()
         part.publish()
         part.close()
-    assert view.wait_for({p: len(recs) for p, recs in parts.items()}, timeout=5)
+    assert asyncio.run(view.reached({p: len(recs) for p, recs in parts.items()}, timeout=5))
     got = snapshot(view.reader())
     # offsets differ by construction (per-partition); compare what the data says
     for name in ("projects", "experiments", "params", "last_metrics"):

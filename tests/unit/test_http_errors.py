@@ -35,6 +35,7 @@ from deardiary.services.http import (
 from deardiary.services.http.app import OPENAPI_DOCUMENT, Handler
 from deardiary.services.http.errors import DESCRIPTIONS
 from deardiary.services.http.openapi import document_problems
+from deardiary.services.http.query_params import NoQuery
 
 WIRE_STATUS = {  # wire.md, verbatim
     "INVALID_ARGUMENT": 400,
@@ -245,9 +246,17 @@ class SummaryRoute:
     path: str
     handler: Handler
     summary: str
-    query: tuple[tuple[str, str, str], ...] = ()
+    query: type[msgspec.Struct] = NoQuery
     tag: str = "query"
     body: dict[str, Any] | None = None
+
+
+class XQuery(NoQuery, frozen=True, kw_only=True):
+    x: int = 0
+
+
+class KQuery(NoQuery, frozen=True, kw_only=True):
+    k: str = ""
 
 
 async def echo_id(request: web.Request) -> web.Response:
@@ -258,9 +267,7 @@ def test_parts_share_a_path_with_different_methods() -> None:
     reads = part_from_routes(
         "reads",
         [
-            SummaryRoute(
-                "GET", "/items/{item_id:[a-z0-9]+}", echo_id, "Get", (("x", "integer", "x"),)
-            )
+            SummaryRoute("GET", "/items/{item_id:[a-z0-9]+}", echo_id, "Get", XQuery)
         ],
     )
     writes = part_from_routes(
@@ -334,7 +341,7 @@ def test_the_query_services_route_type_mounts_unchanged() -> None:
     from deardiary.services.query.routes import Route
 
     part = part_from_routes(
-        "query", [Route("GET", "/q/{item_id}", echo_id, "Q", (("k", "string", "k"),))]
+        "query", [Route("GET", "/q/{item_id}", echo_id, "Q", KQuery)]
     )
     doc = msgspec.json.decode(build_app([part])[OPENAPI_DOCUMENT])
     assert [p["name"] for p in doc["paths"]["/q/{item_id}"]["get"]["parameters"]] == [
