@@ -56,6 +56,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from deardiary.services.http import serve
+    from deardiary.services.http.runner import Listening, exit_soon
     from deardiary.services.server import check_bind, embedded_server
 
     check_bind(args.host, args.allow_remote_without_auth, args.auth)
@@ -64,32 +65,46 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from()
     with embedded_server(args.data, auth=args.auth, settings=settings) as server:
 
-        def ready(url: str) -> None:
-            server.publish(url)  # <data>/server.json: local readers ask this server
-            print(f"deardiary serving {Path(args.data).resolve()} on {url}", flush=True)
+        def ready(listening: Listening) -> None:
+            server.publish(listening.url)  # <data>/server.json: local readers ask this server
+            where = listening.describe()
+            print(f"deardiary serving {Path(args.data).resolve()} on {where}", flush=True)
 
-        serve(server.app(), args.host, args.port, ready=ready)
-    return 0
+        serve(
+            server.app(bind_host=args.host),
+            args.host,
+            args.port,
+            ready=ready,
+            settings=settings,
+            on_shutdown=[server.sandbox.interrupt_all],
+        )
+    return exit_soon(0)  # even if a worker thread is stuck in native code
 
 
 def _serve_kafka(args: argparse.Namespace) -> int:
     from deardiary.schemas.errors import InvalidArgument
     from deardiary.services.http import serve
+    from deardiary.services.http.runner import exit_soon
     from deardiary.services.kafka_mode.server import KafkaServer
 
     if args.auth:
         raise InvalidArgument("--auth is not yet supported with --broker")
-    server = KafkaServer(args.broker, Path(args.data), settings=settings_from())
+    settings = settings_from()
+    server = KafkaServer(args.broker, Path(args.data), settings=settings)
     try:
         serve(
-            server.app(),
+            server.app(bind_host=args.host),
             args.host,
             args.port,
-            ready=lambda url: print(f"deardiary serving {args.broker} on {url}", flush=True),
+            ready=lambda listening: print(
+                f"deardiary serving {args.broker} on {listening.describe()}", flush=True
+            ),
+            settings=settings,
+            on_shutdown=[server.sandbox.interrupt_all],
         )
     finally:
         server.close()
-    return 0
+    return exit_soon(0)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from deardiary.services.discovery import ServerInfo, new_local_token, publish, w
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.gateway import gateway_part
 from deardiary.services.http import Endpoint, RoutePart, build_app, operation
+from deardiary.services.http.host_check import host_check
 from deardiary.services.log import LogRecord
 from deardiary.services.query import params as query_params
 from deardiary.services.query.context import ProjectorProgress, QueryContext
@@ -169,7 +170,9 @@ class EmbeddedServer:
     def caught_up(self) -> None:
         self.projector.wait_for(self.log.end_offsets(), self.ctx.max_wait_s)
 
-    def app(self) -> web.Application:
+    def app(self, bind_host: str | None = None) -> web.Application:
+        """Without auth, only Host names of loopback, `bind_host` and the allowed_hosts
+        setting are answered (DNS rebinding; see services/http/host_check.py)."""
         reader = self.embedded.store.reader
         if not self.auth:
             return install(
@@ -179,7 +182,8 @@ class EmbeddedServer:
                         query_part(self.ctx),
                         artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
                         readiness_part(self.readiness),
-                    ]
+                    ],
+                    middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
                 ),
                 self.sandbox,
             )

@@ -88,13 +88,15 @@ class RepeatFilter(logging.Filter):
         kind = _kind(record)
         with self._lock:
             window = self._windows.get(kind)
+            summary = ""
             if window is not None and now - window.started >= self.interval_s:
-                if window.suppressed:
-                    record.msg = f"{record.getMessage()} {self._summary_text(window)}"
-                    record.args = None
+                summary = self._summary_text(window) if window.suppressed else ""
                 window = None
             if window is None:
-                sample = (record.name, record.levelno, record.levelname, record.getMessage())
+                message = record.getMessage()
+                sample = (record.name, record.levelno, record.levelname, message)
+                if summary:  # this record says how many of its kind were left out
+                    record.msg, record.args = f"{message} {summary}", None
                 self._windows[kind] = _Window(now, 1, 0, sample)
                 self._windows.move_to_end(kind)
                 self._forget_oldest()

@@ -15,6 +15,7 @@ from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
 from deardiary.services.gateway import gateway_part
 from deardiary.services.http import build_app
+from deardiary.services.http.host_check import host_check
 from deardiary.services.kafka_mode.exports_view import ExportsView
 from deardiary.services.kafka_mode.partitions import read_manifests
 from deardiary.services.log import LogRecord
@@ -58,14 +59,17 @@ class KafkaServer:
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
         return self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
 
-    def app(self) -> web.Application:
+    def app(self, bind_host: str | None = None) -> web.Application:
+        """No auth in this mode: only loopback Host names, `bind_host` and the
+        allowed_hosts setting are answered (DNS rebinding)."""
         app = build_app(
             [
                 gateway_part(self.log),
                 query_part(self.ctx),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, lambda _r: "")),
                 readiness_part(self.readiness),
-            ]
+            ],
+            middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
         )
         return install(app, self.sandbox)
 
