@@ -50,10 +50,13 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.02)
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> Any:
-    """`deardiary ARGS` to completion: the CompletedProcess (text)."""
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0, input: str = ""
+) -> Any:
+    """`deardiary ARGS` to completion (`input` on its stdin): the CompletedProcess (text)."""
     return subprocess.run(
         [*CLI, *args],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
