@@ -215,6 +215,12 @@ def _forged_events(world: AuthWorld, target: Tenant) -> list[tuple[str, Event]]:
     ]
 
 
+def _taken(why: str) -> frozenset[int]:
+    """Reusing another project's artifact id into rita's own project (where she may
+    write) may also be answered 409: the id is taken, whoever asks."""
+    return frozenset({409}) if "taking over" in why else frozenset()
+
+
 def _stolen_bytes(world: AuthWorld) -> ArtifactStored:
     """B's bytes recorded in rita's own project, served as HTML if it got through."""
     return ArtifactStored(
@@ -248,7 +254,9 @@ def _bodies(route: str, world: AuthWorld, target: Tenant) -> list[Body]:
         forged = _forged_events(world, target) + _account_events()
         if target is world.b:
             forged.append(("artifact naming B's bytes, in rita's project", _stolen_bytes(world)))
-        return [(f"event: {why}", events_body(ev), True, DENIED) for why, ev in forged]
+        return [
+            (f"event: {why}", events_body(ev), True, DENIED | _taken(why)) for why, ev in forged
+        ]
     if route == "/api/v1/artifacts":
         return [("bytes into the project", b"forged bytes", False, None)]
     if route.endswith("/metrics"):
@@ -345,8 +353,9 @@ def _route_attempts(
                 add(path, a_params, True, "write to A", world.a)
         if route == "/api/v1/events":
             for why, body, is_json, _ in _bodies(route, world, world.a):
+                expect = FORBIDDEN | _taken(why)
                 attempts.append(
-                    Attempt(method, route, route, {}, body, is_json, FORBIDDEN, f"A: {why}")
+                    Attempt(method, route, route, {}, body, is_json, expect, f"A: {why}")
                 )
     return attempts
 
