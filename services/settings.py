@@ -65,6 +65,10 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
         float,
         Meta(gt=0, description="a request body that stops arriving for this long is cut off"),
     ] = 30.0
+    send_timeout_s: Annotated[
+        float,
+        Meta(gt=0, description="a client that stops reading its response this long is cut off"),
+    ] = 60.0
     keepalive_timeout_s: Annotated[
         float, Meta(gt=0, description="an idle keep-alive connection is closed after this long")
     ] = 15.0

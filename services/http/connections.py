@@ -14,6 +14,9 @@ as long as it likes, and nothing bounds how many connections are open. The guard
 * **body timeout** -- while a request's body is incomplete, some of it must arrive every
   `body_timeout_s` (nginx's client_body_timeout). Time during which the server itself
   stopped reading (the handler has not consumed what it has: flow control) does not count.
+* **send timeout** -- a client that stops reading its response (the socket's buffers
+  full) for `send_timeout_s` is cut (nginx's send_timeout): a stalled reader holds a
+  handler and its response in memory otherwise.
 
 Idle keep-alive connections are closed by aiohttp's own `keepalive_timeout` (set by the
 runner), and the size of a request head by its `max_line_size`/`max_field_size`/
@@ -31,8 +34,9 @@ exposes without an underscore, so that internals can change underneath:
   each `RequestHandler` copies when it is created, so the guard sets them before the
   first connection) are wrapped to learn when a request's head is complete (aiohttp
   builds the request) and when its handler returned; the request's body is the
-  `StreamReader` aiohttp passes to the factory (`is_eof()`), and whether the server reads
-  the socket is asyncio's `transport.is_reading()`.
+  `StreamReader` aiohttp passes to the factory (`is_eof()`), whether the server reads
+  the socket is asyncio's `transport.is_reading()`, and a client not reading shows as
+  asyncio's `pause_writing()`/`resume_writing()` calls on the protocol.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ class ConnectionLimits:
     max_connections: int = 1024
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    send_timeout_s: float = 60.0
 
 
 class ConnectionGuard:
@@ -101,8 +106,8 @@ class ConnectionGuard:
         self._open: dict[web.RequestHandler, _GuardedConnection] = {}
         self.peak = 0
         self.refused = 0
-        self.header_timeouts = 0
-        self.body_timeouts = 0
+        self.timeouts = {"header": 0, "body": 0, "send": 0}
+        """Connections cut for being late with their request head, their body, reading."""
 
     @property
     def open_connections(self) -> int:
@@ -167,6 +172,7 @@ class _GuardedConnection(asyncio.Protocol):
         self._payload: StreamReader | None = None
         self._handled = False  # the handler returned; aiohttp may still read (linger) its body
         self._last_read = 0.0
+        self._write_paused_at: float | None = None
 
     # -- asyncio.Protocol, forwarded to aiohttp ------------------------------------------
 
@@ -217,10 +223,14 @@ class _GuardedConnection(asyncio.Protocol):
             inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        """The transport's buffer is full: the client must read within send_timeout_s."""
+        self._write_paused_at = self._loop.time()
+        self._watch(self._write_paused_at + self._guard.limits.send_timeout_s)
         if self._inner is not None:
             self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self._write_paused_at = None
         if self._inner is not None:
             self._inner.resume_writing()
 
@@ -260,6 +270,8 @@ class _GuardedConnection(asyncio.Protocol):
         self._timer = self._loop.call_at(when, self._check)
 
     def _check(self) -> None:
+        """Cut the connection if the client is late with what it owes now (the rest of the
+        request head, more of the body, reading the response); else look again later."""
         self._timer = None
         transport = self._transport
         if self._inner is None or transport is None or transport.is_closing():
@@ -267,28 +279,27 @@ class _GuardedConnection(asyncio.Protocol):
         now = self._loop.time()
         limits = self._guard.limits
         self._drop_finished_body()
+        late: tuple[str, float] | None = None
+        due = []
         payload = self._payload
-        if payload is None:
-            deadline = self._header_deadline
-            if deadline is None:
-                return
-            if now < deadline:
-                self._watch(deadline)
-                return
-            self._guard.header_timeouts += 1
-            _log.info(
-                "closed a connection: no complete request head within %g s", limits.header_timeout_s
-            )
+        if payload is None and self._header_deadline is not None:
+            if now >= self._header_deadline:
+                late = ("header", limits.header_timeout_s)
+            due.append(self._header_deadline)
+        if payload is not None and not payload.is_eof():
+            if not transport.is_reading():  # the server holds back, not the client
+                self._last_read = now
+            if now >= self._last_read + limits.body_timeout_s:
+                late = ("body", limits.body_timeout_s)
+            due.append(self._last_read + limits.body_timeout_s)
+        if self._write_paused_at is not None:
+            if now >= self._write_paused_at + limits.send_timeout_s:
+                late = ("send", limits.send_timeout_s)
+            due.append(self._write_paused_at + limits.send_timeout_s)
+        if late is not None:
+            what, timeout = late
+            self._guard.timeouts[what] += 1
+            _log.info("closed a connection: %s timeout (%g s)", what, timeout)
             self.abort()
-            return
-        if payload.is_eof():  # the body is complete: the handler's time is its own
-            return
-        if not transport.is_reading():  # the server holds back, not the client
-            self._last_read = now
-        due = self._last_read + limits.body_timeout_s
-        if now < due:
-            self._watch(due)
-            return
-        self._guard.body_timeouts += 1
-        _log.info("closed a connection: its request body stalled for %g s", limits.body_timeout_s)
-        self.abort()
+        elif due:
+            self._watch(min(due))

@@ -7,8 +7,9 @@ never guess ports (no fixed ports in tests).
 What no client can do to a server started here:
 
 * hold connections forever or open too many -- `ConnectionGuard` (connections.py):
-  header and body read timeouts, a connection cap; idle keep-alive connections close
-  after `keepalive_timeout_s` (aiohttp's own timer);
+  header and body read timeouts, a send timeout, a connection cap (and `serve` raises
+  the soft limit of open files to fit it); idle keep-alive connections close after
+  `keepalive_timeout_s` (aiohttp's own timer);
 * keep a handler running after it went away -- ``handler_cancellation=True``: a lost
   connection cancels its handler (the SQL sandbox interrupts its statement then);
 * fill the disk with one log line -- `RepeatFilter` (log_limits.py) on the root handlers;
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -69,6 +71,9 @@ class Listening:
     @property
     def wildcard(self) -> bool:
         return any(host in _WILDCARDS for host, _ in self.bound)
+
+    def __str__(self) -> str:
+        return self.url
 
     def describe(self) -> str:
         """``http://127.0.0.1:9000``, plus the bound addresses when they differ from it."""
@@ -115,6 +120,7 @@ async def _run(
             max_connections=settings.max_connections,
             header_timeout_s=settings.header_timeout_s,
             body_timeout_s=settings.body_timeout_s,
+            send_timeout_s=settings.send_timeout_s,
         )
     )
     assert runner.server is not None
@@ -184,6 +190,29 @@ def _run_loop(main: Callable[[], Any], name: str) -> None:
             loop.close()
 
 
+FILES_BESIDES_CONNECTIONS = 256
+"""Descriptors the process needs apart from client connections (log, DuckDB, segments)."""
+
+
+def _allow_open_files(max_connections: int) -> None:
+    """Raise the soft limit of open files (often 1024) towards what `max_connections`
+    needs, as far as the hard limit allows; say so when it does not reach."""
+    wanted = max_connections + FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        _log.warning(
+            "max_connections is %d but this process may open %d files: lower it, or raise "
+            "the hard limit (ulimit -Hn)",
+            max_connections,
+            target,
+        )
+
+
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:
     os.write(2, f"deardiary: signal {signum} again, exiting at once\n".encode())
     os._exit(128 + signum)
@@ -235,6 +264,7 @@ def serve(
         )
 
     with installed_on_root(settings.log_repeat_limit, settings.log_repeat_interval_s):
+        _allow_open_files(settings.max_connections)
         _run_loop(main, "deardiary-http")
     if in_main and stop.signal_number is not None:
         for sig in (signal.SIGINT, signal.SIGTERM):

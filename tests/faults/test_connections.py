@@ -31,6 +31,7 @@ from tests.ports import free_port
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
+SEND_TIMEOUT_S = 1.0
 MAX_CONNECTIONS = 32
 LOG_REPEAT_LIMIT = 5
 LOG_REPEAT_INTERVAL_S = 2.0
@@ -38,6 +39,7 @@ LOG_REPEAT_INTERVAL_S = 2.0
 SETTINGS = {
     "DEARDIARY_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
     "DEARDIARY_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+    "DEARDIARY_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S),
     "DEARDIARY_KEEPALIVE_TIMEOUT_S": "60",  # so only the header/body timeouts can close
     "DEARDIARY_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
     "DEARDIARY_LOG_REPEAT_LIMIT": str(LOG_REPEAT_LIMIT),
@@ -186,6 +188,25 @@ def test_a_stalled_body_upload_is_cut_and_a_slow_steady_one_is_not(served: Serve
             time.sleep(BODY_TIMEOUT_S / 3)  # the pace of this client, not a wait
             steady.sendall(bytes([byte]))
         assert response_or_close(steady).startswith(b"HTTP/1.1 ")
+
+
+def test_a_client_that_stops_reading_its_response_is_cut(served: Served) -> None:
+    query = "SELECT repeat('x', 2000) AS s FROM range(3000)"  # a 6 MB answer
+    body = f'{{"query": "{query}"}}'.encode()
+    with socket.socket() as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(("127.0.0.1", served.port))
+        reader.sendall(
+            b"POST /api/v1/sql HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        # ... and reads nothing until the server says it gave up
+        wait_until(lambda: "send timeout" in served.log_text(), 20, "the reader is cut")
+        received = response_or_close(reader)
+    head, _, start = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert len(start) < length
 
 
 # -- the connection cap -----------------------------------------------------------------
