@@ -64,6 +64,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _serve_kafka(args)
     settings = settings_from()
     with embedded_server(args.data, auth=args.auth, settings=settings) as server:
+        server.compact_at_close = False  # SIGTERM stops within seconds
 
         def ready(listening: Listening) -> None:
             server.publish(listening.url)  # <data>/server.json: local readers ask this server

@@ -147,6 +147,9 @@ class EmbeddedServer:
         )
         self.identity.local_admin_token = self.local_token = new_local_token()
         self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
+        # A last compaction at close takes seconds with a full hot table; `deardiary serve`
+        # skips it to stop promptly (the projector compacts when it next idles past the limit).
+        self.compact_at_close = True
 
     def _follow(self) -> None:
         self.projector.run(self.stop_event, self.wake)
@@ -231,7 +234,8 @@ class EmbeddedServer:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
         try:
-            self.embedded.store.compact()
+            if self.compact_at_close:
+                self.embedded.store.compact()
         except Exception:  # damaged meanwhile (a segment gone): rebuilt at the next start
             _log.exception("compaction at shutdown failed")
         self.embedded.close()
