@@ -4,11 +4,13 @@ one process over one data folder.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.discovery import ServerInfo, new_local_token, publish, withdraw
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.gateway import gateway_part
+from deardiary.services.gateway.parents import IngestParents
 from deardiary.services.http import Endpoint, RoutePart, build_app, operation
 from deardiary.services.http.host_check import host_check
 from deardiary.services.log import LogRecord
@@ -147,6 +150,11 @@ class EmbeddedServer:
         )
         self.identity.local_admin_token = self.local_token = new_local_token()
         self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
+        # Ingest's own lookups (parents, params, permissions): never behind slow reads.
+        self._ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
+        self.parents = IngestParents(
+            self.embedded.store.reader, self._caught_up, self._ingest_checks
+        )
         # A last compaction at close takes seconds with a full hot table; `deardiary serve`
         # skips it to stop promptly (the projector compacts when it next idles past the limit).
         self.compact_at_close = True
@@ -173,6 +181,17 @@ class EmbeddedServer:
     def caught_up(self) -> None:
         self.projector.wait_for(self.log.end_offsets(), self.ctx.max_wait_s)
 
+    async def _caught_up(self) -> None:
+        await self.ctx.wait({})
+
+    async def _append_applied(self, envelopes: Sequence[Envelope]) -> None:
+        loop = asyncio.get_running_loop()
+        positions = await loop.run_in_executor(self._ingest_checks, self.append, envelopes)
+        target: dict[int, int] = {}
+        for pos in positions:
+            target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
+        await self.ctx.wait(target)
+
     def app(self, bind_host: str | None = None) -> web.Application:
         """Without auth, only Host names of loopback, `bind_host` and the allowed_hosts
         setting are answered (DNS rebinding; see services/http/host_check.py)."""
@@ -181,7 +200,7 @@ class EmbeddedServer:
             return install(
                 build_app(
                     [
-                        gateway_part(self.log, on_appended=self._woken),
+                        gateway_part(self.log, on_appended=self._woken, checker=self.parents),
                         query_part(self.ctx),
                         artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
                         readiness_part(self.readiness),
@@ -190,13 +209,13 @@ class EmbeddedServer:
                 ),
                 self.sandbox,
             )
-        authorize = IngestAuthorizer(reader, self.caught_up, self.append)
+        authorize = IngestAuthorizer(
+            self.parents, reader, self._append_applied, self.artifacts, self._ingest_checks
+        )
         auth = AuthMiddleware(self.identity, reader, self.ctx.catch_up, self.settings.auth_threads)
         app = build_app(
             [
-                gateway_part(
-                    self.log, on_appended=self._woken, authorize=authorize, actor=_username
-                ),
+                gateway_part(self.log, on_appended=self._woken, checker=authorize, actor=_username),
                 query_part(self.ctx),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, _username)),
                 AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
@@ -227,6 +246,7 @@ class EmbeddedServer:
         publish(self.embedded.paths.root, info)
 
     def close(self) -> None:
+        self._ingest_checks.shutdown(wait=False, cancel_futures=True)
         withdraw(self.embedded.paths.root)
         self.sandbox.close()
         self.stop_event.set()

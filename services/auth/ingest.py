@@ -1,167 +1,102 @@
 """Authorising a batch of events before the gateway appends it.
 
-Every event is attributed to a project — directly, through its parent in the same
-batch, or through the projections — and needs the caller's create (new things,
-logging), update (changes) or delete permission there. A project that does not
-exist yet may be created by any signed-in user, who is then granted everything on
-it. Parents that exist nowhere are refused (INVALID_ARGUMENT), as are envelopes
-claiming another actor.
+Every event writes into the project of its declared parent (`Event.parent()`, resolved
+by services/gateway/parents.py) and needs the caller's create, update or delete
+permission there (`Event.permission`). Events are stamped with the caller as actor;
+one claiming another actor is refused.
+
+Who owns a new project is decided by the log, not by a check before the append: the
+batch's ProjectCreated events are appended first, alone, and once the projections have
+applied them the fold has granted everything on each new project to its first creator
+in the log's order. Then the whole batch is checked like any other -- a user who lost
+a creation race to another now lacks the permission and is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 
 import duckdb
+import msgspec
 from aiohttp import web
 
-from deardiary.schemas.envelope import Envelope, wrap
-from deardiary.schemas.errors import InvalidArgument, PermissionDenied
-from deardiary.schemas.events import (
-    ArtifactStored,
-    DescriptionSet,
-    EntityArchived,
-    EntityDeleted,
-    EntityKind,
-    Event,
-    ExperimentCreated,
-    ExperimentStatusChanged,
-    IterationStarted,
-    MetadataSet,
-    ModelAliasSet,
-    ModelCreated,
-    ModelVersionCreated,
-    ModelVersionStaged,
-    NotesSet,
-    PermissionGranted,
-    ProjectCreated,
-    TagsDeleted,
-    TagsSet,
-)
+from deardiary.schemas.envelope import Envelope
+from deardiary.schemas.errors import PermissionDenied
+from deardiary.schemas.events import ArtifactStored, Permission, ProjectCreated
+from deardiary.services.artifacts import ArtifactStore
+from deardiary.services.artifacts.provenance import check_artifact_record
 from deardiary.services.auth.identity import PRINCIPAL, Principal
-from deardiary.services.auth.permissions import Action, check, project_of
+from deardiary.services.auth.permissions import Action, check
+from deardiary.services.gateway.parents import IngestParents, Resolved
 
-Appender = Callable[[Sequence[Envelope]], object]
-
-_KIND_PARAMETER = {
-    EntityKind.PROJECT: "project_id",
-    EntityKind.EXPERIMENT: "experiment_id",
-    EntityKind.ITERATION: "iteration_id",
-    EntityKind.MODEL: "model_id",
-    EntityKind.MODEL_VERSION: "model_version_id",
-    EntityKind.ARTIFACT: "artifact_id",
-}
+AppendApplied = Callable[[Sequence[Envelope]], Awaitable[None]]
+"""Append envelopes and return once the projections have applied them."""
 
 
-class _Batch:
-    """Parents introduced earlier in the same batch, looked up before the projections."""
-
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
-        self.conn = conn
-        self.known: dict[tuple[str, str], str] = {}
-        self.new_projects: set[str] = set()
-
-    def project(self, parameter: str, value: str | None) -> str:
-        if value is None:
-            raise InvalidArgument(f"missing {parameter}")
-        found = self.known.get((parameter, value)) or project_of(self.conn, parameter, value)
-        if found is None:
-            raise InvalidArgument(
-                f"{parameter.removesuffix('_id')} {value!r} does not exist (missing parent)",
-                {"parameter": parameter, "value": value},
-            )
-        return found
-
-    def target(self, ev: Event) -> tuple[str, Action]:
-        """The project an event writes into and the permission it needs."""
-        match ev:
-            case ProjectCreated():
-                if project_of(self.conn, "project_id", ev.project_id) is None:
-                    self.new_projects.add(ev.project_id)
-                self.known[("project_id", ev.project_id)] = ev.project_id
-                return ev.project_id, Action.CREATE
-            case ExperimentCreated():
-                project = self.project("project_id", ev.project_id)
-                self.known[("experiment_id", ev.experiment_id)] = project
-                return project, Action.CREATE
-            case IterationStarted():
-                project = self.project("experiment_id", ev.experiment_id)
-                if ev.project_id and ev.project_id != project:
-                    raise InvalidArgument("iteration's project_id differs from its experiment's")
-                self.known[("iteration_id", ev.iteration_id)] = project
-                return project, Action.CREATE
-            case ArtifactStored():
-                return self.project("experiment_id", ev.experiment_id), Action.CREATE
-            case ModelCreated():
-                project = self.project("project_id", ev.project_id)
-                self.known[("model_id", ev.model_id)] = project
-                return project, Action.CREATE
-            case ModelVersionCreated():
-                project = self.project("model_id", ev.model_id)
-                self.known[("model_version_id", ev.model_version_id)] = project
-                return project, Action.CREATE
-            case ModelVersionStaged() | ModelAliasSet():
-                return self.project("model_id", ev.model_id), Action.UPDATE
-            case ExperimentStatusChanged():
-                return self.project("experiment_id", ev.experiment_id), Action.UPDATE
-            case TagsSet() | TagsDeleted() | NotesSet() | DescriptionSet() | MetadataSet():
-                return self.project(_KIND_PARAMETER[ev.entity], ev.entity_id), Action.UPDATE
-            case EntityArchived():
-                return self.project(_KIND_PARAMETER[ev.entity], ev.entity_id), Action.UPDATE
-            case EntityDeleted():
-                return self.project(_KIND_PARAMETER[ev.entity], ev.entity_id), Action.DELETE
-        iteration_id = getattr(ev, "iteration_id", None)
-        if isinstance(iteration_id, str):  # metrics, params, logs, heartbeats, end, env
-            return self.project("iteration_id", iteration_id), Action.CREATE
-        raise PermissionDenied(f"{type(ev).__name__} events are not accepted here")
+def stamped(envelopes: Sequence[Envelope], username: str) -> list[Envelope]:
+    """The envelopes with the caller as actor (refusing any that name someone else)."""
+    out = []
+    for env in envelopes:
+        if env.actor == username:
+            out.append(env)
+        elif env.actor == "":
+            out.append(msgspec.structs.replace(env, actor=username))
+        else:
+            raise PermissionDenied(f"events may only be sent as {username!r}")
+    return out
 
 
 class IngestAuthorizer:
+    """The gateway's check under --auth: parents, permissions, artifact records."""
+
     def __init__(
         self,
+        parents: IngestParents,
         reader: Callable[[], duckdb.DuckDBPyConnection],
-        catch_up: Callable[[], None],
-        append: Appender,
+        append_applied: AppendApplied,
+        artifacts: ArtifactStore | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        self.parents = parents
         self.reader = reader
-        self.catch_up = catch_up
-        self.append = append
+        self.append_applied = append_applied
+        self.artifacts = artifacts  # artifact records are checked against its bytes
+        self.executor = executor
 
-    def _authorize(self, principal: Principal, envelopes: Sequence[Envelope]) -> None:
-        for env in envelopes:
-            if env.actor not in ("", principal.username):
-                raise PermissionDenied(f"events may only be sent as {principal.username!r}")
-        self.catch_up()  # parents acknowledged earlier are visible
+    async def check(self, request: web.Request, envelopes: Sequence[Envelope]) -> list[Envelope]:
+        principal: Principal = request[PRINCIPAL]
+        envelopes = stamped(envelopes, principal.username)
+        resolved = await self.parents.resolve(envelopes)
+        if resolved.new_projects and not principal.is_admin:
+            await self.append_applied(
+                [
+                    e
+                    for e in envelopes
+                    if isinstance(e.body, ProjectCreated)
+                    and e.body.project_id in resolved.new_projects
+                ]
+            )
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self._permitted, principal, envelopes, resolved)
+        await self.parents.check_params(envelopes)  # after the permission check: it names values
+        return envelopes
+
+    def appended(self, envelopes: Sequence[Envelope]) -> None:
+        self.parents.appended(envelopes)
+
+    def _permitted(
+        self, principal: Principal, envelopes: Sequence[Envelope], resolved: Resolved
+    ) -> None:
         conn = self.reader()
         try:
-            batch = _Batch(conn)
-            for env in envelopes:
-                project, action = batch.target(env.body)
-                if project in batch.new_projects:
-                    continue
-                check(conn, principal, project, action)
+            for env, project in zip(envelopes, resolved.projects, strict=True):
+                body = env.body
+                if body.permission is Permission.ADMIN:
+                    raise PermissionDenied(f"{type(body).__name__} events are not accepted here")
+                check(conn, principal, project, Action(body.permission.value))
+                if isinstance(body, ArtifactStored) and self.artifacts is not None:
+                    check_artifact_record(conn, self.artifacts, principal, project, body)
         finally:
             conn.close()
-        grants = [
-            wrap(
-                PermissionGranted(
-                    user_id=principal.user_id,
-                    project_id=p,
-                    create=True,
-                    read=True,
-                    update=True,
-                    delete=True,
-                ),
-                actor=principal.username,
-            )
-            for p in sorted(batch.new_projects)
-            if not principal.is_admin
-        ]
-        if grants:
-            self.append(grants)
-
-    async def __call__(self, request: web.Request, envelopes: Sequence[Envelope]) -> None:
-        principal: Principal = request[PRINCIPAL]
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._authorize, principal, envelopes)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from deardiary.services.gateway.routes import Authorizer, IngestAck, gateway_part
+from deardiary.services.gateway.routes import IngestAck, IngestChecker, gateway_part
 from deardiary.services.gateway.validation import IngestLimits, validate_envelope
 
 __all__ = [
-    "Authorizer",
     "IngestAck",
+    "IngestChecker",
     "IngestLimits",
     "gateway_part",
     "validate_envelope",

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
 
-from deardiary.schemas.codec import encode
+from deardiary.schemas.codec import decode, encode
 from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.schemas.errors import (
     DearDiaryError,
@@ -30,6 +30,7 @@ from deardiary.schemas.errors import (
 )
 from deardiary.schemas.events import AUTO_STEP, MetricsLogged, partition_key
 from deardiary.schemas.ids import new_id, now_us
+from deardiary.schemas.limits import Key, Step, TimeUs
 from deardiary.services.gateway.validation import (
     EventBatch,
     IngestLimits,
@@ -42,8 +43,21 @@ from deardiary.services.http.errors import invalid_argument_from_msgspec
 from deardiary.services.http.openapi import operation
 from deardiary.services.log import EventLog, LogRecord
 
-Authorizer = Callable[[web.Request, Sequence[Envelope]], Awaitable[None]]
-"""Called with the checked envelopes before they are appended; raises to refuse them."""
+
+class IngestChecker(Protocol):
+    """What the server checks of a decoded batch beyond its own contents (parents exist,
+    params do not change, the caller may write there) before appending it."""
+
+    async def check(
+        self, request: web.Request, envelopes: Sequence[Envelope]
+    ) -> Sequence[Envelope]:
+        """The envelopes to append (the same, or re-stamped ones); raises to refuse them."""
+        ...
+
+    def appended(self, envelopes: Sequence[Envelope]) -> None:
+        """Called after the batch was appended durably."""
+        ...
+
 
 MSGPACK_TYPES = frozenset(
     {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
@@ -56,10 +70,10 @@ _log = logging.getLogger("deardiary.gateway")
 class MetricPoint(msgspec.Struct, forbid_unknown_fields=True):
     """One point; `value` is a number or "NaN" / "Infinity" / "-Infinity"."""
 
-    key: str
+    key: Key
     value: float | str
-    step: int = AUTO_STEP
-    timestamp: int | None = None
+    step: Step = AUTO_STEP
+    timestamp: TimeUs | None = None
 
 
 class MetricsRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -121,7 +135,7 @@ class Gateway:
         log: EventLog,
         limits: IngestLimits,
         on_appended: Callable[[list[LogPosition]], None] | None,
-        authorize: Authorizer | None,
+        checker: IngestChecker | None,
         actor: Callable[[web.Request], str] | None,
         append_threads: int,
         max_concurrent_requests: int,
@@ -129,7 +143,7 @@ class Gateway:
         self.log = log
         self.limits = limits
         self.on_appended = on_appended
-        self.authorize = authorize
+        self.checker = checker
         self.actor = actor
         self.append_threads = append_threads
         self._executor: ThreadPoolExecutor | None = None
@@ -170,6 +184,8 @@ class Gateway:
             req = _metrics_decoder.decode(body)
         except msgspec.DecodeError as exc:
             raise invalid_argument_from_msgspec(exc, "JSON body") from exc
+        except RecursionError as exc:
+            raise InvalidArgument("JSON body nests too deeply") from exc
         if not req.metrics:
             raise InvalidArgument("no metrics in the request")
         if len({p.key for p in req.metrics}) > 1 << 16:
@@ -190,14 +206,20 @@ class Gateway:
             client_time=now,
             actor=self.actor(request) if self.actor else "",
         )
-        validate_all([envelope], self.limits)
-        return await self._append(request, [envelope], [encode(envelope)])
+        payload = encode(envelope)
+        validate_all([decode(payload)], self.limits)  # decoding checks the declared bounds
+        return await self._append(request, [envelope], [payload])
 
     async def _append(
         self, request: web.Request, envelopes: Sequence[Envelope], payloads: Sequence[bytes]
     ) -> web.Response:
-        if self.authorize is not None:
-            await self.authorize(request, envelopes)
+        if self.checker is not None:
+            checked = await self.checker.check(request, envelopes)
+            payloads = [
+                p if c is e else encode(c)
+                for e, c, p in zip(envelopes, checked, payloads, strict=True)
+            ]
+            envelopes = checked
         records = [
             LogRecord(e.event_id, e.key, p) for e, p in zip(envelopes, payloads, strict=True)
         ]
@@ -217,6 +239,8 @@ class Gateway:
                 f"the log answered {len(positions)} positions for {len(records)} records",
                 {"retryable": True},
             )
+        if self.checker is not None:
+            self.checker.appended(envelopes)
         self._notify(positions)
         last: dict[str, int] = {}
         for p in positions:
@@ -286,7 +310,7 @@ def gateway_part(
     *,
     limits: IngestLimits | None = None,
     on_appended: Callable[[list[LogPosition]], None] | None = None,
-    authorize: Authorizer | None = None,
+    checker: IngestChecker | None = None,
     actor: Callable[[web.Request], str] | None = None,
     append_threads: int = 1,
     max_concurrent_requests: int = 8,
@@ -294,8 +318,8 @@ def gateway_part(
     """The ingest routes over `log` (owned by the caller: the part never closes it).
 
     `on_appended(positions)` runs on the event loop after each durable append (keep it
-    cheap, e.g. set a threading.Event). `authorize(request, envelopes)` may refuse a
-    checked batch by raising. `actor(request)` names the actor of events the gateway
+    cheap, e.g. set a threading.Event). `checker` may refuse a decoded batch by raising
+    (or re-stamp its envelopes). `actor(request)` names the actor of events the gateway
     builds itself (the metrics route); posted envelopes keep the actor they carry.
     `append_threads` threads call `log.append`; at most `max_concurrent_requests`
     requests are read and checked at once (the rest wait their turn).
@@ -304,7 +328,7 @@ def gateway_part(
         log,
         limits or IngestLimits(),
         on_appended,
-        authorize,
+        checker,
         actor,
         append_threads,
         max_concurrent_requests,

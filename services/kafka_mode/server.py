@@ -14,6 +14,7 @@ from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
 from deardiary.services.gateway import gateway_part
+from deardiary.services.gateway.parents import IngestParents
 from deardiary.services.http import build_app
 from deardiary.services.http.host_check import host_check
 from deardiary.services.kafka_mode.exports_view import ExportsView
@@ -55,6 +56,10 @@ class KafkaServer:
             read_threads=self.settings.read_threads,
             read_per_caller=self.settings.read_per_caller,
         )
+        self.parents = IngestParents(self.view.reader, self._caught_up)
+
+    async def _caught_up(self) -> None:
+        await self.ctx.wait({})
 
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
         return self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
@@ -64,7 +69,7 @@ class KafkaServer:
         allowed_hosts setting are answered (DNS rebinding)."""
         app = build_app(
             [
-                gateway_part(self.log),
+                gateway_part(self.log, checker=self.parents),
                 query_part(self.ctx),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, lambda _r: "")),
                 readiness_part(self.readiness),

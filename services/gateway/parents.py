@@ -1,0 +1,222 @@
+"""Before a batch is appended: every event's parent exists, and its project is known.
+
+Each event type declares its parent (`Event.parent()`: the entity whose project it
+writes into). A parent is found earlier in the same batch, in a cache of entities this
+server has seen, or in the projections; one that is found nowhere even after the
+projections caught up with the log is a 404 NOT_FOUND naming it. The fold checks the
+same again in the log's order (a `missing_parent` conflict), so this is the clear
+answer, not the guarantee.
+
+Params are write-once: a batch that logs a different value for a stored (or earlier in
+the batch) key is a 409 CONFLICT naming the key and both values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import duckdb
+
+from deardiary.schemas.envelope import Envelope
+from deardiary.schemas.errors import Conflict, NotFound
+from deardiary.schemas.events import IterationStarted, ParamsLogged, ProjectCreated
+
+Reader = Callable[[], duckdb.DuckDBPyConnection]
+CaughtUp = Callable[[], Awaitable[None]]
+"""Waits until the projections have applied everything appended so far."""
+
+# How each kind of entity finds its project in the (unscoped) projections.
+_PROJECT_OF: dict[str, str] = {
+    "project": "SELECT project_id FROM projects WHERE project_id = ?",
+    "experiment": "SELECT project_id FROM experiments WHERE experiment_id = ?",
+    "iteration": "SELECT project_id FROM iterations WHERE iteration_id = ?",
+    "model": "SELECT project_id FROM models WHERE model_id = ?",
+    "model_version": "SELECT m.project_id FROM model_versions v JOIN models m USING (model_id)"
+    " WHERE v.model_version_id = ?",
+    "artifact": "SELECT e.project_id FROM artifacts a JOIN experiments e USING (experiment_id)"
+    " WHERE a.artifact_id = ?",
+}
+
+
+def stored_project(conn: duckdb.DuckDBPyConnection, kind: str, entity_id: str) -> str | None:
+    """The project an entity belongs to in the projections, or None if it is not there."""
+    sql = _PROJECT_OF.get(kind)
+    if sql is None:
+        return None
+    rows = conn.execute(sql, [entity_id]).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+class KnownEntities:
+    """(kind, id) -> project of entities seen to exist; bounded, oldest forgotten first.
+    Entities never move between projects, so a hit never goes stale."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def get(self, kind: str, entity_id: str) -> str | None:
+        return self._known.get((kind, entity_id))
+
+    def add(self, kind: str, entity_id: str, project: str) -> None:
+        self._known[(kind, entity_id)] = project
+        if len(self._known) > self.capacity:
+            self._known.popitem(last=False)
+
+
+@dataclass
+class Resolved:
+    """What a batch writes into: each event's project, and projects the batch creates."""
+
+    projects: list[str] = field(default_factory=list)
+    new_projects: set[str] = field(default_factory=set)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+
+
+class IngestParents:
+    """Resolves a batch's parents and checks its params, against the projections."""
+
+    def __init__(
+        self, reader: Reader, caught_up: CaughtUp, executor: Executor | None = None
+    ) -> None:
+        self.reader = reader
+        self.caught_up = caught_up
+        self.executor = executor
+        self.known = KnownEntities()
+
+    async def check(self, request: object, envelopes: Sequence[Envelope]) -> Sequence[Envelope]:
+        """The gateway's check without auth: parents exist, params do not change."""
+        await self.resolve(envelopes)
+        await self.check_params(envelopes)
+        return envelopes
+
+    async def check_params(self, envelopes: Sequence[Envelope]) -> None:
+        """Conflict for a param that would change (call only once the caller may see the
+        iteration: the error names the stored value)."""
+        params = [e.body for e in envelopes if isinstance(e.body, ParamsLogged)]
+        if not params:
+            return
+        loop = asyncio.get_running_loop()
+        started = {e.body.iteration_id for e in envelopes if isinstance(e.body, IterationStarted)}
+        fresh = await loop.run_in_executor(self.executor, self._fresh, started)
+        if any(p.iteration_id not in fresh for p in params):
+            await self.caught_up()  # params logged earlier are visible
+        await loop.run_in_executor(self.executor, self._check_params, params, fresh)
+
+    def _fresh(self, started: set[str]) -> set[str]:
+        """Iterations this batch starts that did not exist: they have no stored params."""
+        if not started:
+            return set()
+        conn = self.reader()
+        try:
+            return {i for i in started if stored_project(conn, "iteration", i) is None}
+        finally:
+            conn.close()
+
+    def appended(self, envelopes: Sequence[Envelope]) -> None:
+        """Remember what an appended batch introduced, so the next batch of the same
+        iteration finds its parent without asking the projections."""
+        batch: dict[tuple[str, str], str] = {}
+        for env in envelopes:
+            kind, parent_id = env.body.parent()
+            key = (kind, parent_id or "")
+            project = batch.get(key) or self.known.get(*key)
+            if project is None and isinstance(env.body, ProjectCreated):
+                project = env.body.project_id
+            if project:
+                batch[env.body.subject()] = project
+                self.known.add(*env.body.subject(), project)
+
+    async def resolve(self, envelopes: Sequence[Envelope]) -> Resolved:
+        """The batch's projects; NotFound for a parent that does not exist."""
+        loop = asyncio.get_running_loop()
+        resolved = await loop.run_in_executor(self.executor, self._resolve, envelopes)
+        if resolved.missing:  # maybe appended a moment ago and not projected yet
+            await self.caught_up()
+            resolved = await loop.run_in_executor(self.executor, self._resolve, envelopes)
+        if resolved.missing:
+            kind, entity_id = resolved.missing[0]
+            raise NotFound(
+                f"{kind} {entity_id!r} does not exist (missing parent)",
+                {"kind": kind, "id": entity_id},
+            )
+        return resolved
+
+    def _resolve(self, envelopes: Sequence[Envelope]) -> Resolved:
+        out = Resolved()
+        batch: dict[tuple[str, str], str] = {}
+        conn: duckdb.DuckDBPyConnection | None = None
+        try:
+            for env in envelopes:
+                kind, parent_id = env.body.parent()
+                if not kind:  # users, grants, tokens: no project (the admin paths write them)
+                    out.projects.append("")
+                    continue
+                key = (kind, parent_id or "")
+                project = batch.get(key) or self.known.get(*key)
+                if project is None and parent_id:
+                    conn = conn or self.reader()
+                    project = stored_project(conn, kind, parent_id)
+                    if project is not None:
+                        self.known.add(kind, parent_id, project)
+                if project is None and isinstance(env.body, ProjectCreated):
+                    project = env.body.project_id
+                    out.new_projects.add(project)
+                if project is None:
+                    out.missing.append(key)
+                    project = ""
+                out.projects.append(project)
+                batch[key] = project
+                subject = env.body.subject()
+                if subject != key and subject not in batch and project:
+                    conn = conn or self.reader()
+                    self._check_not_elsewhere(conn, subject, project)
+                batch[subject] = project
+        finally:
+            if conn is not None:
+                conn.close()
+        return out
+
+    def _check_not_elsewhere(
+        self, conn: duckdb.DuckDBPyConnection, subject: tuple[str, str], project: str
+    ) -> None:
+        """An event naming an existing entity of another project (an iteration "resumed"
+        from someone else's experiment, an artifact id reused) is refused."""
+        kind, entity_id = subject
+        stored = self.known.get(kind, entity_id) or stored_project(conn, kind, entity_id)
+        if stored is None:
+            return
+        self.known.add(kind, entity_id, stored)
+        if stored != project:
+            raise Conflict(
+                f"{kind} {entity_id!r} already exists in another project",
+                {"kind": kind, "id": entity_id},
+            )
+
+    def _check_params(self, events: Sequence[ParamsLogged], fresh: set[str]) -> None:
+        values: dict[tuple[str, str], str] = {}
+        conn = self.reader()
+        try:
+            for event in events:
+                for key, value in sorted(event.params.items()):
+                    wanted = (event.iteration_id, key)
+                    if wanted not in values and event.iteration_id in fresh:
+                        values[wanted] = value
+                    elif wanted not in values:
+                        rows = conn.execute(
+                            "SELECT value FROM params WHERE iteration_id = ? AND key = ?",
+                            list(wanted),
+                        ).fetchall()
+                        values[wanted] = str(rows[0][0]) if rows else value
+                    if values[wanted] != value:
+                        raise Conflict(
+                            f"param {key!r} of iteration {event.iteration_id} is"
+                            f" {values[wanted]!r}; params are write-once, refused {value!r}",
+                            {"key": key, "stored": values[wanted], "refused": value},
+                        )
+        finally:
+            conn.close()
