@@ -51,6 +51,10 @@ def stored_project(conn: duckdb.DuckDBPyConnection, kind: str, entity_id: str) -
     return str(rows[0][0]) if rows else None
 
 
+class _NeedsDatabase(Exception):
+    """The batch names an entity the cache does not know."""
+
+
 class KnownEntities:
     """(kind, id) -> project of entities seen to exist; bounded, oldest forgotten first.
     Entities never move between projects, so a hit never goes stale."""
@@ -134,7 +138,10 @@ class IngestParents:
     async def resolve(self, envelopes: Sequence[Envelope]) -> Resolved:
         """The batch's projects; NotFound for a parent that does not exist."""
         loop = asyncio.get_running_loop()
-        resolved = await loop.run_in_executor(self.executor, self._resolve, envelopes)
+        try:  # the usual batch: parents this server has seen, answered without a thread hop
+            resolved = self._resolve(envelopes, self._no_database)
+        except _NeedsDatabase:
+            resolved = await loop.run_in_executor(self.executor, self._resolve, envelopes)
         if resolved.missing:  # maybe appended a moment ago and not projected yet
             await self.caught_up()
             resolved = await loop.run_in_executor(self.executor, self._resolve, envelopes)
@@ -146,7 +153,12 @@ class IngestParents:
             )
         return resolved
 
-    def _resolve(self, envelopes: Sequence[Envelope]) -> Resolved:
+    @staticmethod
+    def _no_database() -> duckdb.DuckDBPyConnection:
+        raise _NeedsDatabase
+
+    def _resolve(self, envelopes: Sequence[Envelope], connect: Reader | None = None) -> Resolved:
+        connect = connect or self.reader
         out = Resolved()
         batch: dict[tuple[str, str], str] = {}
         conn: duckdb.DuckDBPyConnection | None = None
@@ -159,7 +171,7 @@ class IngestParents:
                 key = (kind, parent_id or "")
                 project = batch.get(key) or self.known.get(*key)
                 if project is None and parent_id:
-                    conn = conn or self.reader()
+                    conn = conn or connect()
                     project = stored_project(conn, kind, parent_id)
                     if project is not None:
                         self.known.add(kind, parent_id, project)
@@ -172,8 +184,9 @@ class IngestParents:
                 out.projects.append(project)
                 batch[key] = project
                 subject = env.body.subject()
-                if subject != key and subject not in batch and project:
-                    conn = conn or self.reader()
+                elsewhere = subject != key and subject not in batch and project
+                if elsewhere and self.known.get(*subject) != project:
+                    conn = conn or connect()
                     self._check_not_elsewhere(conn, subject, project)
                 batch[subject] = project
         finally:
