@@ -96,6 +96,21 @@ def check_files(registered: Iterable[tuple[str, int]], segments_dir: Path, tiles
                 )
 
 
+def missing_files(
+    registered: Iterable[tuple[str, int]], segments_dir: Path, tiles_dir: Path
+) -> str:
+    """The first registered segment or tile file that is gone, as a cause ("" if none):
+    a stat per file, cheap enough to ask whenever a read fails."""
+    for name, _ in registered:
+        for path, what in (
+            (segments_dir / name, "metric segment"),
+            (tiles_dir / name, "tile file"),
+        ):
+            if not path.is_file():
+                return f"{what} {path} is missing"
+    return ""
+
+
 @dataclass(frozen=True)
 class Inspection:
     """The projections as found on disk: offsets reached, parked records, soundness."""

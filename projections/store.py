@@ -33,6 +33,7 @@ from deardiary.projections.integrity import (
     ProjectionDamaged,
     check_files,
     check_size,
+    missing_files,
     open_error,
 )
 from deardiary.projections.queries.metric_series import tiles_sql
@@ -490,6 +491,16 @@ class DuckDBProjectionStore:
     def segment_paths(self) -> list[Path]:
         rows = self.conn.execute("SELECT path FROM metric_segments ORDER BY created_seq").fetchall()
         return [self.segments_dir / p for (p,) in rows]
+
+    def damage(self) -> str:
+        """Why the registered files cannot be read ("" when they are all there): damage
+        found while serving, e.g. a segment deleted by hand. Any thread may ask."""
+        conn = self.reader()
+        try:
+            registered = conn.execute("SELECT path, num_rows FROM metric_segments").fetchall()
+        finally:
+            conn.close()
+        return missing_files(registered, self.segments_dir, self.tiles_dir)
 
     def _remove_unregistered_segments(self) -> None:
         """Files a crash left between rename and registration are not part of the state."""

@@ -40,7 +40,12 @@ from deardiary.services.query.sandbox import SqlSandbox, install
 from deardiary.services.query.sql_relations import StoreRelations
 from deardiary.services.query.table import query_part
 from deardiary.services.settings import ServerSettings
-from deardiary.services.status import Readiness, embedded_readiness, readiness_part
+from deardiary.services.status import (
+    Readiness,
+    damage_guard,
+    embedded_readiness,
+    readiness_part,
+)
 
 _log = logging.getLogger("deardiary.server")
 
@@ -205,7 +210,10 @@ class EmbeddedServer:
                         artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
                         readiness_part(self.readiness),
                     ],
-                    middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
+                    middlewares=[
+                        host_check(bind_host, self.settings.allowed_hosts.split(",")),
+                        damage_guard(self.embedded.store.damage),
+                    ],
                 ),
                 self.sandbox,
             )
@@ -221,7 +229,7 @@ class EmbeddedServer:
                 AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
                 readiness_part(self.readiness),
             ],
-            middlewares=[auth.middleware()],
+            middlewares=[auth.middleware(), damage_guard(self.embedded.store.damage)],
         )
         return install(app, self.sandbox)
 
@@ -231,6 +239,7 @@ class EmbeddedServer:
             self.embedded.store.reader,
             self.embedded.rebuild,
             self.settings.ready_max_lag_s,
+            self.embedded.store.damage,
         )
 
     def start(self) -> None:

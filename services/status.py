@@ -23,6 +23,7 @@ import duckdb
 import httpx
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from deardiary.projections.integrity import inspect
 from deardiary.schemas.errors import Unavailable
@@ -32,6 +33,8 @@ from deardiary.services.http.openapi import json_content
 from deardiary.services.log import EventLog
 from deardiary.services.projector import Projector
 from deardiary.services.rebuild import Rebuild
+
+REBUILT_AT_START = "`deardiary serve` rebuilds the projections from the log at its next start"
 
 
 class Readiness(msgspec.Struct, kw_only=True):
@@ -76,9 +79,13 @@ def embedded_readiness(
     reader: Callable[[], duckdb.DuckDBPyConnection],
     rebuild: Rebuild | None,
     max_lag_s: float,
+    damage: Callable[[], str] = str,
 ) -> Readiness:
     status = projector.status()
     state, error = status.state, status.last_error
+    damaged = damage()
+    if damaged:
+        error = f"damaged: {damaged}; {REBUILT_AT_START}"
     lag = _lag(status.applied, status.end) if status.end else status.lag_events
     seconds = 0.0
     if lag:
@@ -90,7 +97,7 @@ def embedded_readiness(
     if rebuilding and state == "running":
         state = "rebuilding"
     return Readiness(
-        ready=state == "running" and seconds <= max_lag_s and bool(status.end),
+        ready=state == "running" and seconds <= max_lag_s and bool(status.end) and not damaged,
         state=state,
         applied=status.applied,
         end=status.end,
@@ -171,6 +178,27 @@ def folder_readiness(projections: Path, log: EventLog | None) -> Readiness:
         parked_events=found.parked,
         last_error=f"damaged: {found.damage}" if found.damage else "",
     )
+
+
+def damage_guard(damage: Callable[[], str]) -> Middleware:
+    """A request that fails because a projection file is gone (deleted while serving)
+    answers UNAVAILABLE naming the file, rather than an opaque INTERNAL error or a
+    "retry" that cannot help. Only failures pay for the check (a stat per file)."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (duckdb.Error, OSError, Unavailable) as exc:  # OSError: pyarrow reading files
+            cause = await asyncio.get_running_loop().run_in_executor(None, damage)
+            if not cause:
+                raise
+            raise Unavailable(
+                f"the projections are damaged: {cause}; {REBUILT_AT_START}",
+                {"retryable": False, "cause": cause},
+            ) from exc
+
+    return guard
 
 
 def readiness_part(compute: Callable[[], Readiness]) -> RoutePart:

@@ -101,7 +101,7 @@ def _compacting(projections: Path) -> bool:
 def _ready(url: str) -> dict[str, object]:
     def ready() -> dict[str, object] | None:
         answer = httpx.get(f"{url}/readyz", timeout=10)
-        return answer.json() if answer.status_code == 200 else None  # type: ignore[no-any-return]
+        return answer.json() if answer.status_code == 200 else None
 
     found: dict[str, object] = wait_until(ready, 60, "/readyz 200")
     return found

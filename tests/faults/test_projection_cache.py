@@ -26,13 +26,17 @@ import pytest
 import deardiary as dd
 from deardiary.services.cli import main
 from deardiary.services.embedded import EmbeddedStore
+from deardiary.services.http import start_in_thread
 from deardiary.services.log.sqlite import SqliteEventLog
 from deardiary.services.replay import replay
+from deardiary.services.server import EmbeddedServer
+from deardiary.transport import HttpTransport
 from tests.faults.served_folder import (
     CLI,
     Serve,
     cli,
     folder_snapshot,
+    iteration_events,
     metric_batch,
     records,
     wait_until,
@@ -228,3 +232,65 @@ def test_a_killed_replay_leaves_no_folder_and_the_next_one_succeeds(
     state = folder_snapshot(into / "projections")
     assert len(state["metrics"]) == 2 * 100 * 300
     assert len(state["parked_events"]) == 1
+
+
+def test_a_segment_deleted_while_serving(base: tuple[Path, Path, Snapshot], tmp_path: Path) -> None:
+    """Damage found while serving: the projector goes on applying the log, reads that need
+    the lost file answer UNAVAILABLE naming it (at once, not after a wait), /readyz says
+    not ready; the next start rebuilds."""
+    data = _copy(base, tmp_path)
+    with Serve(data, env={"DEARDIARY_HOT_POINTS_LIMIT": HOT_LIMIT}) as server:
+        lost = sorted((data / "projections" / "segments").glob("seg-*.parquet"))[0]
+        lost.unlink()
+        more = records([*iteration_events("proj", "exp", "it-9"), metric_batch("it-9", 0, 40)])
+        transport = HttpTransport(server.url)
+        try:
+            last = transport.send(more)
+        finally:
+            transport.close()
+        status = wait_until(
+            lambda: (r := httpx.get(f"{server.url}/readyz").json())["applied"]["0"] > last and r,
+            30,
+            "the projector applies what came after the damage",
+        )
+        assert not status["ready"] and lost.name in status["last_error"], status
+        answer = httpx.get(f"{server.url}/api/v1/sql", params={"q": "SELECT count(*) FROM metrics"})
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "UNAVAILABLE" and lost.name in error["message"], error
+        assert server.stop() == 0
+    with Serve(data) as server:
+        body = httpx.get(f"{server.url}/readyz").json()
+        assert lost.name in body["rebuild"]["cause"]
+        assert server.stop() == 0
+    fresh = tmp_path / "fresh"
+    log = SqliteEventLog(str(data / "log.db"))
+    try:
+        replay(log, fresh)
+    finally:
+        log.close()
+    assert folder_snapshot(data / "projections") == folder_snapshot(fresh / "projections")
+
+
+def test_readyz_says_rebuilding_while_healthz_answers(
+    base: tuple[Path, Path, Snapshot], tmp_path: Path
+) -> None:
+    """In this process, the projector held back: the server answers while its
+    projections are rebuilt, and says so."""
+    data = _copy(base, tmp_path)
+    _delete_segment(data / "projections")
+    server = EmbeddedServer(data)  # damage found, moved aside; nothing applied yet
+    try:
+        with start_in_thread(server.app()) as http:
+            assert httpx.get(f"{http.url}/healthz").status_code == 200
+            answer = httpx.get(f"{http.url}/readyz")
+            body = answer.json()
+            assert answer.status_code == 503 and body["state"] == "rebuilding", body
+            assert body["rebuild"]["applied_records"] == 0 and body["lag_events"] > 0
+            assert "metric segment" in body["rebuild"]["cause"]
+            server.start()  # the projector thread rebuilds
+            wait_until(lambda: httpx.get(f"{http.url}/readyz").status_code == 200, 60, "ready")
+            body = httpx.get(f"{http.url}/readyz").json()
+            assert body["state"] == "running" and body["rebuild"]["fraction"] == 1.0
+    finally:
+        server.close()
