@@ -140,6 +140,8 @@ def test_two_workers_share_partitions_and_serve_answers(kafka: tuple[str, Path, 
         assert rows["total"] == 6
         sql = httpx.get(f"{url}/api/v1/sql", params={"q": "SELECT count(*) AS n FROM metrics"})
         assert sql.json()["items"] == [{"n": 1200}]
+        ready = httpx.get(f"{url}/readyz")  # the log's end against the published offsets
+        assert ready.status_code == 200 and ready.json()["lag_events"] == 0, ready.text
         via_gateway = dd.connect(url, spool_dir=tmp / "spool-http")
         with via_gateway.start_iteration(project="k", experiment="http", capture_env=False) as it:
             it.log_metric("loss", 0.25)
