@@ -116,6 +116,11 @@ class ConnectionGuard:
     def attach(self, server: web.Server) -> Callable[[], asyncio.Protocol]:
         """Hook into `server` (before it has connections) and return the protocol factory
         to pass to `loop.create_server` instead of the server itself."""
+        if issubclass(web.RequestHandler, asyncio.BufferedProtocol):  # pragma: no cover
+            raise RuntimeError(
+                "aiohttp's RequestHandler became a BufferedProtocol: "
+                "_GuardedConnection must forward get_buffer/buffer_updated"
+            )
         make_request: RequestFactory = server.request_factory
         handle: RequestHandlerFn = server.request_handler
 

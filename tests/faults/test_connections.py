@@ -126,6 +126,12 @@ def response_or_close(sock: socket.socket, timeout: float = 10.0) -> bytes:
     return data
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time a process used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with deardiary_serve(tmp_path_factory.mktemp("connections") / "data") as served:
@@ -207,6 +213,27 @@ def test_a_client_that_stops_reading_its_response_is_cut(served: Served) -> None
     assert head.startswith(b"HTTP/1.1 200 ")
     length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
     assert len(start) < length
+
+
+def test_a_client_that_goes_away_cancels_its_statement(served: Served) -> None:
+    query = "SELECT count(*) FROM range(100000000) a, range(1000000) b WHERE a.range + b.range < 0"
+    body = f'{{"query": "{query}"}}'.encode()
+    pid = served.proc.pid
+    with connect(served.port) as client:
+        before = _cpu_seconds(pid)
+        client.sendall(
+            b"POST /api/v1/sql HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        wait_until(lambda: _cpu_seconds(pid) - before > 1.0, 30, "the statement runs")
+    # gone: the handler is cancelled and the statement interrupted -- the server goes idle
+
+    def idle() -> bool:
+        start = _cpu_seconds(pid)
+        time.sleep(0.5)  # the window CPU time is measured over
+        return _cpu_seconds(pid) - start < 0.15
+
+    wait_until(idle, 10, "the server idles again")
 
 
 # -- the connection cap -----------------------------------------------------------------
@@ -392,11 +419,6 @@ def _follow_in_background(url: str, iteration_id: str) -> threading.Event:
 
     threading.Thread(target=follow, daemon=True).start()
     return streaming
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _heavy_sql_in_background(served: Served) -> dict[str, httpx.Response]:
