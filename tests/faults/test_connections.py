@@ -148,8 +148,11 @@ def connect(port: int) -> socket.socket:
 
 
 def test_half_open_connections_are_closed_after_the_header_timeout(served: Served) -> None:
-    slow = [connect(served.port) for _ in range(24)]
-    opened = time.monotonic()
+    slow: list[socket.socket] = []
+    opened: list[float] = []
+    for _ in range(24):
+        slow.append(connect(served.port))
+        opened.append(time.monotonic())  # the server's clock for it starts after this
     try:
         for sock in slow:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
@@ -162,7 +165,7 @@ def test_half_open_connections_are_closed_after_the_header_timeout(served: Serve
                 assert client.get("/healthz").status_code == 200
                 for i, sock in enumerate(slow):
                     if i not in closed and closed_by_peer(sock):
-                        closed[i] = time.monotonic() - opened
+                        closed[i] = time.monotonic() - opened[i]
                     elif i not in closed and i % 2 == 0:
                         with contextlib.suppress(OSError):
                             sock.send(b"a")
