@@ -458,7 +458,7 @@ def test_sigterm_stops_a_server_with_a_long_request_in_flight(
         started = time.monotonic()
         served.proc.send_signal(signal.SIGTERM)
         assert served.proc.wait(timeout=20) == 0, served.log_text()[-3000:]
-        assert time.monotonic() - started < 6
+        assert time.monotonic() - started < 10  # grace 1 s, then seconds at most
         if in_flight == "heavy SQL statement":  # interrupted, and told so
             wait_until(lambda: "sql" in answer, 5, "the SQL client is answered")
             assert answer["sql"].status_code == 503
