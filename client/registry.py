@@ -102,6 +102,8 @@ class Registry:
 
         reader = self.client.reader
         if isinstance(reader, HttpReader):
+            # The server records the artifact at once: its iteration must be in the log first.
+            self.client.flush()
             with open(path, "rb") as fh:
                 params = {"experiment_id": experiment_id, "name": name, "description": description}
                 if iteration_id:

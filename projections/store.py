@@ -242,6 +242,12 @@ class DuckDBProjectionStore:
         return self._arrow_schemas[table]
 
     def _to_arrow(self, table: str, rows: list[Row]) -> pa.Table:
+        schema = self._arrow_schema(table)
+        columns = set(schema.names)
+        for row in rows:
+            if not columns.issuperset(row):  # a fold wrote a field the table cannot hold
+                extra = sorted(set(row) - columns)
+                raise ValueError(f"{table} has no column for {extra}: the change would be lost")
         json_cols = _JSON_INSERT_COLUMNS.get(table, ())
         if json_cols:
             rows = [
@@ -256,7 +262,7 @@ class DuckDBProjectionStore:
                 }
                 for row in rows
             ]
-        return pa.Table.from_pylist(rows, schema=self._arrow_schema(table))
+        return pa.Table.from_pylist(rows, schema=schema)
 
     def _insert(self, table: str, data: pa.Table, replace: bool) -> None:
         """Insert rows; with `replace`, rows with the same primary key are replaced whole.

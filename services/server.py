@@ -155,14 +155,14 @@ class EmbeddedServer:
         )
         self.identity.local_admin_token = self.local_token = new_local_token()
         self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
+        # A last compaction at close takes seconds with a full hot table; `deardiary serve`
+        # skips it to stop promptly (the projector compacts when it next idles past the limit).
+        self.compact_at_close = True
         # Ingest's own lookups (parents, params, permissions): never behind slow reads.
         self._ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
         self.parents = IngestParents(
             self.embedded.store.reader, self._caught_up, self._ingest_checks
         )
-        # A last compaction at close takes seconds with a full hot table; `deardiary serve`
-        # skips it to stop promptly (the projector compacts when it next idles past the limit).
-        self.compact_at_close = True
 
     def _follow(self) -> None:
         self.projector.run(self.stop_event, self.wake)
@@ -176,15 +176,12 @@ class EmbeddedServer:
         return positions
 
     def append_applied(self, envelopes: Sequence[Envelope]) -> None:
-        """Append, then wait until the projections show it (admin changes read back at once)."""
+        """Append, then block until the projections show it (set-up before serving)."""
         positions = self.append(envelopes)
         target: dict[int, int] = {}
         for pos in positions:
             target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
         self.projector.wait_for(target, self.ctx.max_wait_s)
-
-    def caught_up(self) -> None:
-        self.projector.wait_for(self.log.end_offsets(), self.ctx.max_wait_s)
 
     async def _caught_up(self) -> None:
         await self.ctx.wait({})
@@ -207,7 +204,9 @@ class EmbeddedServer:
                     [
                         gateway_part(self.log, on_appended=self._woken, checker=self.parents),
                         query_part(self.ctx),
-                        artifact_part(ArtifactRoutes(self.ctx, self.append, _anonymous)),
+                        artifact_part(
+                            ArtifactRoutes(self.ctx, self.append, _anonymous, checker=self.parents)
+                        ),
                         readiness_part(self.readiness),
                     ],
                     middlewares=[
@@ -225,7 +224,7 @@ class EmbeddedServer:
             [
                 gateway_part(self.log, on_appended=self._woken, checker=authorize, actor=_username),
                 query_part(self.ctx),
-                artifact_part(ArtifactRoutes(self.ctx, self.append, _username)),
+                artifact_part(ArtifactRoutes(self.ctx, self.append, _username, checker=authorize)),
                 AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
                 readiness_part(self.readiness),
             ],

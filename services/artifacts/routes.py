@@ -39,6 +39,7 @@ from deardiary.services.artifacts import (
     validate_name,
 )
 from deardiary.services.auth.identity import PRINCIPAL
+from deardiary.services.gateway import IngestChecker
 from deardiary.services.query import params as q
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.encoding import json_response
@@ -101,8 +102,10 @@ class ArtifactRoutes:
         max_bytes: int = MAX_ARTIFACT_BYTES,
         idle_timeout_s: float = BODY_IDLE_TIMEOUT_S,
         per_user: int = TRANSFERS_PER_USER,
+        checker: IngestChecker | None = None,
     ):
         self.ctx = ctx
+        self.checker = checker  # the gateway's checks: parents, permissions, the record
         self.append = append
         self.actor = actor
         self.max_bytes = max_bytes
@@ -161,8 +164,12 @@ class ArtifactRoutes:
             content_hash=blob.content_hash,
             media_type=declared,
         )
-        envelope = wrap(event, actor=self.actor(request))
-        (position,) = await loop.run_in_executor(None, self.append, [envelope])
+        envelopes: Sequence[Envelope] = [wrap(event, actor=self.actor(request))]
+        if self.checker is not None:
+            envelopes = await self.checker.check(request, envelopes)
+        (position,) = await loop.run_in_executor(None, self.append, envelopes)
+        if self.checker is not None:
+            self.checker.appended(envelopes)
         return json_response(
             {
                 "artifact_id": event.artifact_id,

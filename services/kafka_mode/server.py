@@ -71,7 +71,9 @@ class KafkaServer:
             [
                 gateway_part(self.log, checker=self.parents),
                 query_part(self.ctx),
-                artifact_part(ArtifactRoutes(self.ctx, self.append, lambda _r: "")),
+                artifact_part(
+                    ArtifactRoutes(self.ctx, self.append, lambda _r: "", checker=self.parents)
+                ),
                 readiness_part(self.readiness),
             ],
             middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
