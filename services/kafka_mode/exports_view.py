@@ -82,7 +82,7 @@ class ExportsView:
             return self.conn.cursor()
 
     def metric_parts(
-        self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None
+        self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None, columns: frozenset[str]
     ) -> MetricParts:
         """For the SQL sandbox: every metric point is in a published Parquet file."""
         with self._lock:

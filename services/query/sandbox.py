@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 from aiohttp import web
 
 from deardiary.projections.queries.sql import check_statement, mentioned_relations
@@ -34,16 +33,17 @@ from deardiary.schemas.errors import (
     DearDiaryError,
     InvalidArgument,
     PermissionDenied,
-    ResourceExhausted,
     Unavailable,
 )
-from deardiary.services.query.sql_relations import (
-    POINTS,
-    SCAN_ORDER,
-    MetricParts,
-    RelationSource,
+from deardiary.services.query.sql_limits import (
+    Statement,
+    busy_user,
+    out_of_memory,
+    timed_out,
+    too_many_rows,
 )
-from deardiary.services.settings import ServerSettings, env_name
+from deardiary.services.query.sql_relations import RelationSource, provide
+from deardiary.services.settings import ServerSettings
 
 Prepare = Callable[[duckdb.DuckDBPyConnection], None]
 
@@ -55,8 +55,6 @@ CONFIG: dict[str, str | bool] = {
     "allow_persistent_secrets": False,
     "temp_directory": "",  # nothing spills to disk: over the memory limit is an error
 }
-_POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINTS.names)
-_SCAN_COLUMNS = ", ".join(f'"{name}"' for name in SCAN_ORDER.names)
 
 
 @dataclass(frozen=True)
@@ -65,45 +63,6 @@ class SqlResult:
 
     table: pa.Table
     json_columns: frozenset[str]
-
-
-def _limit(setting: str, what: str) -> str:
-    return f"{what} (setting {setting}, {env_name(setting)})"
-
-
-class _Statement:
-    """One running statement: the cursors to interrupt, and why it was stopped."""
-
-    def __init__(self, user: str | None, deadline: float) -> None:
-        self.user = user
-        self.deadline = deadline
-        self.stopped: DearDiaryError | None = None
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._lock = threading.Lock()
-
-    def attach(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        with self._lock:
-            self._cursors.append(cursor)
-        self.check()
-
-    def detach(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        with self._lock:
-            self._cursors.remove(cursor)
-
-    def check(self) -> None:
-        if self.stopped is not None:
-            raise self.stopped
-
-    def halt(self, reason: DearDiaryError) -> None:
-        """Stop the statement (the first reason given sticks); safe from any thread, and
-        repeated by the watchdog until the statement's thread notices."""
-        with self._lock:
-            if self.stopped is None:
-                self.stopped = reason
-            cursors = list(self._cursors)
-        for cursor in cursors:
-            with contextlib.suppress(duckdb.Error):  # closed meanwhile
-                cursor.interrupt()
 
 
 class SqlSandbox:
@@ -135,7 +94,7 @@ class SqlSandbox:
         self.db.execute("SET lock_configuration = true")
         self._pool = ThreadPoolExecutor(self.settings.sql_threads, thread_name_prefix="dd-sql")
         self._lock = threading.Condition()
-        self._active: set[_Statement] = set()
+        self._active: set[Statement] = set()
         self._per_user: dict[str, int] = {}
         self._closed = False
         self._watchdog = threading.Thread(target=self._watch, name="dd-sql-watchdog", daemon=True)
@@ -191,26 +150,20 @@ class SqlSandbox:
         self.db.close()
 
     # -- admission and the watchdog ------------------------------------------------------
-    def _admit(self, user: str | None) -> _Statement:
-        limit = self.settings.sql_per_user
+    def _admit(self, user: str | None) -> Statement:
         with self._lock:
             if self._closed:
                 raise Unavailable("the server is shutting down", {"retryable": True})
             if user is not None:
-                if self._per_user.get(user, 0) >= limit:
-                    raise ResourceExhausted(
-                        f"{user} is already running {limit} SQL statement(s), "
-                        + _limit("sql_per_user", "the most one user may run at once")
-                        + "; retry when one has finished",
-                        {"retry_after_s": 1, "limit": limit, "setting": "sql_per_user"},
-                    )
+                if self._per_user.get(user, 0) >= self.settings.sql_per_user:
+                    raise busy_user(self.settings, user)
                 self._per_user[user] = self._per_user.get(user, 0) + 1
-            statement = _Statement(user, time.monotonic() + self.settings.sql_timeout_s)
+            statement = Statement(user, time.monotonic() + self.settings.sql_timeout_s)
             self._active.add(statement)
             self._lock.notify_all()
         return statement
 
-    def _finish(self, statement: _Statement) -> None:
+    def _finish(self, statement: Statement) -> None:
         with self._lock:
             if statement not in self._active:
                 return
@@ -222,14 +175,6 @@ class SqlSandbox:
                 else:
                     del self._per_user[statement.user]
 
-    def _timeout(self) -> ResourceExhausted:
-        limit = self.settings.sql_timeout_s
-        return ResourceExhausted(
-            f"SQL statement stopped after {limit:g} s, "
-            + _limit("sql_timeout_s", "the longest a statement may take"),
-            {"limit_s": limit, "setting": "sql_timeout_s"},
-        )
-
     def _watch(self) -> None:
         """Interrupt statements past their deadline; re-interrupt stopped ones until they
         end (an interrupt that lands between two queries of a statement is lost)."""
@@ -239,7 +184,7 @@ class SqlSandbox:
                 wait: float | None = None
                 for statement in list(self._active):
                     if statement.stopped is None and now >= statement.deadline:
-                        statement.halt(self._timeout())
+                        statement.halt(timed_out(self.settings))
                     if statement.stopped is not None:
                         statement.halt(statement.stopped)
                         left = 0.05
@@ -249,13 +194,13 @@ class SqlSandbox:
                 self._lock.wait(wait)
 
     # -- one statement ---------------------------------------------------------------------
-    def _execute(self, statement: _Statement, query: str, prepare: Prepare | None) -> SqlResult:
+    def _execute(self, statement: Statement, query: str, prepare: Prepare | None) -> SqlResult:
         if time.monotonic() >= statement.deadline:
-            raise self._timeout()
+            raise timed_out(self.settings)
         for attempt in range(2):
             try:
                 return self._attempt(statement, query, prepare)
-            except duckdb.Error as exc:
+            except (duckdb.Error, OSError) as exc:
                 if statement.stopped is not None:
                     raise statement.stopped from None
                 if _missing_file(exc) and attempt == 0:
@@ -263,7 +208,7 @@ class SqlSandbox:
                 raise self._failure(exc) from exc
         raise AssertionError("unreachable")
 
-    def _attempt(self, statement: _Statement, query: str, prepare: Prepare | None) -> SqlResult:
+    def _attempt(self, statement: Statement, query: str, prepare: Prepare | None) -> SqlResult:
         cursor = self.db.cursor()
         try:
             statement.attach(cursor)
@@ -271,7 +216,7 @@ class SqlSandbox:
                 check_statement(cursor, query)
                 names = mentioned_relations(cursor, query)
                 if names:
-                    self._provide(statement, cursor, names, prepare)
+                    self._provide(statement, cursor, names, query, prepare)
                 statement.check()
                 relation = cursor.sql(query)
                 json_columns = frozenset(
@@ -283,24 +228,19 @@ class SqlSandbox:
         finally:
             cursor.close()
         if table.num_rows > self.settings.sql_max_rows:
-            limit = self.settings.sql_max_rows
-            raise ResourceExhausted(
-                f"the result has more than {limit} rows, "
-                + _limit("sql_max_rows", "the most a SQL result may hold")
-                + "; aggregate, or add a LIMIT",
-                {"limit": limit, "setting": "sql_max_rows"},
-            )
+            raise too_many_rows(self.settings)
         return SqlResult(table, json_columns)
 
     def _provide(
         self,
-        statement: _Statement,
+        statement: Statement,
         cursor: duckdb.DuckDBPyConnection,
         names: set[str],
+        query: str,
         prepare: Prepare | None,
     ) -> None:
         """Register each named relation on `cursor`, read from one snapshot of the
-        caller's scoped reader."""
+        caller's scoped reader (`prepare` scopes it; None: an unscoped caller)."""
         source = self.source.reader()
         try:
             statement.attach(source)
@@ -309,16 +249,7 @@ class SqlSandbox:
                     prepare(source)
                 source.execute("BEGIN TRANSACTION")
                 try:
-                    for name in sorted(names - {"metrics"}):
-                        cursor.register(name, _arrow(source, name))
-                    if "metrics" in names:
-                        readable = None
-                        if prepare is not None:
-                            readable = source.sql(
-                                "SELECT iteration_id FROM iterations"
-                            ).to_arrow_table()
-                        parts = self.source.metric_parts(source, readable)
-                        _provide_metrics(cursor, parts, readable)
+                    provide(cursor, source, self.source, names, query, prepare is not None)
                 finally:
                     _end_transaction(source)
             finally:
@@ -326,14 +257,9 @@ class SqlSandbox:
         finally:
             source.close()
 
-    def _failure(self, exc: duckdb.Error) -> DearDiaryError:
+    def _failure(self, exc: duckdb.Error | OSError) -> DearDiaryError:
         if isinstance(exc, duckdb.OutOfMemoryException):
-            limit = self.settings.sql_memory_limit
-            return ResourceExhausted(
-                f"SQL statement ran out of memory: {limit} is "
-                + _limit("sql_memory_limit", "the memory all running statements share"),
-                {"limit": limit, "setting": "sql_memory_limit"},
-            )
+            return out_of_memory(self.settings)
         if isinstance(exc, duckdb.PermissionException):
             return PermissionDenied(f"SQL may not do this here: {exc}")
         if _missing_file(exc):
@@ -346,45 +272,9 @@ def _end_transaction(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("ROLLBACK")  # nothing was written
 
 
-def _missing_file(exc: duckdb.Error) -> bool:
+def _missing_file(exc: duckdb.Error | OSError) -> bool:
     text = str(exc)
-    return "No such file" in text or "FileNotFound" in text
-
-
-def _arrow(conn: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
-    """A relation as Arrow, its JSON columns typed as Arrow JSON so the sandbox sees JSON."""
-    relation = conn.sql(f"SELECT * FROM {name}")
-    types = relation.types
-    table = relation.to_arrow_table()
-    for i, kind in enumerate(types):
-        if kind == "JSON":
-            column = table.column(i)
-            chunks = [pa.ExtensionArray.from_storage(pa.json_(), c) for c in column.chunks]
-            field = pa.field(table.schema.field(i).name, pa.json_())
-            table = table.set_column(i, field, pa.chunked_array(chunks, pa.json_()))
-    return table
-
-
-def _provide_metrics(
-    cursor: duckdb.DuckDBPyConnection, parts: MetricParts, readable: pa.Table | None
-) -> None:
-    """`metrics` as a view: the Parquet files scanned in place (only the readable
-    iterations' points), then the hot points."""
-    files: ds.Dataset | pa.Table = SCAN_ORDER.empty_table()
-    if parts.files:
-        files = ds.dataset(parts.files, schema=SCAN_ORDER, format="parquet")
-        if readable is not None:
-            wanted = readable.column("iteration_id").combine_chunks()
-            files = files.filter(ds.field("iteration_id").isin(wanted))
-    cursor.register("_metrics_files", files)
-    sources = [f"SELECT {_SCAN_COLUMNS} FROM _metrics_files"]
-    if parts.hot is not None:
-        cursor.register("_metrics_hot", parts.hot)
-        sources.append(f"SELECT {_SCAN_COLUMNS} FROM _metrics_hot")
-    # The union in scan order (count(*) reads a union's first column), then the columns
-    # in the order users know.
-    union = " UNION ALL ".join(sources)
-    cursor.execute(f"CREATE TEMP VIEW metrics AS SELECT {_POINT_COLUMNS} FROM ({union})")
+    return isinstance(exc, OSError) or "No such file" in text or "FileNotFound" in text
 
 
 SANDBOX = web.AppKey("deardiary_sql_sandbox", SqlSandbox)

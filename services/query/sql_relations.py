@@ -3,21 +3,26 @@
 A `RelationSource` hands out reader cursors of the projections (the projection store's in
 embedded mode, the exports view's in Kafka mode) and says where the metric points are.
 Entity relations are read generically (``SELECT * FROM <name>`` on the caller's scoped
-cursor); metric points are too many to copy, so the source names their Parquet files
-(scanned in place) and hands over the few not yet compacted.
+cursor). Metric points are too many to copy whole: their Parquet files are scanned in
+place, and of the points not compacted yet only the columns the statement reads are
+copied (DuckDB's own plan says which).
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from deardiary.projections.folds.metrics import POINT_SCHEMA
-from deardiary.projections.store import DuckDBProjectionStore
+from deardiary.projections.store import HOT_VALUE_COLUMNS, DuckDBProjectionStore
 
 # The `metrics` relation's columns, as the segment files store them (plain strings)...
 POINTS = pa.schema(
@@ -29,7 +34,11 @@ POINTS = pa.schema(
 # ... and in the order they are scanned in: DuckDB counts rows (`count(*)`) by reading the
 # first column, and a small integer is ten times cheaper to read than a string.
 SCAN_ORDER = pa.schema([POINTS.field("seq")] + [f for f in POINTS if f.name != "seq"])
-_NAMES = ("iteration_id", "key", "group")
+ALL_COLUMNS = frozenset(POINTS.names)
+_NAMES = frozenset({"iteration_id", "key", "group"})  # a hot point has them by series
+_POINT_LIST = ", ".join(f'"{name}"' for name in POINTS.names)
+_SCAN_LIST = ", ".join(f'"{name}"' for name in SCAN_ORDER.names)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -48,11 +57,101 @@ class RelationSource(Protocol):
         ...
 
     def metric_parts(
-        self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None
+        self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None, columns: frozenset[str]
     ) -> MetricParts:
-        """The metric points as of `conn`'s transaction; `readable` (a table of
-        iteration_id) restricts the hot points, None means all of them."""
+        """The metric points as of `conn`'s transaction. `readable` (a table of
+        iteration_id) restricts the hot points, None means all of them; hot columns not in
+        `columns` may be left null (the statement does not read them)."""
         ...
+
+
+def provide(
+    cursor: duckdb.DuckDBPyConnection,
+    conn: duckdb.DuckDBPyConnection,
+    source: RelationSource,
+    names: set[str],
+    query: str,
+    scoped: bool,
+) -> None:
+    """Register on the sandbox `cursor` each relation of `names`, read from `conn` (the
+    caller's reader, scoped when `scoped`, in one transaction)."""
+    for name in sorted(names - {"metrics"}):
+        cursor.register(name, relation(conn, name))
+    if "metrics" not in names:
+        return
+    columns = read_columns(cursor, query)
+    readable = None
+    if scoped:
+        readable = conn.sql("SELECT iteration_id FROM iterations").to_arrow_table()
+    parts = source.metric_parts(conn, readable, columns)
+    files: ds.Dataset | pa.Table = SCAN_ORDER.empty_table()
+    if parts.files:
+        files = ds.dataset(parts.files, schema=SCAN_ORDER, format="parquet")
+        if readable is not None:
+            wanted = readable.column("iteration_id").combine_chunks()
+            files = files.filter(ds.field("iteration_id").isin(wanted))
+    _define_metrics(cursor, files, parts.hot)
+
+
+def relation(conn: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
+    """A relation as Arrow, its JSON columns typed as Arrow JSON so the sandbox sees JSON."""
+    rel = conn.sql(f"SELECT * FROM {name}")
+    types = rel.types
+    table = rel.to_arrow_table()
+    for i, kind in enumerate(types):
+        if kind == "JSON":
+            column = table.column(i)
+            chunks = [pa.ExtensionArray.from_storage(pa.json_(), c) for c in column.chunks]
+            field = pa.field(table.schema.field(i).name, pa.json_())
+            table = table.set_column(i, field, pa.chunked_array(chunks, pa.json_()))
+    return table
+
+
+def _define_metrics(
+    cursor: duckdb.DuckDBPyConnection, files: ds.Dataset | pa.Table, hot: pa.Table | None
+) -> None:
+    """`metrics`: the union of the parts in scan order (count(*) reads a union's first
+    column), then the columns in the order users know."""
+    cursor.register("_metrics_files", files)
+    parts = [f"SELECT {_SCAN_LIST} FROM _metrics_files"]
+    if hot is not None:
+        cursor.register("_metrics_hot", hot)
+        parts.append(f"SELECT {_SCAN_LIST} FROM _metrics_hot")
+    union = " UNION ALL ".join(parts)
+    cursor.execute(f"CREATE OR REPLACE TEMP VIEW metrics AS SELECT {_POINT_LIST} FROM ({union})")
+
+
+def _nodes(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+def read_columns(cursor: duckdb.DuckDBPyConnection, query: str) -> frozenset[str]:
+    """The `metrics` columns the statement reads, from DuckDB's plan over empty parts (its
+    projection pushdown: which columns each Arrow scan asks for). Anything unclear is
+    all of them: reading too much is slow, never wrong."""
+    empty = SCAN_ORDER.empty_table()
+    _define_metrics(cursor, empty, empty)
+    try:
+        plan = cursor.execute(f"EXPLAIN (FORMAT json) {query}").fetchall()[0][1]
+        tree = json.loads(plan)
+    except (duckdb.Error, ValueError, IndexError):
+        return ALL_COLUMNS
+    found: set[str] = set()
+    for node in _nodes(tree):
+        info = node.get("extra_info")
+        if not isinstance(info, dict) or info.get("Function") != "PYTHON_ARROW_SCAN":
+            continue
+        if "Projections" not in info:
+            return ALL_COLUMNS
+        for key in ("Projections", "Filters"):
+            found.update(_WORD.findall(json.dumps(info.get(key, ""))))
+    return frozenset(found & ALL_COLUMNS) or ALL_COLUMNS
 
 
 class StoreRelations:
@@ -65,13 +164,15 @@ class StoreRelations:
         return self.store.reader()
 
     def metric_parts(
-        self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None
+        self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None, columns: frozenset[str]
     ) -> MetricParts:
         rows = conn.execute("SELECT path FROM metric_segments ORDER BY created_seq").fetchall()
         files = [str(self.store.segments_dir / p) for (p,) in rows]
+        values = [c for c in HOT_VALUE_COLUMNS if c in columns] or ["seq"]
+        wanted = ", ".join(f'p."{c}"' for c in ["series", *values])
         if readable is None:
             series = conn.sql("SELECT * FROM metric_series_hot").to_arrow_table()
-            points = conn.sql("SELECT * FROM metric_points_hot_data").to_arrow_table()
+            points = conn.sql(f"SELECT {wanted} FROM metric_points_hot_data p").to_arrow_table()
             return MetricParts(files, hot_points(series, points))
         conn.register("_readable", readable)
         try:
@@ -83,7 +184,7 @@ class StoreRelations:
         conn.register("_series", series)
         try:
             points = conn.sql(
-                "SELECT p.* FROM metric_points_hot_data p SEMI JOIN _series USING (series)"
+                f"SELECT {wanted} FROM metric_points_hot_data p SEMI JOIN _series USING (series)"
             ).to_arrow_table()
         finally:
             conn.unregister("_series")
@@ -91,10 +192,11 @@ class StoreRelations:
 
 
 def hot_points(series: pa.Table, points: pa.Table) -> pa.Table:
-    """The numbered hot layout (`metric_series_hot`, `metric_points_hot_data`) as points
-    with their names: each point's series number indexes a dictionary of the names, so
-    no string is copied (a join would cost a million-row hash join per statement).
-    Every point's series must be in `series`."""
+    """The numbered hot layout (`metric_series_hot`, `metric_points_hot_data` with some of
+    its columns) as points with their names: each point's series number indexes a
+    dictionary of the names, so no string is copied (a join would cost a million-row hash
+    join per statement). Columns `points` lacks are null. Every point's series must be in
+    `series`."""
     numbers = series.column("series").to_numpy()
     position = np.full(int(numbers.max()) + 1 if len(numbers) else 0, -1, np.int32)
     position[numbers] = np.arange(len(numbers), dtype=np.int32)
@@ -103,5 +205,8 @@ def hot_points(series: pa.Table, points: pa.Table) -> pa.Table:
         name: pa.DictionaryArray.from_arrays(indices, series.column(name).combine_chunks())
         for name in _NAMES
     }
-    columns.update({f.name: points.column(f.name) for f in SCAN_ORDER if f.name not in _NAMES})
+    for f in SCAN_ORDER:
+        if f.name not in _NAMES:
+            present = f.name in points.column_names
+            columns[f.name] = points.column(f.name) if present else pa.nulls(len(points), f.type)
     return pa.table({f.name: columns[f.name] for f in SCAN_ORDER})

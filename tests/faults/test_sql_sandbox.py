@@ -340,6 +340,37 @@ def test_metric_count_covers_segments_and_hot_points_of_readable_projects(
     assert by_key == [{"key": "acc", "n": 8}, {"key": "loss", "n": 2}]
 
 
+def test_metrics_read_as_the_store_has_them(battery: Battery, tmp_path: Path) -> None:
+    """Hot points are copied with only the columns a statement reads: whatever the shape
+    of the statement, the answer is the projection store's own."""
+    w = battery.world
+    c = dd.connect(w.url, username="root", password=ADMIN_PW, spool_dir=tmp_path / "spool")
+    reader = w.server.embedded.store.reader()
+    try:
+        for query in (
+            "SELECT * FROM metrics ORDER BY iteration_id, key, step",
+            "SELECT m FROM metrics m ORDER BY m.iteration_id, m.key, m.step",
+            "SELECT to_json(m) AS j FROM metrics m ORDER BY j",
+            "SELECT * EXCLUDE (recorded_at) FROM metrics ORDER BY iteration_id, key, step",
+            "SELECT COLUMNS('.*_(time|at)') FROM metrics ORDER BY ALL",
+            "SELECT key, count(*) AS n, min(recorded_at) AS r, max(client_time) AS c,"
+            ' sum("offset") AS o, max(seq) AS s, max("partition") AS p, any_value("group") AS g'
+            " FROM metrics GROUP BY key ORDER BY key",
+            "SELECT iteration_id, step FROM metrics NATURAL JOIN (SELECT 'acc' AS key) k"
+            " ORDER BY ALL",
+            "WITH x AS (SELECT * FROM metrics) SELECT max(value) AS v, count(*) AS n FROM x",
+            "SELECT (SELECT max(step) FROM metrics) AS s, (SELECT count(*) FROM metrics) AS n",
+            "SELECT * FROM metrics UNION ALL BY NAME SELECT * FROM metrics ORDER BY ALL",
+            "SELECT count(*) AS n FROM metrics WHERE seq >= 0 AND step < 3 AND value > -1",
+        ):
+            got = c.sql(query).to_pylist()
+            want = reader.sql(query).to_arrow_table().to_pylist()
+            assert got == want, query
+    finally:
+        reader.close()
+        c.close()
+
+
 def test_json_columns_are_decoded_by_type_not_by_name(battery: Battery) -> None:
     w = battery.world
     assert _sql(w.url, w.rita, "SELECT 'x' AS tags").json()["items"] == [{"tags": "x"}]
