@@ -54,7 +54,6 @@ class ProjectorStatus:
     applied: dict[int, int]  # next offset per partition
     end: dict[int, int]  # the log's end per partition
     lag_events: int
-    lag_seconds: float
     last_error: str
     retries: int
 
@@ -83,7 +82,6 @@ class Projector:
         self._state = "running"
         self._last_error = ""
         self._retries = 0
-        self._behind_since: float | None = None
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -182,17 +180,9 @@ class Projector:
         try:
             end = self.log.end_offsets()
         except Exception as exc:  # the log itself is unreachable: report, do not raise
-            return ProjectorStatus(self._state, applied, {}, 0, 0.0, f"log: {exc}", self._retries)
+            return ProjectorStatus(self._state, applied, {}, 0, f"log: {exc}", self._retries)
         lag = sum(max(0, o - applied.get(p, 0)) for p, o in end.items())
-        now = time.monotonic()
-        if lag == 0:
-            self._behind_since = None
-        elif self._behind_since is None:
-            self._behind_since = now
-        behind = 0.0 if self._behind_since is None else now - self._behind_since
-        return ProjectorStatus(
-            self._state, applied, end, lag, round(behind, 3), self._last_error, self._retries
-        )
+        return ProjectorStatus(self._state, applied, end, lag, self._last_error, self._retries)
 
     def run(self, stop: threading.Event, wake: threading.Event, poll: float = 0.25) -> None:
         """Follow the log until `stop` is set; `wake` (set by appenders) skips the poll wait.

@@ -118,7 +118,7 @@ def metric_batches(draw: st.DrawFn) -> MetricsLogged:
     )
 
 
-EVENTS: st.SearchStrategy[Event] = _of(mi.type_info(Event))  # type: ignore[arg-type]
+EVENTS: st.SearchStrategy[Event] = _of(mi.type_info(Event))
 _ENVELOPE = mi.type_info(Envelope)
 assert isinstance(_ENVELOPE, mi.StructType)
 
