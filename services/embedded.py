@@ -21,7 +21,7 @@ from deardiary.projections.store import DuckDBProjectionStore
 from deardiary.schemas.errors import Unavailable
 from deardiary.services.log.sqlite import SqliteEventLog
 from deardiary.services.projector import Projector
-from deardiary.services.query.sandbox import SqlSandbox
+from deardiary.services.query.sandbox import OWNER, SqlSandbox
 from deardiary.services.query.sql_relations import StoreRelations
 from deardiary.services.rebuild import open_or_rebuild
 
@@ -98,7 +98,7 @@ class EmbeddedStore:
     def sandbox(self) -> SqlSandbox:
         """Where user SQL over this folder runs (services/query/sandbox.py), unscoped."""
         if self._sandbox is None:
-            self._sandbox = SqlSandbox(StoreRelations(self.store))
+            self._sandbox = SqlSandbox(StoreRelations(self.store), OWNER)
         return self._sandbox
 
     def close(self) -> None:

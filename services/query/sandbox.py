@@ -57,6 +57,12 @@ CONFIG: dict[str, str | bool] = {
 }
 
 
+OWNER = ServerSettings(sql_timeout_s=86_400.0, sql_max_rows=2**62, sql_memory_limit="80%")
+"""Limits for a data folder's owner reading it in-process (`deardiary sql --data` with no
+server, the SDK's local reads): nobody else to protect, so only DuckDB's own memory
+default; the sandbox itself (no files, no internal tables, no settings) is the same."""
+
+
 @dataclass(frozen=True)
 class SqlResult:
     """A statement's rows, and which of its columns hold JSON (by DuckDB type, not name)."""
@@ -191,7 +197,7 @@ class SqlSandbox:
                     else:
                         left = statement.deadline - now
                     wait = left if wait is None else min(wait, left)
-                self._lock.wait(wait)
+                self._lock.wait(None if wait is None else min(wait, 3600.0))
 
     # -- one statement ---------------------------------------------------------------------
     def _execute(self, statement: Statement, query: str, prepare: Prepare | None) -> SqlResult:
@@ -282,12 +288,7 @@ SANDBOX = web.AppKey("deardiary_sql_sandbox", SqlSandbox)
 
 
 def install(app: web.Application, sandbox: SqlSandbox) -> web.Application:
-    """Give `app`'s SQL route this sandbox; its statements are interrupted when the
-    server begins shutting down (SIGTERM), so in-flight requests end at once."""
-
-    async def interrupt(_app: web.Application) -> None:
-        sandbox.interrupt_all()
-
+    """Give `app`'s SQL route this sandbox. (At SIGTERM the runner calls
+    `sandbox.interrupt_all()` once in-flight requests had their grace period.)"""
     app[SANDBOX] = sandbox
-    app.on_shutdown.append(interrupt)
     return app
