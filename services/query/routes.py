@@ -34,7 +34,7 @@ from deardiary.services.http import query_params as qp
 from deardiary.services.query import params as q
 from deardiary.services.query.context import QueryContext, caller_of
 from deardiary.services.query.encoding import json_response, rows, table_response
-from deardiary.services.query.sandbox import SANDBOX
+from deardiary.services.query.sandbox import SANDBOX, responder
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -329,5 +329,4 @@ class QueryRoutes:
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument('SQL is required: POST {"query": "SELECT ..."} or GET ?q=')
         await self.ctx.wait(q.min_offsets(request))
-        result = await request.config_dict[SANDBOX].run_async(query)
-        return table_response(request, result.table, json_columns=result.json_columns)
+        return await request.config_dict[SANDBOX].run_async(query, responder(request))

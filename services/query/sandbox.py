@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -35,6 +36,7 @@ from deardiary.schemas.errors import (
     PermissionDenied,
     Unavailable,
 )
+from deardiary.services.query.encoding import table_response
 from deardiary.services.query.sql_limits import (
     Statement,
     busy_user,
@@ -46,6 +48,7 @@ from deardiary.services.query.sql_relations import RelationSource, provide
 from deardiary.services.settings import ServerSettings
 
 Prepare = Callable[[duckdb.DuckDBPyConnection], None]
+T = TypeVar("T")
 
 CONFIG: dict[str, str | bool] = {
     "enable_external_access": False,  # no files, ATTACH, COPY, INSTALL/LOAD, HTTP
@@ -115,14 +118,20 @@ class SqlSandbox:
         finally:
             self._finish(statement)
 
-    async def run_async(self, query: str) -> SqlResult:
-        """Run a statement for the current caller on the sandbox's own threads; when the
-        awaiting task is cancelled (the client went away), the statement is interrupted."""
+    async def run_async(self, query: str, finish: Callable[[SqlResult], T]) -> T:
+        """Run a statement for the current caller on the sandbox's own threads, and
+        `finish(result)` there too (encoding a large result is no work for the event
+        loop); when the awaiting task is cancelled (the client went away), the statement
+        is interrupted."""
         user = self.caller() if self.caller is not None else None
         prepare = self.scoper() if self.scoper is not None else None
         statement = self._admit(user)
+
+        def work() -> T:
+            return finish(self._execute(statement, query, prepare))
+
         try:
-            future = self._pool.submit(self._execute, statement, query, prepare)
+            future = self._pool.submit(work)
         except RuntimeError:  # the pool is shut down
             self._finish(statement)
             raise Unavailable("the server is shutting down", {"retryable": True}) from None
@@ -285,6 +294,22 @@ def _missing_file(exc: duckdb.Error | OSError) -> bool:
 
 SANDBOX = web.AppKey("deardiary_sql_sandbox", SqlSandbox)
 """Where the server's SQL route finds its sandbox (set by the server's wiring)."""
+
+
+def responder(request: web.Request) -> Callable[[SqlResult], web.Response]:
+    """The HTTP answer of a result (JSON, Arrow or MessagePack, as asked), made on the
+    statement's thread; a value JSON cannot carry is the caller's 400, not our 500."""
+
+    def respond(result: SqlResult) -> web.Response:
+        try:
+            return table_response(request, result.table, json_columns=result.json_columns)
+        except (OverflowError, ValueError, pa.ArrowException) as exc:
+            raise InvalidArgument(
+                f"a value of the result cannot be sent as JSON ({exc}): cast it (e.g. to"
+                " VARCHAR) or ask for ?format=arrow"
+            ) from exc
+
+    return respond
 
 
 def install(app: web.Application, sandbox: SqlSandbox) -> web.Application:

@@ -388,6 +388,16 @@ def test_json_columns_are_decoded_by_type_not_by_name(battery: Battery) -> None:
     row = rows[0]
     assert isinstance(row["tags"], dict) and row["tags"] == row["t2"]
     assert isinstance(row["raw"], str) and row["s"] == row["tags"]["secret"]
+    # a value JSON cannot carry is the caller's 400 (Arrow carries it)
+    infinite = "SELECT 'infinity'::TIMESTAMP AS t"
+    r = _sql(w.url, w.rita, infinite)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_ARGUMENT", r.text
+    arrow = httpx.get(
+        f"{w.url}/api/v1/sql", params={"q": infinite, "format": "arrow"}, headers=w.rita
+    )
+    assert arrow.status_code == 200 and arrow.headers["Content-Type"].startswith(
+        "application/vnd.apache.arrow.stream"
+    )
 
 
 def test_the_sdk_as_a_restricted_user(battery: Battery, tmp_path: Path) -> None:
