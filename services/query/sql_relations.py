@@ -168,8 +168,9 @@ class StoreRelations:
     ) -> MetricParts:
         rows = conn.execute("SELECT path FROM metric_segments ORDER BY created_seq").fetchall()
         files = [str(self.store.segments_dir / p) for (p,) in rows]
+        names = bool(columns & _NAMES)
         values = [c for c in HOT_VALUE_COLUMNS if c in columns] or ["seq"]
-        wanted = ", ".join(f'p."{c}"' for c in ["series", *values])
+        wanted = ", ".join(f'p."{c}"' for c in (["series"] if names else []) + values)
         if readable is None:
             series = conn.sql("SELECT * FROM metric_series_hot").to_arrow_table()
             points = conn.sql(f"SELECT {wanted} FROM metric_points_hot_data p").to_arrow_table()
@@ -195,18 +196,19 @@ def hot_points(series: pa.Table, points: pa.Table) -> pa.Table:
     """The numbered hot layout (`metric_series_hot`, `metric_points_hot_data` with some of
     its columns) as points with their names: each point's series number indexes a
     dictionary of the names, so no string is copied (a join would cost a million-row hash
-    join per statement). Columns `points` lacks are null. Every point's series must be in
-    `series`."""
-    numbers = series.column("series").to_numpy()
-    position = np.full(int(numbers.max()) + 1 if len(numbers) else 0, -1, np.int32)
-    position[numbers] = np.arange(len(numbers), dtype=np.int32)
-    indices = pa.array(position[points.column("series").to_numpy()], pa.int32())
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {
-        name: pa.DictionaryArray.from_arrays(indices, series.column(name).combine_chunks())
-        for name in _NAMES
-    }
+    join per statement). Columns `points` lacks are null (names too, without its
+    `series`). Every point's series must be in `series`."""
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    if "series" in points.column_names:
+        numbers = series.column("series").to_numpy()
+        position = np.full(int(numbers.max()) + 1 if len(numbers) else 0, -1, np.int32)
+        position[numbers] = np.arange(len(numbers), dtype=np.int32)
+        indices = pa.array(position[points.column("series").to_numpy()], pa.int32())
+        for name in _NAMES:
+            names = series.column(name).combine_chunks()
+            columns[name] = pa.DictionaryArray.from_arrays(indices, names)
     for f in SCAN_ORDER:
-        if f.name not in _NAMES:
+        if f.name not in columns:
             present = f.name in points.column_names
             columns[f.name] = points.column(f.name) if present else pa.nulls(len(points), f.type)
     return pa.table({f.name: columns[f.name] for f in SCAN_ORDER})
