@@ -36,7 +36,8 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return json_float(value)
     if isinstance(value, datetime):
-        return value.isoformat() + "Z"
+        # naive values are UTC (the tables' time type); aware ones carry their offset
+        return value.isoformat() + ("Z" if value.tzinfo is None else "")
     if isinstance(value, bytes):
         return value.hex()
     return value
