@@ -175,6 +175,11 @@ class ProjectorProgress:
     def applied(self) -> Offsets:
         return self._applied()
 
+    def waiting(self) -> int:
+        """Reads waiting for their writes right now (none of them holds a thread)."""
+        with self._lock:
+            return len(self._waiters)
+
     def on_applied(self, offsets: Offsets) -> None:
         """The projector's listener."""
         with self._lock:
