@@ -75,15 +75,6 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout_s: Annotated[
         float, Meta(gt=0, description="on SIGTERM, in-flight requests get this long to finish")
     ] = 5.0
-
-    # -- projections -------------------------------------------------------------------
-    hot_points_limit: Annotated[
-        int, Meta(ge=1, description="metric points kept in DuckDB before compaction to Parquet")
-    ] = 2_000_000
-    ready_max_lag_s: Annotated[
-        float,
-        Meta(gt=0, description="/readyz answers 503 when the projections are further behind"),
-    ] = 10.0
     allowed_hosts: Annotated[
         str,
         Meta(
@@ -99,6 +90,15 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_repeat_interval_s: Annotated[
         float, Meta(gt=0, description="the interval of log_repeat_limit")
     ] = 60.0
+
+    # -- projections -------------------------------------------------------------------
+    hot_points_limit: Annotated[
+        int, Meta(ge=1, description="metric points kept in DuckDB before compaction to Parquet")
+    ] = 2_000_000
+    ready_max_lag_s: Annotated[
+        float,
+        Meta(gt=0, description="/readyz answers 503 when the projections are further behind"),
+    ] = 10.0
 
 
 def env_name(field: str) -> str:

@@ -266,9 +266,7 @@ async def echo_id(request: web.Request) -> web.Response:
 def test_parts_share_a_path_with_different_methods() -> None:
     reads = part_from_routes(
         "reads",
-        [
-            SummaryRoute("GET", "/items/{item_id:[a-z0-9]+}", echo_id, "Get", XQuery)
-        ],
+        [SummaryRoute("GET", "/items/{item_id:[a-z0-9]+}", echo_id, "Get", XQuery)],
     )
     writes = part_from_routes(
         "writes",
@@ -340,9 +338,7 @@ def test_a_failed_start_is_raised_by_start_in_thread() -> None:
 def test_the_query_services_route_type_mounts_unchanged() -> None:
     from deardiary.services.query.routes import Route
 
-    part = part_from_routes(
-        "query", [Route("GET", "/q/{item_id}", echo_id, "Q", KQuery)]
-    )
+    part = part_from_routes("query", [Route("GET", "/q/{item_id}", echo_id, "Q", KQuery)])
     doc = msgspec.json.decode(build_app([part])[OPENAPI_DOCUMENT])
     assert [p["name"] for p in doc["paths"]["/q/{item_id}"]["get"]["parameters"]] == [
         "item_id",
