@@ -22,7 +22,7 @@ import duckdb
 
 from deardiary.projections.fold import Record, fold, lookups_for
 from deardiary.projections.store import DuckDBProjectionStore
-from deardiary.schemas.codec import ParkedRecord, decode_record
+from deardiary.schemas.codec import ParkedRecord, decode_record, encode
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import Unavailable
 from deardiary.schemas.events import event_tag
@@ -44,6 +44,39 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     duckdb.TransactionException,
     duckdb.InterruptException,
 )
+
+
+def apply_or_park(store: DuckDBProjectionStore, batch: Sequence[Record]) -> None:
+    """Apply a batch in one transaction. A batch the store refuses is applied again record
+    by record, and the one record it cannot take is parked with the error, so the rest go
+    in. Raises only errors of the machinery (TRANSIENT_ERRORS), after which nothing of the
+    failing part was applied."""
+    try:
+        store.apply(fold(store.load_prior(lookups_for(batch)), batch))
+        return
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        if len(batch) == 1:
+            _park(store, batch[0], exc)
+            return
+        _log.warning("%d records failed together (%s); one by one now", len(batch), exc)
+    for record in batch:
+        apply_or_park(store, [record])
+
+
+def _park(store: DuckDBProjectionStore, record: Record, exc: Exception) -> None:
+    """The store refused this one record: keep it in parked_events with the error."""
+    pos, body = record
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    if isinstance(body, ParkedRecord):  # even the parked row was refused: the machinery
+        raise Unavailable(f"the store cannot park record {pos.partition}:{pos.offset}: {error}")
+    _log.error("parked record %s at %d:%d: %s", body.event_id, pos.partition, pos.offset, error)
+    parked = ParkedRecord(
+        event_id=body.event_id, event_type=event_tag(body.body), error=error, payload=encode(body)
+    )
+    batch: list[Record] = [(pos, parked)]
+    store.apply(fold(store.load_prior(lookups_for(batch)), batch))
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,9 @@ class Projector:
             if not raw:
                 return 0
             self._apply(raw)
+            if self._state == "retrying":
+                _log.warning("projector: running again after %d retries", self._retries)
+            self._state = "running"
             applied = self.store.next_offsets()
             self._applied.notify_all()
         for listener in self._listeners:
@@ -119,36 +155,7 @@ class Projector:
         return kept
 
     def _apply(self, raw: Sequence[tuple[LogPosition, bytes]]) -> None:
-        batch: list[Record] = [(pos, decode_record(payload)) for pos, payload in raw]
-        try:
-            self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
-            return
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception as exc:
-            if len(raw) > 1:
-                _log.warning("%d records failed together (%s); one by one now", len(raw), exc)
-            else:
-                self._park(raw[0], exc)
-                return
-        for record in raw:
-            self._apply([record])
-
-    def _park(self, record: tuple[LogPosition, bytes], exc: Exception) -> None:
-        """The store refused this one record: keep it in parked_events with the error."""
-        pos, payload = record
-        decoded = decode_record(payload)
-        if isinstance(decoded, ParkedRecord):
-            event_id, event_type = decoded.event_id, decoded.event_type
-        else:
-            event_id, event_type = decoded.event_id, event_tag(decoded.body)
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        _log.error("parked record %s at %d:%d: %s", event_id, pos.partition, pos.offset, error)
-        parked = ParkedRecord(
-            event_id=event_id, event_type=event_type, error=error, payload=payload
-        )
-        batch: list[Record] = [(pos, parked)]
-        self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
+        apply_or_park(self.store, [(pos, decode_record(payload)) for pos, payload in raw])
 
     def catch_up(self, retries: int = 5) -> None:
         """Apply everything appended before this call (transient errors retried a few times,
@@ -202,9 +209,7 @@ class Projector:
                 _log.warning("projector: %s; retrying in %.1f s", self._last_error, backoff)
                 stop.wait(backoff)
                 continue
-            if self._state != "running":
-                _log.warning("projector: running again after %d retries", self._retries)
-            self._state, backoff = "running", 0.0
+            backoff = 0.0
             if not consumed:
                 wake.wait(poll)
                 wake.clear()

@@ -15,8 +15,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from deardiary.projections.fold import Record, fold, lookups_for
+from deardiary.projections.fold import Record
 from deardiary.projections.store import DuckDBProjectionStore
+from deardiary.services.projector import apply_or_park
 
 EXPORTED: tuple[str, ...] = (
     "projects",
@@ -68,7 +69,7 @@ class PartitionStore:
     def apply(self, batch: Sequence[Record]) -> None:
         """Fold a batch of this partition's records (redelivered ones are skipped)."""
         if batch:
-            self.store.apply(fold(self.store.load_prior(lookups_for(batch)), batch))
+            apply_or_park(self.store, batch)  # a record the store refuses is parked
             self._dirty = True
 
     def compact_if_due(self) -> None:
