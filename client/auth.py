@@ -16,7 +16,7 @@ from deardiary.schemas.errors import Unauthenticated, Unavailable
 from deardiary.schemas.ids import now_us
 from deardiary.services.log import LogRecord
 
-from .transport import Transport, error_from_response
+from .transport import Acked, Transport, error_from_response
 
 REFRESH_BEFORE_US = 120 * 1_000_000
 
@@ -119,7 +119,7 @@ class SessionTransport:
         self.inner = inner
         self.session = session
 
-    def send(self, records: Sequence[LogRecord]) -> int:
+    def send(self, records: Sequence[LogRecord]) -> Acked:
         try:
             return self.inner.send(records)
         except Unauthenticated as exc:

@@ -34,7 +34,7 @@ from .reads import HttpReader, LocalReader, NoReader, Reader
 from .registry import Registry
 from .shipper import Shipper
 from .spool import Spool, default_spool_dir
-from .transport import HttpTransport, LocalTransport, Transport
+from .transport import Acked, HttpTransport, LocalTransport, Transport
 
 _log = logging.getLogger("deardiary.client")
 
@@ -146,19 +146,24 @@ class Client:
         return self.shipper.flush(timeout)
 
     # -- reading --------------------------------------------------------------------
+    def _written(self) -> Acked:
+        """Flush, then where this client's writes landed: reads wait for them."""
+        self.flush()
+        return self.shipper.acked
+
     def sql(self, query: str) -> pa.Table:
         """Read-only SQL over the projections, after this client's writes are visible."""
-        return self.reader.sql(query, self.flush())
+        return self.reader.sql(query, self._written())
 
     def metric_history(
         self, iteration_id: str, key: str, max_points: int | None = None
     ) -> pa.Table:
         """Columns step, value, recorded_at; downsampled keeping bucket min/max if asked."""
-        return self.reader.metric_history(iteration_id, key, max_points, self.flush())
+        return self.reader.metric_history(iteration_id, key, max_points, self._written())
 
     def get(self, path: str, **params: Any) -> Any:
         """Any JSON route of the query service, e.g. c.get("/api/v1/iterations", filter=...)."""
-        return self.reader.get_json(path, params, self.flush())
+        return self.reader.get_json(path, params, self._written())
 
     def environment_of(self, iteration_id: str) -> Environment | None:
         import msgspec

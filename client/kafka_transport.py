@@ -12,18 +12,18 @@ from collections.abc import Sequence
 from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
 
+from .transport import Acked, acked_of
+
 
 class KafkaTransport:
     def __init__(self, url: str) -> None:
         self.log = KafkaEventLog.from_url(url)
 
-    def send(self, records: Sequence[LogRecord]) -> int:
+    def send(self, records: Sequence[LogRecord]) -> Acked:
         if not records:
-            return -1
-        self.log.append(records)
-        # Kafka offsets are per partition, so there is no single offset for reads to
-        # wait on: -1 makes reads eventual (poll, or pass min_offset=P:N yourself).
-        return -1
+            return {}
+        # the producer's record metadata: where each record went, so reads can wait for it
+        return acked_of(self.log.append(records))
 
     def close(self) -> None:
         self.log.close()

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from deardiary.schemas.errors import InvalidArgument, Unavailable
 
-from .transport import error_from_response
+from .transport import Acked, error_from_response
 
 if TYPE_CHECKING:
     from deardiary.services.embedded import EmbeddedStore
@@ -29,13 +29,13 @@ T = TypeVar("T")
 
 
 class Reader(Protocol):
-    def sql(self, query: str, min_offset: int) -> pa.Table: ...
+    def sql(self, query: str, at: Acked) -> pa.Table: ...
 
     def metric_history(
-        self, iteration_id: str, key: str, max_points: int | None, min_offset: int
+        self, iteration_id: str, key: str, max_points: int | None, at: Acked
     ) -> pa.Table: ...
 
-    def get_json(self, path: str, params: dict[str, Any], min_offset: int) -> Any: ...
+    def get_json(self, path: str, params: dict[str, Any], at: Acked) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -53,17 +53,17 @@ class LocalReader:
 
     def read(
         self,
-        remote: Callable[[HttpReader, int], T],
+        remote: Callable[[HttpReader, Acked], T],
         local: Callable[[EmbeddedStore], T],
-        min_offset: int = -1,
+        at: Acked | None = None,
     ) -> T:
-        """`remote(reader, min_offset)` through the folder's server if one runs, else
+        """`remote(reader, at)` through the folder's server if one runs, else
         `local(store)` on the opened folder (waiting while a short-lived reader holds it)."""
         from deardiary.services.embedded import EmbeddedStore
 
         deadline = time.monotonic() + self.timeout
         while True:
-            answered, answer = self._via_server(remote, min_offset)
+            answered, answer = self._via_server(remote, at or {})
             if answered:
                 return cast(T, answer)
             try:
@@ -78,7 +78,7 @@ class LocalReader:
                 return local(store)
 
     def _via_server(
-        self, remote: Callable[[HttpReader, int], T], min_offset: int
+        self, remote: Callable[[HttpReader, Acked], T], at: Acked
     ) -> tuple[bool, T | None]:
         from deardiary.services.discovery import find_server
 
@@ -88,7 +88,7 @@ class LocalReader:
         token = found.token
         reader = HttpReader(httpx.Client(base_url=found.url, timeout=self.timeout), lambda: token)
         try:
-            return True, remote(reader, max(min_offset, self._last_offset()))
+            return True, remote(reader, {**at, 0: max(at.get(0, -1), self._last_offset())})
         except httpx.ConnectError:
             return False, None  # a live PID but no server there (reused): open the folder
         finally:
@@ -107,21 +107,21 @@ class LocalReader:
         finally:
             log.close()
 
-    def sql(self, query: str, min_offset: int) -> pa.Table:
-        return self.read(lambda r, at: r.sql(query, at), lambda s: s.sql(query), min_offset)
+    def sql(self, query: str, at: Acked) -> pa.Table:
+        return self.read(lambda r, to: r.sql(query, to), lambda s: s.sql(query), at)
 
     def metric_history(
-        self, iteration_id: str, key: str, max_points: int | None, min_offset: int
+        self, iteration_id: str, key: str, max_points: int | None, at: Acked
     ) -> pa.Table:
         from deardiary.projections.queries.metric_series import series
 
         return self.read(
-            lambda r, at: r.metric_history(iteration_id, key, max_points, at),
+            lambda r, to: r.metric_history(iteration_id, key, max_points, to),
             lambda s: series(s.store.reader(), iteration_id, key, max_points),
-            min_offset,
+            at,
         )
 
-    def get_json(self, path: str, params: dict[str, Any], min_offset: int) -> Any:
+    def get_json(self, path: str, params: dict[str, Any], at: Acked) -> Any:
         raise InvalidArgument(f"{path} is served by the HTTP API; connect to a server for it")
 
     def close(self) -> None:
@@ -147,35 +147,35 @@ class HttpReader:
             raise error_from_response(response.status_code, response.content)
         return msgspec.json.decode(response.content)
 
-    def _get(self, path: str, params: dict[str, Any], min_offset: int, accept: str) -> bytes:
+    def _get(self, path: str, params: dict[str, Any], at: Acked, accept: str) -> bytes:
         query = {k: v for k, v in params.items() if v is not None}
-        if min_offset >= 0:
-            query["min_offset"] = str(min_offset)
+        if at:
+            query["min_offset"] = ",".join(f"{p}:{o}" for p, o in sorted(at.items()))
         response = self.http.get(path, params=query, headers=self.headers(accept))
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.content)
         return response.content
 
-    def _arrow(self, path: str, params: dict[str, Any], min_offset: int) -> pa.Table:
-        body = self._get(path, params, min_offset, ARROW_STREAM)
+    def _arrow(self, path: str, params: dict[str, Any], at: Acked) -> pa.Table:
+        body = self._get(path, params, at, ARROW_STREAM)
         return pa.ipc.open_stream(body).read_all()
 
-    def sql(self, query: str, min_offset: int) -> pa.Table:
-        return self._arrow("/api/v1/sql", {"q": query}, min_offset)
+    def sql(self, query: str, at: Acked) -> pa.Table:
+        return self._arrow("/api/v1/sql", {"q": query}, at)
 
     def metric_history(
-        self, iteration_id: str, key: str, max_points: int | None, min_offset: int
+        self, iteration_id: str, key: str, max_points: int | None, at: Acked
     ) -> pa.Table:
         return self._arrow(
             f"/api/v1/iterations/{iteration_id}/metric-history",
             {"key": key, "max_points": max_points},
-            min_offset,
+            at,
         )
 
-    def get_json(self, path: str, params: dict[str, Any], min_offset: int) -> Any:
+    def get_json(self, path: str, params: dict[str, Any], at: Acked) -> Any:
         import msgspec
 
-        return msgspec.json.decode(self._get(path, params, min_offset, "application/json"))
+        return msgspec.json.decode(self._get(path, params, at, "application/json"))
 
     def close(self) -> None:
         self.http.close()
@@ -192,15 +192,15 @@ class NoReader:
             f"{self.target} is a log, not a query service: pass query_url='http://...'"
         )
 
-    def sql(self, query: str, min_offset: int) -> pa.Table:
+    def sql(self, query: str, at: Acked) -> pa.Table:
         raise self._refuse()
 
     def metric_history(
-        self, iteration_id: str, key: str, max_points: int | None, min_offset: int
+        self, iteration_id: str, key: str, max_points: int | None, at: Acked
     ) -> pa.Table:
         raise self._refuse()
 
-    def get_json(self, path: str, params: dict[str, Any], min_offset: int) -> Any:
+    def get_json(self, path: str, params: dict[str, Any], at: Acked) -> Any:
         raise self._refuse()
 
     def close(self) -> None:

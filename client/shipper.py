@@ -29,7 +29,7 @@ from deardiary.services.log import LogRecord
 
 from .buffer import EventBuffer
 from .spool import Spool, encode_records
-from .transport import Transport
+from .transport import Acked, Transport
 
 _log = logging.getLogger("deardiary.client")
 # Codes for which a smaller batch may succeed where the whole one failed.
@@ -75,7 +75,7 @@ class Shipper:
         self._kick = False
         self._stopping = False
         self._closed = False
-        self._acked = -1
+        self._acked: Acked = {}
         self._error: DearDiaryError | None = None
         self._last_unavailable: Unavailable | None = None
         self._inflight: tuple[int, list[LogRecord]] | None = None
@@ -98,7 +98,12 @@ class Shipper:
     @property
     def acked_offset(self) -> int:
         """The highest offset the transport acknowledged so far (-1 before any)."""
-        return self._acked
+        return max(self._acked.values(), default=-1)
+
+    @property
+    def acked(self) -> Acked:
+        """The last acknowledged offset of every partition written to (read-your-writes)."""
+        return dict(self._acked)
 
     def start_heartbeat(self, iteration_id: str) -> None:
         """Emit `IterationHeartbeat` for this iteration every `heartbeat_interval`."""
@@ -134,13 +139,13 @@ class Shipper:
             if self._completed < target:
                 return self._finish_closed_flush()
             self._raise_error()
-            return self._acked
+            return self.acked_offset
 
     def _finish_closed_flush(self) -> int:
         self._raise_error()
         if self._left_in_spool or not self.buffer.is_empty():
             raise Unavailable("the shipper is closed; undelivered events stay in the spool")
-        return self._acked
+        return self.acked_offset
 
     def _raise_error(self) -> None:
         error = self._error or self.buffer.take_error()
@@ -290,7 +295,7 @@ class Shipper:
 
     def _send_request(self, records: Sequence[LogRecord]) -> None:
         try:
-            offset = self.transport.send(records)
+            acked = self.transport.send(records)
         except Unavailable:
             raise
         except DearDiaryError as exc:
@@ -304,8 +309,8 @@ class Shipper:
         except Exception as exc:  # a transport bug: surface it, do not retry forever
             self._drop(records, Internal(f"transport failed: {exc!r}"))
             return
-        if offset > self._acked:
-            self._acked = offset
+        for partition, offset in acked.items():
+            self._acked[partition] = max(self._acked.get(partition, -1), offset)
 
     def _drop(self, records: Sequence[LogRecord], error: DearDiaryError) -> None:
         self.dropped += len(records)

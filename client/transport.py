@@ -17,6 +17,7 @@ import httpx
 import msgspec
 
 from deardiary.schemas.codec import decode
+from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import DearDiaryError, ErrorCode, Unavailable, error_for
 from deardiary.services.log import LogRecord
 
@@ -27,10 +28,22 @@ if TYPE_CHECKING:
 _RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 
 
+Acked = dict[int, int]
+"""The last acknowledged offset per partition (read-your-writes waits for these)."""
+
+
+def acked_of(positions: Sequence[LogPosition]) -> Acked:
+    acked: Acked = {}
+    for p in positions:
+        acked[p.partition] = max(acked.get(p.partition, -1), p.offset)
+    return acked
+
+
 class Transport(Protocol):
-    def send(self, records: Sequence[LogRecord]) -> int:
-        """Durably deliver `records` (in order); returns the highest acknowledged offset.
-        Raises `Unavailable` when a retry may succeed, another `DearDiaryError` when not."""
+    def send(self, records: Sequence[LogRecord]) -> Acked:
+        """Durably deliver `records` (in order); returns the last acknowledged offset of
+        each partition they went to. Raises `Unavailable` when a retry may succeed,
+        another `DearDiaryError` when not."""
         ...
 
     def close(self) -> None: ...
@@ -50,9 +63,9 @@ class LocalTransport:
         self._lock = threading.Lock()
         self._log: SqliteEventLog | None = None
 
-    def send(self, records: Sequence[LogRecord]) -> int:
+    def send(self, records: Sequence[LogRecord]) -> Acked:
         if not records:
-            return -1
+            return {}
         for record in records:
             decode(record.payload)  # raises InvalidArgument with msgspec's $.path
         with self._lock:
@@ -64,8 +77,7 @@ class LocalTransport:
                 except OSError as exc:
                     raise Unavailable(f"cannot open the log in {self.data_dir}: {exc}") from exc
             log = self._log
-        positions = log.append(list(records))
-        return max(p.offset for p in positions)
+        return acked_of(log.append(list(records)))
 
     def close(self) -> None:
         with self._lock:
@@ -76,6 +88,7 @@ class LocalTransport:
 
 class _Ack(msgspec.Struct):
     last_offset: int
+    last_offsets: dict[int, int] = {}
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -132,9 +145,9 @@ class HttpTransport:
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
-    def send(self, records: Sequence[LogRecord]) -> int:
+    def send(self, records: Sequence[LogRecord]) -> Acked:
         if not records:
-            return -1
+            return {}
         body = _body_encoder.encode([r.payload for r in records])
         try:
             response = self._client.post("/api/v1/events", content=body, headers=self._headers())
@@ -143,7 +156,8 @@ class HttpTransport:
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.content)
         try:
-            return _ack_decoder.decode(response.content).last_offset
+            ack = _ack_decoder.decode(response.content)
+            return ack.last_offsets or {0: ack.last_offset}
         except msgspec.DecodeError as exc:
             error = error_for(ErrorCode.UNKNOWN, f"unreadable acknowledgement: {exc}")
             raise error from exc

@@ -80,9 +80,10 @@ def _users_admin(args: argparse.Namespace) -> int:
 _USERS = "SELECT username, is_admin, created_at FROM users ORDER BY username"
 
 
-def _users_remote(reader: HttpReader, min_offset: int) -> pa.Table:
+def _users_remote(reader: HttpReader, at: dict[int, int]) -> pa.Table:
     """The users as the server that owns the folder knows them, once it has applied the
-    log up to `min_offset` (the user just created with `users create` included)."""
+    log up to `at` (the user just created with `users create` included)."""
+    min_offset = at.get(0, -1)
     deadline = time.monotonic() + 30
     while True:
         ready = reader.http.get("/readyz").json()

@@ -26,7 +26,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     from deardiary.reads import LocalReader
 
     # through the server that owns the folder, if one runs; else the folder itself
-    table = LocalReader(args.data).sql(args.query, -1)
+    table = LocalReader(args.data).sql(args.query, {})
     sys.stdout.write(RENDERERS[args.format](table))
     return 0
 

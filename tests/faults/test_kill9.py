@@ -81,7 +81,7 @@ def _send(url: str, batches: list[list[LogRecord]]) -> list[str]:
 def _sql(url: str, query: str) -> pa.Table:
     reader = HttpReader(httpx.Client(base_url=url, timeout=60), lambda: None)
     try:
-        return reader.sql(query, -1)
+        return reader.sql(query, {})
     finally:
         reader.close()
 

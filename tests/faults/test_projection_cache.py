@@ -245,7 +245,7 @@ def test_a_segment_deleted_while_serving(base: tuple[Path, Path, Snapshot], tmp_
         more = records([*iteration_events("proj", "exp", "it-9"), metric_batch("it-9", 0, 40)])
         transport = HttpTransport(server.url)
         try:
-            last = transport.send(more)
+            last = transport.send(more)[0]
         finally:
             transport.close()
         status = wait_until(

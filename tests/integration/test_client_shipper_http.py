@@ -235,12 +235,12 @@ def test_a_permanent_error_is_raised_from_flush(tmp_path: Path, sock: socket.soc
 
 
 def test_oversized_requests_are_split_until_they_fit(tmp_path: Path, sock: socket.socket) -> None:
-    server = Server(Gateway(tmp_path / "data", max_body=100_000), sock)
+    server = Server(Gateway(tmp_path / "data", max_body=50_000), sock)
     server.start()
     shipper = make_shipper(tmp_path / "spool", url_of(sock))
     try:
         for i in range(40):
-            shipper.buffer.emit(ParamsLogged(iteration_id="it", params={str(i): "v" * 10_000}))
+            shipper.buffer.emit(ParamsLogged(iteration_id="it", params={str(i): "v" * 5_000}))
         shipper.flush(timeout=30)
     finally:
         shipper.close(timeout=5)

@@ -111,7 +111,7 @@ def test_the_projector_retries_errors_of_the_machinery_and_reports_them(
     envs = [envelope(e, n) for n, e in enumerate(sweep_start())]
     log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envs])
     flaky = FlakyLog(log, failures=2)
-    projector = Projector(flaky, store)  # type: ignore[arg-type]
+    projector = Projector(flaky, store)
     seen: list[str] = []
     stop, wake = threading.Event(), threading.Event()
 
