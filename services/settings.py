@@ -135,3 +135,16 @@ def describe() -> list[tuple[str, str, str, str]]:
             )
         )
     return out
+
+
+def markdown_table() -> str:
+    """The README's table of server settings (tests/unit/test_settings_docs.py keeps the
+    README equal to it; print it with ``python -m deardiary.services.settings``)."""
+    lines = ["| variable | default | what |", "| --- | --- | --- |"]
+    for _, env, default, help_text in describe():
+        lines.append(f"| `{env}` | `{default}` | {help_text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
