@@ -149,12 +149,16 @@ async def _shut_down(
     if listener is not None:
         listener.close()
     cleanup = asyncio.ensure_future(runner.cleanup())
-    await asyncio.wait({cleanup}, timeout=grace)
+    # The hooks run a moment before the grace ends, so an interrupted statement can still
+    # answer (503) before aiohttp cancels what is left.
+    answer_s = min(1.0, grace / 2)
+    await asyncio.wait({cleanup}, timeout=grace - answer_s)
     for hook in on_shutdown:
         try:
             hook()
         except Exception:
             _log.exception("shutdown hook %r failed", hook)
+    await asyncio.wait({cleanup}, timeout=answer_s)
     aborted = guard.abort_all()
     if not cleanup.done():
         _log.warning(

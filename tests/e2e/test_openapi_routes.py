@@ -129,6 +129,7 @@ def test_every_route_is_exercised(served: tuple[str, dict[str, str]]) -> None:
     call("GET", f"/api/v1/artifacts/{ids['artifact_id']}")
     assert call("GET", f"/api/v1/artifacts/{ids['artifact_id']}/content").content == b"w"
     call("GET", "/api/v1/sql", params={"q": "SELECT 1 AS one"})
+    call("GET", "/readyz")
     call("POST", "/api/v1/sql", json={"query": "SELECT count(*) AS n FROM metrics"})
 
     call.http.close()
