@@ -46,6 +46,7 @@ from deardiary.services.status import (
     embedded_readiness,
     readiness_part,
 )
+from deardiary.services.web.routes import mount_web
 
 _log = logging.getLogger("deardiary.server")
 
@@ -199,22 +200,26 @@ class EmbeddedServer:
         setting are answered (DNS rebinding; see services/http/host_check.py)."""
         reader = self.embedded.store.reader
         if not self.auth:
-            return install(
-                build_app(
-                    [
-                        gateway_part(self.log, on_appended=self._woken, checker=self.parents),
-                        query_part(self.ctx),
-                        artifact_part(
-                            ArtifactRoutes(self.ctx, self.append, _anonymous, checker=self.parents)
-                        ),
-                        readiness_part(self.readiness),
-                    ],
-                    middlewares=[
-                        host_check(bind_host, self.settings.allowed_hosts.split(",")),
-                        damage_guard(self.embedded.store.damage),
-                    ],
-                ),
-                self.sandbox,
+            return mount_web(
+                install(
+                    build_app(
+                        [
+                            gateway_part(self.log, on_appended=self._woken, checker=self.parents),
+                            query_part(self.ctx),
+                            artifact_part(
+                                ArtifactRoutes(
+                                    self.ctx, self.append, _anonymous, checker=self.parents
+                                )
+                            ),
+                            readiness_part(self.readiness),
+                        ],
+                        middlewares=[
+                            host_check(bind_host, self.settings.allowed_hosts.split(",")),
+                            damage_guard(self.embedded.store.damage),
+                        ],
+                    ),
+                    self.sandbox,
+                )
             )
         authorize = IngestAuthorizer(
             self.parents, reader, self._append_applied, self.artifacts, self._ingest_checks
@@ -230,7 +235,7 @@ class EmbeddedServer:
             ],
             middlewares=[auth.middleware(), damage_guard(self.embedded.store.damage)],
         )
-        return install(app, self.sandbox)
+        return mount_web(install(app, self.sandbox))
 
     def readiness(self) -> Readiness:
         return embedded_readiness(

@@ -28,6 +28,7 @@ from deardiary.services.auth.permissions import (
     scope,
 )
 from deardiary.services.query.context import CALLER, FairPool
+from deardiary.services.web.routes import PAGE_ROUTES
 
 PUBLIC = frozenset(
     {
@@ -35,6 +36,7 @@ PUBLIC = frozenset(
         ("GET", "/readyz"),
         ("GET", "/openapi.json"),
         ("POST", "/api/v1/auth/login"),
+        *PAGE_ROUTES,  # the web page and its assets (its data still needs a token)
     }
 )
 ADMIN = frozenset(

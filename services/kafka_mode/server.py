@@ -27,6 +27,7 @@ from deardiary.services.query.table import query_part
 from deardiary.services.server import artifact_part, utc_now
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import LagClock, Readiness, published_readiness, readiness_part
+from deardiary.services.web.routes import mount_web
 
 
 class KafkaServer:
@@ -78,7 +79,7 @@ class KafkaServer:
             ],
             middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
         )
-        return install(app, self.sandbox)
+        return mount_web(install(app, self.sandbox))
 
     def readiness(self) -> Readiness:
         """The log's end against the offsets the workers last published."""

@@ -140,7 +140,14 @@ class Leaderboard(Best, frozen=True, kw_only=True):
     ] = None
 
 
-class Series(Read, frozen=True, kw_only=True):
+class StepWindow(Read, frozen=True, kw_only=True):
+    min_step: Annotated[
+        Step | None, Meta(description="only points with step >= this (a zoomed chart)")
+    ] = None
+    max_step: Annotated[Step | None, Meta(description="only points with step <= this")] = None
+
+
+class Series(StepWindow, frozen=True, kw_only=True):
     key: Key
     max_points: Annotated[
         Points | None,
@@ -148,10 +155,27 @@ class Series(Read, frozen=True, kw_only=True):
     ] = None
 
 
-class Compare(Read, frozen=True, kw_only=True):
+class Compare(StepWindow, frozen=True, kw_only=True):
     iteration_id: Annotated[list[Id], Meta(min_length=1, description="iterations")]
     key: Annotated[list[Key], Meta(min_length=1, description="metric keys")]
     max_points: Annotated[Points, Meta(description="points per series")] = 1000
+
+
+class RunsTable(Read, frozen=True, kw_only=True):
+    columns: Annotated[
+        list[Annotated[str, Meta(min_length=1, max_length=1100)]],
+        Meta(
+            max_length=500,
+            description="params.<key>, tags.<key>, metrics.<key>.<last|min|max|mean|count"
+            "|last_step> (repeated or comma-separated)",
+        ),
+    ] = []
+    filter: Annotated[
+        str, Meta(max_length=4096, description="the filter language of /api/v1/iterations")
+    ] = ""
+    base: Annotated[
+        bool, Meta(description="include name, status, created_at, duration_s, tags, ...")
+    ] = True
 
 
 class Logs(Read, frozen=True, kw_only=True):

@@ -25,6 +25,7 @@ from deardiary.projections.queries import (
     iterations,
     leaderboard,
     metric_series,
+    series_window,
     stats,
 )
 from deardiary.projections.queries import logs as log_queries
@@ -251,7 +252,7 @@ class QueryRoutes:
 
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             require(c, "iteration", it)
-            return metric_series.series(c, it, p.key, p.max_points)
+            return series_window.window(c, it, p.key, p.min_step, p.max_step, p.max_points)
 
         return await self._table(request, read)
 
@@ -267,7 +268,7 @@ class QueryRoutes:
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             for it in ids:
                 require(c, "iteration", it)
-            return metric_series.compare(c, ids, keys, p.max_points)
+            return series_window.compare_window(c, ids, keys, p.min_step, p.max_step, p.max_points)
 
         return await self._table(request, read)
 

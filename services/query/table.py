@@ -7,11 +7,13 @@ from deardiary.services.query import params as q
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.follow import follow_logs
 from deardiary.services.query.routes import QueryRoutes, Route
+from deardiary.services.query.web_routes import WebRoutes, web_routes
 
 
 def query_part(ctx: QueryContext) -> RoutePart:
     """The query service's routes, with the read pool they run on."""
-    return part_from_routes("query", query_routes(ctx), contexts=[ctx.lifetime])
+    routes = [*query_routes(ctx), *web_routes(WebRoutes(ctx))]
+    return part_from_routes("query", routes, contexts=[ctx.lifetime])
 
 
 def query_routes(ctx: QueryContext) -> list[Route]:

@@ -106,6 +106,14 @@ def test_every_route_is_exercised(served: tuple[str, dict[str, str]]) -> None:
     call("GET", f"/api/v1/experiments/{exp}/metric-names")
     call("GET", f"/api/v1/experiments/{exp}/running-best", params={"key": "loss"})
     call("GET", f"/api/v1/experiments/{exp}/snapshot", params={"key": "loss", "step": 0})
+    cols = call("GET", f"/api/v1/experiments/{exp}/columns").json()["items"]
+    assert {(c["kind"], c["key"]) for c in cols} >= {("param", "lr"), ("metric", "loss")}
+    table = call(
+        "GET",
+        f"/api/v1/experiments/{exp}/runs-table",
+        params={"columns": "params.lr,metrics.loss.min", "filter": "params.lr = 1"},
+    ).json()["items"]
+    assert [(r["params.lr"], r["metrics.loss.min"]) for r in table] == [("1", 0.5)]
     call("GET", f"/api/v1/history/{it}")
     call("GET", "/api/v1/iterations", params={"filter": "metrics.loss < 1"})
     call("GET", f"/api/v1/iterations/{it}")

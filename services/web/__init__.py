@@ -1,0 +1,1 @@
+"""The web page for people, served by the server itself (see `routes.mount_web`)."""
