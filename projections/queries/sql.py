@@ -56,14 +56,15 @@ def check_statement(conn: duckdb.DuckDBPyConnection, query: str) -> None:
         )
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
+def tree_nodes(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object of a JSON syntax tree (json_serialize_sql), depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from tree_nodes(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from tree_nodes(value)
 
 
 def mentioned_relations(conn: duckdb.DuckDBPyConnection, query: str) -> set[str]:
@@ -75,7 +76,7 @@ def mentioned_relations(conn: duckdb.DuckDBPyConnection, query: str) -> set[str]
         raise InvalidArgument(f"SQL is not a plain SELECT: {tree.get('error_message', '')}")
     names = {
         str(node.get("table_name", "")).lower()
-        for node in _walk(tree)
+        for node in tree_nodes(tree)
         if node.get("type") == "BASE_TABLE"
     }
     return names & RELATIONS

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from deardiary.projections.folds.metrics import POINT_SCHEMA
+from deardiary.projections.queries.sql import tree_nodes
 from deardiary.projections.store import HOT_VALUE_COLUMNS, DuckDBProjectionStore
 
 # The `metrics` relation's columns, as the segment files store them (plain strings)...
@@ -121,16 +121,6 @@ def _define_metrics(
     cursor.execute(f"CREATE OR REPLACE TEMP VIEW metrics AS SELECT {_POINT_LIST} FROM ({union})")
 
 
-def _nodes(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _nodes(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _nodes(value)
-
-
 def read_columns(cursor: duckdb.DuckDBPyConnection, query: str) -> frozenset[str]:
     """The `metrics` columns the statement reads, from DuckDB's plan over empty parts (its
     projection pushdown: which columns each Arrow scan asks for). Anything unclear is
@@ -143,7 +133,7 @@ def read_columns(cursor: duckdb.DuckDBPyConnection, query: str) -> frozenset[str
     except (duckdb.Error, ValueError, IndexError):
         return ALL_COLUMNS
     found: set[str] = set()
-    for node in _nodes(tree):
+    for node in tree_nodes(tree):
         info = node.get("extra_info")
         if not isinstance(info, dict) or info.get("Function") != "PYTHON_ARROW_SCAN":
             continue
