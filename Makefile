@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck unit install bench
+.PHONY: serve test lint typecheck unit install bench web web-build web-test chromium
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,8 +15,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-serve: $(STAMP)
+serve: $(STAMP) web
 	$(BIN)/deardiary serve $(ARGS)
+
+# The web page (web/ -> services/web/static, committed): rebuilt only when its sources
+# or lockfile changed since the recorded build (services/web/build_info.py).
+web: $(STAMP)
+	@$(BIN)/python -m deardiary.services.web.build_info --check || $(MAKE) web-build
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+web-build: web/node_modules/.package-lock.json
+	cd web && npm run --silent build -- --logLevel warn
+	$(BIN)/python -m deardiary.services.web.build_info --write
+
+web-test: web/node_modules/.package-lock.json
+	cd web && npm run --silent typecheck && npm run --silent test
+
+# The browser tests drive Debian's chromium; as root (CI) it is installed when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium is missing: the browser tests will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,10 +46,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python .ci/typecheck.py
 
-unit: $(STAMP)
+unit: $(STAMP) web
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck unit
+test: lint typecheck web web-test chromium unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

@@ -1,0 +1,114 @@
+// Charts of an experiment's metrics for chosen runs, and the controls they share.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { get, type Iteration, items } from "../api";
+import { Chart, type ChartOptions, type ChartRun, color, type XMode } from "../chart";
+import { ErrorBox, Loading } from "../common";
+import { useLoad } from "../hooks";
+import { Link, setQuery } from "../nav";
+import { listParam } from "../route";
+
+export interface MetricName {
+  key: string;
+  iterations: number;
+  points: number;
+}
+
+export function chartOptions(query: URLSearchParams): ChartOptions {
+  const x = query.get("x");
+  return {
+    xMode: x === "wall" || x === "relative" ? (x as XMode) : "step",
+    logY: query.get("log") === "1",
+    smoothing: Math.min(0.99, Math.max(0, Number(query.get("smooth") ?? 0) || 0)),
+  };
+}
+
+export function ChartControls({ options, search }: { options: ChartOptions; search?: string }) {
+  return (
+    <div class="toolbar chart-controls">
+      {search !== undefined && (
+        <input type="search" aria-label="find a metric" placeholder="find a metric" value={search} onInput={(e) => setQuery({ q: (e.target as HTMLInputElement).value })} />
+      )}
+      <label>
+        x axis{" "}
+        <select aria-label="x axis" value={options.xMode} onChange={(e) => setQuery({ x: (e.target as HTMLSelectElement).value === "step" ? null : (e.target as HTMLSelectElement).value })}>
+          <option value="step">step</option>
+          <option value="wall">wall time</option>
+          <option value="relative">relative time</option>
+        </select>
+      </label>
+      <label>
+        <input type="checkbox" checked={options.logY} onChange={() => setQuery({ log: options.logY ? null : "1" })} /> log scale
+      </label>
+      <label>
+        smoothing{" "}
+        <input type="range" min="0" max="0.99" step="0.01" aria-label="smoothing" value={options.smoothing} onChange={(e) => setQuery({ smooth: (e.target as HTMLInputElement).value === "0" ? null : (e.target as HTMLInputElement).value })} />{" "}
+        <span class="muted">{options.smoothing.toFixed(2)}</span>
+      </label>
+    </div>
+  );
+}
+
+export async function runsNamed(ids: string[], signal: AbortSignal): Promise<ChartRun[]> {
+  const its = await Promise.all(ids.map((id) => get<Iteration>(`/iterations/${id}`, {}, signal)));
+  return its.map((it) => ({ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }));
+}
+
+export function ChartGrid({ runs, metrics, options }: { runs: ChartRun[]; metrics: string[]; options: ChartOptions }) {
+  return (
+    <div class="chart-grid">
+      {metrics.map((m) => (
+        <Chart key={m} runs={runs} metric={m} options={options} />
+      ))}
+    </div>
+  );
+}
+
+export function RunLegend({ runs }: { runs: ChartRun[] }) {
+  return (
+    <ul class="legend">
+      {runs.map((r, i) => (
+        <li key={r.id}>
+          <span class="swatch" style={{ background: color(i) }} /> <Link href={`/r/${r.id}`}>{r.label}</Link>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+export function ExperimentCharts({ experimentId, query }: { experimentId: string; query: URLSearchParams }) {
+  const chosen = listParam(query.get("runs"));
+  const options = chartOptions(query);
+  const search = query.get("q") ?? "";
+  const names = useLoad((signal) => items<MetricName>(`/experiments/${experimentId}/metric-names`, {}, signal), [experimentId]);
+  const runs = useLoad(
+    async (signal) => {
+      if (chosen.length) return runsNamed(chosen.slice(0, 50), signal);
+      const latest = await items<Iteration>("/iterations", { experiment_id: experimentId, limit: 10, order_by: "created_at DESC" }, signal);
+      return latest.map((it) => ({ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }));
+    },
+    [experimentId, chosen.join(",")],
+  );
+  const metrics = useMemo(() => (names.data ?? []).map((m) => m.key).filter((k) => k.toLowerCase().includes(search.toLowerCase())), [names.data, search]);
+  const [shownCount, setShown] = useState(60);
+  useEffect(() => setShown(60), [search]);
+  return (
+    <section>
+      <ChartControls options={options} search={search} />
+      <ErrorBox error={names.error ?? runs.error} />
+      <Loading when={names.loading || runs.loading} />
+      {runs.data && (
+        <p class="muted">
+          {chosen.length ? "Selected runs" : "The 10 latest runs (select runs in the table to choose)"}: {runs.data.length}; {metrics.length} metrics. Drag across a chart to zoom
+          (re-fetched at full resolution), double-click to reset.
+        </p>
+      )}
+      {runs.data && <RunLegend runs={runs.data} />}
+      {runs.data && <ChartGrid runs={runs.data} metrics={metrics.slice(0, shownCount)} options={options} />}
+      {metrics.length > shownCount && (
+        <button type="button" onClick={() => setShown(shownCount + 60)}>
+          more charts ({metrics.length - shownCount} left)
+        </button>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,437 @@
+// A run: params, metric summaries, tags and notes (edited as events), environment,
+// lineage, charts, logs (regex filter, live follow), artifacts (download, preview), history.
+import { useEffect, useRef, useState } from "preact/hooks";
+import { bytes, get, type Iteration, items, jsonValue, sendEvents, token, url } from "../api";
+import { Crumbs, ErrorBox, KeyValues, Loading, Status, Tabs } from "../common";
+import { fmtBytes, fmtDuration, fmtNumber, fmtTime } from "../format";
+import { useInterval, useLoad } from "../hooks";
+import { Link, setQuery } from "../nav";
+import type { RunTab } from "../route";
+import { ChartControls, ChartGrid, chartOptions, type MetricName } from "./charts";
+import { HistoryTable } from "./history";
+
+interface Summary {
+  key: string;
+  first: number;
+  last: number;
+  min: number | null;
+  max: number | null;
+  mean: number | null;
+  count: number;
+  last_step: number;
+}
+interface Param {
+  key: string;
+  value: string;
+  section: string;
+}
+interface Artifact {
+  artifact_id: string;
+  name: string;
+  size_bytes: number;
+  media_type: string;
+  created_at: string;
+}
+interface LogLine {
+  time: string;
+  level: string;
+  message: string;
+  source: string;
+  partition: number;
+  offset: number;
+  seq: number;
+}
+
+export function RunPage({ iterationId, tab, query }: { iterationId: string; tab: RunTab; query: URLSearchParams }) {
+  const run = useLoad((signal) => get<Iteration>(`/iterations/${iterationId}`, {}, signal), [iterationId]);
+  const it = run.data;
+  useInterval(run.reload, 2000, it?.status === "RUNNING");
+  const base = `/r/${iterationId}`;
+  return (
+    <main class="wide">
+      <Crumbs>
+        <Link href="/">Projects</Link> / {it && <Link href={`/p/${it.project_id}`}>project</Link>} / {it && <Link href={`/e/${it.experiment_id}`}>experiment</Link>} /
+      </Crumbs>
+      <h1>
+        {it?.name || iterationId} {it && <Status status={it.display_status} />}
+      </h1>
+      <ErrorBox error={run.error} />
+      {it && (
+        <>
+          <p class="muted">
+            started {fmtTime(it.created_at)} by {it.created_by || "local"} · {fmtDuration(it.duration_s)}
+            {it.error_message && <span class="error-inline"> · {it.error_message}</span>}
+          </p>
+          <Tabs
+            current={tab}
+            items={[
+              ["overview", "Overview", base],
+              ["charts", "Charts", `${base}/charts`],
+              ["logs", "Logs", `${base}/logs`],
+              ["artifacts", "Artifacts", `${base}/artifacts`],
+              ["history", "History", `${base}/history`],
+            ]}
+          />
+          {tab === "overview" && <Overview it={it} reload={run.reload} />}
+          {tab === "charts" && <RunCharts it={it} query={query} />}
+          {tab === "logs" && <Logs iterationId={iterationId} query={query} running={it.status === "RUNNING"} />}
+          {tab === "artifacts" && <Artifacts iterationId={iterationId} />}
+          {tab === "history" && <HistoryTable entityId={iterationId} />}
+        </>
+      )}
+    </main>
+  );
+}
+
+function Overview({ it, reload }: { it: Iteration; reload: () => void }) {
+  const params = useLoad((signal) => items<Param>(`/iterations/${it.iteration_id}/params`, {}, signal), [it.iteration_id]);
+  const summaries = useLoad((signal) => items<Summary>(`/iterations/${it.iteration_id}/metrics`, {}, signal), [it.iteration_id, it.metrics]);
+  const children = useLoad((signal) => items<Iteration>("/iterations", { parent_iteration_id: it.iteration_id, limit: 100 }, signal), [it.iteration_id]);
+  const versions = useLoad((signal) => items<{ model_version_id: string; model_id: string; version: number; stage: string }>("/model-versions", { iteration_id: it.iteration_id }, signal), [it.iteration_id]);
+  const env = jsonValue<Record<string, unknown> | null>(it.environment, null);
+  return (
+    <div class="overview">
+      <section>
+        <h2>Params</h2>
+        <ErrorBox error={params.error} />
+        {params.data && <KeyValues rows={params.data.map((p) => [p.key, p.value])} empty="no params" />}
+      </section>
+      <section>
+        <h2>Metrics</h2>
+        <ErrorBox error={summaries.error} />
+        {summaries.data && summaries.data.length === 0 && <p class="muted">no metrics</p>}
+        {summaries.data && summaries.data.length > 0 && (
+          <table class="list metrics">
+            <thead>
+              <tr>
+                <th>metric</th>
+                <th class="num">last</th>
+                <th class="num">min</th>
+                <th class="num">max</th>
+                <th class="num">mean</th>
+                <th class="num">points</th>
+                <th class="num">last step</th>
+              </tr>
+            </thead>
+            <tbody>
+              {summaries.data.map((m) => (
+                <tr key={m.key}>
+                  <th scope="row">{m.key}</th>
+                  <td class="num">{fmtNumber(m.last)}</td>
+                  <td class="num">{fmtNumber(m.min)}</td>
+                  <td class="num">{fmtNumber(m.max)}</td>
+                  <td class="num">{fmtNumber(m.mean)}</td>
+                  <td class="num">{m.count}</td>
+                  <td class="num">{m.last_step}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+      <Tags it={it} reload={reload} />
+      <Notes it={it} reload={reload} />
+      <section>
+        <h2>Lineage</h2>
+        <KeyValues
+          rows={[
+            ...(it.parent_iteration_id ? ([["parent", <Link href={`/r/${it.parent_iteration_id}`}>{it.parent_iteration_id.slice(0, 12)}</Link>]] as [string, preact.ComponentChildren][]) : []),
+            ...(children.data ?? []).map((c) => ["child", <Link href={`/r/${c.iteration_id}`}>{c.name || c.iteration_id.slice(0, 12)}</Link>] as [string, preact.ComponentChildren]),
+            ...(versions.data ?? []).map((v) => ["model version", <Link href={`/models/${v.model_id}`}>version {v.version} ({v.stage})</Link>] as [string, preact.ComponentChildren]),
+          ]}
+          empty="no parent, children or registered models"
+        />
+      </section>
+      <section>
+        <h2>Environment</h2>
+        {env ? (
+          <>
+            <KeyValues
+              rows={[
+                ["python", String(env.python_version ?? "")],
+                ["platform", String(env.platform ?? "")],
+                ["entrypoint", String(env.entrypoint ?? "")],
+                ["git sha", String(env.git_sha ?? "")],
+                ["git branch", String(env.git_branch ?? "")],
+                ["dirty", env.git_dirty ? "yes" : "no"],
+              ]}
+            />
+            {typeof env.pip_freeze === "string" && env.pip_freeze && (
+              <details>
+                <summary>packages ({env.pip_freeze.split("\n").filter(Boolean).length})</summary>
+                <pre>{env.pip_freeze}</pre>
+              </details>
+            )}
+            {typeof env.git_diff === "string" && env.git_diff && (
+              <details>
+                <summary>git diff</summary>
+                <pre>{env.git_diff}</pre>
+              </details>
+            )}
+          </>
+        ) : (
+          <p class="muted">not captured</p>
+        )}
+      </section>
+    </div>
+  );
+}
+
+function Tags({ it, reload }: { it: Iteration; reload: () => void }) {
+  const tags = jsonValue<Record<string, string>>(it.tags, {});
+  const [key, setKey] = useState("");
+  const [value, setValue] = useState("");
+  const [error, setError] = useState<Error | undefined>();
+  const send = async (body: Record<string, unknown>) => {
+    try {
+      setError(undefined);
+      const ack = await sendEvents([{ type: body.type, entity: "iteration", entity_id: it.iteration_id, ...body }]);
+      await get(`/iterations/${it.iteration_id}`, { min_offset: String(ack.last_offset) });
+      reload();
+    } catch (e) {
+      setError(e as Error);
+    }
+  };
+  return (
+    <section>
+      <h2>Tags</h2>
+      <ul class="tags">
+        {Object.entries(tags).map(([k, v]) => (
+          <li key={k} class="tag">
+            {v ? `${k}=${v}` : k}{" "}
+            <button type="button" class="small" aria-label={`remove tag ${k}`} onClick={() => send({ type: "tags_deleted", keys: [k] })}>
+              ×
+            </button>
+          </li>
+        ))}
+      </ul>
+      <form
+        class="toolbar"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (!key) return;
+          send({ type: "tags_set", tags: { [key]: value } }).then(() => {
+            setKey("");
+            setValue("");
+          });
+        }}
+      >
+        <input aria-label="tag key" placeholder="key" value={key} onInput={(e) => setKey((e.target as HTMLInputElement).value)} />
+        <input aria-label="tag value" placeholder="value (optional)" value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} />
+        <button type="submit">Add tag</button>
+      </form>
+      <ErrorBox error={error} />
+    </section>
+  );
+}
+
+function Notes({ it, reload }: { it: Iteration; reload: () => void }) {
+  const [text, setText] = useState(it.notes);
+  const [saved, setSaved] = useState(true);
+  const [error, setError] = useState<Error | undefined>();
+  useEffect(() => {
+    if (saved) setText(it.notes);
+  }, [it.notes]);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    try {
+      setError(undefined);
+      const ack = await sendEvents([{ type: "notes_set", entity: "iteration", entity_id: it.iteration_id, notes: text }]);
+      await get(`/iterations/${it.iteration_id}`, { min_offset: String(ack.last_offset) });
+      setSaved(true);
+      reload();
+    } catch (err) {
+      setError(err as Error);
+    }
+  };
+  return (
+    <section>
+      <h2>Notes</h2>
+      <form onSubmit={save}>
+        <textarea
+          aria-label="notes"
+          rows={4}
+          value={text}
+          onInput={(e) => {
+            setText((e.target as HTMLTextAreaElement).value);
+            setSaved(false);
+          }}
+        />
+        <div class="toolbar">
+          <button type="submit" disabled={saved}>
+            Save notes
+          </button>
+          {saved && it.notes && <span class="muted">saved</span>}
+        </div>
+      </form>
+      <ErrorBox error={error} />
+    </section>
+  );
+}
+
+function RunCharts({ it, query }: { it: Iteration; query: URLSearchParams }) {
+  const options = chartOptions(query);
+  const names = useLoad((signal) => items<MetricName>(`/experiments/${it.experiment_id}/metric-names`, {}, signal), [it.experiment_id]);
+  const mine = Object.keys(jsonValue<Record<string, number>>(it.metrics, {}));
+  const keys = (names.data ?? []).map((m) => m.key).filter((k) => mine.includes(k));
+  return (
+    <section>
+      <ChartControls options={options} />
+      <ErrorBox error={names.error} />
+      <ChartGrid runs={[{ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }]} metrics={keys} options={options} />
+    </section>
+  );
+}
+
+function Logs({ iterationId, query, running }: { iterationId: string; query: URLSearchParams; running: boolean }) {
+  const regex = query.get("regex") ?? "";
+  const [draft, setDraft] = useState(regex);
+  const [follow, setFollow] = useState(false);
+  const [lines, setLines] = useState<LogLine[]>([]);
+  const [error, setError] = useState<Error | undefined>();
+  const bottom = useRef<HTMLDivElement>(null);
+  const loaded = useLoad((signal) => items<LogLine>(`/iterations/${iterationId}/logs`, { regex: regex || undefined, limit: 10000 }, signal), [iterationId, regex]);
+  useEffect(() => {
+    if (loaded.data) setLines(loaded.data);
+  }, [loaded.data]);
+  useEffect(() => {
+    if (!follow) return;
+    const abort = new AbortController();
+    (async () => {
+      const headers: Record<string, string> = {};
+      const t = token();
+      if (t) headers.Authorization = `Bearer ${t}`;
+      const response = await fetch(url(`/iterations/${iterationId}/logs/follow`, { regex: regex || undefined, max_seconds: 3600 }), { headers, signal: abort.signal });
+      if (!response.ok || !response.body) throw new Error(`follow failed: ${response.status}`);
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        const messages = buffer.split("\n\n");
+        buffer = messages.pop() ?? "";
+        const fresh = messages.filter((m) => m.startsWith("data: ")).map((m) => JSON.parse(m.slice(6)) as LogLine);
+        if (fresh.length) {
+          setLines((old) => {
+            const seen = new Set(old.map((l) => `${l.partition}:${l.offset}:${l.seq}`));
+            return [...old, ...fresh.filter((l) => !seen.has(`${l.partition}:${l.offset}:${l.seq}`))];
+          });
+          bottom.current?.scrollIntoView({ block: "end" });
+        }
+      }
+    })().catch((e: Error) => e.name !== "AbortError" && setError(e));
+    return () => abort.abort();
+  }, [follow, iterationId, regex]);
+  return (
+    <section>
+      <form
+        class="toolbar"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setQuery({ regex: draft });
+        }}
+      >
+        <input type="search" aria-label="regex filter" placeholder="regex filter" value={draft} onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
+        <button type="submit">Filter</button>
+        <label>
+          <input type="checkbox" checked={follow} onChange={() => setFollow(!follow)} /> follow live{running ? "" : " (run finished)"}
+        </label>
+        <span class="muted">{lines.length} lines</span>
+      </form>
+      <ErrorBox error={loaded.error ?? error} />
+      <pre class="logs" aria-label="log lines">
+        {lines.map((l) => (
+          <div key={`${l.partition}:${l.offset}:${l.seq}`} class={`log log-${l.level.toLowerCase()}`}>
+            <span class="muted">{fmtTime(l.time)}</span> {l.level && <span class="level">{l.level}</span>} {l.message}
+          </div>
+        ))}
+        <div ref={bottom} />
+      </pre>
+    </section>
+  );
+}
+
+function isText(a: Artifact): boolean {
+  return a.media_type.startsWith("text/") || /json|yaml|xml|csv|toml/.test(a.media_type) || /\.(txt|log|md|json|ya?ml|csv|py|toml|cfg|ini)$/i.test(a.name);
+}
+
+function isImage(a: Artifact): boolean {
+  return /^image\/(png|jpeg|gif|webp|svg\+xml)$/.test(a.media_type) || /\.(png|jpe?g|gif|webp)$/i.test(a.name);
+}
+
+function Artifacts({ iterationId }: { iterationId: string }) {
+  const list = useLoad((signal) => items<Artifact>("/artifacts", { iteration_id: iterationId, limit: 10000 }, signal), [iterationId]);
+  const [preview, setPreview] = useState<{ name: string; text?: string; image?: string } | null>(null);
+  const [error, setError] = useState<Error | undefined>();
+  const fetchBlob = async (a: Artifact) => (await bytes(`/artifacts/${a.artifact_id}/content`)).blob();
+  const download = async (a: Artifact) => {
+    try {
+      const blob = await fetchBlob(a);
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = a.name.split("/").pop() ?? a.name;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    } catch (e) {
+      setError(e as Error);
+    }
+  };
+  const show = async (a: Artifact) => {
+    try {
+      const blob = await fetchBlob(a);
+      if (preview?.image) URL.revokeObjectURL(preview.image);
+      if (isImage(a)) setPreview({ name: a.name, image: URL.createObjectURL(blob) });
+      else setPreview({ name: a.name, text: (await blob.slice(0, 256 * 1024).text()) + (blob.size > 256 * 1024 ? "\n…" : "") });
+    } catch (e) {
+      setError(e as Error);
+    }
+  };
+  return (
+    <section>
+      <ErrorBox error={list.error ?? error} />
+      <Loading when={list.loading && !list.data} />
+      {list.data && list.data.length === 0 && <p class="muted">No artifacts.</p>}
+      {list.data && list.data.length > 0 && (
+        <table class="list">
+          <thead>
+            <tr>
+              <th>name</th>
+              <th class="num">size</th>
+              <th>type</th>
+              <th>stored</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {list.data.map((a) => (
+              <tr key={a.artifact_id}>
+                <td>{a.name}</td>
+                <td class="num">{fmtBytes(a.size_bytes)}</td>
+                <td>{a.media_type}</td>
+                <td>{fmtTime(a.created_at)}</td>
+                <td>
+                  <button type="button" class="small" onClick={() => download(a)}>
+                    download
+                  </button>{" "}
+                  {(isText(a) || isImage(a)) && (
+                    <button type="button" class="small" onClick={() => show(a)}>
+                      preview
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {preview && (
+        <figure class="preview">
+          <figcaption>{preview.name}</figcaption>
+          {preview.image ? <img src={preview.image} alt={preview.name} /> : <pre>{preview.text}</pre>}
+        </figure>
+      )}
+    </section>
+  );
+}
