@@ -11,26 +11,20 @@ never a 4xx: the events were fine. The log's event-id dedup makes a resend idemp
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from deardiary.schemas.codec import decode, encode
 from deardiary.schemas.envelope import Envelope, LogPosition
-from deardiary.schemas.errors import (
-    DearDiaryError,
-    InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
-)
+from deardiary.schemas.errors import InvalidArgument, ResourceExhausted
 from deardiary.schemas.events import AUTO_STEP, MetricsLogged, partition_key
 from deardiary.schemas.ids import new_id, now_us
 from deardiary.schemas.limits import Key, Step, TimeUs
+from deardiary.services.gateway.appender import Appender, IngestChecker
 from deardiary.services.gateway.validation import (
     EventBatch,
     IngestLimits,
@@ -41,30 +35,15 @@ from deardiary.services.gateway.validation import (
 from deardiary.services.http.app import Endpoint, RoutePart
 from deardiary.services.http.errors import invalid_argument_from_msgspec
 from deardiary.services.http.openapi import operation
-from deardiary.services.log import EventLog, LogRecord
+from deardiary.services.log import EventLog
 
-
-class IngestChecker(Protocol):
-    """What the server checks of a decoded batch beyond its own contents (parents exist,
-    params do not change, the caller may write there) before appending it."""
-
-    async def check(
-        self, request: web.Request, envelopes: Sequence[Envelope]
-    ) -> Sequence[Envelope]:
-        """The envelopes to append (the same, or re-stamped ones); raises to refuse them."""
-        ...
-
-    def appended(self, envelopes: Sequence[Envelope]) -> None:
-        """Called after the batch was appended durably."""
-        ...
-
+__all__ = ["Appender", "IngestAck", "IngestChecker", "gateway_part"]
 
 MSGPACK_TYPES = frozenset(
     {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
 )
 JSON_TYPE = "application/json"
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_log = logging.getLogger("deardiary.gateway")
 
 
 class MetricPoint(msgspec.Struct, forbid_unknown_fields=True):
@@ -132,31 +111,17 @@ class Gateway:
 
     def __init__(
         self,
-        log: EventLog,
+        appender: Appender,
         limits: IngestLimits,
-        on_appended: Callable[[list[LogPosition]], None] | None,
-        checker: IngestChecker | None,
         actor: Callable[[web.Request], str] | None,
-        append_threads: int,
         max_concurrent_requests: int,
     ) -> None:
-        self.log = log
+        self.appender = appender
         self.limits = limits
-        self.on_appended = on_appended
-        self.checker = checker
         self.actor = actor
-        self.append_threads = append_threads
-        self._executor: ThreadPoolExecutor | None = None
         # Each request holds its body, the decoded items and the envelopes at once (about
         # 3x the body); bounding requests in flight keeps server memory flat under load.
         self._slots = asyncio.Semaphore(max_concurrent_requests)
-
-    async def appender_threads(self, app: web.Application) -> AsyncIterator[None]:
-        """Appends block on disk or broker; they get their own threads, apart from reads."""
-        self._executor = ThreadPoolExecutor(self.append_threads, "deardiary-gateway-append")
-        yield
-        executor, self._executor = self._executor, None
-        executor.shutdown(wait=True)
 
     async def events(self, request: web.Request) -> web.Response:
         content_type = request.content_type
@@ -213,50 +178,12 @@ class Gateway:
     async def _append(
         self, request: web.Request, envelopes: Sequence[Envelope], payloads: Sequence[bytes]
     ) -> web.Response:
-        if self.checker is not None:
-            checked = await self.checker.check(request, envelopes)
-            payloads = [
-                p if c is e else encode(c)
-                for e, c, p in zip(envelopes, checked, payloads, strict=True)
-            ]
-            envelopes = checked
-        records = [
-            LogRecord(e.event_id, e.key, p) for e, p in zip(envelopes, payloads, strict=True)
-        ]
-        loop = asyncio.get_running_loop()
-        try:
-            positions = await loop.run_in_executor(self._executor, self.log.append, records)
-        except DearDiaryError:
-            raise
-        except Exception as exc:  # sqlite3.Error, OSError, a broker client's errors, ...
-            _log.warning("the event log cannot be written", exc_info=True)
-            raise Unavailable(
-                f"the event log cannot be written right now ({type(exc).__name__}); retry",
-                {"retryable": True},
-            ) from exc
-        if len(positions) != len(records):
-            raise Unavailable(
-                f"the log answered {len(positions)} positions for {len(records)} records",
-                {"retryable": True},
-            )
-        if self.checker is not None:
-            self.checker.appended(envelopes)
-        self._notify(positions)
+        positions = await self.appender.append(request, envelopes, payloads)
         last: dict[str, int] = {}
         for p in positions:
             last[str(p.partition)] = max(last.get(str(p.partition), -1), p.offset)
         ack = IngestAck(positions, max(p.offset for p in positions), last)
         return web.Response(body=_json.encode(ack), content_type=JSON_TYPE)
-
-    def _notify(self, positions: list[LogPosition]) -> None:
-        """Wake whoever waits for new records. The events are durable already, so a failing
-        hook is logged, not answered as an error (the client would resend for nothing)."""
-        if self.on_appended is None:
-            return
-        try:
-            self.on_appended(positions)
-        except Exception:
-            _log.exception("on_appended hook failed")
 
 
 def _openapi() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -314,6 +241,7 @@ def gateway_part(
     actor: Callable[[web.Request], str] | None = None,
     append_threads: int = 1,
     max_concurrent_requests: int = 8,
+    appender: Appender | None = None,
 ) -> RoutePart:
     """The ingest routes over `log` (owned by the caller: the part never closes it).
 
@@ -322,17 +250,12 @@ def gateway_part(
     (or re-stamp its envelopes). `actor(request)` names the actor of events the gateway
     builds itself (the metrics route); posted envelopes keep the actor they carry.
     `append_threads` threads call `log.append`; at most `max_concurrent_requests`
-    requests are read and checked at once (the rest wait their turn).
+    requests are read and checked at once (the rest wait their turn). Give `appender`
+    to share one append path with other parts (then `on_appended`, `checker` and
+    `append_threads` are the appender's own, and these arguments are not used).
     """
-    gateway = Gateway(
-        log,
-        limits or IngestLimits(),
-        on_appended,
-        checker,
-        actor,
-        append_threads,
-        max_concurrent_requests,
-    )
+    appender = appender or Appender(log, checker, on_appended, append_threads)
+    gateway = Gateway(appender, limits or IngestLimits(), actor, max_concurrent_requests)
     events_op, metrics_op, schemas = _openapi()
     return RoutePart(
         "gateway",
@@ -343,5 +266,5 @@ def gateway_part(
             ),
         ],
         schemas=schemas,
-        contexts=[gateway.appender_threads],
+        contexts=[appender.lifetime],
     )

@@ -1,0 +1,129 @@
+"""The one way a server appends events: check, append durably, then wake the projector.
+
+Used by the ingest gateway (POST /api/v1/events) and by the routes that build events
+themselves (the MLflow-compatible API), so every write passes the same checker (parents
+exist, params are write-once, and under --auth the caller may write there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from aiohttp import web
+
+from deardiary.schemas.codec import encode
+from deardiary.schemas.envelope import Envelope, LogPosition
+from deardiary.schemas.errors import DearDiaryError, Unavailable
+from deardiary.services.log import EventLog, LogRecord
+
+_log = logging.getLogger("deardiary.gateway")
+
+
+class IngestChecker(Protocol):
+    """What the server checks of a decoded batch beyond its own contents (parents exist,
+    params do not change, the caller may write there) before appending it."""
+
+    async def check(
+        self, request: web.Request, envelopes: Sequence[Envelope]
+    ) -> Sequence[Envelope]:
+        """The envelopes to append (the same, or re-stamped ones); raises to refuse them."""
+        ...
+
+    def appended(self, envelopes: Sequence[Envelope]) -> None:
+        """Called after the batch was appended durably."""
+        ...
+
+
+class Appender:
+    """Appends checked batches to one log on threads of its own (appends block on disk
+    or a broker), and remembers how far its own appends reached per partition (so a
+    read can wait for exactly what this server wrote)."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        checker: IngestChecker | None = None,
+        on_appended: Callable[[list[LogPosition]], None] | None = None,
+        threads: int = 1,
+    ) -> None:
+        self.log = log
+        self.checker = checker
+        self.on_appended = on_appended
+        self.threads = threads
+        self._executor: ThreadPoolExecutor | None = None
+        self._written: dict[int, int] = {}
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, "deardiary-gateway-append")
+        return self._executor
+
+    async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: the append threads go with the application (safe to
+        register from several parts)."""
+        yield
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def written(self) -> dict[int, int]:
+        """Next offset per partition after this appender's own appends."""
+        return dict(self._written)
+
+    async def append(
+        self,
+        request: web.Request,
+        envelopes: Sequence[Envelope],
+        payloads: Sequence[bytes] | None = None,
+    ) -> list[LogPosition]:
+        """Check, append, notify; the positions in request order. `payloads` are the
+        envelopes' bytes when the caller has them (kept byte for byte unless the checker
+        re-stamps an envelope). A log that cannot be written is 503 UNAVAILABLE."""
+        if payloads is None:
+            payloads = [encode(e) for e in envelopes]
+        if self.checker is not None:
+            checked = await self.checker.check(request, envelopes)
+            payloads = [
+                p if c is e else encode(c)
+                for e, c, p in zip(envelopes, checked, payloads, strict=True)
+            ]
+            envelopes = checked
+        records = [
+            LogRecord(e.event_id, e.key, p) for e, p in zip(envelopes, payloads, strict=True)
+        ]
+        loop = asyncio.get_running_loop()
+        try:
+            positions = await loop.run_in_executor(self._pool(), self.log.append, records)
+        except DearDiaryError:
+            raise
+        except Exception as exc:  # sqlite3.Error, OSError, a broker client's errors, ...
+            _log.warning("the event log cannot be written", exc_info=True)
+            raise Unavailable(
+                f"the event log cannot be written right now ({type(exc).__name__}); retry",
+                {"retryable": True},
+            ) from exc
+        if len(positions) != len(records):
+            raise Unavailable(
+                f"the log answered {len(positions)} positions for {len(records)} records",
+                {"retryable": True},
+            )
+        if self.checker is not None:
+            self.checker.appended(envelopes)
+        for p in positions:
+            self._written[p.partition] = max(self._written.get(p.partition, 0), p.offset + 1)
+        self._notify(positions)
+        return positions
+
+    def _notify(self, positions: list[LogPosition]) -> None:
+        """Wake whoever waits for new records. The events are durable already, so a failing
+        hook is logged, not answered as an error (the client would resend for nothing)."""
+        if self.on_appended is None:
+            return
+        try:
+            self.on_appended(positions)
+        except Exception:
+            _log.exception("on_appended hook failed")

@@ -1,0 +1,84 @@
+"""What the MLflow-compatible routes need from the server, in either mode.
+
+Writes become ordinary DearDiary events appended through the server's one append path
+(`services/gateway/appender.py`: parents exist, params are write-once, and under --auth
+the caller may write there), so nothing logged through MLflow is special afterwards.
+Reads run on the query service's pool, scoped to what the caller may read, after
+waiting for the caller's own writes: the MLflow client reads back what it just wrote
+(``create_run`` then ``get_run``) and expects to see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import duckdb
+from aiohttp import web
+
+from deardiary.schemas.envelope import Envelope, LogPosition, wrap
+from deardiary.schemas.events import Event
+from deardiary.services.artifacts import ArtifactStore
+from deardiary.services.auth.identity import PRINCIPAL, Principal
+from deardiary.services.query.context import Offsets, QueryContext, caller_of
+from deardiary.services.settings import ServerSettings
+
+T = TypeVar("T")
+
+Ingest = Callable[[web.Request, Sequence[Envelope]], Awaitable[list[LogPosition]]]
+"""Check and append a batch (raising to refuse it); its positions in request order."""
+
+
+def _nobody(request: web.Request) -> str:
+    return ""
+
+
+def _nothing_written() -> Offsets:
+    return {}
+
+
+@dataclass
+class MlflowContext:
+    """Readers (through `query`), the append path (`ingest`), the artifact store, who is
+    asking (`actor`), and the server's settings.
+
+    `written()` is how far this server's own appends reached per partition: where the
+    projections cannot cheaply be caught up with the log's end (Kafka mode), a read
+    waits for that instead."""
+
+    query: QueryContext
+    ingest: Ingest
+    artifacts: ArtifactStore
+    settings: ServerSettings = field(default_factory=ServerSettings)
+    actor: Callable[[web.Request], str] = _nobody
+    written: Callable[[], Offsets] = _nothing_written
+
+    @property
+    def default_project(self) -> str:
+        """The project MLflow experiments live in unless a tag names another (ids.py)."""
+        return self.settings.mlflow_default_project
+
+    async def emit(
+        self, request: web.Request, events: Sequence[Event], client_time: int | None = None
+    ) -> list[LogPosition]:
+        """Wrap `events` as the caller (one envelope each, `client_time` in microseconds
+        when the client said when) and append them as one checked batch."""
+        actor = self.actor(request)
+        return await self.ingest(request, [wrap(e, actor, client_time) for e in events])
+
+
+def principal(request: web.Request) -> Principal | None:
+    """The signed-in caller (None when the server runs without --auth)."""
+    return request.get(PRINCIPAL)
+
+
+async def read(
+    ctx: MlflowContext, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], T]
+) -> T:
+    """Run `fn(cursor)` on the read pool, within the caller's share, on a cursor scoped to
+    what the caller may read -- after the projections applied everything appended before
+    this call (embedded mode: the log's end; Kafka mode: this server's own appends)."""
+    query = ctx.query
+    await query.wait({} if query.catch_up_to_end else ctx.written())
+    return await query.run(fn, caller_of(request))
