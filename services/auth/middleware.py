@@ -4,7 +4,10 @@ Policy is derived from the route itself, so a new route is covered without code 
 its own: GET needs read, other methods create, on every project an id in the path or
 query names; reads are additionally scoped in the database (permissions.scope).
 A few routes are public, some admin-only, and some only need a signed-in caller
-(their handlers check ownership).
+(their handlers check ownership). The MLflow-compatible routes name what they touch in
+JSON bodies: their handlers check it (services/mlflow_api), and their authentication
+errors are answered in MLflow's error shape. A caller signs in with a bearer token or
+HTTP Basic credentials (MLflow's MLFLOW_TRACKING_USERNAME/PASSWORD).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import duckdb
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from deardiary.schemas.errors import NotFound, PermissionDenied, Unauthenticated
+from deardiary.schemas.errors import DearDiaryError, NotFound, PermissionDenied, Unauthenticated
+from deardiary.services.auth.basic import BasicCredentials
 from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
 from deardiary.services.auth.permissions import (
     ID_PARAMETERS,
@@ -27,6 +31,8 @@ from deardiary.services.auth.permissions import (
     project_of,
     scope,
 )
+from deardiary.services.mlflow_api.endpoint import is_mlflow_path
+from deardiary.services.mlflow_api.errors import error_response, from_deardiary
 from deardiary.services.query.context import CALLER, FairPool
 from deardiary.services.web.routes import PAGE_ROUTES
 
@@ -102,11 +108,23 @@ class AuthMiddleware:
         reader: Callable[[], duckdb.DuckDBPyConnection],
         catch_up: Callable[[], Awaitable[None]],
         threads: int = 2,
+        basic_cache_s: float = 30.0,
     ) -> None:
         self.identity = identity
         self.reader = reader
         self.catch_up = catch_up
         self.pool = FairPool("deardiary-auth", threads)
+        self.basic = BasicCredentials(identity, basic_cache_s)
+
+    async def authenticate(self, request: web.Request) -> Principal:
+        """A bearer token (session or access token), or HTTP Basic username and password
+        (MLflow clients; as throttled as a sign-in, see auth/basic.py)."""
+        header = request.headers.get("Authorization", "")
+        if header[:6].lower() == "basic ":
+            check = partial(self.basic.authenticate, header[6:], request.remote or "")
+            return await self.pool.run("", check)
+        token = bearer(request)
+        return await self.pool.run("", partial(self.identity.authenticate, token))
 
     async def _check_route(
         self, principal: Principal, ids: list[tuple[str, str]], action: Action
@@ -156,11 +174,15 @@ class AuthMiddleware:
         key = (request.method, path)
         if key in PUBLIC or route is None:
             return await handler(request)
-        token = bearer(request)
-        principal = await self.pool.run("", partial(self.identity.authenticate, token))
-        request[PRINCIPAL] = principal
-        request[CALLER] = principal.username
-        CURRENT.set(principal)
+        if is_mlflow_path(path):  # MLflow's error shape; the handlers check what is named
+            try:
+                principal = await self.authenticate(request)
+            except DearDiaryError as exc:
+                return error_response(from_deardiary(exc))
+            self._signed_in(request, principal)
+            return await handler(request)
+        principal = await self.authenticate(request)
+        self._signed_in(request, principal)
         if key in ADMIN and not principal.is_admin:
             raise PermissionDenied("only administrators may do this")
         if key not in ADMIN and key not in SIGNED_IN:
@@ -172,6 +194,12 @@ class AuthMiddleware:
             if ids:
                 await self._check_route(principal, ids, action)
         return await handler(request)
+
+    @staticmethod
+    def _signed_in(request: web.Request, principal: Principal) -> None:
+        request[PRINCIPAL] = principal
+        request[CALLER] = principal.username
+        CURRENT.set(principal)
 
 
 def _query_ids(request: web.Request) -> list[tuple[str, str]]:
