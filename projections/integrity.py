@@ -32,13 +32,22 @@ _HEADERS_BYTES = 3 * 4096  # DuckDB's file header and its two database headers
 class ProjectionDamaged(Internal):
     """The projection files cannot be used as they are; only a rebuild from the log helps."""
 
+    kind = "damaged"
+
     def __init__(self, directory: Path, cause: str) -> None:
         super().__init__(
-            f"the projections in {directory} are damaged: {cause}",
+            f"the projections in {directory} are {self.kind}: {cause}",
             {"directory": str(directory), "cause": cause},
         )
         self.directory = directory
         self.cause = cause
+
+
+class ProjectionOutdated(ProjectionDamaged):
+    """The projections are sound but were written in another projection format (an older
+    or newer release folded them): rebuilt from the log like damaged ones, not migrated."""
+
+    kind = "outdated"
 
 
 def is_lock_error(exc: BaseException) -> bool:

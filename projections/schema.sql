@@ -1,6 +1,12 @@
 -- The projection store's tables (DuckDB). All timestamps are UTC (TIMESTAMP, microseconds).
 -- tags/metadata/environment are JSON text. Rows are never hard-deleted by events:
 -- `deleted` hides them from the query service, the log keeps everything.
+-- A change of what these tables hold bumps PROJECTION_FORMAT (projections/store.py):
+-- projections of another format are rebuilt from the log when opened.
+
+CREATE TABLE IF NOT EXISTS projection_format (
+    version INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS projection_offsets (
     "partition" INTEGER PRIMARY KEY,
@@ -61,7 +67,8 @@ CREATE TABLE IF NOT EXISTS iterations (
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL,
     end_date TIMESTAMP,
-    last_heartbeat TIMESTAMP NOT NULL
+    last_heartbeat TIMESTAMP NOT NULL,
+    description VARCHAR NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS params (
@@ -155,7 +162,9 @@ CREATE TABLE IF NOT EXISTS artifacts (
     deleted BOOLEAN NOT NULL,
     created_by VARCHAR NOT NULL,
     created_at TIMESTAMP NOT NULL,
-    updated_at TIMESTAMP NOT NULL
+    updated_at TIMESTAMP NOT NULL,
+    notes VARCHAR NOT NULL,
+    metadata JSON NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS models (

@@ -31,6 +31,7 @@ from deardiary.projections.folds.metrics import POINT_SCHEMA
 from deardiary.projections.integrity import (
     STATE_FILE,
     ProjectionDamaged,
+    ProjectionOutdated,
     check_files,
     check_size,
     missing_files,
@@ -64,6 +65,11 @@ FROM metric_points_hot_data p JOIN (
 ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
 """
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
+PROJECTION_FORMAT = 2
+"""What the tables hold and how the folds fill them. Bump it with any change of schema.sql
+or of a fold's result: projections of another format are rebuilt from the log when
+opened (services/rebuild.py), never migrated. 1: before the format was recorded; 2:
+names, restore and moves, descriptions of iterations, notes and metadata of artifacts."""
 
 
 def schema_sql() -> str:
@@ -132,14 +138,38 @@ class DuckDBProjectionStore:
         # MiB) instead of checkpointing them into the file saves writing them twice.
         self.conn.execute("SET checkpoint_threshold = '256MiB'")
         check_size(self.conn, self.directory / STATE_FILE)
+        self._check_format()
         self._migrate_hot_points()
         self.conn.execute(schema_sql())
+        if not self.conn.execute("SELECT 1 FROM projection_format").fetchall():
+            self.conn.execute("INSERT INTO projection_format VALUES (?)", [PROJECTION_FORMAT])
         self._reader_root = self.conn.cursor()  # readers branch off this, not the writer's
         self._remove_unregistered_segments()
         registered = self.conn.execute("SELECT path, num_rows FROM metric_segments").fetchall()
         check_files(registered, self.segments_dir, self.tiles_dir)
         self._refresh_metrics_view()
         self.next_offsets()  # cached from here on: waiting readers never touch self.conn
+
+    def _check_format(self) -> None:
+        """ProjectionOutdated unless the store is new or of this release's format."""
+        tables = {
+            str(name)
+            for (name,) in self.conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        }
+        if "projection_offsets" not in tables:
+            return  # a new store: stamped with this format once its tables exist
+        version = 1
+        if "projection_format" in tables:
+            found = self.conn.execute("SELECT max(version) FROM projection_format").fetchall()
+            version = int(found[0][0] or 1)
+        if version != PROJECTION_FORMAT:
+            raise ProjectionOutdated(
+                self.directory,
+                f"they were written in projection format {version}; this release reads"
+                f" format {PROJECTION_FORMAT}",
+            )
 
     # -- reading state -----------------------------------------------------
     def _scalar(self, sql: str, params: list[Any] | None = None) -> Any:
@@ -193,8 +223,10 @@ class DuckDBProjectionStore:
         if len(cols) == 1:
             wanted = pa.table({cols[0]: sorted(str(k) for k in keys)})
         else:
-            pairs = sorted(k for k in keys if isinstance(k, tuple))
-            wanted = pa.table({cols[0]: [a for a, _ in pairs], cols[1]: [b for _, b in pairs]})
+            tuples = sorted(k for k in keys if isinstance(k, tuple))
+            wanted = pa.table(
+                {c: pa.array([t[i] for t in tuples], pa.string()) for i, c in enumerate(cols)}
+            )
         return wanted, "USING (" + ", ".join(f'"{c}"' for c in cols) + ")"
 
     def _rows_by_key(self, table: str, keys: set[Key]) -> dict[Key, Row]:
@@ -213,7 +245,7 @@ class DuckDBProjectionStore:
             ).fetchall()
         finally:
             self.conn.unregister("_wanted")
-        return {str(r[0]) if len(r) == 1 else (str(r[0]), str(r[1])) for r in found}
+        return {str(r[0]) if len(r) == 1 else tuple(str(v) for v in r) for r in found}
 
     def _rows_where(self, table: str, column: str, values: set[str]) -> dict[Key, Row]:
         wanted = pa.table({column: sorted(values)})

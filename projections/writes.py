@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 Row = dict[str, Any]
-Key = str | tuple[str, str]
+Key = str | tuple[str, ...]
 
 # Primary key columns of every table the fold upserts (rows are replaced whole).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -34,7 +34,7 @@ JSON_COLUMNS: dict[str, tuple[str, ...]] = {
     "projects": ("tags", "metadata"),
     "experiments": ("tags", "metadata"),
     "iterations": ("tags", "metadata", "environment"),
-    "artifacts": ("tags",),
+    "artifacts": ("tags", "metadata"),
     "models": ("tags", "metadata"),
     "model_versions": ("tags", "metadata", "aliases"),
 }
@@ -44,7 +44,7 @@ def row_key(table: str, row: Row) -> Key:
     cols = PRIMARY_KEYS[table]
     if len(cols) == 1:
         return str(row[cols[0]])
-    return (str(row[cols[0]]), str(row[cols[1]]))
+    return tuple(str(row[c]) for c in cols)
 
 
 @dataclass

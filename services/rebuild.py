@@ -1,5 +1,9 @@
 """Damaged projections are moved aside and rebuilt from the log -- loudly, with progress.
 
+Outdated ones (written in another projection format, `PROJECTION_FORMAT`) too: a new
+release that changes what the tables hold rebuilds them instead of migrating them, into
+``projections.outdated-<time>``.
+
 The projections are a cache of the log. When they cannot be trusted (see
 projections/integrity.py), the folder is renamed to ``projections.damaged-<time>`` (kept
 for inspection, never deleted by us) and a fresh, empty store takes its place; the usual
@@ -32,14 +36,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def move_aside(projections: Path) -> Path:
-    """Rename `projections` to a sibling ``<name>.damaged-<UTC time>``; returns the new path."""
+def move_aside(projections: Path, kind: str = "damaged") -> Path:
+    """Rename `projections` to a sibling ``<name>.<kind>-<UTC time>`` (kind: damaged, or
+    outdated for projections of another format); returns the new path."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = projections.with_name(f"{projections.name}.damaged-{stamp}")
+    target = projections.with_name(f"{projections.name}.{kind}-{stamp}")
     n = 1
     while target.exists():
         n += 1
-        target = projections.with_name(f"{projections.name}.damaged-{stamp}-{n}")
+        target = projections.with_name(f"{projections.name}.{kind}-{stamp}-{n}")
     os.rename(projections, target)
     fsync_dir(projections.parent)
     return target
@@ -177,11 +182,12 @@ def _open_or_rebuild(
                 f"{exc.cause}; this folder has no log to rebuild them from"
                 " (a replay output: replay the log again into a new folder)",
             ) from exc
-        moved = move_aside(projections)
+        moved = move_aside(projections, exc.kind)
         _log.warning(
-            "the projections in %s are damaged (%s); moved them aside to %s (kept for"
+            "the projections in %s are %s (%s); moved them aside to %s (kept for"
             " inspection) and rebuilding them from the log (%d records)",
             projections,
+            exc.kind,
             exc.cause,
             moved,
             _records(log_end),

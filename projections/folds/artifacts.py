@@ -33,7 +33,6 @@ def fold_artifact_stored(draft: Draft, event: ArtifactStored) -> None:
     row = draft.get("artifacts", event.artifact_id)
     if row is None:
         row = base_row(draft, artifact_id=event.artifact_id, **fields)
-        del row["notes"], row["metadata"]
     else:
         row.update(fields, updated_at=draft.log_time, deleted=False)
     draft.put("artifacts", row)

@@ -13,6 +13,8 @@ from deardiary.schemas.events import (
     EntityArchived,
     EntityDeleted,
     EntityKind,
+    EntityRenamed,
+    EntityRestored,
     ExperimentCreated,
     ExperimentStatus,
     ExperimentStatusChanged,
@@ -34,7 +36,7 @@ TABLE_OF: dict[EntityKind, str] = {
 }
 
 EntityChange = TagsSet | TagsDeleted | NotesSet | DescriptionSet | MetadataSet
-AnyEntityEvent = EntityChange | EntityArchived | EntityDeleted
+AnyEntityEvent = EntityChange | EntityArchived | EntityDeleted | EntityRestored | EntityRenamed
 
 
 def base_row(draft: Draft, **fields: Any) -> dict[str, Any]:
@@ -96,8 +98,8 @@ def fold_experiment_status(draft: Draft, event: ExperimentStatusChanged) -> None
 
 
 def fold_entity_event(draft: Draft, event: AnyEntityEvent) -> None:
-    """Tags, notes, description, metadata, archive and delete, for the kinds each may
-    target (`EntityEvent.targets`: checked before any fold runs)."""
+    """Tags, notes, description, metadata, name, archive, delete and restore, for the
+    kinds each may target (`EntityEvent.targets`: checked before any fold runs)."""
     table = TABLE_OF[event.entity]
     row = draft.existing(table, event.entity_id, str(event.entity))
     if row is None:
@@ -117,6 +119,10 @@ def fold_entity_event(draft: Draft, event: AnyEntityEvent) -> None:
             row["archived"] = event.archived
         case EntityDeleted():
             row["deleted"] = True
+        case EntityRestored():
+            row["deleted"] = False
+        case EntityRenamed():
+            row["name"] = event.name
     row["updated_at"] = draft.log_time
     draft.put(table, row)
 
@@ -147,6 +153,8 @@ SPECS: Specs = {
             MetadataSet,
             EntityArchived,
             EntityDeleted,
+            EntityRestored,
+            EntityRenamed,
         )
     },
 }

@@ -10,6 +10,7 @@ from deardiary.schemas.events import (
     EnvironmentCaptured,
     IterationEnded,
     IterationHeartbeat,
+    IterationMoved,
     IterationStarted,
     IterationStatus,
     ParamsLogged,
@@ -49,6 +50,7 @@ def fold_iteration_started(draft: Draft, event: IterationStarted) -> None:
             environment=None if event.environment is None else json_value(event.environment),
             end_date=None,
             last_heartbeat=draft.log_time,
+            description="",
         ),
     )
 
@@ -75,6 +77,26 @@ def fold_iteration_ended(draft: Draft, event: IterationEnded) -> None:
         return
     row.update(status=event.status.value, error_message=event.error_message)
     row["end_date"] = row["updated_at"] = row["last_heartbeat"] = draft.log_time
+    draft.put("iterations", row)
+
+
+def fold_iteration_moved(draft: Draft, event: IterationMoved) -> None:
+    """Into another experiment of its project. Where the target experiment is in this
+    partition's store it is checked (the gateway checks it for every writer)."""
+    row = draft.existing("iterations", event.iteration_id, "iteration")
+    if row is None:
+        return
+    experiment = draft.get("experiments", event.experiment_id)
+    if experiment is not None and experiment["project_id"] != row["project_id"]:
+        draft.conflict(
+            "cross_project_move",
+            event.iteration_id,
+            f"experiment {event.experiment_id!r} is in another project; iterations never"
+            " change project",
+        )
+        return
+    row["experiment_id"] = event.experiment_id
+    row["updated_at"] = draft.log_time
     draft.put("iterations", row)
 
 
@@ -116,6 +138,11 @@ def _iteration_lookups(
     want.want("iterations", event.iteration_id)
 
 
+def _moved_lookups(want: Lookups, event: IterationMoved) -> None:
+    want.want("iterations", event.iteration_id)
+    want.want("experiments", event.experiment_id)
+
+
 def _params_lookups(want: Lookups, event: ParamsLogged) -> None:
     want.want_exists("iterations", event.iteration_id)
     for key in event.params:
@@ -127,5 +154,6 @@ SPECS: Specs = {
     IterationHeartbeat: FoldSpec(fold_iteration_heartbeat, _iteration_lookups),
     IterationEnded: FoldSpec(fold_iteration_ended, _iteration_lookups),
     EnvironmentCaptured: FoldSpec(fold_environment_captured, _iteration_lookups),
+    IterationMoved: FoldSpec(fold_iteration_moved, _moved_lookups),
     ParamsLogged: FoldSpec(fold_params, _params_lookups),
 }

@@ -22,6 +22,8 @@ from deardiary.schemas.events.entities import (
     DescriptionSet,
     EntityArchived,
     EntityDeleted,
+    EntityRenamed,
+    EntityRestored,
     MetadataSet,
     NotesSet,
     TagsDeleted,
@@ -32,6 +34,7 @@ from deardiary.schemas.events.iterations import (
     EnvironmentCaptured,
     IterationEnded,
     IterationHeartbeat,
+    IterationMoved,
     IterationStarted,
     IterationStatus,
 )
@@ -75,6 +78,9 @@ Event = (
     | MetadataSet
     | EntityArchived
     | EntityDeleted
+    | EntityRestored
+    | EntityRenamed
+    | IterationMoved
     | UserCreated
     | UserPasswordChanged
     | UserAdminSet
@@ -110,6 +116,8 @@ __all__ = [
     "EntityArchived",
     "EntityDeleted",
     "EntityKind",
+    "EntityRenamed",
+    "EntityRestored",
     "Environment",
     "EnvironmentCaptured",
     "Event",
@@ -118,6 +126,7 @@ __all__ = [
     "ExperimentStatusChanged",
     "IterationEnded",
     "IterationHeartbeat",
+    "IterationMoved",
     "IterationStarted",
     "IterationStatus",
     "LogLinesLogged",

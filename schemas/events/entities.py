@@ -1,9 +1,11 @@
-"""Changes shared by every kind of entity: tags, notes, metadata, description, archive, delete.
+"""Changes shared by every kind of entity: tags, notes, metadata, description, name,
+archive, delete and restore.
 
 Each is a fact about one entity; the history of all of them stays in the log. Each type
 declares which kinds of entity it may target (`targets`): an event aimed at a kind that
 cannot hold it is refused by the gateway and recorded as a conflict by the fold, never
-silently dropped.
+silently dropped. Every kind holds tags, notes, description and metadata; every kind but
+a model version (known by its number) has a name.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from deardiary.schemas.events.base import EntityKind, Event, Permission
-from deardiary.schemas.limits import Id, Key, Metadata, Tags, Text
+from deardiary.schemas.limits import Id, Key, Metadata, Name, Tags, Text
 from deardiary.schemas.rules import keys_problem, metadata_problem
 
 ALL_KINDS = frozenset(EntityKind)
-# Artifacts have no notes or metadata; iterations have no description.
-_NOT_ARTIFACTS = ALL_KINDS - {EntityKind.ARTIFACT}
-_NOT_ITERATIONS = ALL_KINDS - {EntityKind.ITERATION}
+NAMED_KINDS = ALL_KINDS - {EntityKind.MODEL_VERSION}
 
 
 class EntityEvent(Event, frozen=True, kw_only=True):
@@ -60,21 +60,15 @@ class TagsDeleted(EntityEvent, frozen=True, kw_only=True, tag="tags_deleted"):
 
 
 class NotesSet(EntityEvent, frozen=True, kw_only=True, tag="notes_set"):
-    targets: ClassVar[frozenset[EntityKind]] = _NOT_ARTIFACTS
-
     notes: Text
 
 
 class DescriptionSet(EntityEvent, frozen=True, kw_only=True, tag="description_set"):
-    targets: ClassVar[frozenset[EntityKind]] = _NOT_ITERATIONS
-
     description: Text
 
 
 class MetadataSet(EntityEvent, frozen=True, kw_only=True, tag="metadata_set"):
     """Merges JSON-compatible metadata into the entity's metadata."""
-
-    targets: ClassVar[frozenset[EntityKind]] = _NOT_ARTIFACTS
 
     metadata: Metadata
 
@@ -89,6 +83,28 @@ class EntityArchived(EntityEvent, frozen=True, kw_only=True, tag="entity_archive
 
 
 class EntityDeleted(EntityEvent, frozen=True, kw_only=True, tag="entity_deleted"):
-    """Hides the entity from reads; its events stay in the log."""
+    """Hides the entity from reads -- and what it contains with it (a deleted experiment's
+    iterations and artifacts, a deleted project's experiments, ...); its events stay in the
+    log, and `EntityRestored` brings it back."""
 
     permission: ClassVar[Permission] = Permission.DELETE
+
+
+class EntityRestored(EntityEvent, frozen=True, kw_only=True, tag="entity_restored"):
+    """Undoes `EntityDeleted`: the entity (and what it contains) is shown again."""
+
+    permission: ClassVar[Permission] = Permission.DELETE
+
+
+class EntityRenamed(EntityEvent, frozen=True, kw_only=True, tag="entity_renamed"):
+    """A new display name. Ids never change: a project, experiment or model whose id was
+    derived from its first name keeps that id, so the SDK finds it by the first name."""
+
+    targets: ClassVar[frozenset[EntityKind]] = NAMED_KINDS
+
+    name: Name
+
+    def problem(self) -> str | None:
+        if not self.name.strip():
+            return "a name cannot be empty"
+        return super().problem()

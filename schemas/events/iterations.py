@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import msgspec
 
-from deardiary.schemas.events.base import Event
+from deardiary.schemas.events.base import Event, Permission
 from deardiary.schemas.limits import Document, Id, IdOrEmpty, Metadata, Name, Tags, Text
 from deardiary.schemas.rules import keys_problem, metadata_problem
 
@@ -84,3 +84,16 @@ class EnvironmentCaptured(IterationEvent, frozen=True, kw_only=True, tag="enviro
 
     iteration_id: Id
     environment: Environment
+
+
+class IterationMoved(IterationEvent, frozen=True, kw_only=True, tag="iteration_moved"):
+    """The iteration now belongs to another experiment of the same project (its params,
+    metrics and history go with it). It writes into the target experiment's project, so
+    an experiment of another project is refused: entities never change project."""
+
+    parent_kind: ClassVar[str] = "experiment"
+    parent_field: ClassVar[str] = "experiment_id"
+    permission: ClassVar[Permission] = Permission.UPDATE
+
+    iteration_id: Id
+    experiment_id: Id

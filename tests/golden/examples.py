@@ -12,6 +12,8 @@ from deardiary.schemas.events import (
     EntityArchived,
     EntityDeleted,
     EntityKind,
+    EntityRenamed,
+    EntityRestored,
     Environment,
     EnvironmentCaptured,
     Event,
@@ -20,6 +22,7 @@ from deardiary.schemas.events import (
     ExperimentStatusChanged,
     IterationEnded,
     IterationHeartbeat,
+    IterationMoved,
     IterationStarted,
     IterationStatus,
     LogLinesLogged,
@@ -144,6 +147,10 @@ EXAMPLES: list[Event] = [
         expires_at=1_900_000_000_000_000,
     ),
     AccessTokenRevoked(token_id="t1"),
+    # release 2 (issue 14): names, restore, moves
+    EntityRenamed(entity=EntityKind.EXPERIMENT, entity_id="e1", name="lr-sweep-2"),
+    EntityRestored(entity=EntityKind.MODEL_VERSION, entity_id="v1"),
+    IterationMoved(iteration_id="i1", experiment_id="e2"),
 ]
 
 
