@@ -13,6 +13,7 @@ import argparse
 import getpass
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -33,12 +34,20 @@ from deardiary.services.auth.routes import new_user_event
 from deardiary.services.auth.secrets import hash_password, hash_secret, new_secret
 from deardiary.services.embedded import DataPaths
 from deardiary.services.formats import render_table
-from deardiary.services.log import LogRecord
+from deardiary.services.log import EventLog, LogRecord
 from deardiary.services.log.sqlite import SqliteEventLog
 
 
-def _append(data: str, *events: Event) -> None:
-    log = SqliteEventLog(str(DataPaths(data).log))
+def _append(args: argparse.Namespace, *events: Event) -> None:
+    """Append to the data folder's log, or with --broker to the Kafka log (where the
+    workers fold users, grants and tokens like every other event)."""
+    log: EventLog
+    if args.broker:
+        from deardiary.services.log.kafka import KafkaEventLog
+
+        log = KafkaEventLog.from_url(args.broker)
+    else:
+        log = SqliteEventLog(str(DataPaths(args.data).log))
     try:
         envs = [wrap(e, actor="cli") for e in events]
         log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
@@ -56,14 +65,14 @@ def _password() -> str:
 
 
 def _users_create(args: argparse.Namespace) -> int:
-    _append(args.data, new_user_event(args.name, _password(), args.admin))
+    _append(args, new_user_event(args.name, _password(), args.admin))
     print(f"user {args.name} created{' (admin)' if args.admin else ''}")
     return 0
 
 
 def _users_passwd(args: argparse.Namespace) -> int:
     _append(
-        args.data,
+        args,
         UserPasswordChanged(
             user_id=ids.user_id(args.name), password_hash=hash_password(_password())
         ),
@@ -73,7 +82,7 @@ def _users_passwd(args: argparse.Namespace) -> int:
 
 
 def _users_admin(args: argparse.Namespace) -> int:
-    _append(args.data, UserAdminSet(user_id=ids.user_id(args.name), is_admin=not args.revoke))
+    _append(args, UserAdminSet(user_id=ids.user_id(args.name), is_admin=not args.revoke))
     return 0
 
 
@@ -108,6 +117,15 @@ def _users_remote(reader: HttpReader, at: dict[int, int]) -> pa.Table:
 
 
 def _users_list(args: argparse.Namespace) -> int:
+    if args.broker:  # Kafka mode: the users the workers published under --data
+        from deardiary.services.kafka_mode.exports_view import ExportsView
+
+        view = ExportsView(Path(args.data))
+        try:
+            sys.stdout.write(render_table(view.reader().sql(_USERS).to_arrow_table()))
+        finally:
+            view.close()
+        return 0
     table = LocalReader(args.data).read(
         _users_remote, lambda store: store.store.reader().sql(_USERS).to_arrow_table()
     )
@@ -118,7 +136,7 @@ def _users_list(args: argparse.Namespace) -> int:
 def _grant(args: argparse.Namespace) -> int:
     flags = {f: f in args.allow for f in ("create", "read", "update", "delete")}
     _append(
-        args.data,
+        args,
         PermissionGranted(
             user_id=ids.user_id(args.user), project_id=ids.project_id(args.project), **flags
         ),
@@ -129,7 +147,7 @@ def _grant(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     _append(
-        args.data,
+        args,
         PermissionRevoked(user_id=ids.user_id(args.user), project_id=ids.project_id(args.project)),
     )
     return 0
@@ -139,7 +157,7 @@ def _tokens_create(args: argparse.Namespace) -> int:
     token_id, secret = ids.new_id(), new_secret()
     expires = None if args.lifespan_s <= 0 else ids.now_us() + args.lifespan_s * 1_000_000
     _append(
-        args.data,
+        args,
         AccessTokenCreated(
             token_id=token_id,
             user_id=ids.user_id(args.user),
@@ -153,13 +171,16 @@ def _tokens_create(args: argparse.Namespace) -> int:
 
 
 def _tokens_revoke(args: argparse.Namespace) -> int:
-    _append(args.data, AccessTokenRevoked(token_id=args.token_id))
+    _append(args, AccessTokenRevoked(token_id=args.token_id))
     return 0
 
 
 def add_admin_commands(sub: argparse._SubParsersAction, default_data: str) -> None:  # type: ignore[type-arg]
     def data(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", default=default_data, help="data folder")
+        p.add_argument(
+            "--broker", default=None, help="Kafka mode: append to kafka://host:port[/topic]"
+        )
 
     users = sub.add_parser("users", help="user administration").add_subparsers(
         dest="users_command", required=True

@@ -83,15 +83,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_kafka(args: argparse.Namespace) -> int:
-    from deardiary.schemas.errors import InvalidArgument
     from deardiary.services.http import serve
     from deardiary.services.http.runner import exit_soon
     from deardiary.services.kafka_mode.server import KafkaServer
 
-    if args.auth:
-        raise InvalidArgument("--auth is not yet supported with --broker")
     settings = settings_from()
-    server = KafkaServer(args.broker, Path(args.data), settings=settings)
+    server = KafkaServer(args.broker, Path(args.data), settings=settings, auth=args.auth)
     try:
         serve(
             server.app(bind_host=args.host),

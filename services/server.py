@@ -152,7 +152,10 @@ class EmbeddedServer:
             caller=current_username if auth else None,
         )
         self.identity = Identity(
-            load_signing_key(self.embedded.paths.root / "auth.key"), self.embedded.store.reader
+            load_signing_key(
+                Path(self.settings.auth_key_file or self.embedded.paths.root / "auth.key")
+            ),
+            self.embedded.store.reader,
         )
         self.identity.local_admin_token = self.local_token = new_local_token()
         self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)

@@ -82,6 +82,13 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
             "(comma-separated; * for any)"
         ),
     ] = ""
+    auth_key_file: Annotated[
+        str,
+        Meta(
+            description="the key signing session tokens (default <data>/auth.key); "
+            "Kafka-mode query services behind one load balancer share one"
+        ),
+    ] = ""
 
     # -- server log --------------------------------------------------------------------
     log_repeat_limit: Annotated[

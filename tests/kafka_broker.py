@@ -21,6 +21,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -132,3 +133,71 @@ def kafka_bootstrap(log_dir: Path | None = None) -> Iterator[str]:
 def kafka_bootstrap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with kafka_bootstrap(tmp_path_factory.mktemp("tansu")) as bootstrap:
         yield bootstrap
+
+
+def cli(*args: str) -> list[str]:
+    """The `deardiary` command line, run by this interpreter."""
+    return [sys.executable, "-m", "deardiary.services.cli", *args]
+
+
+# A busy machine, simulated: every partition store the worker opens takes {delay} s.
+_SLOW_WORKER = """
+import sys, time
+from deardiary.services.kafka_mode import partitions
+opening = partitions.PartitionStore.__init__
+def slowly(self, *args, **kwargs):
+    time.sleep({delay})
+    opening(self, *args, **kwargs)
+partitions.PartitionStore.__init__ = slowly
+from deardiary.services.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class Workers:
+    """`deardiary worker` processes of one test, each logging to a file of its own,
+    stopped by their PIDs."""
+
+    def __init__(self, broker: str, data: Path, *extra: str) -> None:
+        self.broker, self.data, self.extra = broker, data, extra
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, slow_open_s: float = 0.0) -> subprocess.Popen[bytes]:
+        args = ["worker", "--broker", self.broker, "--data", str(self.data), *self.extra]
+        if slow_open_s:
+            code = _SLOW_WORKER.format(delay=slow_open_s)
+            command = [sys.executable, "-c", code, *args]
+        else:
+            command = cli(*args)
+        log = self.data.parent / f"worker-{len(self.logs)}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def tails(self, lines: int = 40) -> str:
+        """The end of every worker's log, for a failure message."""
+        parts = []
+        for log in self.logs:
+            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            parts.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def stop_one(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            self.stop_one(proc)

@@ -88,6 +88,10 @@ class ExportsView:
         with self._lock:
             return MetricParts(list(self._point_files))
 
+    def published(self) -> bool:
+        """Whether any worker has published a partition yet."""
+        return bool(read_manifests(self.data))
+
     def applied(self) -> dict[int, int]:
         """The offsets of the exports read last (the query service's `Progress`)."""
         return dict(self.offsets)

@@ -1,10 +1,20 @@
 """`deardiary serve --broker kafka://...`: the gateway appends to Kafka, the query service
 reads the workers' published partition exports; /readyz compares the two.
+
+With `--auth` the same middleware, ingest authoriser, auth routes and SQL scoping as in
+embedded mode run over the exports view: users, tokens and grants are events on the
+Kafka log, folded by the workers like everything else. Where embedded mode "catches up
+with the log" (an id the projections do not show yet, an admin route, a parent of a
+batch), this server asks the broker for the log's end and waits, holding no thread,
+until the workers have published up to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -13,14 +23,20 @@ from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
+from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
+from deardiary.services.auth.ingest import IngestAuthorizer
+from deardiary.services.auth.middleware import AuthMiddleware, current_username, scoper
+from deardiary.services.auth.routes import AuthRoutes
+from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.gateway import gateway_part
+from deardiary.services.gateway.appender import Appender
 from deardiary.services.gateway.parents import IngestParents
-from deardiary.services.http import build_app
+from deardiary.services.http import RoutePart, build_app
 from deardiary.services.http.host_check import host_check
 from deardiary.services.kafka_mode.exports_view import ExportsView
-from deardiary.services.kafka_mode.partitions import read_manifests
 from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
+from deardiary.services.mlflow_api import MlflowContext, mlflow_part
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.sandbox import SqlSandbox, install
 from deardiary.services.query.table import query_part
@@ -30,6 +46,28 @@ from deardiary.services.status import LagClock, Readiness, published_readiness, 
 from deardiary.services.web.routes import mount_web
 
 
+class KafkaQueryContext(QueryContext):
+    """Reads wait only for the offsets they name (the exports lag by design); catching up
+    -- "everything appended before this call" -- asks the broker for the log's end."""
+
+    async def catch_up(self) -> None:
+        if self.log_end is None:
+            return
+        await self.wait(await self.log_end.since(time.monotonic()))
+
+
+def _username(request: web.Request) -> str:
+    principal: Principal = request[PRINCIPAL]
+    return principal.username
+
+
+def _target(positions: Sequence[LogPosition]) -> dict[int, int]:
+    target: dict[int, int] = {}
+    for pos in positions:
+        target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
+    return target
+
+
 class KafkaServer:
     def __init__(
         self,
@@ -37,47 +75,96 @@ class KafkaServer:
         data: Path,
         lost_after_s: float = 120.0,
         settings: ServerSettings | None = None,
+        auth: bool = False,
     ) -> None:
         self.settings = settings or ServerSettings()
+        self.auth = auth
         self.log = KafkaEventLog.from_url(broker_url)
         self.data = Path(data)
         self.view = ExportsView(Path(data))
-        self.sandbox = SqlSandbox(self.view, self.settings)
+        self.sandbox = SqlSandbox(
+            self.view,
+            self.settings,
+            scoper=scoper if auth else None,
+            caller=current_username if auth else None,
+        )
         self._lag_clock = LagClock()
         self.artifacts = FsArtifactStore(Path(data) / "artifacts")
-        self.ctx = QueryContext(
+        self.ctx = KafkaQueryContext(
             reader=self.view.reader,
             progress=self.view,
             artifacts=self.artifacts,
             clock=utc_now,
             lost_after_s=lost_after_s,
+            scoper=scoper if auth else None,
             max_wait_s=self.settings.max_wait_s,
             end_offsets=self.log.end_offsets,  # a min_offset beyond it is refused at once
             catch_up_to_end=False,  # the exports lag by design: waits need an offset
             read_threads=self.settings.read_threads,
             read_per_caller=self.settings.read_per_caller,
         )
-        self.parents = IngestParents(self.view.reader, self._caught_up)
-
-    async def _caught_up(self) -> None:
-        await self.ctx.wait({})
+        # Ingest's own lookups (parents, params, permissions), never behind slow reads.
+        self._ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
+        self.parents = IngestParents(self.view.reader, self.ctx.catch_up, self._ingest_checks)
+        key_file = self.settings.auth_key_file or str(self.data / "auth.key")
+        self.identity = Identity(load_signing_key(Path(key_file)), self.view.reader)
 
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
         return self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
 
+    async def append_applied(self, envelopes: Sequence[Envelope]) -> None:
+        """Append, then wait (holding no thread) until the workers published it."""
+        loop = asyncio.get_running_loop()
+        positions = await loop.run_in_executor(self._ingest_checks, self.append, envelopes)
+        await self.ctx.wait(_target(positions))
+
+    def _mlflow(self, appender: Appender, actor: Callable[[web.Request], str]) -> RoutePart:
+        """The MLflow-compatible routes; their reads wait for this server's own appends."""
+        ctx = MlflowContext(
+            self.ctx, appender.append, self.artifacts, self.settings, actor, appender.written
+        )
+        return mlflow_part(ctx)
+
     def app(self, bind_host: str | None = None) -> web.Application:
-        """No auth in this mode: only loopback Host names, `bind_host` and the
-        allowed_hosts setting are answered (DNS rebinding)."""
+        """Without auth, only loopback Host names, `bind_host` and the allowed_hosts
+        setting are answered (DNS rebinding)."""
+        if not self.auth:
+            appender = Appender(self.log, self.parents)
+            app = build_app(
+                [
+                    gateway_part(self.log, appender=appender),
+                    query_part(self.ctx),
+                    artifact_part(
+                        ArtifactRoutes(self.ctx, self.append, lambda _r: "", checker=self.parents)
+                    ),
+                    readiness_part(self.readiness),
+                    self._mlflow(appender, lambda _r: ""),
+                ],
+                middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
+            )
+            return mount_web(install(app, self.sandbox))
+        reader = self.view.reader
+        authorize = IngestAuthorizer(
+            self.parents, reader, self.append_applied, self.artifacts, self._ingest_checks
+        )
+        auth = AuthMiddleware(
+            self.identity,
+            reader,
+            self.ctx.catch_up,
+            self.settings.auth_threads,
+            basic_cache_s=self.settings.basic_auth_cache_s,
+        )
+        appender = Appender(self.log, authorize)
         app = build_app(
             [
-                gateway_part(self.log, checker=self.parents),
+                gateway_part(self.log, actor=_username, appender=appender),
                 query_part(self.ctx),
-                artifact_part(
-                    ArtifactRoutes(self.ctx, self.append, lambda _r: "", checker=self.parents)
-                ),
+                artifact_part(ArtifactRoutes(self.ctx, self.append, _username, checker=authorize)),
+                AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
                 readiness_part(self.readiness),
+                self._mlflow(appender, _username),
             ],
-            middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
+            middlewares=[auth.middleware()],
         )
         return mount_web(install(app, self.sandbox))
 
@@ -86,14 +173,15 @@ class KafkaServer:
         self.view.refresh(force=True)
         return published_readiness(
             self.log.end_offsets,
-            dict(self.view.offsets),
-            bool(read_manifests(self.data)),
+            self.view.applied(),
+            self.view.published(),
             self.view.reader,
             self._lag_clock,
             self.settings.ready_max_lag_s,
         )
 
     def close(self) -> None:
+        self._ingest_checks.shutdown(wait=False, cancel_futures=True)
         self.sandbox.close()
         self.log.close()
         self.view.close()

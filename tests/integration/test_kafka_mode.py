@@ -29,7 +29,13 @@ from deardiary.services.kafka_mode.worker import PartitionOwner
 from deardiary.services.log.kafka import KafkaEventLog
 from tests.builders import metrics, records, sweep_start
 from tests.e2e.serve_process import serve
-from tests.kafka_broker import fresh_topic, kafka_bootstrap_server, tansu_broker  # noqa: F401
+from tests.kafka_broker import (  # noqa: F401
+    Workers,
+    cli,
+    fresh_topic,
+    kafka_bootstrap_server,
+    tansu_broker,
+)
 from tests.ports import free_port
 from tests.store_snapshot import snapshot
 from tests.tcp_proxy import TcpProxy
@@ -39,63 +45,10 @@ PARTITIONS = 4
 # them take longer than the group's 6 s session, which the old worker spent opening them
 # inside its rebalance callback (no heartbeats there), so it was expelled.
 SLOW_OPEN_S = 2.0
-_SLOW_WORKER = """
-import sys, time
-from deardiary.services.kafka_mode import partitions
-opening = partitions.PartitionStore.__init__
-def slowly(self, *args, **kwargs):
-    time.sleep({delay})
-    opening(self, *args, **kwargs)
-partitions.PartitionStore.__init__ = slowly
-from deardiary.services.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "deardiary.services.cli", *args]
-
-
-class Workers:
-    """Worker processes of one test, each logging to a file of its own."""
-
-    def __init__(self, broker: str, data: Path) -> None:
-        self.broker, self.data = broker, data
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
-
-    def start(self, slow_open_s: float = 0.0) -> subprocess.Popen[bytes]:
-        args = ["worker", "--broker", self.broker, "--data", str(self.data)]
-        if slow_open_s:
-            code = _SLOW_WORKER.format(delay=slow_open_s)
-            command = [sys.executable, "-c", code, *args]
-        else:
-            command = _cli(*args)
-        log = self.data.parent / f"worker-{len(self.procs)}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        self.logs.append(log)
-        return proc
-
-    def tails(self, lines: int = 40) -> str:
-        """The end of every worker's log, for a failure message."""
-        parts = []
-        for log in self.logs:
-            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-            parts.append(f"--- {log.name}\n" + "\n".join(text))
-        return "\n".join(parts)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return cli(*args)
 
 
 @pytest.fixture
