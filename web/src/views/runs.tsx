@@ -186,7 +186,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
     const ro = new ResizeObserver(measure);
     ro.observe(el);
     return () => ro.disconnect();
-  }, [base !== null]);
+  }, [base !== null && catalog !== null]);
 
   const frame = useRef(0);
   const onScroll = () => {
@@ -332,7 +332,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
         </div>
       )}
       {chooser && <ColumnChooser columns={allColumns} hidden={hidden} pinned={pinned} />}
-      {base && (
+      {base && catalog && (
         <div
           ref={grid}
           class="grid"
@@ -382,7 +382,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
                 >
                   <div class="pinned" style={{ width: `${pinnedWidth}px` }}>
                     <div class="cell check" style={{ width: `${CHECK}px` }}>
-                      <input type="checkbox" checked={isSelected} onChange={() => toggle(id)} aria-label={`select ${String(cellOf(pinnedCols[0], line.row) ?? id)}`} tabIndex={-1} />
+                      <input type="checkbox" checked={isSelected} onChange={() => toggle(id)} aria-label={`select ${String((base.cols.name as ArrayLike<string>)[line.row] || id)}`} tabIndex={-1} />
                     </div>
                     {pinnedCols.map((c) => cell(c, line.row))}
                   </div>

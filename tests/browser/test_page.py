@@ -1,0 +1,259 @@
+"""The web page in a real browser, against a real `deardiary serve` (no auth).
+
+A sweep is logged through the SDK; a person opens the page, clicks from project to
+experiment to run by their names and sees the rows, values, drawn charts, the compare
+diff, the sweep views, the registry, a run's status change live, and edits a run's tags
+and notes. Any script error on the page fails the test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import deardiary as dd
+from tests.browser.browser import Problems, chromium, screenshot
+from tests.e2e.serve_process import serve
+from tests.ports import free_port
+
+from playwright.sync_api import BrowserContext, Page, expect  # isort: skip
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class World:
+    url: str
+    client: dd.Client
+    experiment_id: str
+    trials: dict[str, str]  # name -> iteration id
+    live: dd.Iteration
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("web")
+    with serve(root / "data", free_port()) as url:
+        c = dd.connect(url, spool_dir=root / "spool")
+        trials: dict[str, str] = {}
+        weights = root / "notes.txt"
+        weights.write_text("best trial so far\n")
+        for i, lr in enumerate((0.1, 0.01, 0.001)):
+            with c.start_iteration(
+                project="mnist",
+                experiment="lr-sweep",
+                name=f"trial-{i}",
+                params={"lr": lr, "batch": 64, "optimizer": "adam" if i else "sgd"},
+                capture_env=False,
+            ) as it:
+                for step in range(300):
+                    loss = lr * 10 / (step + 1) + 0.05 * (1 + math.sin(step / 7))
+                    it.log_metrics({"loss": loss, "acc": 1 - loss / 2}, step=step)
+                trials[f"trial-{i}"] = it.id
+                if i == 1:
+                    it.log_artifact(weights)
+                    version = it.register_model("digits")
+        c.registry.stage("mnist", "digits", version, "Production")
+        c.registry.set_alias("mnist", "digits", "champion", version)
+        live = c.start_iteration(
+            project="mnist", experiment="lr-sweep", name="live-trial", capture_env=False
+        )
+        live.log_metric("loss", 1.0)
+        c.flush()
+        try:
+            yield World(url, c, live.experiment_id, trials, live)
+        finally:
+            live.end()
+            c.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[tuple[BrowserContext, Problems]]:
+    with chromium() as (context, problems):
+        yield context, problems
+
+
+@pytest.fixture
+def page(browser: tuple[BrowserContext, Problems]) -> Iterator[Page]:
+    page = browser[0].new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def canvas_ink(page: Page, selector: str) -> int:
+    """How many pixels of the first canvas under `selector` are painted (not blank)."""
+    return int(
+        page.eval_on_selector(
+            selector,
+            """el => {
+                const c = el.tagName === 'CANVAS' ? el : el.querySelector('canvas');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0;
+                for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
+                return n;
+            }""",
+        )
+    )
+
+
+def test_project_to_experiment_to_run_by_name(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.goto(world.url + "/")
+    expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    screenshot(page, "projects")
+    page.get_by_role("link", name="mnist", exact=True).click()
+    expect(page.get_by_role("heading", name="mnist")).to_be_visible()
+    page.get_by_role("link", name="lr-sweep").click()
+    expect(page).to_have_url(re.compile(r"/e/[0-9a-f]+$"))
+    grid = page.get_by_role("grid", name="runs")
+    expect(grid.get_by_role("row")).to_have_count(5)  # the header and four runs
+    row = grid.locator(".grid-row", has=page.get_by_role("link", name="trial-1", exact=True))
+    expect(row).to_contain_text("0.01")
+    expect(row).to_contain_text("adam")
+    expect(page.get_by_text("4 runs")).to_be_visible()
+    screenshot(page, "runs")
+    row.get_by_role("link", name="trial-1").click()
+    expect(page.get_by_role("heading", name=re.compile("trial-1"))).to_be_visible()
+    params = page.locator("table.kv").first
+    expect(params).to_contain_text("lr")
+    expect(params).to_contain_text("0.01")
+    metrics = page.locator("table.metrics")
+    expect(metrics.get_by_role("row", name=re.compile("^loss"))).to_contain_text("300")
+    screenshot(page, "run")
+    browser[1].expect_clean()
+
+
+def test_sort_filter_and_inline_filter_error(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.goto(f"{world.url}/e/{world.experiment_id}?sort=params.lr:asc")
+    grid = page.get_by_role("grid", name="runs")
+    names = grid.locator(".grid-row[data-run] .pinned a")
+    expect(names).to_have_text(["trial-2", "trial-1", "trial-0", "live-trial"])
+    page.get_by_role("searchbox", name="filter").fill("params.lr = ")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("expected a value")
+    page.get_by_role("searchbox", name="filter").fill("params.lr >= 0.01 and metrics.loss < 10")
+    page.keyboard.press("Enter")
+    expect(names).to_have_text(["trial-1", "trial-0"])
+    expect(page.get_by_role("alert")).to_have_count(0)
+    browser[1].expect_clean(400)  # the malformed filter, refused on purpose
+
+
+def test_charts_are_drawn_and_zoom_refetches(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    runs = ",".join(world.trials.values())
+    page.goto(f"{world.url}/e/{world.experiment_id}/charts?runs={runs}")
+    chart = page.locator("figure.chart[data-metric=loss]")
+    expect(chart).to_have_attribute("data-drawn", "1")
+    assert canvas_ink(page, "figure.chart[data-metric=loss] .chart-box") > 500
+    assert int(chart.get_attribute("data-points") or 0) == 900  # 3 x 300, fewer than the width
+    screenshot(page, "charts")
+    box = chart.locator(".u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    expect(chart.get_by_role("button", name="reset zoom")).to_be_visible()
+    expect(chart).not_to_have_attribute("data-points", "900")  # only the window, re-fetched
+    page.get_by_role("checkbox", name="log scale").check()
+    expect(page).to_have_url(re.compile("log=1"))
+    assert canvas_ink(page, "figure.chart[data-metric=loss] .chart-box") > 500
+    browser[1].expect_clean()
+
+
+def test_select_rows_and_compare_shows_the_params_diff(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.goto(f"{world.url}/e/{world.experiment_id}")
+    for name in ("trial-0", "trial-1"):
+        page.get_by_role("checkbox", name=f"select {name}").check()
+    expect(page.get_by_text("2 selected")).to_be_visible()
+    page.get_by_role("link", name="Compare").last.click()
+    expect(page).to_have_url(re.compile(r"/compare\?runs="))
+    diff = page.locator("table.diff-table")
+    expect(diff.locator("tr[data-param=lr]")).to_have_class(re.compile("differs"))
+    expect(diff.locator("tr[data-param=optimizer]")).to_have_class(re.compile("differs"))
+    expect(diff.locator("tr[data-param=batch]")).not_to_have_class(re.compile("differs"))
+    expect(diff.locator("tr[data-param=lr]")).to_contain_text("0.1")
+    expect(page.locator("figure.chart[data-metric=loss]")).to_have_attribute("data-drawn", "1")
+    screenshot(page, "compare")
+    browser[1].expect_clean()
+
+
+def test_sweep_views_and_registry(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.goto(f"{world.url}/e/{world.experiment_id}/sweep?metric=loss&param=lr")
+    expect(page.get_by_role("heading", name="Parallel coordinates")).to_be_visible()
+    assert canvas_ink(page, "canvas.parallel") > 500
+    expect(page.locator(".sweep .chart-box canvas")).to_have_count(2)
+    screenshot(page, "sweep")
+    page.get_by_role("link", name="Models").click()
+    page.get_by_role("link", name="digits").click()
+    version = page.locator("section.version")
+    expect(version).to_contain_text("Production")
+    expect(version).to_contain_text("@champion")
+    version.get_by_role("link", name="trial-1").click()
+    expect(page.get_by_role("heading", name=re.compile("trial-1"))).to_be_visible()
+    browser[1].expect_clean()
+
+
+def test_run_tags_notes_artifacts_and_logs(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.goto(f"{world.url}/r/{world.trials['trial-1']}")
+    page.get_by_role("textbox", name="tag key").fill("reviewed")
+    page.get_by_role("textbox", name="tag value").fill("yes")
+    page.get_by_role("button", name="Add tag").click()
+    expect(page.locator(".tags")).to_contain_text("reviewed=yes")
+    page.get_by_role("textbox", name="notes").fill("the learning rate that worked")
+    page.get_by_role("button", name="Save notes").click()
+    expect(page.get_by_role("button", name="Save notes")).to_be_disabled()
+    page.reload()  # the edits are events in the log, read back from the projections
+    expect(page.locator(".tags")).to_contain_text("reviewed=yes")
+    expect(page.get_by_role("textbox", name="notes")).to_have_value("the learning rate that worked")
+    page.get_by_role("link", name="Artifacts").click()
+    page.get_by_role("button", name="preview").click()
+    expect(page.locator("figure.preview")).to_contain_text("best trial so far")
+    page.get_by_role("link", name="History").click()
+    expect(page.locator("table.history")).to_contain_text("notes set")
+    browser[1].expect_clean()
+
+
+def test_running_status_changes_live(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.goto(f"{world.url}/e/{world.experiment_id}")
+    row = page.locator(".grid-row", has=page.get_by_role("link", name="live-trial"))
+    expect(row).to_contain_text("RUNNING")
+    world.live.end()
+    world.client.flush()
+    expect(row).to_contain_text("SUCCEEDED", timeout=20_000)  # polled by the page
+    browser[1].expect_clean()
+
+
+def test_unknown_page_and_dark_mode(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{world.url}/e/{world.experiment_id}")
+    expect(page.get_by_role("grid", name="runs")).to_be_visible()
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(21, 23, 28)"
+    screenshot(page, "runs-dark")
+    page.goto(f"{world.url}/e/{'0' * 32}")
+    expect(page.get_by_role("alert")).to_contain_text("Not found")
+    page.goto(f"{world.url}/nowhere/at/all")
+    expect(page.locator("body")).to_contain_text("NOT_FOUND")  # not a page URL: the API 404
+    browser[1].expect_clean(404)
