@@ -5,23 +5,63 @@ c = dd.connect("path/to/folder")          # or "http://127.0.0.1:9000"
 with c.start_iteration(project="p", experiment="e", params={"lr": 0.01}) as it:
     it.log_metric("loss", 0.5)
 c.sql("SELECT * FROM last_metrics")       # a pyarrow.Table
+
+Importing this package loads only what logging needs (msgspec, the event schemas and
+the SDK's own modules); Arrow, DuckDB and the server's modules are imported when a
+read or a local folder first needs them, so a trial process of a sweep starts fast.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from deardiary.schemas.errors import DearDiaryError as ClientError
 from deardiary.schemas.events import IterationStatus
 
-from .buffer import EventBuffer
-from .capture import OutputCapture
 from .client import Client, connect, restore
-from .environment import capture_environment, restore_environment
 from .iteration import Iteration
-from .shipper import Shipper
-from .spool import Spool, default_spool_dir
-from .transport import HttpTransport, LocalTransport, Transport
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .buffer import EventBuffer
+    from .capture import OutputCapture
+    from .environment import capture_environment, restore_environment
+    from .handler import DiaryHandler
+    from .shipper import Shipper
+    from .spool import Spool, default_spool_dir
+    from .transport import HttpTransport, LocalTransport, Transport
+
+# Names used less often, imported on first use (PEP 562).
+_LAZY = {
+    "DiaryHandler": "handler",
+    "EventBuffer": "buffer",
+    "HttpTransport": "transport",
+    "LocalTransport": "transport",
+    "OutputCapture": "capture",
+    "Shipper": "shipper",
+    "Spool": "spool",
+    "Transport": "transport",
+    "capture_environment": "environment",
+    "default_spool_dir": "spool",
+    "restore_environment": "environment",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deardiary' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Client",
     "ClientError",
+    "DiaryHandler",
     "EventBuffer",
     "HttpTransport",
     "Iteration",
@@ -31,6 +71,7 @@ __all__ = [
     "Shipper",
     "Spool",
     "Transport",
+    "__version__",
     "capture_environment",
     "connect",
     "default_spool_dir",

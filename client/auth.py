@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-import httpx
-
 from deardiary.schemas.errors import Unauthenticated, Unavailable
 from deardiary.schemas.ids import now_us
-from deardiary.services.log import LogRecord
+from deardiary.schemas.records import LogRecord
 
+from .pool import HttpPool
 from .transport import Acked, Transport, error_from_response
 
 REFRESH_BEFORE_US = 120 * 1_000_000
@@ -30,6 +29,7 @@ class Session:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        pool: HttpPool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.username = username
@@ -38,14 +38,12 @@ class Session:
         self.expires_at: int | None = None
         self.user: dict[str, object] = {}
         self._lock = threading.Lock()
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._owned = pool is None
+        self._http = pool or HttpPool(self.base_url, timeout=timeout)
 
     def _post(self, path: str, token: str | None, json: object = None) -> dict[str, object]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            response = self._http.post(path, json=json, headers=headers)
-        except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach {self.base_url}: {exc!r}") from exc
+        response = self._http.post(path, json=json, headers=headers)  # Unavailable if down
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.content)
         body: dict[str, object] = response.json()
@@ -106,7 +104,8 @@ class Session:
         return True
 
     def close(self) -> None:
-        self._http.close()
+        if self._owned:
+            self._http.close()
 
 
 class SessionTransport:

@@ -16,7 +16,6 @@ pending to the disk spool; order is kept by the spool's sequence numbers (see `t
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
@@ -30,9 +29,9 @@ from deardiary.schemas.errors import DearDiaryError, InvalidArgument, ResourceEx
 from deardiary.schemas.events import AUTO_STEP, Event, MetricsLogged
 from deardiary.schemas.ids import new_id
 
+from .notices import log
 from .spool import Spool, encode_records
 
-_log = logging.getLogger("deardiary.client")
 _now_ns = time.time_ns
 _MAX_KEYS = 1 << 16  # key_index is uint16
 
@@ -213,7 +212,7 @@ class EventBuffer:
         self._rejected += 1
         if self._error is None:
             self._error = InvalidArgument(message)
-            _log.error("deardiary: %s (dropped; raised by the next flush)", message)
+            log.error("deardiary: %s (dropped; raised by the next flush)", message)
 
     def _pressure(self) -> None:
         with self._lock:
@@ -243,7 +242,7 @@ class EventBuffer:
             try:
                 hook()
             except Exception:  # a hook must never stop shipping
-                _log.exception("deardiary: drain hook failed")
+                log.exception("deardiary: drain hook failed")
         with self._lock:
             items, self._items = self._items, []
             self._open = {}
@@ -281,7 +280,7 @@ class EventBuffer:
                     self._error = self._error or ResourceExhausted(
                         f"spool write failed, {len(envelopes)} events lost: {exc}"
                     )
-                    _log.error("deardiary: %s", self._error.message)
+                    log.error("deardiary: %s", self._error.message)
             return len(envelopes)
         finally:
             self._order.release()
@@ -292,6 +291,11 @@ class EventBuffer:
         """True when nothing (no point, no event) is pending."""
         with self._lock:
             return not self._items
+
+    @property
+    def pending_events(self) -> int:
+        """Events pending (a batch of metric points is one event)."""
+        return len(self._items)
 
     @property
     def pending_points(self) -> int:

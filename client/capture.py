@@ -1,25 +1,30 @@
 """Optional capture of a run's stdout/stderr as log lines (MLflow never did: mlflow#863).
 
 Why a tee: the user still sees their output where they always did; we only copy it.
-Lines are batched into `LogLinesLogged` events -- per flush of the shipper (through a
-drain hook) or every `max_lines` lines -- because an event per line would cost more
-than the print itself. Progress bars that redraw with ``\\r`` are recorded as what a
-terminal would finally show, and their redraws do not accumulate in memory.
+Lines are batched into `LogLinesLogged` events (`lines.py`). Progress bars that redraw
+with ``\\r`` are recorded as what a terminal would finally show, and their redraws do
+not accumulate in memory.
+
+Lines written by `logging` keep their record's level (a warning is WARNING, not the
+ERROR that other stderr text gets): while capturing, a log record factory notes the
+record being handled on this thread, and the tee gives that record's level to the text
+its handler writes. Stream handlers that already write to the real console (set up by
+`logging.basicConfig` before the capture) write through the tee meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from types import TracebackType
 from typing import Any, TextIO, cast
 
-from deardiary.schemas.events import LogLinesLogged
-from deardiary.schemas.ids import now_us
-
 from .buffer import EventBuffer
+from .lines import LogLines
 
 _LEVELS = {"stdout": "INFO", "stderr": "ERROR"}
+_current = threading.local()  # .record: the log record being handled on this thread
 
 
 class _Tee:
@@ -34,7 +39,7 @@ class _Tee:
         written = self._real.write(text)
         capture = self._capture
         if capture is not None and text:
-            capture._feed(self._source, text)
+            capture._feed(self._source, text, _record_level(text))
         return written
 
     def writelines(self, lines: Any) -> None:
@@ -51,10 +56,73 @@ class _Tee:
         return getattr(self._real, name)
 
 
+def _record_level(text: str) -> str | None:
+    """The level of the log record whose formatted text this is, if it is one."""
+    record = getattr(_current, "record", None)
+    if record is None:
+        return None
+    try:
+        message = record.getMessage().split("\n", 1)[0]
+    except Exception:  # a record whose arguments do not format: not ours to judge
+        message = ""
+    if message not in text:
+        return None
+    _current.record = None  # one write per record (StreamHandler.emit)
+    return str(record.levelname)
+
+
+class _RecordFactory:
+    """Wraps the log record factory while any capture is active (chained, not replaced)."""
+
+    lock = threading.Lock()
+    users = 0
+    previous: Any = None
+
+    @classmethod
+    def install(cls) -> None:
+        with cls.lock:
+            cls.users += 1
+            if cls.users == 1:
+                cls.previous = logging.getLogRecordFactory()
+                logging.setLogRecordFactory(cls.make)
+
+    @classmethod
+    def uninstall(cls) -> None:
+        with cls.lock:
+            cls.users -= 1
+            if cls.users == 0:
+                if logging.getLogRecordFactory() is cls.make:
+                    logging.setLogRecordFactory(cls.previous)
+                cls.previous = None
+
+    @classmethod
+    def make(cls, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        previous = cls.previous or logging.LogRecord
+        record: logging.LogRecord = previous(*args, **kwargs)
+        _current.record = record
+        return record
+
+
+def _console_handlers(real: TextIO) -> list[logging.StreamHandler[Any]]:
+    """Stream handlers (not file handlers) of any logger that write to `real`."""
+    loggers: list[Any] = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    found = []
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if (
+                isinstance(handler, logging.StreamHandler)
+                and not isinstance(handler, logging.FileHandler)
+                and handler.stream is real
+            ):
+                found.append(handler)
+    return found
+
+
 class OutputCapture:
     """Context manager: while active, complete lines written to sys.stdout/sys.stderr
     become `LogLinesLogged` events of `iteration_id` (level INFO for stdout, ERROR for
-    stderr), emitted through `buffer` in batches."""
+    stderr, a log record's own level for what `logging` writes), emitted through
+    `buffer` in batches."""
 
     def __init__(
         self,
@@ -68,14 +136,16 @@ class OutputCapture:
     ) -> None:
         self.buffer = buffer
         self.iteration_id = iteration_id
-        self.max_lines = max_lines
         self.max_line_chars = max_line_chars
+        self._lines = LogLines(
+            buffer, iteration_id, max_lines=max_lines, max_line_chars=max_line_chars
+        )
         self._sources = [s for s, on in (("stdout", stdout), ("stderr", stderr)) if on]
-        self._lock = threading.RLock()  # re-entered when an emit spills and drains
+        self._lock = threading.RLock()
         self._partial = dict.fromkeys(self._sources, "")
-        self._pending: dict[str, tuple[list[int], list[str]]] = {s: ([], []) for s in self._sources}
-        self._count = 0
+        self._partial_level: dict[str, str | None] = dict.fromkeys(self._sources)
         self._tees: dict[str, tuple[_Tee, TextIO]] = {}
+        self._handlers: list[tuple[logging.StreamHandler[Any], TextIO]] = []
 
     def __enter__(self) -> OutputCapture:
         for source in self._sources:
@@ -85,7 +155,10 @@ class OutputCapture:
             tee = _Tee(real, self, source)
             self._tees[source] = (tee, real)
             setattr(sys, source, cast(TextIO, tee))
-        self.buffer.add_drain_hook(self.flush)
+            for handler in _console_handlers(real):
+                handler.setStream(cast(TextIO, tee))
+                self._handlers.append((handler, real))
+        _RecordFactory.install()
         return self
 
     def __exit__(
@@ -94,58 +167,47 @@ class OutputCapture:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _RecordFactory.uninstall()
+        for handler, real in self._handlers:
+            if isinstance(handler.stream, _Tee):
+                handler.setStream(real)
+        self._handlers.clear()
         for source, (tee, real) in self._tees.items():
             tee.detach_capture()
             if getattr(sys, source) is tee:
                 setattr(sys, source, real)
         self._tees.clear()
-        self.buffer.remove_drain_hook(self.flush)
         with self._lock:
             for source in self._sources:
                 rest, self._partial[source] = self._partial[source], ""
                 if rest:
-                    self._add_line(source, rest)
-        self.flush()
+                    self._add_line(source, rest, self._partial_level[source])
+        self._lines.close()
 
-    def _feed(self, source: str, text: str) -> None:
+    def _feed(self, source: str, text: str, level: str | None = None) -> None:
         with self._lock:
             data = self._partial[source] + text
             if "\n" in data:
                 *lines, data = data.split("\n")
-                for line in lines:
-                    self._add_line(source, line)
+                first_level = self._partial_level[source] or level
+                for n, line in enumerate(lines):
+                    self._add_line(source, line, first_level if n == 0 else level)
+                self._partial_level[source] = level if data else None
+            elif level is not None:
+                self._partial_level[source] = level
             cr = data.rfind("\r")
             if cr > 0:  # a redraw: only what follows the last carriage return will show
                 data = data[cr:]
             if len(data) > self.max_line_chars:
-                self._add_line(source, data)
+                self._add_line(source, data, self._partial_level[source])
                 data = ""
             self._partial[source] = data
-            full = self._count >= self.max_lines
-        if full:
-            self.flush()
 
-    def _add_line(self, source: str, line: str) -> None:
+    def _add_line(self, source: str, line: str, level: str | None) -> None:
         line = line.rstrip("\r")
         line = line[line.rfind("\r") + 1 :]
-        times, messages = self._pending[source]
-        times.append(now_us())
-        messages.append(line[: self.max_line_chars])
-        self._count += 1
+        self._lines.add(source, level or _LEVELS[source], line)
 
     def flush(self) -> None:
         """Emit the complete lines gathered so far (one event per stream)."""
-        with self._lock:
-            batches = [(s, p) for s, p in self._pending.items() if p[0]]
-            self._pending = {s: ([], []) for s in self._sources}
-            self._count = 0
-            for source, (times, messages) in batches:
-                self.buffer.emit(
-                    LogLinesLogged(
-                        iteration_id=self.iteration_id,
-                        times=times,
-                        levels=[_LEVELS[source]] * len(times),
-                        messages=messages,
-                        source=source,
-                    )
-                )
+        self._lines.flush()

@@ -7,20 +7,14 @@ buffer, spool and background shipper; only the transport and the reader differ.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import httpx
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from deardiary.schemas import ids
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.schemas.events import (
     Environment,
-    EnvironmentCaptured,
     ExperimentCreated,
     IterationStarted,
     ProjectCreated,
@@ -28,15 +22,28 @@ from deardiary.schemas.events import (
 
 from .auth import Session, SessionTransport
 from .buffer import EventBuffer
-from .environment import capture_environment, restore_environment
 from .iteration import Iteration
+from .pool import HttpPool
 from .reads import HttpReader, LocalReader, NoReader, Reader
 from .registry import Registry
 from .shipper import Shipper
+from .snapshot import EnvironmentSnapshot
 from .spool import Spool, default_spool_dir
 from .transport import Acked, HttpTransport, LocalTransport, Transport
 
-_log = logging.getLogger("deardiary.client")
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _looks_like_host_port(target: str) -> bool:
+    """ "localhost:9311", "10.0.0.5:9000", "[::1]:9000": a server address without its
+    scheme (a Windows drive "C:\\x" or a plain folder name is not)."""
+    host, sep, port = target.rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or len(port) > 5 or not host:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        return True
+    return host[0].isalnum() and all(c.isalnum() or c in ".-" for c in host)
 
 
 class Client:
@@ -67,13 +74,14 @@ class Client:
             self.spool,
             flush_interval=flush_interval,
             heartbeat_interval=heartbeat_interval,
+            target=url,
         )
         self.reader = reader
         self.session: Session | None = None
         self.registry = Registry(self)
         self.project_names: dict[str, str] = {}
-        self._environment: Environment | None = None
-        self._environment_lock = threading.Lock()
+        self.snapshot = EnvironmentSnapshot(self.buffer)
+        self.shipper.before_close = self._before_close
 
     # -- writing --------------------------------------------------------------------
     def start_iteration(
@@ -123,27 +131,23 @@ class Client:
         if params:
             iteration.log_params(params)
         self.shipper.start_heartbeat(iteration_id)
-        if capture_env:
-            threading.Thread(
-                target=self._send_environment, args=(iteration_id,), daemon=True
-            ).start()
+        if capture_env:  # taken once per process, off the training thread
+            self.snapshot.request(iteration_id)
         return iteration
 
-    def _send_environment(self, iteration_id: str) -> None:
-        """Captured once per process, off the training thread (pip freeze takes a while)."""
-        try:
-            with self._environment_lock:
-                if self._environment is None:
-                    self._environment = capture_environment()
-            self.buffer.emit(
-                EnvironmentCaptured(iteration_id=iteration_id, environment=self._environment)
-            )
-        except Exception:  # never into training code
-            _log.warning("could not capture the environment", exc_info=True)
+    def _before_close(self) -> None:
+        """At close (or exit), iterations still running get their snapshot first."""
+        self.snapshot.wait()
 
     def flush(self, timeout: float | None = None) -> int:
-        """Block until everything logged so far is durable in the log; returns its offset."""
+        """Block until everything logged so far is durable in the log; returns its offset.
+        With a `timeout`, raises `Unavailable` saying how many events wait, and where,
+        when they are not acknowledged in time (they stay in the spool)."""
         return self.shipper.flush(timeout)
+
+    def undelivered(self) -> int:
+        """How many events are logged but not acknowledged yet (buffered or spooled)."""
+        return self.shipper.undelivered()
 
     # -- reading --------------------------------------------------------------------
     def _written(self) -> Acked:
@@ -178,6 +182,8 @@ class Client:
     def restore(self, iteration: Iteration | str, directory: str | Path) -> list[Path]:
         """Write the recorded dependency files, freeze list and git diff back to disk."""
         iteration_id = iteration.id if isinstance(iteration, Iteration) else iteration
+        from .environment import restore_environment
+
         env = self.environment_of(iteration_id)
         if env is None:
             raise InvalidArgument(f"iteration {iteration_id} has no recorded environment")
@@ -271,22 +277,28 @@ def connect(
     timeout: float = 30.0,
     **options: Any,
 ) -> Client:
-    """A client for a data folder path or an http(s):// server URL."""
+    """A client for a data folder path, an ``http(s)://`` server URL or, to produce
+    straight to Kafka, a ``kafka://`` URL (with ``query_url=`` for reads).
+
+    Nothing waits on the network here unless credentials are given (then the token is
+    checked, or the password signed in with, at once)."""
     if target.startswith(("http://", "https://")):
         url = target.rstrip("/")
-        session = Session(url, token=token, username=username, password=password, timeout=timeout)
+        pool = HttpPool(url, timeout=timeout)  # one pool: ingest, sign-in and reads
+        session = Session(
+            url, token=token, username=username, password=password, timeout=timeout, pool=pool
+        )
         if password is not None:
             session.login()
         elif token is not None:
             session.identify()
-        http = httpx.Client(base_url=url, timeout=timeout)
         transport = SessionTransport(
-            HttpTransport(url, token=session.token, timeout=timeout), session
+            HttpTransport(url, token=session.token, timeout=timeout, pool=pool), session
         )
         client = Client(
             url,
             transport,
-            HttpReader(http, session.token),
+            HttpReader(pool, session.token),
             token=session.token(),
             actor=session.username or actor,
             spool_dir=spool_dir,
@@ -301,7 +313,7 @@ def connect(
 
         query_url = options.pop("query_url", None)
         reader: Reader = (
-            HttpReader(httpx.Client(base_url=query_url, timeout=timeout), lambda: token)
+            HttpReader(HttpPool(query_url, timeout=timeout), lambda: token)
             if query_url
             else NoReader(target)
         )
@@ -315,8 +327,16 @@ def connect(
             **options,
         )
     if "://" in target:
-        raise InvalidArgument(f"unsupported target {target!r}: use a folder path or http(s)://")
-    folder = Path(target).expanduser().resolve()
+        raise InvalidArgument(
+            f"unsupported target {target!r}: use a folder path, http(s):// or kafka://"
+        )
+    folder = Path(target).expanduser()
+    if _looks_like_host_port(target) and not folder.is_dir():
+        raise InvalidArgument(
+            f"{target!r} looks like a server address: connect to 'http://{target.rstrip('/')}'"
+            " (a path without a scheme is a local data folder)"
+        )
+    folder = folder.resolve()
     return Client(
         str(folder),
         LocalTransport(folder),

@@ -1,16 +1,20 @@
 """Snapshot what a run needs to be reproduced, and write it back out.
 
 Why: "which code and which packages produced this curve?" is the first question about
-any old run. The snapshot is taken once at iteration start; every probe is bounded in
-time and size and tolerates its tool being absent (no git, no pip, not a repository),
-because a missing detail must never stop a training run from starting.
+any old run. The snapshot is taken once per process, on a thread of its own, and every
+iteration gets it before it ends (`client/snapshot.py`). Every probe is bounded in time
+and size and tolerates its tool being absent (no git, not a repository), because a
+missing detail must never stop a training run.
+
+Why it is cheap: a sweep takes one per trial process. The package list is read from
+the installed distributions' metadata folder names (what `pip freeze` prints, without
+starting pip, which alone took a second), the platform from `uname`, and git runs only
+inside a work tree: one call for the commit and branch, one for the diff.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
-import subprocess
+import os
 import sys
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
@@ -38,6 +42,8 @@ DIFF_FILE = "git.diff"
 
 def _run(args: list[str], cwd: Path, timeout: float) -> str | None:
     """stdout of a command, or None when it is missing, fails or takes too long."""
+    import subprocess
+
     try:
         done = subprocess.run(
             args, cwd=cwd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
@@ -65,38 +71,85 @@ class _Git(NamedTuple):
     diff: str
 
 
+def _work_tree(start: Path) -> Path | None:
+    """The nearest folder at or above `start` holding ``.git`` (no process started)."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
 def _git(root: Path, timeout: float) -> _Git | None:
-    git = ["git", "-C", str(root)]
-    top = _run([*git, "rev-parse", "--show-toplevel"], root, timeout)
+    top = _work_tree(root.resolve())
     if top is None:
         return None
-    sha = _run([*git, "rev-parse", "HEAD"], root, timeout)
-    branch = _run([*git, "rev-parse", "--abbrev-ref", "HEAD"], root, timeout)
-    status = _run([*git, "status", "--porcelain", "--untracked-files=no"], root, timeout)
+    git = ["git", "-C", str(root)]
+    heads = _run([*git, "rev-parse", "HEAD", "--abbrev-ref", "HEAD"], root, timeout)
+    sha = branch = None
+    if heads is not None:
+        lines = heads.split()
+        sha = lines[0] if lines else None
+        branch = lines[1] if len(lines) > 1 and lines[1] != "HEAD" else None
     diff = _run([*git, "diff", "HEAD", "--no-color", "--no-ext-diff"], root, timeout)
     if diff is None:  # no commit yet: the changes against the empty index are the diff
         diff = _run([*git, "diff", "--no-color", "--no-ext-diff"], root, timeout)
     return _Git(
-        toplevel=Path(top.strip()),
-        sha=sha.strip() if sha else None,
-        branch=branch.strip() if branch and branch.strip() != "HEAD" else None,
-        dirty=bool(status and status.strip()),
+        toplevel=top,
+        sha=sha,
+        branch=branch,
+        dirty=bool(diff and diff.strip()),  # tracked files changed (staged or not)
         diff=_bounded(diff or "", MAX_DIFF_BYTES),
     )
 
 
-def _pip_freeze(timeout: float) -> str:
-    frozen = _run([sys.executable, "-m", "pip", "freeze"], Path.cwd(), timeout)
-    if frozen is not None:
-        return frozen
-    # No pip in this environment (uv, conda without pip): the installed distributions say
-    # the same thing, minus editable-install details.
-    lines = {
-        f"{d.metadata['Name']}=={d.version}"
-        for d in importlib.metadata.distributions()
-        if d.metadata["Name"]
-    }
-    return "".join(f"{line}\n" for line in sorted(lines, key=str.lower))
+def installed_packages() -> str:
+    """The installed distributions as a requirements list, one ``name==version`` a line
+    (``-e path`` for editable installs, ``name @ url`` for ones installed from a URL),
+    read from the ``*.dist-info``/``*.egg-info`` folder names on ``sys.path``."""
+    import json
+
+    lines: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            found = list(os.scandir(entry or "."))
+        except OSError:
+            continue
+        for item in found:
+            stem, dot, kind = item.name.rpartition(".")
+            if kind not in ("dist-info", "egg-info") or not dot:
+                continue
+            name, _, version = stem.partition("-")
+            if not name or not version or name.lower() in lines:
+                continue
+            line = f"{name}=={version.split('-')[0]}"
+            direct = os.path.join(item.path, "direct_url.json")
+            if kind == "dist-info" and os.path.exists(direct):
+                try:
+                    with open(direct, encoding="utf-8") as fh:
+                        origin = json.load(fh)
+                    url = str(origin.get("url", ""))
+                    if origin.get("dir_info", {}).get("editable"):
+                        line = f"-e {url.removeprefix('file://')}"
+                    elif url and "archive_info" not in origin:
+                        line = f"{name} @ {url}"
+                except (OSError, ValueError, AttributeError):
+                    pass
+            lines[name.lower()] = line
+    return "".join(f"{lines[k]}\n" for k in sorted(lines))
+
+
+def _platform() -> str:
+    """Like `platform.platform()` (``Linux-6.1.0-x86_64-with-glibc2.36``), without its
+    cost (it reads the interpreter's binary to find the C library)."""
+    u = os.uname()
+    text = f"{u.sysname}-{u.release}-{u.machine}"
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    if libc:
+        text += "-with-" + libc.replace(" ", "")
+    return text
 
 
 def _dependency_files(root: Path) -> dict[str, str]:
@@ -121,16 +174,17 @@ def capture_environment(
     cwd = Path.cwd()
     git = _git(root or cwd, timeout)
     project = root or (git.toplevel if git else cwd)
+    v = sys.version_info
     return Environment(
-        python_version=platform.python_version(),
-        platform=platform.platform(),
+        python_version=f"{v.major}.{v.minor}.{v.micro}",
+        platform=_platform(),
         entrypoint=sys.argv[0] if sys.argv else "",
         argv=list(sys.argv),
         git_sha=git.sha if git else None,
         git_branch=git.branch if git else None,
         git_dirty=git.dirty if git else False,
         git_diff=git.diff if git else "",
-        pip_freeze=_pip_freeze(timeout) if pip_freeze else "",
+        pip_freeze=installed_packages() if pip_freeze else "",
         files=_dependency_files(project),
     )
 

@@ -6,7 +6,6 @@ with the error text (and the exception propagates), KeyboardInterrupt KILLED.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -22,10 +21,12 @@ from deardiary.schemas.events import (
     TagsSet,
 )
 
-from .capture import OutputCapture
+from .lines import LogLines, level_name
 
 if TYPE_CHECKING:
+    from .capture import OutputCapture
     from .client import Client
+    from .handler import DiaryHandler
 
 
 class Iteration:
@@ -42,7 +43,12 @@ class Iteration:
         self.experiment_id = experiment_id
         self.project_id = project_id
         self.ended = False
-        self._capture = OutputCapture(client.buffer, iteration_id) if capture_output else None
+        self._capture: OutputCapture | None = None
+        if capture_output:
+            from .capture import OutputCapture
+
+            self._capture = OutputCapture(client.buffer, iteration_id)
+        self._lines: LogLines | None = None
 
     # -- logging: every call only appends to the client's buffer ----------------
     def log_metric(self, key: str, value: float, step: int | None = None, group: str = "") -> None:
@@ -52,6 +58,29 @@ class Iteration:
         self, metrics: Mapping[str, float], step: int | None = None, group: str = ""
     ) -> None:
         self.client.buffer.log_metrics(self.id, metrics, step, group)
+
+    def log(
+        self,
+        text: str,
+        level: int | str = "INFO",
+        *,
+        source: str = "log",
+        at: float | None = None,
+    ) -> None:
+        """A log line of this iteration at `level` (a name like ``"WARNING"`` or a
+        `logging` level number); `at` is its time in seconds since the epoch (now when
+        not given). Batched with the iteration's other lines, never sent on its own."""
+        lines = self._lines
+        if lines is None:
+            lines = self._lines = LogLines(self.client.buffer, self.id)
+        time_us = None if at is None else int(at * 1_000_000)
+        lines.add(source, level_name(level), str(text), time_us)
+
+    def log_handler(self, level: int | str = 0) -> DiaryHandler:
+        """A `logging.Handler` sending records to this iteration (add it to a logger)."""
+        from .handler import DiaryHandler
+
+        return DiaryHandler(self, level)
 
     def log_params(self, params: Mapping[str, Any], section: str = "") -> None:
         """Write-once: logging a different value for a key later is a recorded conflict."""
@@ -103,6 +132,9 @@ class Iteration:
         self.ended = True
         if self._capture is not None:
             self._capture.__exit__(None, None, None)
+        if self._lines is not None:
+            self._lines.close()  # lines logged so far come before the end
+        self.client.snapshot.before_end(self.id)  # a short script's snapshot, too
         self.client.shipper.stop_heartbeat(self.id)
         self.client.buffer.emit(
             IterationEnded(iteration_id=self.id, status=status, error_message=error)
@@ -124,6 +156,8 @@ class Iteration:
         elif isinstance(exc, KeyboardInterrupt):
             self.end(IterationStatus.KILLED, "KeyboardInterrupt")
         else:
+            import traceback
+
             trace = "".join(traceback.format_exception(exc_type, exc, tb))
             text = f"{type(exc).__name__}: {exc}\n\n{trace[-16_000:]}"
             self.end(IterationStatus.FAILED, text)

@@ -8,16 +8,30 @@ event ids. Broker trouble is `Unavailable`, so the shipper spools and retries.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from deardiary.services.log import LogRecord
-from deardiary.services.log.kafka import KafkaEventLog
+from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.records import LogRecord
 
 from .transport import Acked, acked_of
 
+if TYPE_CHECKING:
+    from deardiary.services.log.kafka import KafkaEventLog
+
 
 class KafkaTransport:
+    """Produces with the server's own Kafka log adapter (the `kafka` extra), imported
+    only when a client connects to ``kafka://``."""
+
     def __init__(self, url: str) -> None:
-        self.log = KafkaEventLog.from_url(url)
+        try:
+            from deardiary.services.log.kafka import KafkaEventLog
+        except ImportError as exc:
+            raise InvalidArgument(
+                f"producing to Kafka needs the kafka extra ({exc.name} is missing):"
+                " pip install 'deardiary[kafka]'"
+            ) from exc
+        self.log: KafkaEventLog = KafkaEventLog.from_url(url)
 
     def send(self, records: Sequence[LogRecord]) -> Acked:
         if not records:

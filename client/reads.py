@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-import httpx
-import pyarrow as pa
-
 from deardiary.schemas.errors import InvalidArgument, Unavailable
 
+from .pool import ConnectFailed, HttpPool
 from .transport import Acked, error_from_response
 
 if TYPE_CHECKING:
-    from deardiary.services.embedded import EmbeddedStore
+    import pyarrow as pa
+
+    from deardiary.services.embedded import EmbeddedStore  # local-folder mode only
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 T = TypeVar("T")
@@ -59,15 +59,14 @@ class LocalReader:
     ) -> T:
         """`remote(reader, at)` through the folder's server if one runs, else
         `local(store)` on the opened folder (waiting while a short-lived reader holds it)."""
-        from deardiary.services.embedded import EmbeddedStore
-
         deadline = time.monotonic() + self.timeout
         while True:
             answered, answer = self._via_server(remote, at or {})
             if answered:
                 return cast(T, answer)
+            store_type = _embedded_store()
             try:
-                store = EmbeddedStore(self.data_dir, create_log=False)
+                store = store_type(self.data_dir, create_log=False)
             except Unavailable:  # held: a short-lived reader, or a server starting up
                 if time.monotonic() >= deadline:
                     raise
@@ -86,10 +85,10 @@ class LocalReader:
         if found is None:
             return False, None
         token = found.token
-        reader = HttpReader(httpx.Client(base_url=found.url, timeout=self.timeout), lambda: token)
+        reader = HttpReader(HttpPool(found.url, timeout=self.timeout), lambda: token)
         try:
             return True, remote(reader, {**at, 0: max(at.get(0, -1), self._last_offset())})
-        except httpx.ConnectError:
+        except ConnectFailed:
             return False, None  # a live PID but no server there (reused): open the folder
         finally:
             reader.close()
@@ -113,12 +112,13 @@ class LocalReader:
     def metric_history(
         self, iteration_id: str, key: str, max_points: int | None, at: Acked
     ) -> pa.Table:
-        from deardiary.projections.queries.metric_series import series
+        def local(store: EmbeddedStore) -> pa.Table:
+            from deardiary.projections.queries.metric_series import series
+
+            return series(store.store.reader(), iteration_id, key, max_points)
 
         return self.read(
-            lambda r, to: r.metric_history(iteration_id, key, max_points, to),
-            lambda s: series(s.store.reader(), iteration_id, key, max_points),
-            at,
+            lambda r, to: r.metric_history(iteration_id, key, max_points, to), local, at
         )
 
     def get_json(self, path: str, params: dict[str, Any], at: Acked) -> Any:
@@ -129,8 +129,10 @@ class LocalReader:
 
 
 class HttpReader:
-    def __init__(self, client: httpx.Client, token: Callable[[], str | None]) -> None:
-        self.http = client
+    """Reads over HTTP through the client's connection pool (`http`)."""
+
+    def __init__(self, pool: HttpPool, token: Callable[[], str | None]) -> None:
+        self.http = pool
         self.token = token
 
     def headers(self, accept: str = "application/json") -> dict[str, str]:
@@ -140,12 +142,10 @@ class HttpReader:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A JSON call (used by the admin methods); errors raised as typed errors."""
-        import msgspec
-
         response = self.http.request(method, path, headers=self.headers(), **kwargs)
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.content)
-        return msgspec.json.decode(response.content)
+        return response.json()
 
     def _get(self, path: str, params: dict[str, Any], at: Acked, accept: str) -> bytes:
         query = {k: v for k, v in params.items() if v is not None}
@@ -158,7 +158,7 @@ class HttpReader:
 
     def _arrow(self, path: str, params: dict[str, Any], at: Acked) -> pa.Table:
         body = self._get(path, params, at, ARROW_STREAM)
-        return pa.ipc.open_stream(body).read_all()
+        return _pyarrow().ipc.open_stream(body).read_all()
 
     def sql(self, query: str, at: Acked) -> pa.Table:
         return self._arrow("/api/v1/sql", {"q": query}, at)
@@ -205,3 +205,27 @@ class NoReader:
 
     def close(self) -> None:
         pass
+
+
+def _pyarrow() -> Any:
+    """pyarrow, imported when a table is first read (logging never needs it)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.ipc
+    except ImportError as exc:
+        raise InvalidArgument(
+            "reading tables needs pyarrow: pip install 'deardiary[arrow]'"
+        ) from exc
+    return pa
+
+
+def _embedded_store() -> type[EmbeddedStore]:
+    """Local-folder reads open the folder with the server's own store (DuckDB)."""
+    try:
+        from deardiary.services.embedded import EmbeddedStore
+    except ImportError as exc:
+        raise InvalidArgument(
+            f"reading a local folder needs the server extra ({exc.name} is missing):"
+            " pip install 'deardiary[server]'"
+        ) from exc
+    return EmbeddedStore

@@ -112,16 +112,16 @@ class Registry:
                     "POST", "/api/v1/artifacts", params=params, content=fh.read()
                 )
             return result
+        # local-folder mode: the bytes go into the folder's own content-addressed store
         from deardiary.services.artifacts import validate_name
         from deardiary.services.artifacts.fs import FsArtifactStore
-        from deardiary.services.artifacts.routes import artifact_id
 
         validate_name(name)
         store = FsArtifactStore(Path(self.client.url) / "artifacts")
         with open(path, "rb") as fh:
             blob = store.put(fh)
         event = ArtifactStored(
-            artifact_id=artifact_id(experiment_id, iteration_id, name),
+            artifact_id=ids.artifact_id(experiment_id, iteration_id, name),
             experiment_id=experiment_id,
             iteration_id=iteration_id,
             name=name,

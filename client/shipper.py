@@ -18,20 +18,19 @@ Delivery is at-least-once and ordered; event ids make repeats harmless:
 from __future__ import annotations
 
 import atexit
-import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from deardiary.schemas.errors import DearDiaryError, ErrorCode, Internal, Unavailable
 from deardiary.schemas.events import IterationHeartbeat
-from deardiary.services.log import LogRecord
+from deardiary.schemas.records import LogRecord
 
 from .buffer import EventBuffer
+from .notices import log
 from .spool import Spool, encode_records
 from .transport import Acked, Transport
 
-_log = logging.getLogger("deardiary.client")
 # Codes for which a smaller batch may succeed where the whole one failed.
 _BISECT = frozenset({ErrorCode.INVALID_ARGUMENT, ErrorCode.RESOURCE_EXHAUSTED})
 
@@ -58,6 +57,7 @@ class Shipper:
         backoff_max: float = 10.0,
         exit_timeout: float = 10.0,
         start: bool = True,
+        target: str = "",
     ) -> None:
         self.buffer = buffer
         self.transport = transport
@@ -69,10 +69,13 @@ class Shipper:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.exit_timeout = exit_timeout
+        self.target = target or "the log"
+        self._outage_reported = False
         self._cond = threading.Condition()
         self._requested = 0  # flush generations asked for
         self._completed = 0  # the last generation whose round delivered everything
         self._kick = False
+        self._closing = False  # close() was called (once is enough)
         self._stopping = False
         self._closed = False
         self._acked: Acked = {}
@@ -84,6 +87,7 @@ class Shipper:
         self._deadline = 0.0  # when closing: give up retrying at this time
         self._left_in_spool = False  # set by close: something could not be delivered
         self.dropped = 0  # records dropped after a permanent error
+        self.before_close: Callable[[], None] | None = None  # e.g. the environment snapshot
         buffer.on_pressure = self._wake
         self._thread = threading.Thread(target=self._run, name="deardiary-shipper", daemon=True)
         atexit.register(self._at_exit)
@@ -131,9 +135,10 @@ class Shipper:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     cause = self._last_unavailable
-                    reason = f": {cause.message}" if cause else ""
+                    reason = f" ({cause.message})" if cause else ""
                     raise Unavailable(
-                        f"not acknowledged within {timeout}s{reason}; kept for resending"
+                        f"not acknowledged by {self.target} within {timeout}s{reason};"
+                        f" {self._waiting_text()} for resending"
                     ) from cause
                 self._cond.wait(remaining)
             if self._completed < target:
@@ -158,8 +163,15 @@ class Shipper:
         release the spool. Undelivered events are left in the spool; never raises."""
         timeout = self.exit_timeout if timeout is None else timeout
         with self._cond:
-            if self._closed or self._stopping:
+            if self._closing:
                 return
+            self._closing = True
+        if self.before_close is not None:
+            try:
+                self.before_close()
+            except Exception:  # closing must go on
+                log.exception("deardiary: before-close hook failed")
+        with self._cond:
             self._stopping = True
             self._heartbeats.clear()
             self._deadline = time.monotonic() + timeout
@@ -180,17 +192,54 @@ class Shipper:
             try:
                 self.spool.write(inflight[1], inflight[0])
             except OSError as exc:
-                _log.error(
+                log.error(
                     "deardiary: %d events lost, spool write failed: %s", len(inflight[1]), exc
                 )
         self._left_in_spool = not self.spool.is_empty()
+        if self._left_in_spool:
+            cause = self._last_unavailable
+            log.warning(
+                "deardiary: could not deliver everything to %s before closing%s; %s, sent by"
+                " the next client that uses this spool folder",
+                self.target,
+                f" ({cause.message})" if cause else "",
+                self._waiting_text(),
+            )
         self.spool.close()
+
+    def _waiting_text(self) -> str:
+        """How much waits where, for messages: "12 events wait in the spool /x"."""
+        files, records = self.spool.waiting()
+        if not files:
+            return f"nothing waits in the spool {self.spool.directory}"
+        counted = f"{records} events" if records else f"{files} spool files"
+        return f"{counted} wait in the spool {self.spool.directory}"
+
+    def undelivered(self) -> int:
+        """Events logged but not acknowledged yet: buffered, in flight or spooled."""
+        _, spooled = self.spool.waiting()
+        inflight = self._inflight
+        return self.buffer.pending_events + spooled + (len(inflight[1]) if inflight else 0)
+
+    def _report_outage(self, exc: Unavailable) -> None:
+        """Say once, on stderr (a warning), that events wait, where, and why."""
+        if self._outage_reported:
+            log.debug("deardiary: %s; retrying", exc.message)
+            return
+        self._outage_reported = True
+        log.warning(
+            "deardiary: cannot deliver to %s (%s); %s and are resent when it answers"
+            " (said once; flush() reports what is still undelivered)",
+            self.target,
+            exc.message,
+            self._waiting_text(),
+        )
 
     def _at_exit(self) -> None:
         try:
             self.close()
         except Exception:  # pragma: no cover - an exit hook must not raise
-            _log.exception("deardiary: closing at exit failed")
+            log.exception("deardiary: closing at exit failed")
 
     def _wake(self) -> None:
         with self._cond:
@@ -215,14 +264,14 @@ class Shipper:
                 except Unavailable as exc:
                     self._last_unavailable = exc
                     backoff = min(self.backoff_max, max(self.backoff_initial, backoff * 2))
-                    _log.info("deardiary: %s; retrying in %.1fs", exc.message, backoff)
+                    self._report_outage(exc)
                     if stopping:
                         if time.monotonic() + backoff >= self._deadline:
                             return
                         time.sleep(backoff)
                     continue
                 except Exception as exc:  # a bug or a full disk: surface it, do not hang flush
-                    _log.exception("deardiary: shipping round failed")
+                    log.exception("deardiary: shipping round failed")
                     with self._cond:
                         self._error = self._error or Internal(f"shipping failed: {exc!r}")
                     backoff = self.backoff_max
@@ -242,10 +291,10 @@ class Shipper:
         try:
             adopted = self.spool.adopt()
         except OSError as exc:
-            _log.error("deardiary: cannot scan the spool %s: %s", self.spool.directory, exc)
+            log.error("deardiary: cannot scan the spool %s: %s", self.spool.directory, exc)
             return
         if adopted:
-            _log.info("deardiary: resending %d spooled files of earlier processes", adopted)
+            log.info("deardiary: resending %d spooled files of earlier processes", adopted)
 
     def _round(self) -> None:
         """Take what is pending and deliver it (and the spool); raises `Unavailable`."""
@@ -314,7 +363,7 @@ class Shipper:
 
     def _drop(self, records: Sequence[LogRecord], error: DearDiaryError) -> None:
         self.dropped += len(records)
-        _log.error(
+        log.error(
             "deardiary: %d events rejected (%s: %s); raised by the next flush",
             len(records),
             error.code,

@@ -21,38 +21,32 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import logging
 import os
 import threading
 import time
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
-from deardiary.schemas.codec import encode
-from deardiary.schemas.envelope import Envelope
-from deardiary.services.log import LogRecord
+from deardiary.schemas.ids import sha256_hex
+from deardiary.schemas.records import LogRecord, encode_records
 
-_log = logging.getLogger("deardiary.client")
+from .notices import log
+
+__all__ = ["Spool", "default_spool_dir", "encode_records"]
+
 
 _MAGIC = b"DDS1"
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[LogRecord])
 
 
-def encode_records(envelopes: Iterable[Envelope]) -> list[LogRecord]:
-    """Encode envelopes into what the log stores: (event id, partition key, bytes)."""
-    return [LogRecord(e.event_id, e.key, encode(e)) for e in envelopes]
-
-
 def default_spool_dir(target: str) -> Path:
     """``~/.cache/deardiary/spool/<short hash of the target>``: one spool per destination,
     so records are never resent to a different server than the one they were meant for."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    digest = hashlib.sha256(target.rstrip("/").encode()).hexdigest()[:16]
+    digest = sha256_hex(target.rstrip("/").encode())[:16]
     return Path(cache) / "deardiary" / "spool" / digest
 
 
@@ -93,6 +87,7 @@ class Spool:
         self._own_fd: int | None = fd
         self._next_seq = 0
         self._files: set[str] = set()  # own + adopted record files not yet acknowledged
+        self._sizes: dict[str, int] = {}  # records in a file, once written or read
         self._adopted: dict[str, int] = {}  # owner -> fd of the lock we hold for it
 
     # -- writing ---------------------------------------------------------------------------
@@ -110,6 +105,8 @@ class Spool:
         if seq is None:
             seq = self.reserve()
         name = f"{self.owner}-{seq:012d}.rec"
+        import zlib  # spooling is the rare path; a trial that never spools never loads it
+
         body = _encoder.encode(list(records))
         data = _MAGIC + zlib.crc32(body).to_bytes(4, "little") + body
         final = self.directory / name
@@ -122,6 +119,7 @@ class Spool:
         _fsync_dir(self.directory)
         with self._mutex:
             self._files.add(name)
+            self._sizes[name] = len(records)
         return name
 
     # -- reading ---------------------------------------------------------------------------
@@ -144,14 +142,19 @@ class Spool:
             with self._mutex:
                 self._files.discard(name)
             return []
+        import zlib
+
         crc = int.from_bytes(data[4:8], "little")
         body = data[8:]
         try:
             if data[:4] != _MAGIC or zlib.crc32(body) != crc:
                 raise ValueError("bad magic or checksum")
-            return _decoder.decode(body)
+            records = _decoder.decode(body)
+            with self._mutex:
+                self._sizes[name] = len(records)
+            return records
         except (ValueError, msgspec.DecodeError) as exc:
-            _log.error("spool file %s is corrupt (%s); kept as .bad, not resent", path, exc)
+            log.error("spool file %s is corrupt (%s); kept as .bad, not resent", path, exc)
             os.replace(path, path.with_name(name + ".bad"))
             with self._mutex:
                 self._files.discard(name)
@@ -162,7 +165,14 @@ class Spool:
         _unlink_quietly(self.directory / name)
         with self._mutex:
             self._files.discard(name)
+            self._sizes.pop(name, None)
         self._release_finished()
+
+    def waiting(self) -> tuple[int, int]:
+        """(files, records) waiting to be resent, without reading any file: records of
+        files adopted from earlier processes and not read yet are not counted."""
+        with self._mutex:
+            return len(self._files), sum(self._sizes.get(n, 0) for n in self._files)
 
     def pending_records(self) -> int:
         """How many records the spool holds (reads every file; for tests and reports)."""

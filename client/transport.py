@@ -13,16 +13,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 import msgspec
 
 from deardiary.schemas.codec import decode
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import DearDiaryError, ErrorCode, Unavailable, error_for
-from deardiary.services.log import LogRecord
+from deardiary.schemas.records import LogRecord
+
+from .pool import HttpPool
 
 if TYPE_CHECKING:
-    from deardiary.services.log.sqlite import SqliteEventLog
+    from deardiary.services.log.sqlite import SqliteEventLog  # local-folder mode only
 
 # Statuses that say "later" whatever the body says: overload, rate limits, proxies.
 _RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
@@ -125,7 +126,8 @@ class HttpTransport:
     """POSTs records to the gateway's ``/api/v1/events`` as a MessagePack array of `bin`.
 
     `token` is a bearer token, or a callable returning the current one (so a refreshed
-    token is used without rebuilding anything).
+    token is used without rebuilding anything). `pool` is the client's one connection
+    pool (a new one for `base_url` when not given).
     """
 
     def __init__(
@@ -133,10 +135,12 @@ class HttpTransport:
         base_url: str,
         token: str | Callable[[], str | None] | None = None,
         timeout: float = 30.0,
+        pool: HttpPool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._owned = pool is None
+        self._pool = pool or HttpPool(self.base_url, timeout=timeout)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/msgpack", "Accept": "application/json"}
@@ -149,10 +153,8 @@ class HttpTransport:
         if not records:
             return {}
         body = _body_encoder.encode([r.payload for r in records])
-        try:
-            response = self._client.post("/api/v1/events", content=body, headers=self._headers())
-        except httpx.TransportError as exc:  # refused, reset, timeout, DNS, TLS, ...
-            raise Unavailable(f"cannot reach {self.base_url}: {exc!r}") from exc
+        # refused, reset, timeout, DNS, TLS, ...: the pool raises Unavailable
+        response = self._pool.post("/api/v1/events", content=body, headers=self._headers())
         if response.status_code != 200:
             raise error_from_response(response.status_code, response.content)
         try:
@@ -163,4 +165,5 @@ class HttpTransport:
             raise error from exc
 
     def close(self) -> None:
-        self._client.close()
+        if self._owned:
+            self._pool.close()

@@ -7,6 +7,7 @@ and reports.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -36,9 +37,21 @@ class ParkedRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Envelope)
-_raw_decoder = msgspec.msgpack.Decoder(RawEnvelope)
-_any_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+@functools.cache
+def _decoders() -> tuple[
+    msgspec.msgpack.Decoder[Envelope],
+    msgspec.msgpack.Decoder[RawEnvelope],
+    msgspec.msgpack.Decoder[dict[str, Any]],
+]:
+    """Built on first use, once: the Envelope decoder compiles the whole event union
+    (~10 ms), which a process that only writes events (an SDK trial) never needs."""
+    return (
+        msgspec.msgpack.Decoder(Envelope),
+        msgspec.msgpack.Decoder(RawEnvelope),
+        msgspec.msgpack.Decoder(dict[str, Any]),
+    )
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -52,7 +65,7 @@ def encode_many(envelopes: list[Envelope]) -> list[bytes]:
 def decode(payload: bytes) -> Envelope:
     """Decode and validate; malformed bytes raise `InvalidArgument` keeping msgspec's $.path."""
     try:
-        return _decoder.decode(payload)
+        return _decoders()[0].decode(payload)
     except msgspec.DecodeError as exc:
         raise InvalidArgument(f"malformed event: {exc}") from exc
     except RecursionError as exc:
@@ -61,14 +74,15 @@ def decode(payload: bytes) -> Envelope:
 
 def decode_record(payload: bytes) -> Envelope | ParkedRecord:
     """Decode a record read from the log; what cannot be decoded is parked, not raised."""
+    decoder, raw_decoder, any_decoder = _decoders()
     try:
-        return _decoder.decode(payload)
+        return decoder.decode(payload)
     except (msgspec.DecodeError, RecursionError) as exc:
         event_id, event_type = "", ""
         try:
-            raw = _raw_decoder.decode(payload)
+            raw = raw_decoder.decode(payload)
             event_id = raw.event_id[:200]
-            body = _any_decoder.decode(raw.body) if raw.body else {}
+            body = any_decoder.decode(raw.body) if raw.body else {}
             event_type = str(body.get("type", ""))[:200]
         except (msgspec.DecodeError, RecursionError, AttributeError):
             pass

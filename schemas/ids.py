@@ -8,9 +8,32 @@ creation time and collision-free across any realistic sweep. Named entities get
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import os
 import time
+from collections.abc import Callable
+from typing import Any
+
+
+def _sha256() -> Callable[[bytes], Any]:
+    """The interpreter's built-in SHA-256 (the same digest as hashlib's): importing
+    hashlib loads OpenSSL, ~4 ms of every SDK process's start-up."""
+    for name in ("_sha2", "_sha256"):  # Python >= 3.12, 3.11
+        try:
+            sha: Callable[[bytes], Any] = importlib.import_module(name).sha256
+            return sha
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+
+    return hashlib.sha256
+
+
+_sha = _sha256()
+
+
+def sha256_hex(data: bytes) -> str:
+    return str(_sha(data).hexdigest())
 
 
 def new_id() -> str:
@@ -24,7 +47,7 @@ def new_id() -> str:
 
 def derived_id(kind: str, *parts: str) -> str:
     """A deterministic id for a named entity: same kind and names, same id."""
-    h = hashlib.sha256("\x1f".join((kind, *parts)).encode()).hexdigest()
+    h = sha256_hex("\x1f".join((kind, *parts)).encode())
     return h[:32]
 
 
@@ -43,6 +66,11 @@ def iteration_id_for_external(experiment: str, external_id: str) -> str:
 
 def model_id(project: str, name: str) -> str:
     return derived_id("model", project, name)
+
+
+def artifact_id(experiment: str, iteration: str | None, name: str) -> str:
+    """An artifact's id: the same name in the same iteration (or experiment) is one artifact."""
+    return derived_id("artifact", experiment, iteration or "", name)
 
 
 def user_id(username: str) -> str:

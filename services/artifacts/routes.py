@@ -27,10 +27,10 @@ from urllib.parse import quote
 from aiohttp import StreamReader, web
 
 from deardiary.projections.queries.catalog import get_entity
+from deardiary.schemas import ids
 from deardiary.schemas.envelope import Envelope, LogPosition, wrap
 from deardiary.schemas.errors import Conflict, InvalidArgument, NotFound, ResourceExhausted
 from deardiary.schemas.events import ArtifactBackend, ArtifactStored
-from deardiary.schemas.ids import derived_id
 from deardiary.services.artifacts import (
     CHUNK,
     StoredBlob,
@@ -53,7 +53,7 @@ TRANSFERS_PER_USER = 4
 
 
 def artifact_id(experiment_id: str, iteration_id: str | None, name: str) -> str:
-    return derived_id("artifact", experiment_id, iteration_id or "", name)
+    return ids.artifact_id(experiment_id, iteration_id, name)
 
 
 class _BodyReader:

@@ -9,18 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import msgspec
-
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.records import LogRecord
 
-
-class LogRecord(msgspec.Struct, frozen=True):
-    """What an appender hands the log: the event id (for dedup), the partition key, the bytes."""
-
-    event_id: str
-    key: str
-    payload: bytes
+__all__ = ["EventLog", "LogRecord", "open_log"]
 
 
 class EventLog(Protocol):

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 
+from deardiary.pool import HttpPool
 from deardiary.reads import HttpReader
 from deardiary.schemas.errors import DearDiaryError
 from deardiary.services.log import LogRecord
@@ -79,7 +80,7 @@ def _send(url: str, batches: list[list[LogRecord]]) -> list[str]:
 
 
 def _sql(url: str, query: str) -> pa.Table:
-    reader = HttpReader(httpx.Client(base_url=url, timeout=60), lambda: None)
+    reader = HttpReader(HttpPool(url, timeout=60), lambda: None)
     try:
         return reader.sql(query, {})
     finally:
