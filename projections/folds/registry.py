@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deardiary.projections.draft import Draft
+from deardiary.projections.draft import Draft, json_value
 from deardiary.projections.folds.entities import base_row
 from deardiary.projections.folds.spec import FoldSpec, Specs
 from deardiary.projections.writes import Lookups
@@ -55,6 +55,7 @@ def fold_model_version_created(draft: Draft, event: ModelVersionCreated) -> None
             description=event.description,
             tags=dict(event.tags),
             aliases=[],
+            metadata=json_value(event.metadata),
         ),
     )
 

@@ -6,8 +6,8 @@ from enum import StrEnum
 from typing import ClassVar
 
 from deardiary.schemas.events.base import Event, Permission
-from deardiary.schemas.limits import Id, IdOrEmpty, Key, Name, Tags, Text
-from deardiary.schemas.rules import key_problem, keys_problem
+from deardiary.schemas.limits import Id, IdOrEmpty, Key, Metadata, Name, Tags, Text
+from deardiary.schemas.rules import key_problem, keys_problem, metadata_problem
 
 
 class ModelStage(StrEnum):
@@ -55,9 +55,12 @@ class ModelVersionCreated(ModelEvent, frozen=True, kw_only=True, tag="model_vers
     artifact_id: IdOrEmpty | None = None
     description: Text = ""
     tags: Tags = {}
+    metadata: Metadata = {}
+    """The version's first metadata (the MLflow API keeps its source URI, where the files
+    are, its logged model and run link as ``mlflow.*`` keys)."""
 
     def problem(self) -> str | None:
-        return keys_problem(self.tags, "tag")
+        return keys_problem(self.tags, "tag") or metadata_problem(self.metadata)
 
 
 class ModelVersionStaged(ModelEvent, frozen=True, kw_only=True, tag="model_version_staged"):
