@@ -131,7 +131,8 @@ CREATE TABLE IF NOT EXISTS last_metrics (
     last_step BIGINT NOT NULL,
     top_step BIGINT NOT NULL,
     last_recorded_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (iteration_id, key)
+    "group" VARCHAR NOT NULL,
+    PRIMARY KEY (iteration_id, key, "group")
 );
 
 CREATE TABLE IF NOT EXISTS logs (

@@ -51,7 +51,7 @@ from deardiary.projections.writes import (
 
 _JSON_INSERT_COLUMNS: dict[str, tuple[str, ...]] = {**JSON_COLUMNS, "events": ("summary",)}
 POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
-SEGMENT_ORDER = 'iteration_id, key, step, "partition", "offset", seq'
+SEGMENT_ORDER = 'iteration_id, key, "group", step, "partition", "offset", seq'
 # The hot points in SEGMENT_ORDER, sorted by each series' rank rather than its strings: the
 # same order, at half the cost of comparing strings a million times.
 _HOT_IN_SEGMENT_ORDER = """
@@ -59,17 +59,19 @@ SELECT s.iteration_id, s.key, p.step, p.value, p.recorded_at, p.client_time, s."
        p."partition", p."offset", p.seq
 FROM metric_points_hot_data p JOIN (
     SELECT series, iteration_id, key, "group",
-           dense_rank() OVER (ORDER BY iteration_id, key) AS series_rank
+           dense_rank() OVER (ORDER BY iteration_id, key, "group") AS series_rank
     FROM metric_series_hot
 ) s USING (series)
 ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
 """
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
-PROJECTION_FORMAT = 2
+PROJECTION_FORMAT = 3
 """What the tables hold and how the folds fill them. Bump it with any change of schema.sql
 or of a fold's result: projections of another format are rebuilt from the log when
 opened (services/rebuild.py), never migrated. 1: before the format was recorded; 2:
-names, restore and moves, descriptions of iterations, notes and metadata of artifacts."""
+names, restore and moves, descriptions of iterations, notes and metadata of artifacts;
+3: metric series per (iteration, key, group) in last_metrics, segments and tiles, tiles
+with client times."""
 
 
 def schema_sql() -> str:

@@ -20,7 +20,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "experiments": ("experiment_id",),
     "iterations": ("iteration_id",),
     "params": ("iteration_id", "key"),
-    "last_metrics": ("iteration_id", "key"),
+    "last_metrics": ("iteration_id", "key", "group"),
     "artifacts": ("artifact_id",),
     "models": ("model_id",),
     "model_versions": ("model_version_id",),

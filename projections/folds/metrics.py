@@ -1,8 +1,9 @@
 """Metric points: resolve default steps, emit the points, update `last_metrics`.
 
-Every aggregate is a left fold in log order (the running sum is accumulated point by
-point, ties keep the earlier point), so folding a sequence in one batch or in many
-gives bit-identical results.
+A series is (iteration, key, group): a validation `loss` (group "val") has steps and a
+summary of its own, apart from the training `loss` (group ""). Every aggregate is a left
+fold in log order (the running sum is accumulated point by point, ties keep the earlier
+point), so folding a sequence in one batch or in many gives bit-identical results.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def _summary(
     row = prior or {
         "iteration_id": event.iteration_id,
         "key": key,
+        "group": event.group,
         "first": float(values[0]),
         "first_step": int(steps[0]),
         "count": 0,
@@ -116,7 +118,7 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
         mask = key_index == k
         if not mask.any():
             continue
-        prior = draft.get("last_metrics", (event.iteration_id, key))
+        prior = draft.get("last_metrics", (event.iteration_id, key, event.group))
         top = prior["top_step"] if prior is not None else -1
         resolved, top = _resolve_steps(steps[mask], top)
         if top > MAX_STEP:
@@ -153,11 +155,16 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
 def _lookups(want: Lookups, event: MetricsLogged) -> None:
     want.want_exists("iterations", event.iteration_id)
     for key in event.keys:
-        want.want("last_metrics", (event.iteration_id, key))
+        want.want("last_metrics", (event.iteration_id, key, event.group))
 
 
 def _history_summary(event: MetricsLogged) -> object:
-    return {"iteration_id": event.iteration_id, "keys": event.keys, "points": event.num_points}
+    return {
+        "iteration_id": event.iteration_id,
+        "keys": event.keys,
+        "group": event.group,
+        "points": event.num_points,
+    }
 
 
 SPECS: Specs = {MetricsLogged: FoldSpec(fold_metrics, _lookups, _history_summary)}

@@ -14,7 +14,12 @@ Semantics worth knowing (they differ a little from raw SQL on purpose):
   literal is a number; values that are not numbers never equal a number.
 * Metrics follow IEEE for ordering (NaN is never < or > anything), but `= NaN`
   finds NaN values. `metrics.k` is the latest value, `metrics.k.<agg>` a summary;
-  a metric key that itself ends in `.min` etc. must be back-quoted.
+  a metric key that itself ends in `.min` etc. must be back-quoted. `metrics.k` is
+  the series logged without a group; `metrics@val.k` the one of group "val"
+  (back-quote a group with other characters: metrics@`my group`.k).
+* `params.k` is the param in any section; `params@Args.k` only in section "Args".
+* `status = 'LOST'` finds RUNNING iterations whose heartbeats stopped, when the
+  caller says since when (`lost_before`); they no longer match 'RUNNING' then.
 * Times take ISO-8601 strings (naive = UTC) or epoch numbers (seconds, or
   milliseconds when |n| >= 1e11, MLflow's unit). `status` literals are
   upper-cased for =, != and IN (the stored values are RUNNING, SUCCEEDED, ...).
@@ -113,6 +118,7 @@ _PREFIXES = {
 @dataclass(frozen=True)
 class _Param:
     key: str
+    section: str | None = None  # None: any section
 
 
 @dataclass(frozen=True)
@@ -124,14 +130,23 @@ class _Tag:
 class _Metric:
     key: str
     column: str
+    group: str = ""
 
 
 _Target = _Attribute | _Param | _Tag | _Metric
 
 
+_STATUS = _ATTRIBUTES["status"]
+_LOST_STATUS = (
+    "(CASE WHEN i.status = 'RUNNING' AND i.last_heartbeat < CAST(? AS TIMESTAMP)"
+    " THEN 'LOST' ELSE i.status END)"
+)
+
+
 class _Compiler:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, lost_before: datetime | None = None) -> None:
         self.text = text
+        self.lost_before = lost_before
 
     def error(self, pos: int, message: str) -> InvalidArgument:
         return syntax_error(self.text, pos, message)
@@ -141,6 +156,13 @@ class _Compiler:
     def resolve(self, field: Field) -> _Target:
         head, rest = field.segments[0], field.segments[1:]
         prefix = _PREFIXES.get(head.text.lower()) if rest and not head.quoted else None
+        if field.qualifier is not None and prefix not in ("metric", "param"):
+            raise self.error(
+                field.pos,
+                f"'@' qualifies only metrics (metrics@<group>.<key>) and params"
+                f" (params@<section>.<key>), not {field.text!r}",
+            )
+        qualifier = None if field.qualifier is None else field.qualifier.text
         if prefix is None:
             if rest:
                 raise self.error(
@@ -162,10 +184,10 @@ class _Compiler:
         if not key:
             raise self.error(field.pos, "empty key")
         if prefix == "param":
-            return _Param(key)
+            return _Param(key, qualifier)
         if prefix == "tag":
             return _Tag(key)
-        return _Metric(key, column)
+        return _Metric(key, column, qualifier or "")
 
     def attribute(self, name: str, field: Field) -> _Attribute:
         lowered = name.lower()
@@ -203,42 +225,61 @@ class _Compiler:
         elif isinstance(target, _Tag):
             value, kind = self.tag_value(target.key), "text"
         else:
-            value, kind = _Frag(target.sql), target.kind
+            value, kind = self.attribute_value(target), target.kind
         pred = self.predicate(value, kind, op, cmp)
         if negated:
             test = _join(value, " IS NOT NULL AND NOT COALESCE(", pred, ", FALSE)")
         else:
             test = _join("COALESCE(", pred, ", FALSE)")
         if isinstance(target, _Param):
-            return _join(self.param_exists(target.key), " AND ", test, ")")
+            return _join(self.param_exists(target), " AND ", test, ")")
         if isinstance(target, _Metric):
-            return _join(self.metric_exists(target.key), " AND ", test, ")")
+            return _join(self.metric_exists(target), " AND ", test, ")")
         return _join("(", test, ")")
+
+    def attribute_value(self, target: _Attribute) -> _Frag:
+        """An attribute's SQL; status shows LOST when the caller said since when."""
+        if target is _STATUS and self.lost_before is not None:
+            return _Frag(_LOST_STATUS, (self.lost_before,))
+        return _Frag(target.sql)
 
     def null_test(self, target: _Target, is_null: bool) -> _Frag:
         if isinstance(target, _Param):
-            exists = _join(self.param_exists(target.key), ")")
+            exists = _join(self.param_exists(target), ")")
         elif isinstance(target, _Metric):
-            exists = _join(self.metric_exists(target.key), " AND ", target.column, " IS NOT NULL)")
+            exists = _join(self.metric_exists(target), " AND ", target.column, " IS NOT NULL)")
         else:
-            value = self.tag_value(target.key) if isinstance(target, _Tag) else _Frag(target.sql)
+            value = (
+                self.tag_value(target.key)
+                if isinstance(target, _Tag)
+                else self.attribute_value(target)
+            )
             return _join("(", value, " IS NULL)" if is_null else " IS NOT NULL)")
         return _join("(NOT ", exists, ")") if is_null else exists
 
     @staticmethod
-    def param_exists(key: str) -> _Frag:
-        return _join(
-            "EXISTS (SELECT 1 FROM params p WHERE p.iteration_id = i.iteration_id AND p.key = ",
-            _bind(key, "VARCHAR"),
-        )
+    def param_where(target: _Param) -> _Frag:
+        """The params of the row (`p`) that `target` names."""
+        found = _join("p.iteration_id = i.iteration_id AND p.key = ", _bind(target.key, "VARCHAR"))
+        if target.section is None:
+            return found
+        return _join(found, " AND p.section = ", _bind(target.section, "VARCHAR"))
 
     @staticmethod
-    def metric_exists(key: str) -> _Frag:
+    def metric_where(target: _Metric) -> _Frag:
+        """The summary of the row (`m`) that `target` names."""
         return _join(
-            "EXISTS (SELECT 1 FROM last_metrics m WHERE m.iteration_id = i.iteration_id"
-            " AND m.key = ",
-            _bind(key, "VARCHAR"),
+            "m.iteration_id = i.iteration_id AND m.key = ",
+            _bind(target.key, "VARCHAR"),
+            ' AND m."group" = ',
+            _bind(target.group, "VARCHAR"),
         )
+
+    def param_exists(self, target: _Param) -> _Frag:
+        return _join("EXISTS (SELECT 1 FROM params p WHERE ", self.param_where(target))
+
+    def metric_exists(self, target: _Metric) -> _Frag:
+        return _join("EXISTS (SELECT 1 FROM last_metrics m WHERE ", self.metric_where(target))
 
     @staticmethod
     def tag_value(key: str) -> _Frag:
@@ -357,32 +398,33 @@ class _Compiler:
     def sort_value(self, target: _Target) -> _Frag:
         if isinstance(target, _Param):
             return _join(
-                "(SELECT p.value FROM params p WHERE p.iteration_id = i.iteration_id AND p.key = ",
-                _bind(target.key, "VARCHAR"),
-                ")",
+                "(SELECT p.value FROM params p WHERE ",
+                self.param_where(target),
+                " ORDER BY p.section LIMIT 1)",
             )
         if isinstance(target, _Metric):
             return _join(
-                f"(SELECT {target.column} FROM last_metrics m"
-                " WHERE m.iteration_id = i.iteration_id AND m.key = ",
-                _bind(target.key, "VARCHAR"),
+                f"(SELECT {target.column} FROM last_metrics m WHERE ",
+                self.metric_where(target),
                 ")",
             )
         if isinstance(target, _Tag):
             return self.tag_value(target.key)
-        return _Frag(target.sql)
+        return self.attribute_value(target)
 
 
-def compile_filter(expression: str) -> CompiledFilter:
-    """Compile a filter expression to a WHERE fragment; "" matches everything."""
+def compile_filter(expression: str, lost_before: datetime | None = None) -> CompiledFilter:
+    """Compile a filter expression to a WHERE fragment; "" matches everything. With
+    `lost_before`, `status` is the displayed one: LOST for a RUNNING iteration whose last
+    heartbeat is older."""
     node = parse_filter(expression)
     if node is None:
         return CompiledFilter("TRUE", [])
-    frag = _Compiler(expression).node(node)
+    frag = _Compiler(expression, lost_before).node(node)
     return CompiledFilter(frag.sql, list(frag.params))
 
 
-def compile_order_by(spec: str) -> CompiledFilter:
+def compile_order_by(spec: str, lost_before: datetime | None = None) -> CompiledFilter:
     """Compile `field [ASC|DESC], ...` to an ORDER BY list (without ORDER BY).
 
     Missing values sort last in either direction, and so do NaN metrics (DuckDB
@@ -390,7 +432,7 @@ def compile_order_by(spec: str) -> CompiledFilter:
     sort numerically when they parse as numbers, then as text. The list always ends
     with i.iteration_id so pages never shuffle between requests.
     """
-    compiler = _Compiler(spec)
+    compiler = _Compiler(spec, lost_before)
     keys = parse_order_by(spec)
     if len(keys) > MAX_SORT_KEYS:
         raise compiler.error(keys[MAX_SORT_KEYS].field.pos, f"more than {MAX_SORT_KEYS} sort keys")

@@ -13,7 +13,9 @@ Grammar (keywords case-insensitive, precedence NOT > AND > OR):
     not_expr   := NOT not_expr | '(' expr ')' | comparison
     comparison := field ( OP value | [NOT] (LIKE|ILIKE) value
                         | [NOT] IN '(' value (',' value)* ')' | IS [NOT] NULL )
-    field      := segment ('.' segment)*   segment: bare word, or `back quoted` (`` is a `)
+    field      := segment ['@' segment] ('.' segment)*
+                  segment: bare word, or `back quoted` (`` is a `); '@' qualifies the
+                  prefix: metrics@<group>.<key>, params@<section>.<key>
     value      := 'str' | "str" (doubled quote or backslash escapes) | number | NaN | [+-]Infinity
                 | TRUE | FALSE
     order_by   := field [ASC|DESC] (',' field [ASC|DESC])*
@@ -67,6 +69,7 @@ class Token:
     text: str
     segments: tuple[Segment, ...] = ()
     value: str | float = ""
+    qualifier: Segment | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class Field:
     segments: tuple[Segment, ...]
     pos: int
     text: str
+    qualifier: Segment | None = None
+    """What `@` after the first segment names: a metric group, a param section."""
 
 
 @dataclass(frozen=True)
@@ -202,16 +207,12 @@ class _Lexer:
     def _field(self) -> Token:
         text, start = self.text, self.pos
         segments: list[Segment] = []
+        qualifier: Segment | None = None
         while True:
-            seg_start = self.pos
-            if self.pos < len(text) and text[self.pos] == "`":
-                segments.append(self._backquoted())
-            else:
-                while self.pos < len(text) and _is_word_char(text[self.pos]):
-                    self.pos += 1
-                if self.pos == seg_start:
-                    raise self.error(seg_start, "expected a key after '.'")
-                segments.append(Segment(text[seg_start : self.pos], quoted=False))
+            segments.append(self._segment("a key after '.'"))
+            if len(segments) == 1 and self.pos < len(text) and text[self.pos] == "@":
+                self.pos += 1
+                qualifier = self._segment("a group or section after '@'")
             if self.pos < len(text) and text[self.pos] == ".":
                 self.pos += 1
                 continue
@@ -219,6 +220,8 @@ class _Lexer:
         if self.pos < len(text) and text[self.pos] == "`":
             raise self.error(self.pos, "unexpected back quote")
         spelled = text[start : self.pos]
+        if qualifier is not None:
+            return Token("field", start, spelled, segments=tuple(segments), qualifier=qualifier)
         if len(segments) == 1 and not segments[0].quoted:
             word = segments[0].text.upper()
             if word in _KEYWORDS:
@@ -226,6 +229,17 @@ class _Lexer:
             if word in _SPECIAL_NUMBERS:
                 return Token("number", start, spelled, value=_SPECIAL_NUMBERS[word])
         return Token("field", start, spelled, segments=tuple(segments))
+
+    def _segment(self, expected: str) -> Segment:
+        """A bare or back-quoted segment at the current position."""
+        text, seg_start = self.text, self.pos
+        if self.pos < len(text) and text[self.pos] == "`":
+            return self._backquoted()
+        while self.pos < len(text) and _is_word_char(text[self.pos]):
+            self.pos += 1
+        if self.pos == seg_start:
+            raise self.error(seg_start, f"expected {expected}")
+        return Segment(text[seg_start : self.pos], quoted=False)
 
     def _backquoted(self) -> Segment:
         text, start = self.text, self.pos
@@ -330,7 +344,7 @@ class _Parser:
         if token.kind != "field":
             raise self.error("expected a field such as params.<key>, metrics.<key> or status")
         self.advance()
-        return Field(token.segments, token.pos, token.text)
+        return Field(token.segments, token.pos, token.text, token.qualifier)
 
     def comparison(self) -> Comparison:
         self.comparisons += 1

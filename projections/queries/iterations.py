@@ -1,6 +1,7 @@
 """Iteration search: filter language, sort, pagination with totals, children of a parent.
 
-Each row carries its params and latest metric values as JSON objects, and a
+Each row carries its params and latest metric values as JSON objects (`metrics`: the
+default group's, `group_metrics`: {group: {key: last}} of the other groups), and a
 `display_status` that shows LOST for a RUNNING iteration whose heartbeats stopped.
 """
 
@@ -16,18 +17,24 @@ from deardiary.projections.queries.catalog import Page, check_page
 from deardiary.projections.queries.filter import compile_filter, compile_order_by
 from deardiary.schemas.errors import NotFound
 
-_SELECT = """
+_LAST_JSON = """CASE
+                  WHEN isfinite(m.last) THEN to_json(m.last)
+                  WHEN isnan(m.last) THEN to_json('NaN')
+                  WHEN m.last > 0 THEN to_json('Infinity') ELSE to_json('-Infinity') END"""
+_SELECT = f"""
 SELECT i.*,
     CASE WHEN i.status = 'RUNNING' AND i.last_heartbeat < ? THEN 'LOST' ELSE i.status END
         AS display_status,
     epoch(coalesce(i.end_date, ?) - i.created_at) AS duration_s,
     coalesce((SELECT json_group_object(p.key, p.value) FROM params p
-              WHERE p.iteration_id = i.iteration_id), '{}') AS params,
-    coalesce((SELECT json_group_object(m.key, CASE
-                  WHEN isfinite(m.last) THEN to_json(m.last)
-                  WHEN isnan(m.last) THEN to_json('NaN')
-                  WHEN m.last > 0 THEN to_json('Infinity') ELSE to_json('-Infinity') END)
-              FROM last_metrics m WHERE m.iteration_id = i.iteration_id), '{}') AS metrics
+              WHERE p.iteration_id = i.iteration_id), '{{}}') AS params,
+    coalesce((SELECT json_group_object(m.key, {_LAST_JSON})
+              FROM last_metrics m WHERE m.iteration_id = i.iteration_id AND m."group" = ''),
+             '{{}}') AS metrics,
+    coalesce((SELECT json_group_object(g."group", g.series) FROM (
+                  SELECT m."group", json_group_object(m.key, {_LAST_JSON}) AS series
+                  FROM last_metrics m WHERE m.iteration_id = i.iteration_id AND m."group" != ''
+                  GROUP BY m."group") g), '{{}}') AS group_metrics
 FROM iterations i
 """
 
@@ -60,12 +67,12 @@ def search_iterations(
         params.append(parent_iteration_id)
     if not include_archived:
         where.append("NOT i.archived")
-    compiled = compile_filter(filter_expression)
+    compiled = compile_filter(filter_expression, lost_before)
     where.append(f"({compiled.sql})")
     params += compiled.params
     where_sql = " AND ".join(where)
     total = conn.execute(f"SELECT count(*) FROM iterations i WHERE {where_sql}", params).fetchall()
-    order = compile_order_by(order_by or "created_at DESC")
+    order = compile_order_by(order_by or "created_at DESC", lost_before)
     items = conn.sql(
         f"{_SELECT} WHERE {where_sql} ORDER BY {order.sql} LIMIT {int(limit)} OFFSET {int(offset)}",
         params=[lost_before, now, *params, *order.params],
@@ -95,6 +102,6 @@ def iteration_params(conn: duckdb.DuckDBPyConnection, iteration_id: str) -> pa.T
 def iteration_metric_summaries(conn: duckdb.DuckDBPyConnection, iteration_id: str) -> pa.Table:
     return conn.sql(
         "SELECT * EXCLUDE (sum, finite_count, top_step) FROM last_metrics"
-        " WHERE iteration_id = ? ORDER BY key",
+        ' WHERE iteration_id = ? ORDER BY "group", key',
         params=[iteration_id],
     ).to_arrow_table()

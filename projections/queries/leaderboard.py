@@ -41,8 +41,10 @@ def summary(
     goal: str = "min",
     aggregate: str | None = None,
     limit: int | None = None,
+    group: str = "",
 ) -> pa.Table:
-    """One row per iteration: its ranking value for `key`, sorted best first (NaN last)."""
+    """One row per iteration: its ranking value for the series (`key`, `group`), sorted
+    best first (NaN last)."""
     g, a = _parse(goal, aggregate or goal)
     direction = "ASC" if g is Goal.MIN else "DESC"
     return conn.sql(
@@ -52,11 +54,11 @@ def summary(
                CASE WHEN $a = 'min' THEN lm.min_step WHEN $a = 'max' THEN lm.max_step
                     ELSE lm.last_step END AS step
         FROM iterations i JOIN last_metrics lm USING (iteration_id)
-        WHERE i.experiment_id = $exp AND lm.key = $key AND NOT i.deleted
+        WHERE i.experiment_id = $exp AND lm.key = $key AND lm."group" = $g AND NOT i.deleted
         ORDER BY isnan(coalesce(value, 'NaN'::DOUBLE)), value {direction}, i.iteration_id
         LIMIT coalesce($limit, 9223372036854775807)
         """,
-        params={"exp": experiment_id, "key": key, "a": a.value, "limit": limit},
+        params={"exp": experiment_id, "key": key, "g": group, "a": a.value, "limit": limit},
     ).to_arrow_table()
 
 
@@ -66,13 +68,18 @@ def best(
     key: str,
     goal: str = "min",
     aggregate: str | None = None,
+    group: str = "",
 ) -> pa.Table:
     """The best iteration (a one-row table, empty when nothing was logged)."""
-    return summary(conn, experiment_id, key, goal, aggregate, limit=1)
+    return summary(conn, experiment_id, key, goal, aggregate, limit=1, group=group)
 
 
 def running_best(
-    conn: duckdb.DuckDBPyConnection, experiment_id: str, key: str, goal: str = "min"
+    conn: duckdb.DuckDBPyConnection,
+    experiment_id: str,
+    key: str,
+    goal: str = "min",
+    group: str = "",
 ) -> pa.Table:
     """How the experiment's best value improved, point by point, in log order.
 
@@ -89,7 +96,7 @@ def running_best(
                    m."partition", m."offset", m.seq
             FROM metrics m JOIN iterations i USING (iteration_id)
             WHERE i.experiment_id = $exp AND NOT i.deleted AND m.key = $key
-              AND NOT isnan(m.value)
+              AND m."group" = $g AND NOT isnan(m.value)
         ),
         ordered AS (
             SELECT *, {window}(value) OVER (
@@ -102,5 +109,5 @@ def running_best(
         WHERE before IS NULL OR value {better} before
         ORDER BY recorded_at, "partition", "offset", seq
         """,
-        params={"exp": experiment_id, "key": key},
+        params={"exp": experiment_id, "key": key, "g": group},
     ).to_arrow_table()

@@ -1,9 +1,10 @@
 """Metric series: raw history, deterministic min/max downsampling, comparison, snapshots.
 
-Downsampling splits the step range into equal buckets and keeps, per bucket, the
-point with the lowest and the point with the highest value (ties: lowest step), so
-spikes survive (random sampling hides them) and the same data always gives the
-same answer.
+A series is one (iteration, key, group); every function takes the group (default "", the
+group of metrics logged without one). Downsampling splits the step range into equal
+buckets and keeps, per bucket, the point with the lowest and the point with the highest
+value (ties: lowest step), so spikes survive (random sampling hides them) and the same
+data always gives the same answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-SERIES_COLUMNS = "step, value, recorded_at"
+SERIES_COLUMNS = "step, value, recorded_at, client_time"
+SERIES_SCHEMA = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("value", pa.float64()),
+        ("recorded_at", pa.timestamp("us")),
+        ("client_time", pa.timestamp("us")),
+    ]
+)
 
 
 def history(
@@ -23,18 +32,20 @@ def history(
     key: str,
     start_step: int | None = None,
     end_step: int | None = None,
+    group: str = "",
 ) -> pa.Table:
-    """Every point of one series in step order: columns step, value, recorded_at.
+    """Every point of one series in step order: columns step, value, recorded_at (the
+    log's clock) and client_time (the caller's clock when it logged the point).
 
     The rows are read in scan order, which for a series is nearly always its order already
     (segments are sorted, hot rows are in log order); that is checked in one vectorised
     pass and only a series that is not gets sorted -- a million-point read skips the sort."""
-    params = {"it": iteration_id, "key": key, "lo": start_step, "hi": end_step}
+    params = {"it": iteration_id, "key": key, "g": group, "lo": start_step, "hi": end_step}
 
     def scan(relation: str) -> pa.Table:
         return conn.sql(
             f'SELECT {SERIES_COLUMNS}, "partition", "offset", seq FROM {relation}'
-            " WHERE iteration_id = $it AND key = $key"
+            ' WHERE iteration_id = $it AND key = $key AND "group" = $g'
             " AND step >= coalesce($lo, step) AND step <= coalesce($hi, step)",
             params=params,
         ).to_arrow_table()
@@ -69,7 +80,7 @@ TILE_STEPS = 256
 the point count, step range, and min and max points (see `tiles_sql`)."""
 
 _POINT = (
-    "{'step': step, 'value': value, 'recorded_at': recorded_at,"
+    "{'step': step, 'value': value, 'recorded_at': recorded_at, 'client_time': client_time,"
     " 'partition': \"partition\", 'offset': \"offset\", 'seq': seq}"
 )
 # The min point: lowest value (NaN sorts highest), then lowest step, then earliest logged;
@@ -81,14 +92,19 @@ _HIGH = f'arg_max({_POINT}, (value, -step, -"partition", -"offset", -seq))'
 def tiles_sql(source: str) -> str:
     """The tiles of every series in `source` (a relation with the metric point columns)."""
     return (
-        f"SELECT iteration_id, key, step // {TILE_STEPS} AS tile, count(*) AS points,"
+        f'SELECT iteration_id, key, "group", step // {TILE_STEPS} AS tile, count(*) AS points,'
         f" min(step) AS first_step, max(step) AS last_step, {_LOW} AS low, {_HIGH} AS high"
-        f" FROM {source} GROUP BY iteration_id, key, tile ORDER BY iteration_id, key, tile"
+        f' FROM {source} GROUP BY iteration_id, key, "group", tile'
+        f' ORDER BY iteration_id, key, "group", tile'
     )
 
 
 def downsampled(
-    conn: duckdb.DuckDBPyConnection, iteration_id: str, key: str, max_points: int
+    conn: duckdb.DuckDBPyConnection,
+    iteration_id: str,
+    key: str,
+    max_points: int,
+    group: str = "",
 ) -> pa.Table:
     """At most `max_points` points (>= 2): the step range is cut into equal buckets and
     each bucket keeps its min and max point.
@@ -97,21 +113,21 @@ def downsampled(
     answered from the tiles (a few thousand rows for a million points) plus the points
     not compacted yet; otherwise from the points themselves."""
     buckets = max(1, max_points // 2)
-    params: dict[str, object] = {"it": iteration_id, "key": key}
+    params: dict[str, object] = {"it": iteration_id, "key": key, "g": group}
     if _has_view(conn, "metric_tiles"):
-        where = "WHERE iteration_id = $it AND key = $key"
+        where = 'WHERE iteration_id = $it AND key = $key AND "group" = $g'
         tiles = conn.sql(
             f"SELECT tile, points, first_step, last_step, low, high FROM metric_tiles {where}",
             params=params,
         ).to_arrow_table()
         hot = conn.sql(
-            f'SELECT step, value, recorded_at, "partition", "offset", seq'
+            f'SELECT step, value, recorded_at, client_time, "partition", "offset", seq'
             f" FROM metric_points_hot {where}",
             params=params,
         ).to_arrow_table()
         total = int(np.sum(tiles["points"].to_numpy())) + hot.num_rows
         if total <= max_points:
-            return history(conn, iteration_id, key)
+            return history(conn, iteration_id, key, group=group)
         steps = [tiles["first_step"], tiles["last_step"], hot["step"]]
         lo = min(int(np.min(s.to_numpy())) for s in steps if len(s))
         hi = max(int(np.max(s.to_numpy())) for s in steps if len(s))
@@ -129,7 +145,15 @@ def _has_view(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found[0][0])
 
 
-_CANDIDATE_FIELDS = ("step", "value", "recorded_at", "partition", "offset", "seq")
+_CANDIDATE_FIELDS = (
+    "step",
+    "value",
+    "recorded_at",
+    "client_time",
+    "partition",
+    "offset",
+    "seq",
+)
 
 
 def _from_tiles(tiles: pa.Table, hot: pa.Table, first: int, width: int) -> pa.Table:
@@ -162,12 +186,14 @@ def _from_tiles(tiles: pa.Table, hot: pa.Table, first: int, width: int) -> pa.Ta
     highs = np.lexsort((*log_order, -np.where(nan, 0.0, value), ~nan, bucket))
     keep = np.union1d(_firsts(lows, bucket), _firsts(highs, bucket))
     step, value, at = cols["step"][keep], value[keep], cols["recorded_at"][keep]
+    client = cols["client_time"][keep]
     order = np.lexsort((at, value, step))
     return pa.table(
         {
             "step": pa.array(step[order]),
             "value": pa.array(value[order]),
             "recorded_at": pa.array(at[order], pa.timestamp("us")),
+            "client_time": pa.array(client[order], pa.timestamp("us")),
         }
     )
 
@@ -196,8 +222,8 @@ def _from_points(
     return conn.sql(
         """
         WITH s AS (
-            SELECT step, value, recorded_at, "partition", "offset", seq
-            FROM metrics WHERE iteration_id = $it AND key = $key
+            SELECT step, value, recorded_at, client_time, "partition", "offset", seq
+            FROM metrics WHERE iteration_id = $it AND key = $key AND "group" = $g
         ),
         n AS (SELECT count(*) AS total, min(step) AS lo, max(step) AS hi FROM s),
         b AS (
@@ -206,18 +232,19 @@ def _from_points(
         ),
         ext AS (SELECT bucket, min(value) AS lo_v, max(value) AS hi_v FROM b GROUP BY bucket),
         low AS (
-            SELECT DISTINCT ON (b.bucket) b.step, b.value, b.recorded_at
+            SELECT DISTINCT ON (b.bucket) b.step, b.value, b.recorded_at, b.client_time
             FROM b JOIN ext ON b.bucket = ext.bucket AND b.value = ext.lo_v
             ORDER BY b.bucket, b.step, b."partition", b."offset", b.seq
         ),
         high AS (
-            SELECT DISTINCT ON (b.bucket) b.step, b.value, b.recorded_at
+            SELECT DISTINCT ON (b.bucket) b.step, b.value, b.recorded_at, b.client_time
             FROM b JOIN ext ON b.bucket = ext.bucket AND b.value = ext.hi_v
             ORDER BY b.bucket, b.step, b."partition", b."offset", b.seq
         )
         SELECT * FROM (SELECT * FROM low UNION SELECT * FROM high)
         UNION ALL
-        SELECT step, value, recorded_at FROM (SELECT s.* FROM s, n WHERE n.total <= $max)
+        SELECT step, value, recorded_at, client_time
+        FROM (SELECT s.* FROM s, n WHERE n.total <= $max)
         ORDER BY step, value, recorded_at
         """,
         params={**params, "max": max_points, "buckets": buckets},
@@ -225,11 +252,37 @@ def _from_points(
 
 
 def series(
-    conn: duckdb.DuckDBPyConnection, iteration_id: str, key: str, max_points: int | None = None
+    conn: duckdb.DuckDBPyConnection,
+    iteration_id: str,
+    key: str,
+    max_points: int | None = None,
+    group: str = "",
 ) -> pa.Table:
     if max_points is None:
-        return history(conn, iteration_id, key)
-    return downsampled(conn, iteration_id, key, max_points)
+        return history(conn, iteration_id, key, group=group)
+    return downsampled(conn, iteration_id, key, max_points, group)
+
+
+COMPARE_SCHEMA = pa.schema(
+    [
+        ("iteration_id", pa.string()),
+        ("key", pa.string()),
+        ("group", pa.string()),
+        *SERIES_SCHEMA,
+    ]
+)
+
+
+def labelled(table: pa.Table, iteration_id: str, key: str, group: str) -> pa.Table:
+    """A series with its iteration, key and group in front (the compare answer's rows)."""
+    n = table.num_rows
+    front = {
+        "iteration_id": pa.array([iteration_id] * n, pa.string()),
+        "key": pa.array([key] * n, pa.string()),
+        "group": pa.array([group] * n, pa.string()),
+    }
+    columns = {**front, **{name: table[name] for name in SERIES_SCHEMA.names}}
+    return pa.table(columns).cast(COMPARE_SCHEMA)
 
 
 def compare(
@@ -237,55 +290,47 @@ def compare(
     iteration_ids: Sequence[str],
     keys: Sequence[str],
     max_points: int | None = None,
+    group: str = "",
 ) -> pa.Table:
-    """Many iterations' series side by side: iteration_id, key, step, value, recorded_at."""
-    parts = []
-    for iteration_id in iteration_ids:
-        for key in keys:
-            t = series(conn, iteration_id, key, max_points)
-            parts.append(
-                t.add_column(0, "key", pa.array([key] * t.num_rows, pa.string())).add_column(
-                    0, "iteration_id", pa.array([iteration_id] * t.num_rows, pa.string())
-                )
-            )
-    if not parts:
-        return pa.table(
-            {
-                "iteration_id": pa.array([], pa.string()),
-                "key": pa.array([], pa.string()),
-                "step": pa.array([], pa.int64()),
-                "value": pa.array([], pa.float64()),
-                "recorded_at": pa.array([], pa.timestamp("us")),
-            }
-        )
-    return pa.concat_tables(parts)
+    """Many iterations' series side by side: iteration_id, key, group, step, value,
+    recorded_at, client_time."""
+    parts = [
+        labelled(series(conn, iteration_id, key, max_points, group), iteration_id, key, group)
+        for iteration_id in iteration_ids
+        for key in keys
+    ]
+    return pa.concat_tables(parts) if parts else COMPARE_SCHEMA.empty_table()
 
 
-def at_step(conn: duckdb.DuckDBPyConnection, experiment_id: str, key: str, step: int) -> pa.Table:
+def at_step(
+    conn: duckdb.DuckDBPyConnection, experiment_id: str, key: str, step: int, group: str = ""
+) -> pa.Table:
     """The value of a metric across all iterations of an experiment at one step."""
     return conn.sql(
         """
-        SELECT iteration_id, step, value, recorded_at FROM (
+        SELECT iteration_id, step, value, recorded_at, client_time FROM (
             SELECT m.*, row_number() OVER (
                 PARTITION BY m.iteration_id ORDER BY "partition" DESC, "offset" DESC, seq DESC
             ) AS newest
             FROM metrics m JOIN iterations i USING (iteration_id)
-            WHERE i.experiment_id = $exp AND NOT i.deleted AND m.key = $key AND m.step = $step
+            WHERE i.experiment_id = $exp AND NOT i.deleted AND m.key = $key
+              AND m."group" = $g AND m.step = $step
         ) WHERE newest = 1
         ORDER BY iteration_id
         """,
-        params={"exp": experiment_id, "key": key, "step": step},
+        params={"exp": experiment_id, "key": key, "g": group, "step": step},
     ).to_arrow_table()
 
 
 def metric_names(conn: duckdb.DuckDBPyConnection, experiment_id: str) -> pa.Table:
-    """The metric keys logged in an experiment, with how many iterations logged each."""
+    """The metric series logged in an experiment -- key and group -- with how many
+    iterations logged each, and their points."""
     return conn.sql(
         """
-        SELECT lm.key, count(*) AS iterations, sum(lm.count)::BIGINT AS points
+        SELECT lm.key, lm."group", count(*) AS iterations, sum(lm.count)::BIGINT AS points
         FROM last_metrics lm JOIN iterations i USING (iteration_id)
         WHERE i.experiment_id = $exp AND NOT i.deleted
-        GROUP BY lm.key ORDER BY lm.key
+        GROUP BY lm.key, lm."group" ORDER BY lm."group", lm.key
         """,
         params={"exp": experiment_id},
     ).to_arrow_table()

@@ -6,7 +6,7 @@ same order (the filter's rows, oldest first, ties by id) and the columns asked f
 the page can put blocks side by side as the user scrolls. `columns` lists what exists.
 
 Column names: ``params.<key>`` (text), ``metrics.<key>.<last|min|max|mean|count>``
-(numbers), ``tags.<key>`` (text).
+(numbers; ``metrics@<group>.<key>.<...>`` for a series of a group), ``tags.<key>`` (text).
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ class Column:
     kind: str  # param, metric or tag
     key: str
     part: str  # the summary of a metric, "" otherwise
+    group: str = ""  # the group of a metric
 
     @property
     def name(self) -> str:
         plural = {"param": "params", "metric": "metrics", "tag": "tags"}[self.kind]
+        if self.group:
+            plural += f"@{self.group}"
         return f"{plural}.{self.key}" + (f".{self.part}" if self.part else "")
 
 
@@ -58,17 +61,23 @@ def parse_column(name: str) -> Column:
         key, _, part = rest.rpartition(".")
         if key and part in SUMMARIES:
             return Column("metric", key, part)
+    if kind.startswith("metrics@") and rest:  # metrics@<group>.<key>.<summary>
+        key, _, part = rest.rpartition(".")
+        if key and part in SUMMARIES and len(kind) > len("metrics@"):
+            return Column("metric", key, part, kind.removeprefix("metrics@"))
     raise InvalidArgument(
-        f"column {name!r} is not params.<key>, tags.<key> or metrics.<key>.<"
+        f"column {name!r} is not params.<key>, tags.<key> or metrics[@<group>].<key>.<"
         + "|".join(SUMMARIES)
         + ">",
         {"parameter": "columns", "column": name},
     )
 
 
-def _rows_sql(filter_expression: str) -> tuple[str, list[object]]:
+def _rows_sql(
+    filter_expression: str, lost_before: datetime | None = None
+) -> tuple[str, list[object]]:
     """A SELECT of the filtered iterations' ids in table order (`ord` from 0)."""
-    compiled = compile_filter(filter_expression)
+    compiled = compile_filter(filter_expression, lost_before)
     return (
         "SELECT i.iteration_id, (row_number() OVER (ORDER BY i.created_at, i.iteration_id))"
         " - 1 AS ord FROM iterations i"
@@ -94,7 +103,7 @@ def runs_table(
     wanted = [parse_column(c) for c in dict.fromkeys(columns)]
     if len(wanted) > MAX_COLUMNS:
         raise InvalidArgument(f"at most {MAX_COLUMNS} columns at once", {"parameter": "columns"})
-    rows_sql, rows_params = _rows_sql(filter_expression)
+    rows_sql, rows_params = _rows_sql(filter_expression, lost_before)
     lead = [experiment_id, *rows_params]
     if base:
         out = conn.sql(
@@ -119,11 +128,13 @@ def runs_table(
         spread.update(_texts(found, param_cols, n))
     if metrics:
         keys = sorted({c.key for c in metrics})
+        groups = sorted({c.group for c in metrics})
         found = conn.sql(
-            f"WITH r AS ({rows_sql}) SELECT r.ord, m.key, m.last, m.min, m.max, m.mean,"
-            " m.count::DOUBLE AS count, m.last_step::DOUBLE AS last_step FROM r"
-            " JOIN last_metrics m USING (iteration_id) WHERE list_contains(?, m.key)",
-            params=[*lead, keys],
+            f'WITH r AS ({rows_sql}) SELECT r.ord, m.key, m."group", m.last, m.min, m.max,'
+            " m.mean, m.count::DOUBLE AS count, m.last_step::DOUBLE AS last_step FROM r"
+            " JOIN last_metrics m USING (iteration_id) WHERE list_contains(?, m.key)"
+            ' AND list_contains(?, m."group")',
+            params=[*lead, keys, groups],
         ).to_arrow_table()
         spread.update(_numbers(found, metrics, n))
     if tags:
@@ -154,11 +165,12 @@ def _numbers(found: pa.Table, wanted: list[Column], n: int) -> dict[str, pa.Arra
     """(ord, key, last, min, ...) rows -> one float column per wanted (key, summary)."""
     ords = found["ord"].to_numpy()
     keys = np.array(found["key"].to_pylist(), dtype=object)
+    groups = np.array(found["group"].to_pylist(), dtype=object)
     out: dict[str, pa.Array] = {}
     for column in wanted:
         values = np.full(n, np.nan)
         valid = np.zeros(n, dtype=bool)
-        here = keys == column.key
+        here = (keys == column.key) & (groups == column.group)
         part = found[column.part].to_numpy(zero_copy_only=False)[here]
         known = ~pd_isnull(part)
         values[ords[here][known]] = part[known].astype(float)
@@ -175,8 +187,9 @@ def pd_isnull(values: np.ndarray) -> np.ndarray:
 
 
 def columns(conn: duckdb.DuckDBPyConnection, experiment_id: str) -> pa.Table:
-    """Every param, metric and tag key of the experiment's iterations: kind, key, and how
-    many iterations have it (params and metrics in key order, then tags)."""
+    """Every param, metric and tag key of the experiment's iterations: kind, key, group (of
+    a metric; "" otherwise), and how many iterations have it (params and metrics in key
+    order, then tags)."""
     return conn.sql(
         """
         WITH its AS (
@@ -184,15 +197,16 @@ def columns(conn: duckdb.DuckDBPyConnection, experiment_id: str) -> pa.Table:
             WHERE experiment_id = $exp AND NOT deleted
         )
         SELECT * FROM (
-            SELECT 'param' AS kind, p.key, count(*) AS iterations
+            SELECT 'param' AS kind, p.key, '' AS "group", count(DISTINCT p.iteration_id)
+                AS iterations
             FROM params p JOIN its USING (iteration_id) GROUP BY p.key
             UNION ALL
-            SELECT 'metric', m.key, count(*) FROM last_metrics m JOIN its USING (iteration_id)
-            GROUP BY m.key
+            SELECT 'metric', m.key, m."group", count(*) FROM last_metrics m
+            JOIN its USING (iteration_id) GROUP BY m.key, m."group"
             UNION ALL
-            SELECT 'tag', t.key, count(*) FROM its, unnest(json_keys(its.tags)) AS t(key)
+            SELECT 'tag', t.key, '', count(*) FROM its, unnest(json_keys(its.tags)) AS t(key)
             GROUP BY t.key
-        ) ORDER BY kind = 'tag', kind, key
+        ) ORDER BY kind = 'tag', kind, "group", key
         """,
         params={"exp": experiment_id},
     ).to_arrow_table()

@@ -13,7 +13,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from deardiary.projections.queries.metric_series import history, series
+from deardiary.projections.queries.metric_series import (
+    COMPARE_SCHEMA,
+    history,
+    labelled,
+    series,
+)
 
 
 def window(
@@ -23,11 +28,13 @@ def window(
     min_step: int | None,
     max_step: int | None,
     max_points: int | None,
+    group: str = "",
 ) -> pa.Table:
-    """step, value, recorded_at of one series with min_step <= step <= max_step."""
+    """step, value, recorded_at, client_time of one series (iteration, key, group) with
+    min_step <= step <= max_step."""
     if min_step is None and max_step is None:
-        return series(conn, iteration_id, key, max_points)
-    points = history(conn, iteration_id, key, min_step, max_step)
+        return series(conn, iteration_id, key, max_points, group)
+    points = history(conn, iteration_id, key, min_step, max_step, group)
     if max_points is None or points.num_rows <= max_points:
         return points
     return min_max(points, max_points)
@@ -71,26 +78,18 @@ def compare_window(
     min_step: int | None,
     max_step: int | None,
     max_points: int | None,
+    group: str = "",
 ) -> pa.Table:
-    """Many series in one step window: iteration_id, key, step, value, recorded_at."""
-    parts = []
-    for iteration_id in iteration_ids:
-        for key in keys:
-            t = window(conn, iteration_id, key, min_step, max_step, max_points)
-            parts.append(
-                t.add_column(0, "key", pa.array([key] * t.num_rows, pa.string())).add_column(
-                    0, "iteration_id", pa.array([iteration_id] * t.num_rows, pa.string())
-                )
-            )
-    schema = pa.schema(
-        [
-            ("iteration_id", pa.string()),
-            ("key", pa.string()),
-            ("step", pa.int64()),
-            ("value", pa.float64()),
-            ("recorded_at", pa.timestamp("us")),
-        ]
-    )
-    if not parts:
-        return schema.empty_table()
-    return pa.concat_tables([p.cast(schema) for p in parts])
+    """Many series of one group in one step window: iteration_id, key, group, step,
+    value, recorded_at, client_time."""
+    parts = [
+        labelled(
+            window(conn, iteration_id, key, min_step, max_step, max_points, group),
+            iteration_id,
+            key,
+            group,
+        )
+        for iteration_id in iteration_ids
+        for key in keys
+    ]
+    return pa.concat_tables(parts) if parts else COMPARE_SCHEMA.empty_table()

@@ -27,6 +27,13 @@ Id = Annotated[str, Meta(min_length=1, max_length=200)]
 Key = Annotated[str, Meta(min_length=1, max_length=1000, description="metric key")]
 Step = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1, description="the step")]
 Goal = Annotated[Literal["min", "max"], Meta(description="min or max is best")]
+Group = Annotated[
+    str,
+    Meta(
+        max_length=500,
+        description='metric group, e.g. "val" or "system" (default: metrics logged without one)',
+    ),
+]
 Aggregate = Annotated[
     Literal["last", "min", "max", "mean", "first"] | None,
     Meta(description="which number of each series ranks it (default: the goal)"),
@@ -122,11 +129,13 @@ class History(Read, frozen=True, kw_only=True):
 class Snapshot(Read, frozen=True, kw_only=True):
     key: Key
     step: Step
+    group: Group = ""
 
 
 class Ranking(Read, frozen=True, kw_only=True):
     key: Key
     goal: Goal = "min"
+    group: Group = ""
 
 
 class Best(Ranking, frozen=True, kw_only=True):
@@ -149,6 +158,7 @@ class StepWindow(Read, frozen=True, kw_only=True):
 
 class Series(StepWindow, frozen=True, kw_only=True):
     key: Key
+    group: Group = ""
     max_points: Annotated[
         Points | None,
         Meta(description="downsample to at most this many points, keeping bucket min and max"),
@@ -158,6 +168,7 @@ class Series(StepWindow, frozen=True, kw_only=True):
 class Compare(StepWindow, frozen=True, kw_only=True):
     iteration_id: Annotated[list[Id], Meta(min_length=1, description="iterations")]
     key: Annotated[list[Key], Meta(min_length=1, description="metric keys")]
+    group: Group = ""
     max_points: Annotated[Points, Meta(description="points per series")] = 1000
 
 

@@ -166,7 +166,7 @@ class QueryRoutes:
 
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             require(c, "experiment", exp)
-            return metric_series.at_step(c, exp, p.key, p.step)
+            return metric_series.at_step(c, exp, p.key, p.step, p.group)
 
         return await self._table(request, read)
 
@@ -175,7 +175,7 @@ class QueryRoutes:
 
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             require(c, "experiment", exp)
-            return leaderboard.summary(c, exp, p.key, p.goal, p.aggregate, p.limit)
+            return leaderboard.summary(c, exp, p.key, p.goal, p.aggregate, p.limit, p.group)
 
         return await self._table(request, read)
 
@@ -184,9 +184,10 @@ class QueryRoutes:
 
         def read(c: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             require(c, "experiment", exp)
-            table = leaderboard.best(c, exp, p.key, p.goal, p.aggregate)
+            table = leaderboard.best(c, exp, p.key, p.goal, p.aggregate, p.group)
             if table.num_rows == 0:
-                raise NotFound(f"no iteration of experiment {exp!r} logged {p.key!r}")
+                shown = repr(p.key) + (f" in group {p.group!r}" if p.group else "")
+                raise NotFound(f"no iteration of experiment {exp!r} logged {shown}")
             return rows(table)[0]
 
         return await self._json(request, read)
@@ -196,7 +197,7 @@ class QueryRoutes:
 
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             require(c, "experiment", exp)
-            return leaderboard.running_best(c, exp, p.key, p.goal)
+            return leaderboard.running_best(c, exp, p.key, p.goal, p.group)
 
         return await self._table(request, read)
 
@@ -252,7 +253,7 @@ class QueryRoutes:
 
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             require(c, "iteration", it)
-            return series_window.window(c, it, p.key, p.min_step, p.max_step, p.max_points)
+            return series_window.window(c, it, p.key, p.min_step, p.max_step, p.max_points, p.group)
 
         return await self._table(request, read)
 
@@ -268,7 +269,9 @@ class QueryRoutes:
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             for it in ids:
                 require(c, "iteration", it)
-            return series_window.compare_window(c, ids, keys, p.min_step, p.max_step, p.max_points)
+            return series_window.compare_window(
+                c, ids, keys, p.min_step, p.max_step, p.max_points, p.group
+            )
 
         return await self._table(request, read)
 

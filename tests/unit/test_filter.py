@@ -68,6 +68,15 @@ METRICS: list[tuple[str, str, float, float, float | None, float | None, float | 
     ("it4", "x.max", 7.0, 7.0, 7.0, 7.0, 7.0, 1),
 ]
 
+# the same keys in other groups (issue 14): a validation loss is its own series
+GROUPED_METRICS: list[
+    tuple[str, str, float, float, float | None, float | None, float | None, int, str]
+] = [
+    ("it1", "loss", 3.0, 2.5, 2.5, 3.0, 2.7, 4, "val"),
+    ("it3", "loss", 0.2, 0.1, 0.1, 0.2, 0.15, 2, "val"),
+    ("it4", "loss", 9.0, 9.0, 9.0, 9.0, 9.0, 1, "my group"),
+]
+
 
 def _build(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(files("deardiary.projections").joinpath("schema.sql").read_text())
@@ -75,20 +84,22 @@ def _build(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(
             "INSERT INTO iterations (iteration_id, experiment_id, project_id, name,"
             " parent_iteration_id, external_id, status, error_message, notes, tags, metadata,"
-            " archived, deleted, created_by, created_at, updated_at, end_date, last_heartbeat)"
+            " archived, deleted, created_by, created_at, updated_at, end_date, last_heartbeat,"
+            " description)"
             " VALUES (?, ?, 'p1', ?, ?, ?, ?, '', '', ?, '{}', ?, FALSE, 'u', ?,"
-            " TIMESTAMP '2024-06-01', ?, TIMESTAMP '2024-06-01')",
+            " TIMESTAMP '2024-06-01', ?, TIMESTAMP '2024-06-01', '')",
             [it, exp, name, parent, ext, status, json.dumps(tags), archived, created, end],
         )
     for it, key, value in PARAMS:
         conn.execute(
             "INSERT INTO params VALUES (?, ?, ?, '', TIMESTAMP '2024-01-01')", [it, key, value]
         )
-    for it, key, first, last, lo, hi, mean, count in METRICS:
+    grouped = [(*m, "") for m in METRICS] + GROUPED_METRICS
+    for it, key, first, last, lo, hi, mean, count, group in grouped:
         conn.execute(
             "INSERT INTO last_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, NULL, NULL, 0, 0, 0,"
-            " TIMESTAMP '2024-01-01')",
-            [it, key, first, last, lo, hi, mean, count],
+            " TIMESTAMP '2024-01-01', ?)",
+            [it, key, first, last, lo, hi, mean, count, group],
         )
 
 
@@ -286,7 +297,7 @@ def test_not_is_the_exact_complement(conn: duckdb.DuckDBPyConnection, expression
 def test_values_are_bound_never_pasted() -> None:
     compiled = compile_filter("params.`k'q` = 'zz''zz' AND metrics.m > 1.5 AND tags.t = 'x'")
     assert "k'q" not in compiled.sql and "zz" not in compiled.sql and "1.5" not in compiled.sql
-    assert compiled.params == ["k'q", "zz'zz", "m", 1.5, "/t", "x"]
+    assert compiled.params == ["k'q", "zz'zz", "m", "", 1.5, "/t", "x"]  # "": metric group
     assert compiled.sql.count("?") == len(compiled.params)
     assert compile_filter("") == CompiledFilter("TRUE", [])
 

@@ -274,5 +274,5 @@ def test_lookups_name_the_rows_a_batch_reads() -> None:
             ]
         )
     )
-    assert want.keys["last_metrics"] == {("it-1", "loss")}
+    assert want.keys["last_metrics"] == {("it-1", "loss", "")}  # (iteration, key, group)
     assert want.keys["experiments"] == {eid} and want.model_versions_of == {"m"}

@@ -56,12 +56,16 @@ def _metrics(rows: Sequence[tuple[int, float, int, int, int]]) -> duckdb.DuckDBP
     conn = duckdb.connect()
     conn.execute(
         "CREATE TABLE metrics (iteration_id VARCHAR, key VARCHAR, step BIGINT, value DOUBLE,"
-        ' recorded_at TIMESTAMP, "partition" INTEGER, "offset" BIGINT, seq INTEGER)'
+        ' recorded_at TIMESTAMP, client_time TIMESTAMP, "group" VARCHAR, "partition" INTEGER,'
+        ' "offset" BIGINT, seq INTEGER)'
     )
-    conn.execute("INSERT INTO metrics VALUES ('other', 'loss', 0, -1e9, NOW(), 0, 0, 0)")
+    conn.execute("INSERT INTO metrics VALUES ('other', 'loss', 0, -1e9, NOW(), NOW(), '', 0, 0, 0)")
+    # the same key in another group of the same iteration: a series of its own
+    conn.execute("INSERT INTO metrics VALUES ('it', 'loss', 0, -1e9, NOW(), NOW(), 'val', 0, 0, 0)")
     if rows:
         conn.executemany(
-            "INSERT INTO metrics VALUES ('it', 'loss', ?, ?, TIMESTAMP '2026-01-01', ?, ?, ?)",
+            "INSERT INTO metrics VALUES ('it', 'loss', ?, ?, TIMESTAMP '2026-01-01',"
+            " TIMESTAMP '2025-12-31', '', ?, ?, ?)",
             [list(r) for r in rows],
         )
     return conn
@@ -79,7 +83,7 @@ def test_history_is_in_step_then_log_order(
     in_order = sorted(rows, key=lambda r: (r[0], r[2], r[3], r[4]))
     rnd.shuffle(rows)
     got = history(_metrics(rows), "it", "loss")
-    assert got.column_names == ["step", "value", "recorded_at"]
+    assert got.column_names == ["step", "value", "recorded_at", "client_time"]
     assert got["step"].to_pylist() == [r[0] for r in in_order]
     assert got["value"].to_pylist() == [r[1] for r in in_order]
 
