@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,10 +30,12 @@ from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.discovery import ServerInfo, new_local_token, publish, withdraw
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.gateway import gateway_part
+from deardiary.services.gateway.appender import Appender
 from deardiary.services.gateway.parents import IngestParents
 from deardiary.services.http import Endpoint, RoutePart, build_app, operation
 from deardiary.services.http.host_check import host_check
 from deardiary.services.log import LogRecord
+from deardiary.services.mlflow_api import MlflowContext, mlflow_part
 from deardiary.services.query import params as query_params
 from deardiary.services.query.context import ProjectorProgress, QueryContext
 from deardiary.services.query.sandbox import SqlSandbox, install
@@ -198,16 +200,24 @@ class EmbeddedServer:
             target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
         await self.ctx.wait(target)
 
+    def _mlflow(self, appender: Appender, actor: Callable[[web.Request], str]) -> RoutePart:
+        """The MLflow-compatible routes, appending through the gateway's own path."""
+        ctx = MlflowContext(
+            self.ctx, appender.append, self.artifacts, self.settings, actor, appender.written
+        )
+        return mlflow_part(ctx)
+
     def app(self, bind_host: str | None = None) -> web.Application:
         """Without auth, only Host names of loopback, `bind_host` and the allowed_hosts
         setting are answered (DNS rebinding; see services/http/host_check.py)."""
         reader = self.embedded.store.reader
         if not self.auth:
+            appender = Appender(self.log, self.parents, self._woken)
             return mount_web(
                 install(
                     build_app(
                         [
-                            gateway_part(self.log, on_appended=self._woken, checker=self.parents),
+                            gateway_part(self.log, appender=appender),
                             query_part(self.ctx),
                             artifact_part(
                                 ArtifactRoutes(
@@ -215,6 +225,7 @@ class EmbeddedServer:
                                 )
                             ),
                             readiness_part(self.readiness),
+                            self._mlflow(appender, _anonymous),
                         ],
                         middlewares=[
                             host_check(bind_host, self.settings.allowed_hosts.split(",")),
@@ -227,14 +238,22 @@ class EmbeddedServer:
         authorize = IngestAuthorizer(
             self.parents, reader, self._append_applied, self.artifacts, self._ingest_checks
         )
-        auth = AuthMiddleware(self.identity, reader, self.ctx.catch_up, self.settings.auth_threads)
+        auth = AuthMiddleware(
+            self.identity,
+            reader,
+            self.ctx.catch_up,
+            self.settings.auth_threads,
+            basic_cache_s=self.settings.basic_auth_cache_s,
+        )
+        appender = Appender(self.log, authorize, self._woken)
         app = build_app(
             [
-                gateway_part(self.log, on_appended=self._woken, checker=authorize, actor=_username),
+                gateway_part(self.log, actor=_username, appender=appender),
                 query_part(self.ctx),
                 artifact_part(ArtifactRoutes(self.ctx, self.append, _username, checker=authorize)),
                 AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
                 readiness_part(self.readiness),
+                self._mlflow(appender, _username),
             ],
             middlewares=[auth.middleware(), damage_guard(self.embedded.store.damage)],
         )

@@ -107,6 +107,25 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
         Meta(gt=0, description="/readyz answers 503 when the projections are further behind"),
     ] = 10.0
 
+    # -- the MLflow-compatible API -------------------------------------------------------
+    mlflow_default_project: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=500,
+            description="the project MLflow experiments (and the default experiment 0) live "
+            "in unless created with a deardiary.project tag",
+        ),
+    ] = "Default"
+    basic_auth_cache_s: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="with --auth, a verified HTTP Basic username and password (MLflow's "
+            "MLFLOW_TRACKING_USERNAME/PASSWORD) is trusted this long without checking again",
+        ),
+    ] = 30.0
+
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
