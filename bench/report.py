@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from web_report import web_section
+
 
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -234,6 +236,7 @@ def render(r: dict[str, Any]) -> str:
         "timed (it would compete with the server for the same 2 cores).",
         "",
         *_why(r),
+        *web_section(r),
         *_profiles(dd),
     ]
     return "\n".join(lines) + "\n"

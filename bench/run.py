@@ -37,6 +37,8 @@ SCALES = {
         "ml_sync_calls": 300,
         "ml_async_calls": 5000,
         "sustained_rounds": 4,
+        "web_table_runs": 10_000,
+        "web_chart_steps": 1_000_000,
     },
     "quick": {
         "calls": 50_000,
@@ -50,6 +52,8 @@ SCALES = {
         "ml_sync_calls": 20,
         "ml_async_calls": 300,
         "sustained_rounds": 2,
+        "web_table_runs": 2_000,
+        "web_chart_steps": 100_000,
     },
 }
 
@@ -87,6 +91,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the same workload, scaled down")
     parser.add_argument("--no-mlflow", action="store_true", help="skip the MLflow column")
     parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka-mode row")
+    parser.add_argument("--no-web", action="store_true", help="skip the web page (browser)")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args()
     scale = SCALES["quick" if args.quick else "full"]
@@ -120,6 +125,17 @@ def main() -> int:
         dd["series"] = ddw.series_read(work, scale["series"])
         _phase("sweep queries")
         dd["sweep"] = ddw.sweep_queries(work, scale["sweep"])
+        if not args.no_web:
+            _phase("the web page in a browser")
+            try:
+                import web_workloads
+
+                dd["web"] = web_workloads.web_views(
+                    work, scale["web_table_runs"], scale["web_chart_steps"]
+                )
+            except Exception as exc:  # no chromium here: the report says so
+                traceback.print_exc()
+                dd["web"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         results["deardiary"] = dd
         if not args.no_mlflow:
             import mlflow_workloads as mlw

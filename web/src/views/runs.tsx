@@ -78,7 +78,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
   const [chooser, setChooser] = useState(false);
   const [collapsed, setCollapsed] = useState<Set<string>>(new Set());
   const [cursor, setCursor] = useState(0);
-  const [scroll, setScroll] = useState({ top: 0, left: 0, width: 1200, height: 600 });
+  const [scroll, setScroll] = useState({ top: 0, left: 0, width: innerWidth, height: innerHeight });
   const grid = useRef<HTMLDivElement>(null);
 
   useEffect(() => setDraft(filter), [filter]);
