@@ -4,23 +4,32 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-server
 
 .PHONY: serve test lint typecheck unit install bench web web-build web-test chromium
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+# `make serve` installs what serving needs (the server extra), `make test` everything
+# (the dev extra includes the server's).
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[server]'
+	touch $(SERVE_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
 install: $(STAMP)
 
-serve: $(STAMP) web
+serve: $(SERVE_STAMP) web
 	$(BIN)/deardiary serve $(ARGS)
 
 # The web page (web/ -> services/web/static, committed): rebuilt only when its sources
 # or lockfile changed since the recorded build (services/web/build_info.py).
-web: $(STAMP)
+web: $(SERVE_STAMP)
 	@$(BIN)/python -m deardiary.services.web.build_info --check || $(MAKE) web-build
 
 web/node_modules/.package-lock.json: web/package-lock.json

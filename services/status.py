@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from deardiary.pool import HttpPool
 from deardiary.projections.integrity import inspect
 from deardiary.schemas.errors import Unavailable
 from deardiary.schemas.ids import now_us
@@ -253,12 +253,15 @@ def folder_status(data: Path, timeout: float = 10.0) -> tuple[Readiness, str]:
     while True:
         server = find_server(data)
         if server is not None:
+            pool = HttpPool(server.url, timeout=timeout)
             try:
-                answer = httpx.get(f"{server.url}/readyz", timeout=timeout)
+                answer = pool.get("/readyz")
                 found = msgspec.json.decode(answer.content, type=Readiness)
                 return found, f"the server at {server.url} (pid {server.pid})"
-            except (httpx.TransportError, msgspec.DecodeError):
+            except (Unavailable, msgspec.DecodeError):
                 pass  # gone meanwhile: look at the folder
+            finally:
+                pool.close()
         paths = DataPaths(data)
         log = SqliteEventLog(str(paths.log)) if paths.log.exists() else None
         try:
