@@ -139,36 +139,7 @@ class EventBuffer:
         """Append one point; `step=None` means max(step)+1 for the key (`AUTO_STEP`)."""
         t = _now_ns() // 1000
         with self._lock:
-            batch = self._open.get((iteration_id, group))
-            if batch is None:
-                batch = self._new_batch(iteration_id, group)
-            idx = batch.keys.get(key)
-            if idx is None:
-                if not isinstance(key, str) or not key:
-                    self._reject(f"metric key must be a non-empty string, got {key!r}")
-                    return
-                if len(batch.keys) >= _MAX_KEYS:
-                    batch = self._new_batch(iteration_id, group)
-                idx = batch.keys[key] = len(batch.keys)
-            n = len(batch.key_index)
-            try:
-                batch.values.append(value)
-                if step is None:
-                    batch.steps.append(AUTO_STEP)
-                elif step >= 0:
-                    batch.steps.append(step)
-                else:
-                    raise ValueError("step must be >= 0")
-            except (TypeError, ValueError, OverflowError) as exc:
-                del batch.values[n:]
-                self._reject(f"metric {key!r}: value {value!r} step {step!r}: {exc}")
-                return
-            batch.key_index.append(idx)
-            batch.times.append(t)
-            points = self._points = self._points + 1
-            if n + 1 >= self._per_envelope:
-                del self._open[(iteration_id, group)]
-            over = points >= self._check_at
+            over = self._add(iteration_id, key, value, step, group, t)
         if over:
             self._pressure()
 
@@ -179,9 +150,50 @@ class EventBuffer:
         step: int | None = None,
         group: str = "",
     ) -> None:
-        """Several keys at the same step."""
-        for key, value in metrics.items():
-            self.log_metric(iteration_id, key, value, step, group)
+        """Several keys at the same step (and time), under one lock."""
+        t = _now_ns() // 1000
+        over = False
+        add = self._add
+        with self._lock:
+            for key, value in metrics.items():
+                over = add(iteration_id, key, value, step, group, t) or over
+        if over:
+            self._pressure()
+
+    def _add(
+        self, iteration_id: str, key: str, value: float, step: int | None, group: str, t: int
+    ) -> bool:
+        """One point, with the lock held; True when the pending points call for a check."""
+        batch = self._open.get((iteration_id, group))
+        if batch is None:
+            batch = self._new_batch(iteration_id, group)
+        idx = batch.keys.get(key)
+        if idx is None:
+            if not isinstance(key, str) or not key:
+                self._reject(f"metric key must be a non-empty string, got {key!r}")
+                return False
+            if len(batch.keys) >= _MAX_KEYS:
+                batch = self._new_batch(iteration_id, group)
+            idx = batch.keys[key] = len(batch.keys)
+        n = len(batch.key_index)
+        try:
+            batch.values.append(value)
+            if step is None:
+                batch.steps.append(AUTO_STEP)
+            elif step >= 0:
+                batch.steps.append(step)
+            else:
+                raise ValueError("step must be >= 0")
+        except (TypeError, ValueError, OverflowError) as exc:
+            del batch.values[n:]
+            self._reject(f"metric {key!r}: value {value!r} step {step!r}: {exc}")
+            return False
+        batch.key_index.append(idx)
+        batch.times.append(t)
+        points = self._points = self._points + 1
+        if n + 1 >= self._per_envelope:
+            del self._open[(iteration_id, group)]
+        return points >= self._check_at
 
     def emit(self, event: Event) -> Envelope | None:
         """Append a non-metric event after everything logged so far; returns its envelope
