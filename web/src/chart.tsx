@@ -1,6 +1,6 @@
 // Line charts of metric series with uPlot (canvas). A chart fetches its series only
 // when it scrolls into view, asks the server for about one min/max pair per pixel of
-// its width, and a zoom (drag across the plot) re-fetches the selected step window at
+// its width (max_points = the width in pixels), and a zoom (drag across the plot) re-fetches the selected step window at
 // full resolution; a double click goes back to the whole series.
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
@@ -133,7 +133,7 @@ export function Chart({
     const abort = new AbortController();
     const width = Math.max(100, box.current!.clientWidth);
     const window = options.xMode === "step" ? zoom : null;
-    fetchSeries(runs, metric, Math.round(width * 2), window, abort.signal).then(
+    fetchSeries(runs, metric, Math.round(width), window, abort.signal).then(
       (f) => {
         setError(null);
         setFetched(f);

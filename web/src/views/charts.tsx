@@ -1,6 +1,6 @@
 // Charts of an experiment's metrics for chosen runs, and the controls they share.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { get, type Iteration, items } from "../api";
+import { arrow, type Iteration, items } from "../api";
 import { Chart, type ChartOptions, type ChartRun, color, type XMode } from "../chart";
 import { ErrorBox, Loading } from "../common";
 import { useLoad } from "../hooks";
@@ -48,9 +48,12 @@ export function ChartControls({ options, search }: { options: ChartOptions; sear
   );
 }
 
-export async function runsNamed(ids: string[], signal: AbortSignal): Promise<ChartRun[]> {
-  const its = await Promise.all(ids.map((id) => get<Iteration>(`/iterations/${id}`, {}, signal)));
-  return its.map((it) => ({ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }));
+/** The chosen runs with their names, from one read of the runs table. */
+export async function runsNamed(experimentId: string, ids: string[], signal: AbortSignal): Promise<ChartRun[]> {
+  const { numRows, columns } = await arrow(`/experiments/${experimentId}/runs-table`, {}, signal);
+  const names = new Map<string, string>();
+  for (let i = 0; i < numRows; i++) names.set((columns.iteration_id as ArrayLike<string>)[i], (columns.name as ArrayLike<string>)[i]);
+  return ids.filter((id) => names.has(id)).map((id) => ({ id, label: names.get(id) || id.slice(0, 8) }));
 }
 
 export function ChartGrid({ runs, metrics, options }: { runs: ChartRun[]; metrics: string[]; options: ChartOptions }) {
@@ -82,7 +85,7 @@ export function ExperimentCharts({ experimentId, query }: { experimentId: string
   const names = useLoad((signal) => items<MetricName>(`/experiments/${experimentId}/metric-names`, {}, signal), [experimentId]);
   const runs = useLoad(
     async (signal) => {
-      if (chosen.length) return runsNamed(chosen.slice(0, 50), signal);
+      if (chosen.length) return runsNamed(experimentId, chosen.slice(0, 50), signal);
       const latest = await items<Iteration>("/iterations", { experiment_id: experimentId, limit: 10, order_by: "created_at DESC" }, signal);
       return latest.map((it) => ({ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }));
     },
