@@ -88,7 +88,9 @@ def _serve_kafka(args: argparse.Namespace) -> int:
     from deardiary.services.kafka_mode.server import KafkaServer
 
     settings = settings_from()
-    server = KafkaServer(args.broker, Path(args.data), settings=settings, auth=args.auth)
+    server = KafkaServer(
+        args.broker, Path(args.data), settings=settings, auth=args.auth, exports=args.exports
+    )
     try:
         serve(
             server.app(bind_host=args.host),
@@ -109,7 +111,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from deardiary.services.kafka_mode.worker import run_worker
 
     sys.argv = [sys.argv[0], "worker"]  # faust's worker reads its own argv
-    run_worker(args.broker, Path(args.data))
+    run_worker(args.broker, Path(args.data), exports=args.exports)
     return 0
 
 
@@ -128,11 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve on a non-loopback address without authentication (trusted networks only)",
     )
+    srv.add_argument(
+        "--exports",
+        default=None,
+        help="Kafka mode: read the workers' exports from s3://bucket/prefix, not --data",
+    )
     srv.set_defaults(func=_cmd_serve)
 
     wrk = sub.add_parser("worker", help="Kafka mode: project partitions into --data")
     wrk.add_argument("--broker", required=True, help="kafka://host:port[/topic?partitions=N]")
     wrk.add_argument("--data", default=DEFAULT_DATA, help="shared data folder")
+    wrk.add_argument("--exports", default=None, help="also publish exports to s3://bucket/prefix")
     wrk.set_defaults(func=_cmd_worker)
 
     sql = sub.add_parser("sql", help="run read-only SQL over the projections")

@@ -1,119 +1,352 @@
-"""The query service's view of all partitions in Kafka mode: one in-memory DuckDB whose
-relations union every partition's latest export, refreshed when a manifest changes.
+"""The query service's view of all partitions in Kafka mode: a DuckDB of its own, kept up
+to date from the workers' export chains (services/kafka_mode/partitions.py).
 
-The relations have the same names and columns as in embedded mode, so every query,
-route and permission check runs unchanged on top.
+A thread follows the manifests (in the shared folder, or in an S3-compatible bucket:
+services/kafka_mode/object_store.py) and applies each partition's new entries in one
+transaction: upserted rows replace the rows with their keys, appended rows and points
+not compacted yet are added, points that moved into segments are dropped. The metric
+segments and their tiles are read in place (from the bucket: downloaded once into a
+cache, they never change). Readers see the relations under the same names and columns as
+in embedded mode, so every query, route, permission check and the SQL sandbox run
+unchanged on top -- including downsampling from tiles.
+
+The view is only a cache of the exports: several query services can run side by side,
+each with its own, and a restarted one rebuilds it from the chains. Its database lives
+in a temporary folder (a million iterations per partition need not fit in memory).
+
+Permissions are the one relation written by two partitions (a project's creator is
+granted everything by the project's ProjectCreated; grants and revocations are keyed by
+the user): the latest row by log time wins.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
+import tempfile
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
 
 from deardiary.projections.store import POINT_COLUMNS, schema_sql
-from deardiary.services.kafka_mode.partitions import EXPORTED, read_manifests
-from deardiary.services.query.sql_relations import MetricParts
+from deardiary.projections.writes import PRIMARY_KEYS
+from deardiary.services.kafka_mode.partitions import (
+    APPENDED,
+    HOT,
+    MANIFEST,
+    Manifest,
+    partition_dir,
+    quote,
+    read_manifest,
+)
+from deardiary.services.query.sql_relations import SCAN_ORDER, MetricParts
 
+_log = logging.getLogger("deardiary.exports")
 POLL_S = 0.05
 
 
+class ExportSource(Protocol):
+    """Where the manifests and the files they name are."""
+
+    def manifests(self) -> dict[int, Manifest]:
+        """The latest manifest of every partition that has one."""
+        ...
+
+    def fetch(self, partition: int, manifest: Manifest, path: str) -> str:
+        """A local path of the file `path` (relative to the partition) of `manifest`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FolderSource:
+    """Exports in a folder the workers share with this service."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = Path(data)
+        self._seen: dict[Path, tuple[int, int, Manifest]] = {}
+
+    def manifests(self) -> dict[int, Manifest]:
+        found: dict[int, Manifest] = {}
+        for path in sorted((self.data / "partitions").glob("p*/" + MANIFEST)):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            known = self._seen.get(path)
+            if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
+                manifest: Manifest | None = known[2]
+            else:
+                manifest = read_manifest(path)
+                if manifest is not None:
+                    self._seen[path] = (stat.st_mtime_ns, stat.st_size, manifest)
+            if manifest is not None:
+                found[int(manifest["partition"])] = manifest
+        return found
+
+    def fetch(self, partition: int, manifest: Manifest, path: str) -> str:
+        return str(partition_dir(self.data, partition) / path)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Partition:
+    store_id: str = ""
+    applied: int = 0  # the next offset of what this view holds
+    entries: set[str] = field(default_factory=set)
+    segments: list[str] = field(default_factory=list)  # local paths
+    tiles: list[str] = field(default_factory=list)
+    files: tuple[list[str], int] = ([], 0)  # the manifest's segments and hot_below
+
+
 def _list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    return "[" + ", ".join(quote(p) for p in paths) + "]"
 
 
 class ExportsView:
-    def __init__(self, data: Path, refresh_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        data: Path,
+        refresh_s: float = 0.1,
+        exports: str | None = None,
+        follow: bool = True,
+    ) -> None:
+        """The exports under `data`, or in the bucket `exports` names (s3://bucket/prefix)."""
         self.data = Path(data)
+        self._dir = Path(tempfile.mkdtemp(prefix="deardiary-exports-view-"))
+        self.source: ExportSource = FolderSource(self.data)
+        if exports:
+            from deardiary.services.kafka_mode.object_store import S3Source
+
+            self.source = S3Source(exports, self._dir / "files")
         self.refresh_s = refresh_s
-        self.conn = duckdb.connect()
-        self.conn.execute("CREATE SCHEMA empty")
-        self.conn.execute("SET schema = 'empty'")
-        self.conn.execute(schema_sql())  # typed empty tables, for relations with no export
-        self.conn.execute("SET schema = 'main'")
-        self._lock = threading.Lock()
-        self._seen: str = "-"
-        self._checked = 0.0
+        self.conn = duckdb.connect(str(self._dir / "view.duckdb"))
+        self._create()
+        self._lock = threading.Lock()  # one refresh at a time
+        self._reader_lock = threading.Lock()
+        self._root = self.conn.cursor()
+        self.parts: dict[int, _Partition] = {}
         self.offsets: dict[int, int] = {}
-        self._point_files: list[str] = []  # segments and hot points of the manifests read
-        self._poller: ThreadPoolExecutor | None = None
-        self._refreshing: asyncio.Future[None] | None = None
-        self.refresh(force=True)
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self.refresh()
+        self._thread: threading.Thread | None = None
+        if follow:
+            self._thread = threading.Thread(target=self._follow, name="exports-view", daemon=True)
+            self._thread.start()
+
+    def _create(self) -> None:
+        """Tables like the store's (typed, no keys: rows of several partitions), with the
+        partition each upserted row came from, and the relations as views over them."""
+        c = self.conn
+        c.execute("CREATE SCHEMA store")
+        c.execute("SET schema = 'store'")
+        c.execute(schema_sql())
+        c.execute("SET schema = 'main'")
+        c.execute("CREATE SCHEMA m")
+        for table in PRIMARY_KEYS:
+            c.execute(f"CREATE TABLE m.{table} AS SELECT *, 0 AS _p FROM store.{table} LIMIT 0")
+            if table == "permissions":
+                c.execute(
+                    f"CREATE VIEW {table} AS SELECT * EXCLUDE (_p) FROM m.{table} QUALIFY"
+                    " row_number() OVER (PARTITION BY user_id, project_id"
+                    " ORDER BY updated_at DESC, _p DESC) = 1"
+                )
+            else:
+                c.execute(f"CREATE VIEW {table} AS SELECT * EXCLUDE (_p) FROM m.{table}")
+        for table in APPENDED:
+            c.execute(f"CREATE TABLE m.{table} AS SELECT * FROM store.{table} LIMIT 0")
+            c.execute(f"CREATE VIEW {table} AS SELECT * FROM m.{table}")
+        c.execute(f"CREATE TABLE m.hot AS SELECT {POINT_COLUMNS} FROM store.{HOT} LIMIT 0")
+        c.execute(f"CREATE VIEW {HOT} AS SELECT * FROM m.hot")
+        self._segment_views([], [])
+        c.execute("DROP SCHEMA store CASCADE")
+
+    def _segment_views(self, segments: list[str], tiles: list[str]) -> None:
+        c = self.conn
+        if segments:
+            points = f"SELECT {POINT_COLUMNS} FROM read_parquet({_list(segments)})"
+            tile_rows = f"SELECT * FROM read_parquet({_list(tiles)})"
+        else:
+            points = f"SELECT * FROM {HOT} WHERE false"
+            tile_rows = (
+                "SELECT ''::VARCHAR AS iteration_id, ''::VARCHAR AS key, 0::BIGINT AS tile,"
+                " 0::BIGINT AS points, 0::BIGINT AS first_step, 0::BIGINT AS last_step,"
+                " NULL AS low, NULL AS high WHERE false"
+            )
+        c.execute(f"CREATE OR REPLACE VIEW metric_segment_points AS {points}")
+        c.execute(f"CREATE OR REPLACE VIEW metrics AS {points} UNION ALL SELECT * FROM {HOT}")
+        c.execute(f"CREATE OR REPLACE VIEW metric_tiles AS {tile_rows}")
+
+    # -- following the exports ---------------------------------------------------------------
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            self.refresh()
 
     def refresh(self, force: bool = False) -> None:
+        """Apply what the manifests show beyond this view (`force` is accepted for callers
+        that used to throttle it: every call looks)."""
         with self._lock:
-            if not force and time.monotonic() - self._checked < self.refresh_s:
-                return
-            self._checked = time.monotonic()
-            manifests = read_manifests(self.data)
-            key = repr([(m["partition"], m["next_offsets"], m["tables"]) for m in manifests])
-            if key == self._seen:
-                return
-            offsets: dict[int, int] = {}
-            for m in manifests:
-                for p, o in dict(m["next_offsets"]).items():  # type: ignore[call-overload]
-                    offsets[int(p)] = int(o)
-            for table in EXPORTED:
-                files = [str(dict(m["tables"])[table]) for m in manifests]  # type: ignore[call-overload]
-                source = (
-                    f"SELECT * FROM read_parquet({_list(files)})"
-                    if files
-                    else f"SELECT * FROM empty.{table}"
+            try:
+                self._refresh()
+                self.last_error = ""
+            except Exception as exc:  # a file gone under an old manifest, the bucket away
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                _log.warning("refreshing the exports view failed: %s", self.last_error)
+        with self._changed:
+            self._changed.notify_all()
+
+    def _refresh(self) -> None:
+        plans = []
+        for p, manifest in sorted(self.source.manifests().items()):
+            plan = self._plan(p, manifest)
+            if plan is not None:
+                plans.append(plan)
+        if not plans:
+            return
+        staged = {plan[0]: self._stage(plan[0], plan[1]) for plan in plans}  # downloads first
+        parts = {**self.parts, **staged}
+        c = self.conn
+        c.execute("BEGIN TRANSACTION")
+        try:
+            for p, manifest, fresh, start, entries in plans:
+                if fresh:
+                    self._forget(p)
+                for entry in entries:
+                    self._apply_entry(p, manifest, entry, start)
+                c.execute(
+                    'DELETE FROM m.hot WHERE "partition" = ? AND "offset" < ?',
+                    [p, int(manifest["hot_below"])],
                 )
-                self.conn.execute(f"CREATE OR REPLACE VIEW {table} AS {source}")
-            segments = [str(s) for m in manifests for s in list(m["segments"])]  # type: ignore[call-overload]
-            metrics = f"SELECT {POINT_COLUMNS} FROM metric_points_hot"
-            if segments:
-                metrics += f" UNION ALL SELECT {POINT_COLUMNS} FROM read_parquet({_list(segments)})"
-            self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {metrics}")
-            hot = [str(dict(m["tables"])["metric_points_hot"]) for m in manifests]  # type: ignore[call-overload]
-            self._point_files = segments + hot
-            self.offsets = offsets
-            self._seen = key
+            segments = [s for _, part in sorted(parts.items()) for s in part.segments]
+            tiles = [t for _, part in sorted(parts.items()) for t in part.tiles]
+            self._segment_views(segments, tiles)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        self.parts = parts
+        self.offsets = {p: part.applied for p, part in parts.items()}
+
+    def _plan(
+        self, p: int, manifest: Manifest
+    ) -> tuple[int, Manifest, bool, int, list[dict[str, Any]]] | None:
+        """What to apply of a partition's manifest: (p, manifest, start afresh, from which
+        offset, the entries); None when the view holds it already."""
+        state = self.parts.get(p)
+        end = int(manifest["next_offset"])
+        chain: list[dict[str, Any]] = manifest["chain"]
+        if state is None:
+            return (p, manifest, False, 0, chain)
+        if state.store_id != manifest["store_id"]:
+            if end < state.applied:
+                return None  # a store rebuilt elsewhere: switch once it has caught up
+            return (p, manifest, True, 0, chain)
+        pending = [e for e in chain if int(e["to"]) > state.applied]
+        same = (list(manifest["segments"]), int(manifest["hot_below"])) == state.files
+        if not pending and same:
+            return None
+        if pending and int(pending[0]["from"]) > state.applied:
+            return (p, manifest, True, 0, chain)  # entries gone: start this partition afresh
+        return (p, manifest, False, state.applied, pending)
+
+    def _forget(self, p: int) -> None:
+        c = self.conn
+        for table in PRIMARY_KEYS:
+            c.execute(f"DELETE FROM m.{table} WHERE _p = ?", [p])
+        for table in (*APPENDED, "hot"):
+            c.execute(f'DELETE FROM m.{table} WHERE "partition" = ?', [p])
+
+    def _apply_entry(self, p: int, manifest: Manifest, entry: dict[str, Any], start: int) -> None:
+        c = self.conn
+        for table, rel in sorted(entry["files"].items()):
+            source = f"read_parquet({quote(self.source.fetch(p, manifest, rel))})"
+            if table in PRIMARY_KEYS:
+                keys = ", ".join(f'"{k}"' for k in PRIMARY_KEYS[table])
+                c.execute(
+                    f"DELETE FROM m.{table} WHERE _p = {p} AND ({keys}) IN"
+                    f" (SELECT ({keys}) FROM {source})"
+                )
+                c.execute(f"INSERT INTO m.{table} BY NAME SELECT *, {p} AS _p FROM {source}")
+            else:
+                target = "hot" if table == HOT else table
+                c.execute(
+                    f'INSERT INTO m.{target} BY NAME SELECT * FROM {source} WHERE "offset" >= ?',
+                    [start],
+                )
+
+    def _stage(self, p: int, manifest: Manifest) -> _Partition:
+        fetch = self.source.fetch
+        return _Partition(
+            store_id=str(manifest["store_id"]),
+            applied=int(manifest["next_offset"]),
+            entries={e["name"] for e in manifest["chain"]},
+            segments=[fetch(p, manifest, s) for s in manifest["segments"]],
+            tiles=[fetch(p, manifest, t) for t in manifest["tiles"]],
+            files=(list(manifest["segments"]), int(manifest["hot_below"])),
+        )
+
+    # -- what the query service asks ---------------------------------------------------------
 
     def reader(self) -> duckdb.DuckDBPyConnection:
-        self.refresh()
-        with self._lock:
-            return self.conn.cursor()
+        with self._reader_lock:
+            return self._root.cursor()
 
     def metric_parts(
         self, conn: duckdb.DuckDBPyConnection, readable: pa.Table | None, columns: frozenset[str]
     ) -> MetricParts:
-        """For the SQL sandbox: every metric point is in a published Parquet file."""
-        with self._lock:
-            return MetricParts(list(self._point_files))
+        """For the SQL sandbox: the segment files, and the hot points as of `conn`."""
+        files = [s for _, part in sorted(self.parts.items()) for s in part.segments]
+        names = ", ".join(f'"{f.name}"' for f in SCAN_ORDER)
+        if readable is None:
+            hot = conn.sql(f"SELECT {names} FROM m.hot").to_arrow_table()
+        else:
+            conn.register("_readable", readable)
+            try:
+                hot = conn.sql(
+                    f"SELECT {names} FROM m.hot SEMI JOIN _readable USING (iteration_id)"
+                ).to_arrow_table()
+            finally:
+                conn.unregister("_readable")
+        return MetricParts(files, hot.cast(SCAN_ORDER))
 
     def published(self) -> bool:
         """Whether any worker has published a partition yet."""
-        return bool(read_manifests(self.data))
+        return bool(self.parts)
 
     def applied(self) -> dict[int, int]:
-        """The offsets of the exports read last (the query service's `Progress`)."""
+        """The offsets this view holds (the query service's `Progress`)."""
         return dict(self.offsets)
 
     async def reached(self, target: dict[int, int], timeout: float) -> bool:
-        """Read-your-writes holding no thread while it waits: the manifests are polled by one
-        refresh at a time, on a thread of its own, shared by every waiter."""
+        """Read-your-writes holding no thread while it waits: the view's own thread
+        follows the manifests for every waiter; this only looks at its offsets."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if self._refreshing is None or self._refreshing.done():
-                if self._poller is None:
-                    self._poller = ThreadPoolExecutor(1, thread_name_prefix="deardiary-manifests")
-                self._refreshing = loop.run_in_executor(self._poller, self.refresh, True)
-            await asyncio.shield(self._refreshing)
             if all(self.offsets.get(p, 0) >= o for p, o in target.items()):
                 return True
             if loop.time() >= deadline:
                 return False
+            if self._thread is None:  # not following: look now, on a thread
+                await loop.run_in_executor(None, self.refresh)
             await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
 
     def close(self) -> None:
-        if self._poller is not None:
-            self._poller.shutdown(wait=True, cancel_futures=True)
-        self.conn.close()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            self._root.close()
+            self.conn.close()
+            self.source.close()
+        shutil.rmtree(self._dir, ignore_errors=True)

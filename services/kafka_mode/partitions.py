@@ -1,47 +1,85 @@
-"""One partition's projection store, and publishing it for readers in other processes.
+"""One partition's projection store, and publishing it incrementally for readers elsewhere.
 
-A worker folds into the store; `publish()` writes every relation as Parquet into a new
-numbered export folder (temp, fsync, rename) and then replaces `manifest.json`
-atomically. Readers only ever follow a manifest, and old exports (and replaced metric
-segments) are kept for a grace period, so a reader never finds a file gone mid-query.
+A worker folds into the store; `publish()` adds an *entry* to the partition's export chain
+and then replaces `manifest.json` atomically. An entry is a folder of Parquet files with
+what changed over a range of offsets [from, to):
+
+* rows of the upserted relations (iterations, params, last_metrics, users, ...) whose
+  keys the batches in the range wrote -- the store tracks them as it applies;
+* rows of the appended relations (events, logs, conflicts, parked_events) and the metric
+  points not compacted yet, by offset: everything at or after `from`.
+
+The manifest lists the chain (oldest first), the partition's metric segments and their
+tiles (immutable Parquet files written by the store's compaction), and `hot_below`: the
+points below that offset are in the segments, those at or after it in the chain. A reader
+applies the entries after its own offset, in order; an upserted row replaces the row
+with its key, appended rows and points are added (only those at or after the reader's
+offset, so an entry reaching back before it is harmless).
+
+Publishing costs what changed, not the partition's history. The chain is kept short in
+the background, as a log-structured merge: once FANOUT entries of one level follow each
+other, a thread merges them into one entry of the next level (upserted rows deduplicated
+to their last version, points already in segments dropped), which replaces them in the
+next manifest. Each row is merged once per level, and no publish waits for a merge.
+
+After an unclean stop the keys changed since the last manifest are not known: the first
+publish is then a *base* entry holding every row (from offset 0), and readers simply
+apply it over what they have. Each store has an id (`store-id` in its folder); a reader
+that sees another id for a partition (a rebuilt store) starts that partition afresh.
+
+Files are written beside their final name, fsynced and renamed; entries merged away and
+replaced segments are kept GRACE_S, so a reader following an older manifest never finds
+a file gone. With an `ExportsUpload` the same files and manifest go to an S3-compatible
+bucket as well (services/kafka_mode/object_store.py), for query services on machines
+that do not share this folder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import threading
 import time
+import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
 
 from deardiary.projections.fold import Record
-from deardiary.projections.store import DuckDBProjectionStore
+from deardiary.projections.store import POINT_COLUMNS, DuckDBProjectionStore
+from deardiary.projections.writes import PRIMARY_KEYS, Key, Writes, row_key
 from deardiary.services.projector import apply_or_park
 
-EXPORTED: tuple[str, ...] = (
-    "projects",
-    "experiments",
-    "iterations",
-    "params",
-    "last_metrics",
-    "logs",
-    "artifacts",
-    "models",
-    "model_versions",
-    "events",
-    "conflicts",
-    "parked_events",
-    "users",
-    "permissions",
-    "access_tokens",
-    "metric_points_hot",
-)
+_log = logging.getLogger("deardiary.exports")
+
+EXPORT_VERSION = 2
+UPSERTED: tuple[str, ...] = tuple(PRIMARY_KEYS)
+APPENDED: tuple[str, ...] = ("events", "logs", "conflicts", "parked_events")
+HOT = "metric_points_hot"
+EXPORTED: tuple[str, ...] = (*UPSERTED, *APPENDED, HOT)
 GRACE_S = 60.0
+FANOUT = 8
+BASE_LEVEL = 1000  # a base entry is never merged: it is already everything
+MANIFEST = "manifest.json"
+STORE_ID = "store-id"
+
+Entry = dict[str, Any]
+"""{"name", "from", "to", "level", "files": {relation: path relative to the partition}}."""
+Manifest = dict[str, Any]
 
 
 def partition_dir(data: Path, partition: int) -> Path:
     return Path(data) / "partitions" / f"p{partition}"
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -53,15 +91,95 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def store_id(directory: Path) -> str:
+    """The id of the store in `directory`, made when the store is."""
+    path = directory / STORE_ID
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        made = uuid.uuid4().hex
+        _atomic_write(path, made)
+        return made
+
+
+def key_columns(table: str) -> str:
+    return ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
+
+
+class ExportsUpload(Protocol):
+    """Where a partition's exports go besides its folder (an object store)."""
+
+    def publish(self, root: Path, partition: int, manifest: Manifest) -> None:
+        """Upload the files `manifest` names (under `root`) that are not there yet, then the
+        manifest; returns at once (the upload runs on a thread of its own)."""
+        ...
+
+    def flush(self, partition: int, timeout: float = 30.0) -> bool:
+        """Wait until the partition's latest manifest is uploaded."""
+        ...
+
+
+class ExportingStore(DuckDBProjectionStore):
+    """The projection store of one partition, noting what each batch changed: the keys of
+    upserted rows, whether appended rows or points were added, and where the hot points
+    begin (compaction moves all of them into a segment)."""
+
+    def __init__(self, directory: Path, partition: int, **kwargs: Any) -> None:
+        self.partition = partition
+        self.changed: dict[str, set[Key]] = {}
+        self.appended: set[str] = set()
+        super().__init__(directory, **kwargs)
+        first = self.conn.execute('SELECT min("offset") FROM metric_points_hot_data').fetchall()
+        self.hot_below = (
+            int(first[0][0]) if first[0][0] is not None else self.next_offsets().get(partition, 0)
+        )
+
+    def apply(self, writes: Writes) -> None:
+        super().apply(writes)
+        for table, rows in writes.upserts.items():
+            if rows and table in PRIMARY_KEYS:
+                self.changed.setdefault(table, set()).update(row_key(table, r) for r in rows)
+        self.appended.update(t for t, rows in writes.inserts.items() if rows)
+        if writes.num_points:
+            self.appended.add(HOT)
+
+    def compact(self) -> None:
+        super().compact()
+        self.hot_below = self.next_offsets().get(self.partition, 0)
+
+
 class PartitionStore:
-    def __init__(self, data: Path, partition: int) -> None:
+    def __init__(self, data: Path, partition: int, upload: ExportsUpload | None = None) -> None:
         self.partition = partition
         self.root = partition_dir(data, partition)
-        self.store = DuckDBProjectionStore(self.root / "projections", retire_after_s=GRACE_S)
+        self.store = ExportingStore(self.root / "projections", partition, retire_after_s=GRACE_S)
+        self.store_id = store_id(self.root / "projections")
         self.exports = self.root / "export"
         self.exports.mkdir(parents=True, exist_ok=True)
+        self.upload = upload
+        self.chain: list[Entry] = []
+        self._published_to = 0
+        self._needs_base = self.next_offset() > 0  # a new store has nothing to miss
+        previous = read_manifest(self.root / MANIFEST)
+        if (
+            previous is not None
+            and previous.get("store_id") == self.store_id
+            and int(previous.get("next_offset", -1)) == self.next_offset()
+        ):  # a clean stop: the chain goes on where it ended
+            self.chain = list(previous["chain"])
+            self._published_to = self.next_offset()
+            self._needs_base = False
         self._published_at = 0.0
         self._dirty = True
+        self._merger: ThreadPoolExecutor | None = None
+        self._merging: tuple[list[str], Future[Entry]] | None = None
+        self._dropped: dict[str, float] = {}  # entry folder -> when it left the chain
+        self._lock = threading.Lock()  # publish and close
 
     def next_offset(self) -> int:
         return self.store.next_offsets().get(self.partition, 0)
@@ -74,61 +192,253 @@ class PartitionStore:
 
     def compact_if_due(self) -> None:
         """Housekeeping for the worker's timer: compact the hot points once enough."""
+        before = self.store.hot_below
         self.store.maybe_compact()
+        if self.store.hot_below != before:
+            self._dirty = True
+
+    # -- publishing ------------------------------------------------------------------------
 
     def publish(self, min_interval_s: float = 0.0) -> bool:
-        """Export every relation and point the manifest at it; False when throttled."""
+        """Add an entry with what changed and point the manifest at it; False when
+        throttled or nothing changed."""
         now = time.time()
-        if not self._dirty or now - self._published_at < min_interval_s:
-            return False
-        seq = time.time_ns()
-        target = self.exports / f"{seq}"
-        tmp = self.exports / f".{seq}.tmp"
+        with self._lock:
+            merged = self._take_merge()
+            if not (self._dirty or merged) or now - self._published_at < min_interval_s:
+                return False
+            end = self.next_offset()
+            store = self.store
+            if self._needs_base:
+                self.chain = [self._write_entry(0, end, base=True)]
+                self._needs_base = False
+            elif end > self._published_to or store.changed or store.appended:
+                self.chain.append(self._write_entry(self._published_to, end))
+            store.changed, store.appended = {}, set()
+            self._published_to = end
+            manifest = self.manifest(now)
+            _atomic_write(self.root / MANIFEST, json.dumps(manifest))
+            if self.upload is not None:
+                self.upload.publish(self.root, self.partition, manifest)
+            self._published_at, self._dirty = now, False
+            self._schedule_merge()
+            self._prune(now)
+            return True
+
+    def manifest(self, now: float) -> Manifest:
+        segments = [p.name for p in self.store.segment_paths()]
+        return {
+            "version": EXPORT_VERSION,
+            "partition": self.partition,
+            "store_id": self.store_id,
+            "next_offset": self._published_to,
+            "next_offsets": {str(self.partition): self._published_to},
+            "chain": self.chain,
+            "segments": [f"projections/segments/{name}" for name in segments],
+            "tiles": [f"projections/tiles/{name}" for name in segments],
+            "hot_below": self.store.hot_below,
+            "published_at": now,
+        }
+
+    def _write_entry(self, start: int, end: int, base: bool = False) -> Entry:
+        """The rows changed in [start, end) (everything, for a base) as an entry folder."""
+        name = f"e{end:012d}-{time.time_ns()}"
+        tmp = self.exports / f".{name}.tmp"
         tmp.mkdir()
         conn = self.store.conn
-        conn.execute("BEGIN TRANSACTION")  # one consistent snapshot for every file
+        files: dict[str, str] = {}
+        store = self.store
+        hot_from = max(start, store.hot_below)
+        conn.execute("BEGIN TRANSACTION")  # one snapshot for every file
         try:
-            files = {}
             for table in EXPORTED:
                 path = tmp / f"{table}.parquet"
-                conn.execute(f"COPY (SELECT * FROM {table}) TO '{path}' (FORMAT parquet)")
-                files[table] = str(target / f"{table}.parquet")
-            offsets = self.store.next_offsets()
-            segments = [str(p) for p in self.store.segment_paths()]
+                if table in PRIMARY_KEYS:
+                    if base:
+                        rows = _copy(conn, f"SELECT * FROM {table}", path)
+                    elif table in store.changed:
+                        rows = self._copy_changed(conn, table, store.changed[table], path)
+                    else:
+                        continue
+                elif table == HOT:
+                    if not (base or HOT in store.appended):
+                        continue
+                    source = f'SELECT {POINT_COLUMNS} FROM {HOT} WHERE "offset" >= {hot_from}'
+                    rows = _copy(conn, source, path)
+                else:
+                    if not (base or table in store.appended):
+                        continue
+                    rows = _copy(conn, f'SELECT * FROM {table} WHERE "offset" >= {start}', path)
+                if rows:
+                    files[table] = f"export/{name}/{table}.parquet"
+                else:
+                    path.unlink()
         finally:
             conn.execute("COMMIT")
         for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        manifest = {
-            "partition": self.partition,
-            "next_offsets": {str(p): o for p, o in offsets.items()},
-            "tables": files,
-            "segments": segments,
-            "published_at": now,
-        }
-        _atomic_write(self.root / "manifest.json", json.dumps(manifest))
-        self._published_at, self._dirty = now, False
-        self._prune(keep=target.name)
-        return True
+            _fsync(f)
+        os.replace(tmp, self.exports / name)
+        level = BASE_LEVEL if base else 0
+        return {"name": name, "from": start, "to": end, "level": level, "files": files}
 
-    def _prune(self, keep: str) -> None:
-        now = time.time()
-        for old in self.exports.iterdir():
-            if old.name != keep and now - old.stat().st_mtime > GRACE_S:
-                shutil.rmtree(old, ignore_errors=True)
+    @staticmethod
+    def _copy_changed(
+        conn: duckdb.DuckDBPyConnection, table: str, keys: set[Key], path: Path
+    ) -> int:
+        cols = PRIMARY_KEYS[table]
+        rows = sorted(tuple(k) if isinstance(k, tuple) else (k,) for k in keys)
+        wanted = pa.table(
+            {c: pa.array([row[i] for row in rows], pa.string()) for i, c in enumerate(cols)}
+        )
+        conn.register("_changed", wanted)
+        try:
+            using = ", ".join(f'"{c}"' for c in cols)
+            return _copy(
+                conn, f"SELECT t.* FROM {table} t SEMI JOIN _changed USING ({using})", path
+            )
+        finally:
+            conn.unregister("_changed")
+
+    # -- merging the chain in the background ------------------------------------------------
+
+    def _schedule_merge(self) -> None:
+        if self._merging is not None:
+            return
+        run = _mergeable(self.chain)
+        if run is None:
+            return
+        if self._merger is None:
+            self._merger = ThreadPoolExecutor(1, thread_name_prefix=f"merge-p{self.partition}")
+        entries = [dict(e) for e in run]
+        future = self._merger.submit(merge_entries, self.root, entries, self.store.hot_below)
+        self._merging = ([e["name"] for e in entries], future)
+
+    def _take_merge(self) -> bool:
+        """Swap a finished merge into the chain (if its entries are still there)."""
+        if self._merging is None or not self._merging[1].done():
+            return False
+        names, future = self._merging
+        self._merging = None
+        try:
+            merged = future.result()
+        except Exception:
+            _log.exception("partition %d: merging export entries failed", self.partition)
+            return False
+        current = [e["name"] for e in self.chain]
+        for i in range(len(current) - len(names) + 1):
+            if current[i : i + len(names)] == names:
+                self.chain[i : i + len(names)] = [merged]
+                now = time.time()
+                self._dropped.update(dict.fromkeys(names, now))
+                return True
+        self._dropped[merged["name"]] = time.time()  # a base replaced the chain meanwhile
+        return False
+
+    def _prune(self, now: float) -> None:
+        """Remove entry folders that left the chain more than GRACE_S ago (and leftovers
+        of a crash: folders in no chain, not being written)."""
+        live = {e["name"] for e in self.chain}
+        if self._merging is not None:
+            live.update(self._merging[0])
+        for folder in self.exports.iterdir():
+            name = folder.name
+            if name in live or name.startswith("."):
+                continue
+            since = self._dropped.setdefault(name, now)
+            if now - since >= GRACE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._dropped.pop(name, None)
 
     def close(self) -> None:
+        if self._merger is not None:
+            self._merger.shutdown(wait=True, cancel_futures=True)
+        self._dirty = True
         self.publish()
         self.store.close()
+        if self.upload is not None and not self.upload.flush(self.partition):
+            _log.warning("partition %d: its last manifest is not uploaded yet", self.partition)
 
 
-def read_manifests(data: Path) -> list[dict[str, object]]:
+def _copy(conn: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+    """`query` as a Parquet file; returns its row count."""
+    found = conn.execute(
+        f"COPY ({query}) TO {quote(str(path))} (FORMAT parquet, COMPRESSION zstd)"
+    ).fetchall()
+    return int(found[0][0]) if found else 0
+
+
+def _mergeable(chain: list[Entry]) -> list[Entry] | None:
+    """The first FANOUT consecutive entries of one level below the base, if any."""
+    run: list[Entry] = []
+    for entry in chain:
+        if run and entry["level"] == run[0]["level"] and entry["level"] < BASE_LEVEL:
+            run.append(entry)
+        else:
+            run = [entry]
+        if len(run) == FANOUT and run[0]["level"] < BASE_LEVEL:
+            return run
+    return None
+
+
+def merge_entries(root: Path, entries: list[Entry], hot_below: int) -> Entry:
+    """One entry equal to `entries` applied in order: the last version of each upserted
+    row, every appended row, the points not in segments yet."""
+    first, last = entries[0], entries[-1]
+    name = f"e{last['to']:012d}-{time.time_ns()}"
+    exports = root / "export"
+    tmp = exports / f".{name}.tmp"
+    tmp.mkdir()
+    files: dict[str, str] = {}
+    conn = duckdb.connect()
+    try:
+        conn.execute("SET threads = 1")  # a background chore: leave the cores to folding
+        for table in EXPORTED:
+            parts = [
+                (i, root / e["files"][table]) for i, e in enumerate(entries) if table in e["files"]
+            ]
+            if not parts:
+                continue
+            listed = "[" + ", ".join(quote(str(p)) for _, p in parts) + "]"
+            if table in PRIMARY_KEYS:
+                union = " UNION ALL ".join(
+                    f"SELECT *, {i} AS _entry FROM read_parquet({quote(str(p))})" for i, p in parts
+                )
+                query = (
+                    f"SELECT * EXCLUDE (_entry) FROM ({union}) QUALIFY row_number() OVER"
+                    f" (PARTITION BY {key_columns(table)} ORDER BY _entry DESC) = 1"
+                )
+            elif table == HOT:
+                query = f'SELECT * FROM read_parquet({listed}) WHERE "offset" >= {hot_below}'
+            else:
+                query = f"SELECT * FROM read_parquet({listed})"
+            path = tmp / f"{table}.parquet"
+            if _copy(conn, query, path):
+                files[table] = f"export/{name}/{table}.parquet"
+            else:
+                path.unlink()
+    finally:
+        conn.close()
+    for f in tmp.iterdir():
+        _fsync(f)
+    os.replace(tmp, exports / name)
+    level = int(first["level"]) + 1
+    return {"name": name, "from": first["from"], "to": last["to"], "level": level, "files": files}
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # none yet, or being replaced right now: the next look sees it
+    if not isinstance(found, dict) or found.get("version") != EXPORT_VERSION:
+        return None  # written by an older release: the store publishes a base
+    return found
+
+
+def read_manifests(data: Path) -> list[Manifest]:
     found = []
-    for manifest in sorted((Path(data) / "partitions").glob("p*/manifest.json")):
-        try:
-            found.append(json.loads(manifest.read_text()))
-        except (OSError, ValueError):
-            continue  # being replaced right now; the next refresh sees it
+    for path in sorted((Path(data) / "partitions").glob("p*/" + MANIFEST)):
+        manifest = read_manifest(path)
+        if manifest is not None:
+            found.append(manifest)
     return found

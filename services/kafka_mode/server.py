@@ -40,6 +40,7 @@ from deardiary.services.mlflow_api import MlflowContext, mlflow_part
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.sandbox import SqlSandbox, install
 from deardiary.services.query.table import query_part
+from deardiary.services.query.tracking import WriteContext, tracking_part
 from deardiary.services.server import artifact_part, utc_now
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import LagClock, Readiness, published_readiness, readiness_part
@@ -76,12 +77,13 @@ class KafkaServer:
         lost_after_s: float = 120.0,
         settings: ServerSettings | None = None,
         auth: bool = False,
+        exports: str | None = None,
     ) -> None:
         self.settings = settings or ServerSettings()
         self.auth = auth
         self.log = KafkaEventLog.from_url(broker_url)
         self.data = Path(data)
-        self.view = ExportsView(Path(data))
+        self.view = ExportsView(Path(data), exports=exports)
         self.sandbox = SqlSandbox(
             self.view,
             self.settings,
@@ -139,6 +141,9 @@ class KafkaServer:
                     ),
                     readiness_part(self.readiness),
                     self._mlflow(appender, lambda _r: ""),
+                    tracking_part(
+                        WriteContext(self.ctx, appender.append, self.artifacts, lambda _r: "")
+                    ),
                 ],
                 middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
             )
@@ -163,6 +168,7 @@ class KafkaServer:
                 AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
                 readiness_part(self.readiness),
                 self._mlflow(appender, _username),
+                tracking_part(WriteContext(self.ctx, appender.append, self.artifacts, _username)),
             ],
             middlewares=[auth.middleware()],
         )

@@ -41,7 +41,7 @@ from deardiary.projections.fold import Record
 from deardiary.schemas.codec import decode_record
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import Unavailable
-from deardiary.services.kafka_mode.partitions import PartitionStore
+from deardiary.services.kafka_mode.partitions import ExportsUpload, PartitionStore
 from deardiary.services.log.kafka import KafkaEventLog
 
 _log = logging.getLogger("deardiary.worker")
@@ -79,8 +79,9 @@ class PartitionOwner:
     `apply` and `tend` return where the consumer must be moved: {partition: offset}.
     """
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, upload: ExportsUpload | None = None) -> None:
         self.data = Path(data)
+        self.upload = upload  # exports go to a bucket as well
         self.owned: frozenset[int] = frozenset()  # replaced whole, never mutated
         self.stores: dict[int, PartitionStore] = {}
         self.floors: dict[int, int] = {}  # the log's first offset, where it is past the store
@@ -105,7 +106,8 @@ class PartitionOwner:
         store = self.stores.get(partition)
         if store is None and partition in self.owned:
             try:
-                store = self.stores[partition] = PartitionStore(self.data, partition)
+                store = PartitionStore(self.data, partition, self.upload)
+                self.stores[partition] = store
             except Unavailable:  # its previous owner has not closed it yet; `tend` retries
                 _log.debug("partition %d: store still held by its previous owner", partition)
                 return None
@@ -182,8 +184,11 @@ def _records(events: Sequence[EventT]) -> dict[int, list[Record]]:
     return grouped
 
 
-def build_app(broker_url: str, data: Path, batch: int = 2000) -> faust.App:
-    """The faust app: wiring only (topic, agent, rebalance hooks, a timer)."""
+def build_app(
+    broker_url: str, data: Path, batch: int = 2000, exports: str | None = None
+) -> faust.App:
+    """The faust app: wiring only (topic, agent, rebalance hooks, a timer). `exports`
+    (s3://bucket/prefix) uploads the partitions' exports there too."""
     log = KafkaEventLog.from_url(broker_url)
     partitions = len(log.partitions())  # creates the topic (partitions, retention) if new
     config = log.config
@@ -202,7 +207,12 @@ def build_app(broker_url: str, data: Path, batch: int = 2000) -> faust.App:
         datadir=str(Path(data) / "faust"),  # not a folder in the working directory
         topic_disable_leader=True,
     )
-    owner = PartitionOwner(data)
+    upload: ExportsUpload | None = None
+    if exports:
+        from deardiary.services.kafka_mode.object_store import S3Upload
+
+        upload = S3Upload(exports)
+    owner = PartitionOwner(data, upload)
     topic = app.topic(
         config.topic,
         value_type=bytes,
@@ -271,8 +281,8 @@ def build_app(broker_url: str, data: Path, batch: int = 2000) -> faust.App:
     return app
 
 
-def run_worker(broker_url: str, data: Path) -> None:
+def run_worker(broker_url: str, data: Path, exports: str | None = None) -> None:
     """Block running the worker until SIGINT/SIGTERM."""
-    app = build_app(broker_url, data)
+    app = build_app(broker_url, data, exports=exports)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -663,10 +663,14 @@ def test_kafka_mode_sandbox(tmp_path: Path) -> None:
                     return r.status_code == 200 and r.json()["items"] == [{"n": 50}]
 
                 _until(visible, 90)
-                tables = [cast(dict[str, str], m["tables"]) for m in read_manifests(data)]
-                exported = [Path(p) for t in tables for p in t.values()]
+                exported = [
+                    data / "partitions" / f"p{m['partition']}" / f
+                    for m in read_manifests(data)
+                    for entry in m["chain"]
+                    for f in entry["files"].values()
+                ]
                 hot = next(p for p in exported if p.name == "metric_points_hot.parquet")
-                users = next(p for p in exported if p.name == "users.parquet")
+                users = next(p for p in exported if p.name == "events.parquet")
                 for query, status in (
                     ("WITH x AS (WITH users AS (SELECT 1) SELECT 1) SELECT * FROM users", 400),
                     ("SELECT * FROM metric_points_hot", 400),

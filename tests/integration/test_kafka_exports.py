@@ -1,0 +1,263 @@
+"""Incremental partition exports, read by query services from a folder and from a real
+S3-compatible server (moto), without a broker: what each publish writes (only what
+changed), the chain merged in the background, tiles for downsampling, a store that
+stopped uncleanly or was rebuilt, and two query services answering alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from moto.server import ThreadedMotoServer
+
+from deardiary.projections.fold import Record, fold, lookups_for
+from deardiary.projections.queries import metric_series
+from deardiary.projections.store import DuckDBProjectionStore
+from deardiary.schemas.events import IterationStarted
+from deardiary.services.kafka_mode import partitions
+from deardiary.services.kafka_mode.exports_view import ExportsView
+from deardiary.services.kafka_mode.object_store import S3Upload
+from deardiary.services.kafka_mode.partitions import PartitionStore, partition_dir
+from tests.builders import metrics, records, sweep_start
+from tests.ports import free_port
+from tests.store_snapshot import snapshot
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    bucket = f"exports-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/dd?endpoint_url={s3_endpoint}"
+
+
+def _iterations(n: int, first: int = 0) -> list[Any]:
+    events: list[Any] = sweep_start(iteration=f"it-{first}")
+    return events + [
+        IterationStarted(
+            iteration_id=f"it-{i}",
+            experiment_id=events[1].experiment_id,
+            project_id=events[0].project_id,
+            name=f"it-{i}",
+        )
+        for i in range(first + 1, first + n)
+    ]
+
+
+def _count(view: ExportsView, sql: str) -> int:
+    conn = view.reader()
+    try:
+        return int(conn.execute(sql).fetchall()[0][0])
+    finally:
+        conn.close()
+
+
+def _rows(part: PartitionStore, table: str) -> int:
+    """Rows of `table` in the newest entry of the partition's chain (0 if none)."""
+    files = part.chain[-1]["files"]
+    return pq.read_metadata(part.root / files[table]).num_rows if table in files else 0
+
+
+def test_a_publish_writes_what_changed_not_the_history(tmp_path: Path) -> None:
+    part = PartitionStore(tmp_path, 0)
+    log = records(_iterations(500))
+    part.apply(log)
+    part.publish()
+    assert _rows(part, "iterations") == 500  # the first entry holds them all
+    more = records([metrics("it-7", [("loss", 0.5, 1), ("acc", 0.1, 1)])], start=len(log))
+    part.apply(more)
+    part.publish()
+    assert _rows(part, "iterations") == 0  # not one of the 500 again
+    assert _rows(part, "last_metrics") == 2 and _rows(part, "metric_points_hot") == 2
+    assert _rows(part, "events") == 1
+    assert part.chain[-1]["from"] == len(log) and part.chain[-1]["to"] == len(log) + 1
+    part.close()
+
+
+def test_the_chain_is_merged_in_the_background_and_reads_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(partitions, "FANOUT", 2)
+    view = ExportsView(tmp_path, follow=False)
+    part = PartitionStore(tmp_path, 0)
+    log = records(sweep_start(iteration="it"))
+    part.apply(log)
+    offset = len(log)
+    for n in range(20):
+        batch = records([metrics("it", [("loss", float(n), n)])], start=offset)
+        offset += 1
+        part.apply(batch)
+        part.publish()
+        if n % 7 == 0:
+            view.refresh()  # a reader following along, partly behind
+        deadline = time.monotonic() + 10
+        while part._merging is not None and time.monotonic() < deadline:
+            part._merging[1].result()
+            part.publish()
+    levels = [e["level"] for e in part.chain]
+    assert max(levels) >= 3 and len(levels) <= max(levels) + 1, levels  # one of each, at most
+    assert asyncio.run(view.reached({0: offset}, timeout=5))
+    fresh = ExportsView(tmp_path, follow=False)  # a query service started now
+    for reader in (view, fresh):
+        assert _count(reader, "SELECT count(*) FROM metrics") == offset - len(log)
+        assert _count(reader, "SELECT count(DISTINCT step) FROM metrics") == offset - len(log)
+        assert _count(reader, "SELECT max(count) FROM last_metrics") == offset - len(log)
+        assert _count(reader, "SELECT count(*) FROM events") == offset
+    fresh.close()
+    view.close()
+    part.close()
+
+
+def _single_store(tmp_path: Path, log: list[Record]) -> dict[str, list[tuple[object, ...]]]:
+    single = DuckDBProjectionStore(tmp_path / "single")
+    single.apply(fold(single.load_prior(lookups_for(log)), log))
+    found = snapshot(single.reader())
+    single.close()
+    return found
+
+
+def test_tiles_are_exported_and_downsampling_answers_as_embedded_mode(tmp_path: Path) -> None:
+    events: list[Any] = sweep_start(iteration="it")
+    events += [
+        metrics("it", [("loss", ((i * 7919) % 1000) / 7.0, i) for i in range(j, j + 500)])
+        for j in range(0, 20_000, 500)
+    ]
+    log = records(events)
+    single = DuckDBProjectionStore(tmp_path / "single", hot_points_limit=5_000)
+    single.apply(fold(single.load_prior(lookups_for(log[:23])), log[:23]))
+    single.apply(fold(single.load_prior(lookups_for(log[23:])), log[23:]))
+    single.compact()
+    expected = metric_series.downsampled(single.reader(), "it", "loss", 200)
+    history = metric_series.history(single.reader(), "it", "loss")
+    single.close()
+
+    part = PartitionStore(tmp_path / "data", 0)
+    part.store.hot_points_limit = 5_000
+    part.apply(log[:23])
+    part.publish()
+    part.apply(log[23:])
+    part.compact_if_due()
+    part.publish()
+    view = ExportsView(tmp_path / "data", follow=False)
+    conn = view.reader()
+    assert _count(view, "SELECT count(*) FROM metric_tiles") > 0  # tiles, not raw points
+    assert metric_series.downsampled(conn, "it", "loss", 200).equals(expected)
+    assert metric_series.history(conn, "it", "loss").equals(history)
+    conn.close()
+    view.close()
+    part.close()
+
+
+def test_an_unclean_stop_publishes_a_base_the_readers_apply_over_what_they_have(
+    tmp_path: Path,
+) -> None:
+    log = records([*_iterations(20), metrics("it-3", [("loss", 1.0, 0)])])
+    view = ExportsView(tmp_path, follow=False)
+    part = PartitionStore(tmp_path, 0)
+    part.apply(log[:10])
+    part.publish()
+    view.refresh()
+    part.apply(log[10:])  # applied, never published: then the process died
+    part.store.close()
+    again = PartitionStore(tmp_path, 0)
+    again.publish()
+    assert [e["level"] for e in again.chain] == [partitions.BASE_LEVEL]
+    assert again.chain[0]["from"] == 0 and again.chain[0]["to"] == len(log)
+    view.refresh()
+    fresh = ExportsView(tmp_path, follow=False)
+    for reader in (view, fresh):
+        assert _count(reader, "SELECT count(*) FROM iterations") == 20
+        assert _count(reader, "SELECT count(*) FROM events") == len(log)
+        assert _count(reader, "SELECT count(*) FROM metrics") == 1
+    fresh.close()
+    view.close()
+    again.close()
+
+
+def test_a_rebuilt_store_replaces_its_partition_once_it_has_caught_up(tmp_path: Path) -> None:
+    log = records(_iterations(10))
+    part = PartitionStore(tmp_path, 0)
+    part.apply(log)
+    part.publish()
+    part.close()
+    view = ExportsView(tmp_path, follow=False)
+    assert _count(view, "SELECT count(*) FROM iterations") == 10
+    # the store is lost (another machine, a wiped disk) and rebuilt from the log
+    import shutil
+
+    shutil.rmtree(partition_dir(tmp_path, 0) / "projections")
+    rebuilt = PartitionStore(tmp_path, 0)
+    rebuilt.apply(log[:4])
+    rebuilt.publish()
+    view.refresh()
+    assert _count(view, "SELECT count(*) FROM iterations") == 10  # not going backwards
+    rebuilt.apply(log[4:])
+    rebuilt.publish()
+    view.refresh()
+    assert _count(view, "SELECT count(*) FROM iterations") == 10
+    assert _count(view, "SELECT count(*) FROM events") == len(log)  # each once: the old went
+    view.close()
+    rebuilt.close()
+
+
+def test_query_services_read_the_exports_from_s3(tmp_path: Path, bucket_url: str) -> None:
+    """Workers and query services share no folder: the exports travel through the bucket,
+    and two query services (each with its own cache) answer alike."""
+    upload = S3Upload(bucket_url)
+    worker_data = tmp_path / "worker"
+    stores = {p: PartitionStore(worker_data, p, upload) for p in (0, 1)}
+    stores[0].apply(records(_iterations(30)))
+    stores[1].store.hot_points_limit = 100
+    log1 = records(sweep_start(iteration="other", project="p2"), partition=1)
+    log1 += records(
+        [metrics("other", [("loss", float(i), i) for i in range(300)])],
+        start=len(log1),
+        partition=1,
+    )
+    stores[1].apply(log1)
+    stores[1].compact_if_due()  # a segment and its tiles to upload too
+    for store in stores.values():
+        store.publish()
+        assert upload.flush(store.partition)
+    assert upload.last_error == ""
+    views = [ExportsView(tmp_path / f"q{n}", exports=bucket_url, follow=False) for n in (0, 1)]
+    for view in views:
+        assert asyncio.run(view.reached({0: 23, 1: len(log1)}, timeout=10)), view.last_error
+        assert _count(view, "SELECT count(*) FROM iterations") == 31
+        assert _count(view, "SELECT count(*) FROM metrics") == 300
+        assert _count(view, "SELECT count(*) FROM metric_tiles") > 0
+    assert not any((tmp_path / f"q{n}").exists() for n in (0, 1))  # nothing local was read
+    more = records([metrics("other", [("acc", 1.0, 0)])], start=len(log1), partition=1)
+    stores[1].apply(more)
+    stores[1].publish()
+    assert upload.flush(1)
+    for view in views:
+        assert asyncio.run(view.reached({1: len(log1) + 1}, timeout=10))
+        assert _count(view, "SELECT count(*) FROM metrics") == 301
+        view.close()
+    for store in stores.values():
+        store.close()
+    upload.close()
