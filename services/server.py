@@ -41,6 +41,7 @@ from deardiary.services.query.context import ProjectorProgress, QueryContext
 from deardiary.services.query.sandbox import SqlSandbox, install
 from deardiary.services.query.sql_relations import StoreRelations
 from deardiary.services.query.table import query_part
+from deardiary.services.query.tracking import WriteContext, tracking_part
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import (
     Readiness,
@@ -226,6 +227,9 @@ class EmbeddedServer:
                             ),
                             readiness_part(self.readiness),
                             self._mlflow(appender, _anonymous),
+                            tracking_part(
+                                WriteContext(self.ctx, appender.append, self.artifacts, _anonymous)
+                            ),
                         ],
                         middlewares=[
                             host_check(bind_host, self.settings.allowed_hosts.split(",")),
@@ -254,6 +258,7 @@ class EmbeddedServer:
                 AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
                 readiness_part(self.readiness),
                 self._mlflow(appender, _username),
+                tracking_part(WriteContext(self.ctx, appender.append, self.artifacts, _username)),
             ],
             middlewares=[auth.middleware(), damage_guard(self.embedded.store.damage)],
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from deardiary.projections.queries.visibility import visible
 from deardiary.schemas.errors import InvalidArgument, NotFound
 
 
@@ -80,7 +81,7 @@ def list_entities(
         raise InvalidArgument(
             f"cannot filter {kind} by {sorted(unknown)}; filters: {sorted(listing.filters)}"
         )
-    clauses = ["NOT deleted"] if listing.hides_deleted else ["TRUE"]
+    clauses = [visible(listing.table)] if listing.hides_deleted else ["TRUE"]
     if not include_archived:
         clauses.append("NOT archived")
     params: list[object] = []
@@ -98,10 +99,10 @@ def list_entities(
 
 
 def get_entity(conn: duckdb.DuckDBPyConnection, kind: str, entity_id: str) -> pa.Table:
-    """One row, or NotFound (deleted entities are not found)."""
+    """One row, or NotFound (deleted entities, and those in a deleted one, are not found)."""
     listing = LISTINGS[kind]
     row = conn.sql(
-        f"SELECT * FROM {listing.table} WHERE {listing.id_column} = ? AND NOT deleted",
+        f"SELECT * FROM {listing.table} WHERE {listing.id_column} = ? AND {visible(listing.table)}",
         params=[entity_id],
     ).to_arrow_table()
     if row.num_rows == 0:

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from deardiary.projections.queries.catalog import Page, check_page
 from deardiary.projections.queries.filter import compile_filter, compile_order_by
+from deardiary.projections.queries.visibility import visible
 from deardiary.schemas.errors import NotFound
 
 _LAST_JSON = """CASE
@@ -54,7 +55,7 @@ def search_iterations(
     include_archived: bool = True,
 ) -> Page:
     check_page(limit, offset)
-    where: list[str] = ["NOT i.deleted"]
+    where: list[str] = [visible("iterations", "i")]
     params: list[object] = []
     if experiment_ids:
         where.append("list_contains(?, i.experiment_id)")
@@ -84,7 +85,7 @@ def get_iteration(
     conn: duckdb.DuckDBPyConnection, iteration_id: str, *, now: datetime, lost_before: datetime
 ) -> pa.Table:
     row = conn.sql(
-        f"{_SELECT} WHERE i.iteration_id = ? AND NOT i.deleted",
+        f"{_SELECT} WHERE i.iteration_id = ? AND {visible('iterations', 'i')}",
         params=[lost_before, now, iteration_id],
     ).to_arrow_table()
     if row.num_rows == 0:

@@ -7,6 +7,8 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from deardiary.projections.queries.visibility import visible
+
 
 def project_stats(
     conn: duckdb.DuckDBPyConnection, project_id: str, now: datetime, lost_after_s: float
@@ -14,16 +16,17 @@ def project_stats(
     """Status counts (RUNNING iterations without a recent heartbeat count as LOST) and
     runtime in seconds (running ones count up to `now`)."""
     return conn.sql(
-        """
+        f"""
         WITH its AS (
             SELECT CASE WHEN status = 'RUNNING'
                         AND last_heartbeat < $now - to_microseconds($lost::BIGINT)
                         THEN 'LOST' ELSE status END AS status,
                    epoch(coalesce(end_date, $now) - created_at) AS runtime_s
-            FROM iterations WHERE project_id = $p AND NOT deleted
+            FROM iterations WHERE project_id = $p AND {visible("iterations")}
         )
         SELECT
-            (SELECT count(*) FROM experiments WHERE project_id = $p AND NOT deleted) AS experiments,
+            (SELECT count(*) FROM experiments WHERE project_id = $p
+             AND {visible("experiments")}) AS experiments,
             count(*) AS iterations,
             count(*) FILTER (WHERE status = 'RUNNING') AS running,
             count(*) FILTER (WHERE status = 'SUCCEEDED') AS succeeded,

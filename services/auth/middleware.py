@@ -1,8 +1,9 @@
 """The auth middleware: authenticate every call, then check the route's permission.
 
 Policy is derived from the route itself, so a new route is covered without code of
-its own: GET needs read, other methods create, on every project an id in the path or
-query names; reads are additionally scoped in the database (permissions.scope).
+its own: GET needs read, other methods create (the management verbs declare update or
+delete: services/query/manage_routes.py ROUTE_ACTIONS), on every project an id in the
+path or query names; reads are additionally scoped in the database (permissions.scope).
 A few routes are public, some admin-only, and some only need a signed-in caller
 (their handlers check ownership). The MLflow-compatible routes name what they touch in
 JSON bodies: their handlers check it (services/mlflow_api), and their authentication
@@ -34,6 +35,7 @@ from deardiary.services.auth.permissions import (
 from deardiary.services.mlflow_api.endpoint import is_mlflow_path
 from deardiary.services.mlflow_api.errors import error_response, from_deardiary
 from deardiary.services.query.context import CALLER, FairPool
+from deardiary.services.query.tracking import ROUTE_ACTIONS
 from deardiary.services.web.routes import PAGE_ROUTES
 
 PUBLIC = frozenset(
@@ -187,6 +189,7 @@ class AuthMiddleware:
             raise PermissionDenied("only administrators may do this")
         if key not in ADMIN and key not in SIGNED_IN:
             action = Action.READ if request.method == "GET" else Action.CREATE
+            action = Action(ROUTE_ACTIONS.get(key, action))  # management verbs: update/delete
             ids = [(k, v) for k, v in request.match_info.items() if k in ID_PARAMETERS]
             ids += _query_ids(request)
             if "entity_id" in request.match_info:

@@ -30,6 +30,7 @@ from deardiary.projections.queries import (
 )
 from deardiary.projections.queries import logs as log_queries
 from deardiary.projections.queries.catalog import Page
+from deardiary.projections.queries.visibility import visible
 from deardiary.schemas.errors import InvalidArgument, NotFound
 from deardiary.services.http import query_params as qp
 from deardiary.services.query import params as q
@@ -61,8 +62,8 @@ def page_response(request: web.Request, result: Page) -> web.Response:
 
 # Where an id in a path must exist (not deleted) for the route to answer 200.
 _EXISTS = {
-    "experiment": "SELECT 1 FROM experiments WHERE experiment_id = ? AND NOT deleted",
-    "iteration": "SELECT 1 FROM iterations WHERE iteration_id = ? AND NOT deleted",
+    "experiment": f"SELECT 1 FROM experiments WHERE experiment_id = ? AND {visible('experiments')}",
+    "iteration": f"SELECT 1 FROM iterations WHERE iteration_id = ? AND {visible('iterations')}",
 }
 _ANY_ENTITY = " UNION ALL ".join(
     f"(SELECT 1 FROM {table} WHERE {column} = $id LIMIT 1)"
