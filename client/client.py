@@ -23,6 +23,7 @@ from deardiary.schemas.events import (
 from .auth import Session, SessionTransport
 from .buffer import EventBuffer
 from .iteration import Iteration
+from .manage import ManageMixin
 from .pool import HttpPool
 from .reads import HttpReader, LocalReader, NoReader, Reader
 from .registry import Registry
@@ -46,8 +47,9 @@ def _looks_like_host_port(target: str) -> bool:
     return host[0].isalnum() and all(c.isalnum() or c in ".-" for c in host)
 
 
-class Client:
-    """A connection handle: where it points, who it is, and the logging machinery."""
+class Client(ManageMixin):
+    """A connection handle: where it points, who it is, and the logging machinery (the
+    management verbs -- set_tags, rename, delete, move, ... -- come from ManageMixin)."""
 
     def __init__(
         self,
@@ -61,7 +63,10 @@ class Client:
         max_buffer_points: int = 1_000_000,
         flush_interval: float = 0.2,
         heartbeat_interval: float = 10.0,
+        exit_timeout: float = 10.0,
     ) -> None:
+        """`exit_timeout`: how long the end of the process (or `close()` without a
+        timeout) keeps trying to deliver before leaving the rest in the spool."""
         self.url = url
         self.token = token
         self.expires_at: int | None = None
@@ -74,6 +79,7 @@ class Client:
             self.spool,
             flush_interval=flush_interval,
             heartbeat_interval=heartbeat_interval,
+            exit_timeout=exit_timeout,
             target=url,
         )
         self.reader = reader
@@ -179,8 +185,15 @@ class Client:
             return None
         return msgspec.json.decode(rows[0]["environment"], type=Environment)
 
-    def restore(self, iteration: Iteration | str, directory: str | Path) -> list[Path]:
-        """Write the recorded dependency files, freeze list and git diff back to disk."""
+    def restore(
+        self, iteration: Iteration | str, directory: str | Path | None = None
+    ) -> list[Path]:
+        """With a `directory`: write the iteration's recorded dependency files, freeze list
+        and git diff back to disk. Without: restore a deleted entity (any id; see
+        `restore_entity`) and return []."""
+        if directory is None:
+            self.restore_entity(iteration)
+            return []
         iteration_id = iteration.id if isinstance(iteration, Iteration) else iteration
         from .environment import restore_environment
 
@@ -246,7 +259,9 @@ class Client:
         token_id = token.split(".")[1] if token.startswith("dda.") else token
         self._admin("DELETE", f"/api/v1/tokens/{token_id}")
 
-    def close(self, timeout: float | None = 30.0) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is pending (for at most `timeout` seconds, default the client's
+        `exit_timeout`), then stop; what is left waits in the spool (and is said so)."""
         self.shipper.close(timeout)
         self.reader.close()
         if self.session is not None:

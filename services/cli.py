@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,13 +15,27 @@ import msgspec
 from deardiary.schemas.errors import DearDiaryError
 from deardiary.services.admin_cli import add_admin_commands
 from deardiary.services.embedded import DataPaths
+from deardiary.services.entry import missing_extra
 from deardiary.services.formats import RENDERERS
 from deardiary.services.log import open_log
 from deardiary.services.replay import AsOf, replay
+from deardiary.services.serve_options import add_serve_flags, serve_options
 from deardiary.services.settings import settings_from
 from deardiary.services.status import folder_status, render_status
+from deardiary.version import __version__
 
 DEFAULT_DATA = "./deardiary-data"
+DESCRIPTION = """\
+DearDiary: experiment tracking on an event log. Start a server with `deardiary serve`
+and log from Python with `dd.connect("http://127.0.0.1:9000")`, or log straight into a
+folder with `dd.connect("./deardiary-data")` and query it with `deardiary sql`."""
+EPILOG = """\
+examples:
+  deardiary serve                                  # http://127.0.0.1:9000, data in ./deardiary-data
+  deardiary serve --port 9100 --data /srv/diary    # or DEARDIARY_PORT, DEARDIARY_DATA
+  deardiary sql "SELECT key, min(value) FROM metrics GROUP BY key"
+  deardiary status                                 # is the folder's server ready?
+  deardiary <command> --help                       # the options of a command"""
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
@@ -59,6 +75,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from deardiary.services.http.runner import Listening, exit_soon
     from deardiary.services.server import check_bind, embedded_server
 
+    serve_options(args)  # checked (a port out of range is one line, not a traceback)
     check_bind(args.host, args.allow_remote_without_auth, args.auth)
     if args.broker:
         return _serve_kafka(args)
@@ -116,20 +133,24 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deardiary", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    srv = sub.add_parser("serve", help="run gateway, projector and query service (embedded)")
-    srv.add_argument("--data", default=DEFAULT_DATA, help="data folder (default %(default)s)")
-    srv.add_argument("--host", default="127.0.0.1")
-    srv.add_argument("--port", type=int, default=9000)
-    srv.add_argument("--auth", action="store_true", help="require sign-in and permissions")
-    srv.add_argument("--broker", default=None, help="Kafka mode: kafka://host:port[/topic]")
-    srv.add_argument(
-        "--allow-remote-without-auth",
-        action="store_true",
-        help="serve on a non-loopback address without authentication (trusted networks only)",
+    parser = argparse.ArgumentParser(
+        prog="deardiary",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"deardiary {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    data = os.environ.get("DEARDIARY_DATA") or DEFAULT_DATA  # as `serve --data` reads it
+
+    srv = sub.add_parser(
+        "serve",
+        help="run the server: ingest, the queryable tables and the HTTP API, in one process",
+        description="Run the server on a data folder: it takes events from the SDK, keeps"
+        " the queryable tables up to date and answers the HTTP API and web page. Every flag"
+        " can also be set by its environment variable (in brackets).",
+    )
+    add_serve_flags(srv)
     srv.add_argument(
         "--exports",
         default=None,
@@ -137,33 +158,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.set_defaults(func=_cmd_serve)
 
-    wrk = sub.add_parser("worker", help="Kafka mode: project partitions into --data")
+    wrk = sub.add_parser(
+        "worker", help="Kafka mode: fold partitions of the Kafka log into the shared --data"
+    )
     wrk.add_argument("--broker", required=True, help="kafka://host:port[/topic?partitions=N]")
-    wrk.add_argument("--data", default=DEFAULT_DATA, help="shared data folder")
+    wrk.add_argument("--data", default=data, help="shared data folder")
     wrk.add_argument("--exports", default=None, help="also publish exports to s3://bucket/prefix")
     wrk.set_defaults(func=_cmd_worker)
 
-    sql = sub.add_parser("sql", help="run read-only SQL over the projections")
+    sql = sub.add_parser(
+        "sql", help="query the tables (metrics, iterations, params, ...) with read-only SQL"
+    )
     sql.add_argument("query")
-    sql.add_argument("--data", default=DEFAULT_DATA, help="data folder (default %(default)s)")
+    sql.add_argument("--data", default=data, help="data folder (default %(default)s)")
     sql.add_argument("--format", choices=sorted(RENDERERS), default="table")
     sql.set_defaults(func=_cmd_sql)
 
     st = sub.add_parser(
         "status",
-        help="projector state, lag and parked events of a data folder (exit 1: not ready)",
+        help="is the folder's server ready, how far behind is it, what did it refuse"
+        " (exit 1: not ready)",
     )
-    st.add_argument("--data", default=DEFAULT_DATA, help="data folder (default %(default)s)")
+    st.add_argument("--data", default=data, help="data folder (default %(default)s)")
     st.add_argument("--format", choices=["text", "json"], default="text")
     st.set_defaults(func=_cmd_status)
 
-    rep = sub.add_parser("replay", help="rebuild projections from the log into a new folder")
-    rep.add_argument("--data", default=DEFAULT_DATA, help="data folder whose log is replayed")
+    rep = sub.add_parser(
+        "replay", help="rebuild the tables from the log into a new folder (or as of a past time)"
+    )
+    rep.add_argument("--data", default=data, help="data folder whose log is replayed")
     rep.add_argument("--broker", default=None, help="replay from kafka://host:port instead")
     rep.add_argument("--into", required=True, help="new folder for the rebuilt projections")
     rep.add_argument("--as-of", default=None, help="an offset, or an ISO-8601 time")
     rep.set_defaults(func=_cmd_replay)
-    add_admin_commands(sub, DEFAULT_DATA)
+    add_admin_commands(sub, data)
     return parser
 
 
@@ -181,6 +209,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except FileNotFoundError as exc:
         print(f"error: NOT_FOUND: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a client-only install asked for a server's part
+        print(f"error: {missing_extra(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        where = f"{getattr(args, 'host', '')}:{getattr(args, 'port', '')}"
+        reason = {
+            errno.EADDRINUSE: "the address is already in use (another server?); choose"
+            " another --port, or --port 0 for any free one",
+            errno.EACCES: "permission denied (ports below 1024 need privileges)",
+            errno.EADDRNOTAVAIL: "no such address on this machine (check --host)",
+        }[exc.errno]
+        print(f"error: cannot listen on {where}: {reason}", file=sys.stderr)
         return 2
     return code
 

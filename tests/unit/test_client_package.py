@@ -1,0 +1,158 @@
+"""The SDK's package: what `import deardiary` loads, and the layering of client/.
+
+Structure, not timing (the milliseconds are the benchmark's): `client/` imports nothing
+from `services/` or `projections/` at module level (only inside functions, for a local
+folder or Kafka), and a trial that imports the SDK, connects over HTTP, logs, flushes
+and reads JSON loads none of the server's modules nor Arrow, NumPy, DuckDB, httpx or TLS.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import deardiary as dd
+from deardiary.services.http import start_in_thread
+from deardiary.services.server import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_SIDE = ("deardiary.services", "deardiary.projections")
+HEAVY = ("pyarrow", "numpy", "duckdb", "httpx", "aiohttp", "aiokafka", "boto3", "ssl")
+
+
+def _module_level_imports(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """(line, module) of every import that runs when the module is imported: outside
+    functions, and not under `if TYPE_CHECKING:`."""
+
+    def walk(nodes: list[ast.stmt]) -> Iterator[tuple[int, str]]:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                yield from ((node.lineno, a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                yield node.lineno, node.module
+            elif isinstance(node, ast.If):
+                test = node.test
+                checking = (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+                    isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+                )
+                if not checking:
+                    yield from walk(node.body)
+                yield from walk(node.orelse)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, node.orelse, node.finalbody):
+                    yield from walk(block)
+                for handler in node.handlers:
+                    yield from walk(handler.body)
+            elif isinstance(node, ast.ClassDef):
+                yield from walk(node.body)
+
+    yield from walk(tree.body)
+
+
+def test_client_imports_nothing_of_the_server_at_module_level() -> None:
+    found = []
+    for path in sorted((ROOT / "client").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for line, module in _module_level_imports(tree):
+            if module.startswith(SERVER_SIDE):
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not found, "client/ must not import the server's modules:\n" + "\n".join(found)
+
+
+def test_the_walk_sees_module_level_imports_and_skips_lazy_ones() -> None:
+    tree = ast.parse(
+        textwrap.dedent(
+            """
+            import deardiary.services.a
+            from deardiary.projections import b
+            if TYPE_CHECKING:
+                from deardiary.services import c
+            try:
+                import deardiary.services.d
+            except ImportError:
+                pass
+            def f():
+                from deardiary.services import e
+            """
+        )
+    )
+    assert [m for _, m in _module_level_imports(tree)] == [
+        "deardiary.services.a",
+        "deardiary.projections",
+        "deardiary.services.d",
+    ]
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> Iterator[str]:
+    server = EmbeddedServer(tmp_path / "data")
+    server.start()
+    try:
+        with start_in_thread(server.app()) as running:
+            yield running.url
+    finally:
+        server.close()
+
+
+TRIAL = """
+import json, sys
+import deardiary as dd
+after_import = sorted(sys.modules)
+c = dd.connect(sys.argv[1], spool_dir=sys.argv[2])
+after_connect = sorted(sys.modules)
+with c.start_iteration(project="p", experiment="e", params={"lr": 0.1}) as it:
+    for step in range(100):
+        it.log_metrics({"loss": 1 / (step + 1), "acc": step / 100}, step=step)
+    it.log("done", level="WARNING")
+c.flush(timeout=60)
+items = c.get("/api/v1/iterations")["items"]
+c.close()
+print(json.dumps({"import": after_import, "connect": after_connect,
+                  "end": sorted(sys.modules), "iterations": len(items)}))
+"""
+
+
+def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
+    url: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", TRIAL, url, str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # not a git work tree: the snapshot starts no git
+        check=True,
+    )
+    seen = json.loads(done.stdout)
+    assert seen["iterations"] == 1
+    for stage in ("import", "connect", "end"):
+        loaded = [m for m in seen[stage] if m.startswith(SERVER_SIDE + HEAVY)]
+        assert not loaded, f"after {stage}: {loaded}"
+    # `import deardiary` leaves even the light parts to the first use
+    lazy = ("socket", "logging", "hashlib", "subprocess", "importlib.metadata", "zlib")
+    assert not [m for m in seen["import"] if m in lazy]
+    assert "socket" in seen["end"]  # it did talk over the network
+
+
+def test_the_version_is_the_distributions() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert dd.__version__ == project["version"]
+
+
+def test_plain_install_needs_msgspec_only_and_extras_name_the_rest() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert [d.split(">")[0] for d in project["dependencies"]] == ["msgspec"]
+    extras = project["optional-dependencies"]
+    server = " ".join(extras["server"])
+    assert all(name in server for name in ("duckdb", "pyarrow", "aiohttp"))
+    assert any("aiokafka" in d for d in extras["kafka"])
+    assert any("boto3" in d for d in extras["s3"])
+    assert any(d.startswith("deardiary[") and "server" in d for d in extras["dev"])
