@@ -21,6 +21,7 @@ from deardiary.schemas.envelope import Envelope, LogPosition, wrap
 from deardiary.schemas.events import Event
 from deardiary.services.artifacts import ArtifactStore
 from deardiary.services.auth.identity import PRINCIPAL, Principal
+from deardiary.services.auth.permissions import Action, check
 from deardiary.services.query.context import Offsets, QueryContext, caller_of
 from deardiary.services.settings import ServerSettings
 
@@ -82,3 +83,12 @@ async def read(
     query = ctx.query
     await query.wait({} if query.catch_up_to_end else ctx.written())
     return await query.run(fn, caller_of(request))
+
+
+def require(
+    conn: duckdb.DuckDBPyConnection, who: Principal | None, project_id: str, action: Action
+) -> None:
+    """Under --auth, PERMISSION_DENIED unless `who` may `action` in the project (for a
+    write whose target must be judged before anything else is said about it)."""
+    if who is not None:
+        check(conn, who, project_id, action)

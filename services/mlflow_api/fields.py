@@ -54,10 +54,22 @@ def _tag(alias: str, key: str) -> Field:
     return Field(f"(SELECT t.value ->> '$' FROM json_each({alias}.tags) t WHERE t.key = ?)", (key,))
 
 
+def series(mlflow_key: str) -> tuple[str, str]:
+    """(key, group) of an MLflow metric key: ``loss`` is the ungrouped series, ``loss@val``
+    the series ``loss`` of group ``val`` (our keys never hold an ``@``)."""
+    key, at, group = mlflow_key.rpartition("@")
+    return (key, group) if at else (mlflow_key, "")
+
+
+def mlflow_key(key: str, group: str) -> str:
+    return f"{key}@{group}" if group else key
+
+
 def _latest_metric(key: str) -> Field:
     return Field(
-        'SELECT m."last" FROM last_metrics m WHERE m.iteration_id = i.iteration_id AND m.key = ?',
-        (key,),
+        'SELECT m."last" FROM last_metrics m WHERE m.iteration_id = i.iteration_id'
+        ' AND m.key = ? AND m."group" = ?',
+        series(key),
         numeric=True,
     )
 

@@ -26,6 +26,7 @@ from deardiary.schemas.events import (
     TagsDeleted,
     TagsSet,
 )
+from deardiary.services.auth.permissions import Action
 from deardiary.services.http.query_params import query
 from deardiary.services.mlflow_api import ids, reads, wire
 from deardiary.services.mlflow_api.common import (
@@ -40,7 +41,7 @@ from deardiary.services.mlflow_api.common import (
     renderer,
     required,
 )
-from deardiary.services.mlflow_api.context import MlflowContext, read
+from deardiary.services.mlflow_api.context import MlflowContext, principal, read, require
 from deardiary.services.mlflow_api.endpoint import MlflowEndpoint, read_json
 from deardiary.services.mlflow_api.errors import MlflowError, not_found
 from deardiary.services.mlflow_api.fields import (
@@ -136,10 +137,21 @@ class LoggedModels:
         allow_deleted = query(request, wire.GetLoggedModelQuery).allow_deleted
         return await self._get(request, model_id, inner, allow_deleted)
 
-    async def _existing(self, request: web.Request) -> tuple[str, str, Row]:
+    async def _existing(
+        self, request: web.Request, action: Action = Action.UPDATE
+    ) -> tuple[str, str, Row]:
+        """A logged model to change: the caller's permission on its project is judged
+        before whether it is a logged model at all."""
         model_id, inner = _model_id(request)
-        row = await read(self.ctx, request, lambda c: _find_model(c, model_id, inner, False))
-        return model_id, inner, row
+        who = principal(request)
+
+        def find(conn: duckdb.DuckDBPyConnection) -> Row:
+            row = reads.run(conn, inner)
+            if row is not None:
+                require(conn, who, row["project_id"], action)
+            return _find_model(conn, model_id, inner, False)
+
+        return model_id, inner, await read(self.ctx, request, find)
 
     async def finalize(self, request: web.Request) -> Json:
         body = await read_json(request, wire.FinalizeLoggedModel)
@@ -154,7 +166,7 @@ class LoggedModels:
         return await self._get(request, model_id, inner, False)
 
     async def delete(self, request: web.Request) -> Json:
-        _, inner, _ = await self._existing(request)
+        _, inner, _ = await self._existing(request, Action.DELETE)
         await self.ctx.emit(request, [EntityDeleted(entity=EntityKind.ITERATION, entity_id=inner)])
         return {}
 

@@ -18,6 +18,8 @@ from deardiary.services.mlflow_api.fields import (
     IS_LOGGED_MODEL,
     START_MS,
     USER_ID,
+    mlflow_key,
+    series,
 )
 
 Row = dict[str, Any]
@@ -128,18 +130,19 @@ def run_data(
         params[row["iteration_id"]].append(row)
     for row in rows(
         conn,
-        'SELECT iteration_id, key, "last" AS value, last_step AS step,'
+        'SELECT iteration_id, key, "group", "last" AS value, last_step AS step,'
         " epoch_ms(last_recorded_at) AS timestamp FROM last_metrics"
-        " WHERE list_contains(?, iteration_id) ORDER BY iteration_id, key",
+        ' WHERE list_contains(?, iteration_id) ORDER BY iteration_id, "group", key',
         [ids],
     ):
+        row["key"] = mlflow_key(row["key"], row.pop("group"))
         metrics[row["iteration_id"]].append(row)
     return params, metrics
 
 
 HISTORY_SQL = """
 SELECT step, value, epoch_ms(client_time) AS timestamp
-FROM metrics WHERE iteration_id = ? AND key = ?
+FROM metrics WHERE iteration_id = ? AND key = ? AND "group" = ?
 ORDER BY step, "partition", "offset", seq
 """
 
@@ -147,8 +150,9 @@ ORDER BY step, "partition", "offset", seq
 def metric_history(
     conn: duckdb.DuckDBPyConnection, run_id: str, key: str, limit: int | None, offset: int
 ) -> tuple[list[int], list[float], list[int]]:
-    """(steps, values, timestamps in ms) of one metric, in step order (ties: logged order)."""
-    sql, params = HISTORY_SQL, [run_id, key]
+    """(steps, values, timestamps in ms) of one metric (an MLflow key: fields.series), in
+    step order (ties: logged order)."""
+    sql, params = HISTORY_SQL, [run_id, *series(key)]
     if limit is not None:
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
     table = conn.sql(sql, params=params).to_arrow_table()
@@ -166,8 +170,8 @@ def metric_steps(
     out: dict[str, list[int]] = {r: [] for r in run_ids}
     found = conn.execute(
         "SELECT iteration_id, list(DISTINCT step ORDER BY step) FROM metrics"
-        " WHERE list_contains(?, iteration_id) AND key = ? GROUP BY iteration_id",
-        [list(run_ids), key],
+        ' WHERE list_contains(?, iteration_id) AND key = ? AND "group" = ? GROUP BY iteration_id',
+        [list(run_ids), *series(key)],
     ).fetchall()
     for run_id, steps in found:
         out[str(run_id)] = [int(s) for s in steps]
@@ -181,7 +185,20 @@ def points_at(
     return rows(
         conn,
         "SELECT iteration_id, step, value, epoch_ms(client_time) AS timestamp FROM metrics"
-        " WHERE list_contains(?, iteration_id) AND key = ? AND list_contains(?, step)"
-        ' ORDER BY iteration_id, step, "partition", "offset", seq',
-        [list(run_ids), key, list(steps)],
+        ' WHERE list_contains(?, iteration_id) AND key = ? AND "group" = ?'
+        ' AND list_contains(?, step) ORDER BY iteration_id, step, "partition", "offset", seq',
+        [list(run_ids), *series(key), list(steps)],
     )
+
+
+def points_held(
+    conn: duckdb.DuckDBPyConnection, run_id: str, keys: Sequence[str], steps: Sequence[int]
+) -> list[tuple[str, int, int, float]]:
+    """(key, step, timestamp in ms, value) of a run's ungrouped points of these keys at
+    these steps."""
+    found = conn.execute(
+        "SELECT key, step, epoch_ms(client_time), value FROM metrics WHERE iteration_id = ?"
+        " AND \"group\" = '' AND list_contains(?, key) AND list_contains(?, step)",
+        [run_id, list(keys), list(steps)],
+    ).fetchall()
+    return [(str(k), int(s), int(t), float(v)) for k, s, t, v in found]

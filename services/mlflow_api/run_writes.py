@@ -42,7 +42,7 @@ from deardiary.services.mlflow_api.common import (
     required,
     run_of,
 )
-from deardiary.services.mlflow_api.context import MlflowContext
+from deardiary.services.mlflow_api.context import MlflowContext, read
 from deardiary.services.mlflow_api.endpoint import MlflowEndpoint, read_json
 from deardiary.services.mlflow_api.errors import MlflowError, not_found
 from deardiary.services.mlflow_api.fields import (
@@ -99,22 +99,35 @@ def tag_events(run_id: str, tags: dict[str, str]) -> list[Event]:
     return events
 
 
-def metric_events(run_id: str, metrics: Sequence[wire.MetricIn]) -> list[Event]:
-    """One MetricsLogged per (iteration, dataset): the run's own points, and those linked
-    to a logged model on that model's iteration."""
+Point = tuple[str, int, int, float]
+"""(key, step, timestamp in ms, value) of a metric point, to tell copies apart."""
+
+
+def _point(m: wire.MetricIn) -> Point:
+    return (m.key, m.step, -1 if m.timestamp is None else m.timestamp, m.value)
+
+
+def metric_events(
+    run_id: str, metrics: Sequence[wire.MetricIn], on_run: frozenset[Point] = frozenset()
+) -> list[Event]:
+    """The points as MetricsLogged events: every point on the run, and a point linked to a
+    logged model (``model_id``) on that model's iteration too -- except that a linked point
+    the run already holds (`on_run`: MLflow copies a run's points to the model it just
+    logged) is not logged on the run twice. All are ungrouped series, as MLflow has one
+    series per key (a point's dataset_name and dataset_digest are not kept)."""
     now = now_us()
-    batches: dict[tuple[str, str], list[wire.MetricIn]] = {}
+    batches: dict[str, list[wire.MetricIn]] = {}
     for m in metrics:
         check_key(required(m.key, "key"), "metric")
         if m.step < 0 or m.step > MAX_STEP:
             raise MlflowError(f"Invalid step {m.step} for metric '{m.key}': 0..2**62")
-        target = run_id
+        if not (m.model_id and _point(m) in on_run):
+            batches.setdefault(run_id, []).append(m)
         if m.model_id:
             inner = ids.logged_model_from_mlflow(m.model_id)
             if inner is None:
                 raise MlflowError(f"Invalid model_id {m.model_id[:100]!r}")
-            target = inner
-        batches.setdefault((target, m.dataset_name), []).append(m)
+            batches.setdefault(inner, []).append(m)
     return [
         MetricsLogged.from_points(
             target,
@@ -122,9 +135,8 @@ def metric_events(run_id: str, metrics: Sequence[wire.MetricIn]) -> list[Event]:
             [m.value for m in points],
             [m.step for m in points],
             [now if m.timestamp is None else ms_to_us(m.timestamp, "timestamp") for m in points],
-            group=dataset,
         )
-        for (target, dataset), points in batches.items()
+        for target, points in batches.items()
     ]
 
 
@@ -150,6 +162,19 @@ class RunWrites:
                 f"The run {run_id} must be in the 'active' state. Current state is deleted."
             )
 
+    async def _metrics(
+        self, request: web.Request, run_id: str, metrics: Sequence[wire.MetricIn]
+    ) -> list[Event]:
+        linked = [m for m in metrics if m.model_id]
+        if not linked:
+            return metric_events(run_id, metrics)
+        keys = sorted({m.key for m in linked})
+        steps = sorted({m.step for m in linked})
+        held = await read(
+            self.ctx, request, lambda conn: reads.points_held(conn, run_id, keys, steps)
+        )
+        return metric_events(run_id, metrics, frozenset(held))
+
     async def _emit(self, request: web.Request, run_id: str, events: list[Event]) -> Json:
         if self.beats.due(run_id):
             events.append(IterationHeartbeat(iteration_id=run_id))
@@ -160,7 +185,7 @@ class RunWrites:
         body = await read_json(request, wire.LogMetric)
         run_id = body.run_id or body.run_uuid
         await self._writable(request, run_id)
-        return await self._emit(request, run_id, metric_events(run_id, [body]))
+        return await self._emit(request, run_id, await self._metrics(request, run_id, [body]))
 
     async def log_param(self, request: web.Request) -> Json:
         body = await read_json(request, wire.LogParam)
@@ -213,7 +238,7 @@ class RunWrites:
         events: list[Event] = []
         if params:
             events.append(ParamsLogged(iteration_id=run_id, params=params))
-        events += metric_events(run_id, body.metrics)
+        events += await self._metrics(request, run_id, body.metrics)
         events += tag_events(run_id, tags)
         await self._writable(request, run_id)
         if not events:

@@ -221,7 +221,10 @@ class SearchLoggedModels(Lenient):
 
 
 # -- query strings of the GET routes --------------------------------------------------------------
-Text = Annotated[str, Meta(max_length=100_000)]
+Ident = Annotated[str, Meta(max_length=256, description="an id")]
+Name = Annotated[str, Meta(max_length=500)]
+Token = Annotated[str, Meta(max_length=1000, description="a page token from a previous answer")]
+Filter = Annotated[str, Meta(max_length=4000)]  # a GET request line holds 8 KiB
 
 
 class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -230,37 +233,37 @@ class Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class GetExperimentQuery(Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    experiment_id: Text = ""
+    experiment_id: Ident = ""
 
 
 class GetExperimentByNameQuery(Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    experiment_name: Text = ""
+    experiment_name: Name = ""
 
 
 class SearchExperimentsQuery(Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_results: Annotated[int, Meta(ge=0)] | None = None
-    page_token: Text = ""
-    filter: Text = ""
+    page_token: Token = ""
+    filter: Filter = ""
     order_by: list[str] = []
-    view_type: Text = "ACTIVE_ONLY"
+    view_type: Name = "ACTIVE_ONLY"
 
 
 class GetRunQuery(Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    run_id: Text = ""
-    run_uuid: Text = ""
+    run_id: Ident = ""
+    run_uuid: Ident = ""
 
 
 class GetMetricHistoryQuery(Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    run_id: Text = ""
-    run_uuid: Text = ""
-    metric_key: Text = ""
-    page_token: Text = ""
+    run_id: Ident = ""
+    run_uuid: Ident = ""
+    metric_key: Name = ""
+    page_token: Token = ""
     max_results: Annotated[int, Meta(ge=0)] | None = None
 
 
 class MetricHistoryBulkIntervalQuery(Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     run_ids: list[str] = []
-    metric_key: Text = ""
+    metric_key: Name = ""
     start_step: int | None = None
     end_step: int | None = None
     max_results: Annotated[int, Meta(ge=0)] | None = None

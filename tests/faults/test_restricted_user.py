@@ -109,6 +109,10 @@ def _path_values(tenant: Tenant, world: AuthWorld) -> dict[str, list[str]]:
         "entity_id": entities,
         "username": ["olive", "root"],
         "token_id": [world.olive_token_id],
+        # MLflow routes: a logged model id naming the tenant's iteration, a tag, a path
+        "logged_model_id": ["m-" + tenant.ids["iteration_id"]],
+        "tag_key": ["secret"],
+        "artifact_path": [f"{tenant.ids['experiment_id']}/{tenant.ids['iteration_id']}/artifacts"],
     }
 
 

@@ -44,6 +44,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             for step in range(5):
                 it.log_metric("loss", 1.0 / (step + 1), step=step)
         c.flush()
+        logged_model = httpx.post(  # an MLflow logged model (before the SDK's last write)
+            f"{running.url}/api/2.0/mlflow/logged-models",
+            json={"experiment_id": it.experiment_id, "source_run_id": it.id, "name": "m"},
+        ).json()["model"]["info"]["model_id"]
         f = root / "w.bin"
         f.write_bytes(b"w")
         artifact = it.log_artifact(f)
@@ -59,6 +63,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "model_id": models[0]["model_id"],
             "model_version_id": version,
             "entity_id": it.id,
+            "logged_model_id": logged_model,
+            "tag_key": "k",
+            "artifact_path": f"{it.experiment_id}/{it.id}/artifacts/w.bin",
         }
         doc = httpx.get(f"{running.url}/openapi.json").json()
         try:
@@ -193,9 +200,14 @@ def test_unknown_ids_in_paths_answer_404(served: Served) -> None:
 
 def test_limit_zero_answers_no_items_but_the_total(served: Served) -> None:
     with httpx.Client(base_url=served.url, timeout=60) as http:
-        for path in ("/api/v1/projects", "/api/v1/experiments", "/api/v1/iterations"):
+        # two iterations: the run and its MLflow logged model (a child iteration)
+        for path, total in (
+            ("/api/v1/projects", 1),
+            ("/api/v1/experiments", 1),
+            ("/api/v1/iterations", 2),
+        ):
             page = http.get(path, params={"limit": 0}).json()
-            assert page["items"] == [] and page["total"] == 1 and page["limit"] == 0, page
+            assert page["items"] == [] and page["total"] == total and page["limit"] == 0, page
         it = served.ids["iteration_id"]
         history = http.get(f"/api/v1/history/{it}", params={"limit": 0})
         assert history.status_code == 200 and history.json()["items"] == []
