@@ -16,9 +16,9 @@ they are called). Names are checked like every artifact name (no traversal); the
 or model must be in the experiment the path names, and the caller must be able to read
 it (else 404) -- and, to upload, create in its project, checked before a byte is read.
 Downloads keep the hardening of our own route: an attachment, nosniff, a sandboxing
-CSP, a whitelisted media type, bytes checked against the record. Multipart uploads and
-presigned downloads are answered "not supported", so a client told to use them falls
-back to plain transfers.
+CSP, a whitelisted media type, bytes checked against the record. Multipart uploads are
+answered "not supported" and presigned downloads do not exist (404), so a client told
+to use them falls back to plain transfers.
 """
 
 from __future__ import annotations
@@ -256,22 +256,15 @@ class ArtifactProxy:
         return response
 
     async def upload(self, request: web.Request) -> Json:
-        path, project = self._path(request), self.ctx.default_project
-        caller = principal(request)
+        path, caller = self._path(request), principal(request)
         declared = media_type(request.headers.get("Content-Type"))
         if request.content_length is not None and request.content_length > MAX_ARTIFACT_BYTES:
             raise ResourceExhausted(f"artifact larger than {MAX_ARTIFACT_BYTES} bytes")
 
-        def place_of(conn: duckdb.DuckDBPyConnection) -> Place:
-            place = resolve(conn, path, project)
-            if not place.name:
-                raise MlflowError(f"Artifact path {path[:200]!r} names no file")
-            validate_name(place.name)
-            if caller is not None:  # before a byte is read: may the caller write there?
-                check(conn, caller, place.project_id, Action.CREATE)
-            return place
-
-        place = await read(self.ctx, request, place_of)
+        place = await self._writable(request, path)
+        if not place.name:
+            raise MlflowError(f"Artifact path {path[:200]!r} names no file")
+        validate_name(place.name)
         store, loop = self.ctx.artifacts, asyncio.get_running_loop()
         with self.transfers.slot(request):
             body = _BodyReader(request.content, loop, MAX_ARTIFACT_BYTES, BODY_IDLE_TIMEOUT_S)
@@ -312,7 +305,23 @@ class ArtifactProxy:
             await self.ctx.emit(request, events)
         return {}
 
+    async def _writable(self, request: web.Request, path: str) -> Place:
+        """The place `path` names, once the caller may create there (checked before a
+        byte of the body is read)."""
+        caller, project = principal(request), self.ctx.default_project
+
+        def place_of(conn: duckdb.DuckDBPyConnection) -> Place:
+            place = resolve(conn, path, project)
+            if caller is not None:
+                check(conn, caller, place.project_id, Action.CREATE)
+            return place
+
+        return await read(self.ctx, request, place_of)
+
     async def unsupported(self, request: web.Request) -> Json:
+        """Multipart uploads: MLflow's "not supported" (after the checks an upload of
+        the path would get), so its client falls back to one PUT."""
+        await self._writable(request, self._path(request))
         raise MlflowError(UNSUPPORTED_MULTIPART, NOT_IMPLEMENTED)
 
 
@@ -336,11 +345,5 @@ def endpoints(ctx: MlflowContext) -> list[MlflowEndpoint]:
                 f"Multipart upload ({step}): not supported, upload with PUT",
             )
             for step in ("create", "complete", "abort")
-        ),
-        ep(
-            "GET",
-            "/presigned/{artifact_path:.+}",
-            proxy.unsupported,
-            "Presigned download: not supported, download with GET",
         ),
     ]

