@@ -8,8 +8,9 @@ the model's project; reads see only models of projects the caller may read.
 
 * A registered model lives in the project its ``deardiary.project`` tag names at
   creation (created if missing, like an experiment's), else in the default project.
-* A version's source URI, its logged model and run link are kept in its metadata under
-  ``mlflow``; its run is the version's iteration. Versions are READY at once.
+* A version's source URI, where its files are, its logged model and run link are kept
+  in its metadata (``mlflow.*`` keys); its run is the version's iteration. Versions are
+  READY at once.
 * MLflow resolves ``models:/<name>/<stage|latest>`` and ``models:/<name>@<alias>``
   through these routes on the client side; get-download-uri answers where the files
   are (for a logged model, its ``mlflow-artifacts`` location).
@@ -17,8 +18,7 @@ the model's project; reads see only models of projects the caller may read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 from aiohttp import web
@@ -32,16 +32,13 @@ from deardiary.schemas.events import (
     Event,
     ModelAliasSet,
     ModelCreated,
-    ModelStage,
-    ModelVersionCreated,
-    ModelVersionStaged,
     ProjectCreated,
     TagsDeleted,
     TagsSet,
 )
 from deardiary.services.http.query_params import query
 from deardiary.services.mlflow_api import registry_wire as w
-from deardiary.services.mlflow_api.context import MlflowContext, read
+from deardiary.services.mlflow_api.context import MlflowContext
 from deardiary.services.mlflow_api.endpoint import MlflowEndpoint, read_json
 from deardiary.services.mlflow_api.errors import (
     PERMISSION_DENIED,
@@ -52,87 +49,39 @@ from deardiary.services.mlflow_api.errors import (
 from deardiary.services.mlflow_api.ids import PROJECT_TAG
 from deardiary.services.mlflow_api.registry_checks import (
     alias_name,
-    model_name,
     new_model_name,
     stage_name,
     tag_key,
     tags_of,
-    version_number,
 )
 from deardiary.services.mlflow_api.registry_reads import (
     STAGES,
     Row,
     find_model,
-    find_version,
     latest_versions,
     model_json,
     search_models,
-    search_versions,
     version_by_alias,
-    version_by_id,
     version_json,
-    version_source,
     versions_of,
 )
 from deardiary.services.mlflow_api.registry_search import (
     MODELS,
-    VERSIONS,
     Compiled,
     compile_filter,
     compile_order,
     page_offset,
     page_token,
 )
-from deardiary.services.mlflow_api.registry_sources import resolve_source
+from deardiary.services.mlflow_api.registry_versions import Json, VersionHandlers, page_size
 
-T = TypeVar("T")
-Json = dict[str, Any]
 MAX_MODELS_PAGE = 1_000
-MAX_VERSIONS_PAGE = 200_000
 TAG = "mlflow registry"
 
 
-class Registry:
-    def __init__(self, ctx: MlflowContext) -> None:
-        self.ctx = ctx
+class Registry(VersionHandlers):
+    """The registered-model and alias routes (and, inherited, the version routes)."""
 
-    @property
-    def _project(self) -> str:
-        return self.ctx.default_project
-
-    @property
-    def _default_id(self) -> str:
-        return ids.project_id(self.ctx.default_project)
-
-    async def _read(self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        return await read(self.ctx, request, fn)
-
-    async def _emit(self, request: web.Request, events: Sequence[Event]) -> None:
-        await self.ctx.emit(request, events)
-
-    def _model(self, conn: duckdb.DuckDBPyConnection, name: str) -> Row:
-        found = find_model(conn, model_name(name), self._default_id)
-        if found is None:
-            raise not_found(f"Registered Model with name={name} not found")
-        return found
-
-    def _version(self, conn: duckdb.DuckDBPyConnection, name: str, version: w.Version) -> Row:
-        number = version_number(version)
-        model = self._model(conn, name)
-        found = find_version(conn, str(model["model_id"]), number)
-        if found is None:
-            raise not_found(f"Model Version (name={name}, version={number}) not found")
-        return found
-
-    async def _model_answer(self, request: web.Request, name: str) -> Json:
-        def fetch(conn: duckdb.DuckDBPyConnection) -> Json:
-            model = self._model(conn, name)
-            versions = versions_of(conn, [str(model["model_id"])])
-            return model_json(model, versions, self._project)
-
-        return {"registered_model": await self._read(request, fetch)}
-
-    # -- registered models ---------------------------------------------------------------
     async def create_model(self, request: web.Request) -> Json:
         body = await read_json(request, w.CreateRegisteredModel)
         name = new_model_name(body.name)
@@ -209,7 +158,7 @@ class Registry:
 
     async def search_models(self, request: web.Request) -> Json:
         q = query(request, w.SearchQuery)
-        limit = _page_size(q.max_results, 100, MAX_MODELS_PAGE)
+        limit = page_size(q.max_results, 100, MAX_MODELS_PAGE)
         offset = page_offset(q.page_token)
         compiled = Compiled()
         compile_filter(q.filter, MODELS, compiled)
@@ -290,136 +239,6 @@ class Registry:
         return {"model_version": await self._read(request, fetch)}
 
     # -- model versions ------------------------------------------------------------------
-    async def _version_answer(self, request: web.Request, model_version_id: str) -> Json:
-        def fetch(conn: duckdb.DuckDBPyConnection) -> Json:
-            found = version_by_id(conn, model_version_id)
-            if found is None:  # deleted meanwhile
-                raise not_found(f"Model version {model_version_id} not found")
-            return version_json(found, self._project)
-
-        return {"model_version": await self._read(request, fetch)}
-
-    async def create_version(self, request: web.Request) -> Json:
-        body = await read_json(request, w.CreateModelVersion)
-        tags = tags_of(body.tags)
-
-        def plan(conn: duckdb.DuckDBPyConnection) -> tuple[Row, Json]:
-            model = self._model(conn, body.name)
-            resolved = resolve_source(conn, body, self._project, self._default_id)
-            return model, resolved
-
-        model, resolved = await self._read(request, plan)
-        version_id = ids.new_id()
-        run_id = resolved.pop("run_id", "") or None
-        event = ModelVersionCreated(
-            model_version_id=version_id,
-            model_id=str(model["model_id"]),
-            iteration_id=run_id,
-            description=body.description,
-            tags=tags,
-            metadata={f"mlflow.{k}": v for k, v in resolved.items() if v},
-        )
-        await self._emit(request, [event])
-        return await self._version_answer(request, version_id)
-
-    async def get_version(self, request: web.Request) -> Json:
-        q = query(request, w.ModelVersionQuery)
-        row = await self._read(request, lambda c: self._version(c, q.name, q.version))
-        return {"model_version": version_json(row, self._project)}
-
-    async def download_uri(self, request: web.Request) -> Json:
-        q = query(request, w.ModelVersionQuery)
-        row = await self._read(request, lambda c: self._version(c, q.name, q.version))
-        _, uri = version_source(row, self._project)
-        return {"artifact_uri": uri}
-
-    async def update_version(self, request: web.Request) -> Json:
-        body = await read_json(request, w.UpdateModelVersion)
-        row = await self._read(request, lambda c: self._version(c, body.name, body.version))
-        if body.description is not None:
-            event = DescriptionSet(
-                entity=EntityKind.MODEL_VERSION,
-                entity_id=str(row["model_version_id"]),
-                description=body.description,
-            )
-            await self._emit(request, [event])
-        return await self._version_answer(request, str(row["model_version_id"]))
-
-    async def transition_stage(self, request: web.Request) -> Json:
-        body = await read_json(request, w.TransitionModelVersionStage)
-        stage = ModelStage(stage_name(body.stage))
-        if body.archive_existing_versions and stage not in (
-            ModelStage.STAGING,
-            ModelStage.PRODUCTION,
-        ):
-            raise MlflowError(
-                "Model version transition cannot archive existing model versions because "
-                f"'{stage.value}' is not an Active stage. Valid stages are Staging, Production."
-            )
-        row = await self._read(request, lambda c: self._version(c, body.name, body.version))
-        event = ModelVersionStaged(
-            model_version_id=str(row["model_version_id"]),
-            model_id=str(row["model_id"]),
-            stage=stage,
-            archive_existing=body.archive_existing_versions,
-        )
-        await self._emit(request, [event])
-        return await self._version_answer(request, str(row["model_version_id"]))
-
-    async def delete_version(self, request: web.Request) -> Json:
-        body = await read_json(request, w.ModelVersionRef)
-        row = await self._read(request, lambda c: self._version(c, body.name, body.version))
-        version_id, model_id = str(row["model_version_id"]), str(row["model_id"])
-        aliases = version_json(row, self._project)["aliases"]
-        events: list[Event] = [ModelAliasSet(model_id=model_id, alias=a) for a in aliases]
-        events.append(EntityDeleted(entity=EntityKind.MODEL_VERSION, entity_id=version_id))
-        await self._emit(request, events)
-        return {}
-
-    async def search_versions(self, request: web.Request) -> Json:
-        q = query(request, w.SearchQuery)
-        limit = _page_size(q.max_results, 10_000, MAX_VERSIONS_PAGE)
-        offset = page_offset(q.page_token)
-        compiled = Compiled()
-        compile_filter(q.filter, VERSIONS, compiled)
-        compile_order(list(q.order_by), VERSIONS, compiled)
-        rows = await self._read(request, lambda c: search_versions(c, compiled, limit, offset))
-        out: Json = {"model_versions": [version_json(r, self._project) for r in rows[:limit]]}
-        if len(rows) > limit:
-            out["next_page_token"] = page_token(offset + limit)
-        return out
-
-    async def set_version_tag(self, request: web.Request) -> Json:
-        body = await read_json(request, w.SetModelVersionTag)
-        tags = tags_of([w.RegistryTag(key=body.key, value=body.value)])
-        row = await self._read(request, lambda c: self._version(c, body.name, body.version))
-        entity_id = str(row["model_version_id"])
-        await self._emit(
-            request, [TagsSet(entity=EntityKind.MODEL_VERSION, entity_id=entity_id, tags=tags)]
-        )
-        return {}
-
-    async def delete_version_tag(self, request: web.Request) -> Json:
-        body = await read_json(request, w.DeleteModelVersionTag)
-        key = tag_key(body.key)
-        row = await self._read(request, lambda c: self._version(c, body.name, body.version))
-        entity_id = str(row["model_version_id"])
-        await self._emit(
-            request,
-            [TagsDeleted(entity=EntityKind.MODEL_VERSION, entity_id=entity_id, keys=[key])],
-        )
-        return {}
-
-
-def _page_size(asked: int | None, default: int, most: int) -> int:
-    if asked is None:
-        return default
-    if not 1 <= asked <= most:
-        raise MlflowError(
-            f"Invalid value for request parameter max_results. It must be at most {most}"
-            f" and at least 1, but got value {asked}"
-        )
-    return asked
 
 
 def _project_exists(conn: duckdb.DuckDBPyConnection, project_id: str) -> bool:
@@ -453,164 +272,97 @@ def _free_model_id(conn: duckdb.DuckDBPyConnection, project_id: str, name: str) 
 
 def endpoints(ctx: MlflowContext) -> list[MlflowEndpoint]:
     r = Registry(ctx)
-    models, versions = "/registered-models", "/model-versions"
+    m, v = "/registered-models", "/model-versions"
+    latest = "The latest version of a registered model in each stage"
 
-    def ep(method: str, path: str, handler: Any, summary: str, **kw: Any) -> MlflowEndpoint:
-        return MlflowEndpoint(method, path, handler, summary, tag=TAG, **kw)
+    def ep(method: str, path: str, handler: Any, summary: str, schema: Any) -> MlflowEndpoint:
+        """A registry route; `schema` is its query Struct (GET) or JSON body."""
+        kind = "query" if method == "GET" else "body"
+        return MlflowEndpoint(method, path, handler, summary, tag=TAG, **{kind: schema})
 
     return [
         ep(
             "POST",
-            f"{models}/create",
+            f"{m}/create",
             r.create_model,
             "Create a registered model",
-            body=w.CreateRegisteredModel,
+            w.CreateRegisteredModel,
         ),
-        ep(
-            "GET",
-            f"{models}/get",
-            r.get_model,
-            "Get a registered model",
-            query=w.RegisteredModelQuery,
-        ),
+        ep("GET", f"{m}/get", r.get_model, "Get a registered model", w.RegisteredModelQuery),
         ep(
             "PATCH",
-            f"{models}/update",
+            f"{m}/update",
             r.update_model,
-            "Update a registered model's description",
-            body=w.UpdateRegisteredModel,
+            "Set a model's description",
+            w.UpdateRegisteredModel,
         ),
         ep(
             "POST",
-            f"{models}/rename",
+            f"{m}/rename",
             r.rename_model,
             "Rename a registered model",
-            body=w.RenameRegisteredModel,
+            w.RenameRegisteredModel,
         ),
         ep(
             "DELETE",
-            f"{models}/delete",
+            f"{m}/delete",
             r.delete_model,
             "Delete a registered model",
-            body=w.RegisteredModelRef,
+            w.RegisteredModelRef,
         ),
-        ep(
-            "GET",
-            f"{models}/search",
-            r.search_models,
-            "Search registered models",
-            query=w.SearchQuery,
+        ep("GET", f"{m}/search", r.search_models, "Search registered models", w.SearchQuery),
+        *(
+            ep(method, f"{m}/get-latest-versions", r.latest_versions, latest, schema)
+            for method, schema in (("POST", w.GetLatestVersions), ("GET", w.LatestVersionsQuery))
         ),
-        ep(
-            "POST",
-            f"{models}/get-latest-versions",
-            r.latest_versions,
-            "The latest version of a registered model in each stage",
-            body=w.GetLatestVersions,
-        ),
-        ep(
-            "GET",
-            f"{models}/get-latest-versions",
-            r.latest_versions,
-            "The latest version of a registered model in each stage",
-            query=w.LatestVersionsQuery,
-        ),
-        ep(
-            "POST",
-            f"{models}/set-tag",
-            r.set_model_tag,
-            "Set a registered model's tag",
-            body=w.SetRegisteredModelTag,
-        ),
+        ep("POST", f"{m}/set-tag", r.set_model_tag, "Set a model's tag", w.SetRegisteredModelTag),
         ep(
             "DELETE",
-            f"{models}/delete-tag",
+            f"{m}/delete-tag",
             r.delete_model_tag,
-            "Delete a registered model's tag",
-            body=w.DeleteRegisteredModelTag,
+            "Delete a tag",
+            w.DeleteRegisteredModelTag,
         ),
         ep(
             "POST",
-            f"{models}/alias",
+            f"{m}/alias",
             r.set_alias,
-            "Point an alias at a model version",
-            body=w.SetRegisteredModelAlias,
+            "Point an alias at a version",
+            w.SetRegisteredModelAlias,
         ),
-        ep(
-            "DELETE",
-            f"{models}/alias",
-            r.delete_alias,
-            "Delete an alias",
-            body=w.DeleteRegisteredModelAlias,
-        ),
-        ep(
-            "GET",
-            f"{models}/alias",
-            r.get_by_alias,
-            "The model version an alias names",
-            query=w.AliasQuery,
-        ),
-        ep(
-            "POST",
-            f"{versions}/create",
-            r.create_version,
-            "Create a model version",
-            body=w.CreateModelVersion,
-        ),
-        ep(
-            "GET",
-            f"{versions}/get",
-            r.get_version,
-            "Get a model version",
-            query=w.ModelVersionQuery,
-        ),
+        ep("DELETE", f"{m}/alias", r.delete_alias, "Delete an alias", w.DeleteRegisteredModelAlias),
+        ep("GET", f"{m}/alias", r.get_by_alias, "The version an alias names", w.AliasQuery),
+        ep("POST", f"{v}/create", r.create_version, "Create a model version", w.CreateModelVersion),
+        ep("GET", f"{v}/get", r.get_version, "Get a model version", w.ModelVersionQuery),
         ep(
             "PATCH",
-            f"{versions}/update",
+            f"{v}/update",
             r.update_version,
-            "Update a model version's description",
-            body=w.UpdateModelVersion,
+            "Set a version's description",
+            w.UpdateModelVersion,
         ),
         ep(
             "POST",
-            f"{versions}/transition-stage",
+            f"{v}/transition-stage",
             r.transition_stage,
-            "Move a model version to a stage",
-            body=w.TransitionModelVersionStage,
+            "Move to a stage",
+            w.TransitionModelVersionStage,
         ),
-        ep(
-            "DELETE",
-            f"{versions}/delete",
-            r.delete_version,
-            "Delete a model version",
-            body=w.ModelVersionRef,
-        ),
+        ep("DELETE", f"{v}/delete", r.delete_version, "Delete a model version", w.ModelVersionRef),
+        ep("GET", f"{v}/search", r.search_versions, "Search model versions", w.SearchQuery),
         ep(
             "GET",
-            f"{versions}/search",
-            r.search_versions,
-            "Search model versions",
-            query=w.SearchQuery,
-        ),
-        ep(
-            "GET",
-            f"{versions}/get-download-uri",
+            f"{v}/get-download-uri",
             r.download_uri,
-            "Where a model version's files are",
-            query=w.ModelVersionQuery,
+            "Where its files are",
+            w.ModelVersionQuery,
         ),
-        ep(
-            "POST",
-            f"{versions}/set-tag",
-            r.set_version_tag,
-            "Set a model version's tag",
-            body=w.SetModelVersionTag,
-        ),
+        ep("POST", f"{v}/set-tag", r.set_version_tag, "Set a version's tag", w.SetModelVersionTag),
         ep(
             "DELETE",
-            f"{versions}/delete-tag",
+            f"{v}/delete-tag",
             r.delete_version_tag,
-            "Delete a model version's tag",
-            body=w.DeleteModelVersionTag,
+            "Delete a tag",
+            w.DeleteModelVersionTag,
         ),
     ]
