@@ -39,6 +39,11 @@ SCALES = {
         "sustained_rounds": 4,
         "web_table_runs": 10_000,
         "web_chart_steps": 1_000_000,
+        "trial_sweep": 64,
+        "trial_parallel": 4,
+        "trial_steps": 2_000,
+        "trial_keys": 10,
+        "ml_trial_sweep": 16,
     },
     "quick": {
         "calls": 50_000,
@@ -54,6 +59,11 @@ SCALES = {
         "sustained_rounds": 2,
         "web_table_runs": 2_000,
         "web_chart_steps": 100_000,
+        "trial_sweep": 16,
+        "trial_parallel": 4,
+        "trial_steps": 2_000,
+        "trial_keys": 10,
+        "ml_trial_sweep": 4,
     },
 }
 
@@ -92,6 +102,7 @@ def main() -> int:
     parser.add_argument("--no-mlflow", action="store_true", help="skip the MLflow column")
     parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka-mode row")
     parser.add_argument("--no-web", action="store_true", help="skip the web page (browser)")
+    parser.add_argument("--no-trials", action="store_true", help="skip the per-trial sweep")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args()
     scale = SCALES["quick" if args.quick else "full"]
@@ -153,6 +164,11 @@ def main() -> int:
             except Exception as exc:  # keep DearDiary's column; the report says what failed
                 traceback.print_exc()
                 results["mlflow_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        if not args.no_trials:
+            _phase("process-per-trial sweep")
+            import trial_workloads
+
+            results["trials"] = trial_workloads.run_all(work, scale, not args.no_mlflow)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)

@@ -153,8 +153,33 @@ class EventBuffer:
         """Several keys at the same step (and time), under one lock."""
         t = _now_ns() // 1000
         over = False
-        add = self._add
         with self._lock:
+            batch = self._open.get((iteration_id, group))
+            if (
+                batch is not None
+                and type(step) is int
+                and step >= 0
+                and len(batch.key_index) + len(metrics) < self._per_envelope
+            ):
+                # The common case of a training loop: known keys, into the open batch.
+                keys, index = batch.keys, batch.key_index
+                values, steps, times = batch.values, batch.steps, batch.times
+                n = len(index)
+                try:
+                    for key, value in metrics.items():
+                        idx = keys[key]
+                        values.append(value)
+                        index.append(idx)
+                        steps.append(step)
+                        times.append(t)
+                except (KeyError, TypeError, ValueError, OverflowError):
+                    for column in (values, index, steps, times):
+                        del column[n:]  # undone; the general path below sorts it out
+                else:
+                    points = self._points = self._points + len(index) - n
+                    metrics = {}
+                    over = points >= self._check_at
+            add = self._add
             for key, value in metrics.items():
                 over = add(iteration_id, key, value, step, group, t) or over
         if over:

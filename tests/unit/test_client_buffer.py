@@ -228,3 +228,29 @@ def test_drain_hooks_run_before_taking(spool: Spool) -> None:
     assert [type(e.body) for e in buf.drain()] == [ParamsLogged]
     buf.remove_drain_hook(hook)
     assert buf.drain() == []
+
+
+def test_log_metrics_equals_one_call_per_key(spool: Spool) -> None:
+    """The batched path (known keys, open batch) and the general one land the same
+    points, rejections included, whatever mix a call holds."""
+    calls: list[tuple[dict[str, object], int | None]] = [
+        ({"a": 1.0, "b": 2.0}, 0),  # new keys: the general path
+        ({"a": 1.5, "b": 2.5}, 1),  # known keys: the batched path
+        ({"a": 1.7, "c": 3.0}, 2),  # one new key among known ones
+        ({"a": "bad", "b": 2.7}, 3),  # a bad value after nothing: rejected alone
+        ({"b": 2.8, "a": [1]}, 4),  # a bad value after a good one
+        ({"a": 1.9}, None),  # auto step
+        ({"a": 2.0}, -1),  # a negative step: rejected
+    ]
+    one, many = EventBuffer(spool), EventBuffer(spool)
+    for metrics, step in calls:
+        many.log_metrics("it", metrics, step)  # type: ignore[arg-type]
+        for key, value in metrics.items():
+            one.log_metric("it", key, value, step)  # type: ignore[arg-type]
+    strip = [p[:4] for p in points_of(many.drain())]  # (iteration, key, step, value)
+    assert strip == [p[:4] for p in points_of(one.drain())]
+    assert [(k, s) for _, k, s, _ in strip] == [
+        ("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("c", 2),
+        ("b", 3), ("b", 4), ("a", AUTO_STEP),
+    ]  # fmt: skip
+    assert many.rejected == one.rejected == 3

@@ -1,0 +1,217 @@
+"""The process-per-trial sweep (issue 13), DearDiary and MLflow side by side.
+
+A hyper-parameter sweep that starts a fresh `python` per trial pays the tracker's
+start-up once per trial. Rows:
+
+* the sweep: `trials` trials of `steps` x `keys` points, `parallel` processes at a time,
+  each a fresh interpreter that imports the SDK, connects over HTTP, starts an iteration,
+  logs and exits; timed from the first process started until every point is queryable;
+* start-up: `import deardiary` and `import mlflow` over a bare interpreter (wall time,
+  and what ``python -X importtime`` says of the top-level import), `dd.connect(url)`;
+* one whole trial process, wall and CPU, next to a bare interpreter's.
+
+Trial processes run with bytecode caches (PYTHONPYCACHEPREFIX, after one warm-up run),
+as an installed package would have them; their spool folders are in the work folder.
+The MLflow sweep runs `ml_trials` trials (fewer when its rate makes 64 take minutes)
+and its time is scaled to `trials` at its rate, as the report says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from procs import deardiary_serve, free_port, running
+
+from deardiary.pool import HttpPool
+
+HERE = Path(__file__).resolve().parent
+
+
+def _env(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    env["XDG_CACHE_HOME"] = str(work / "trial-cache")  # the SDK's default spool folder
+    return env
+
+
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """(wall s, CPU s, stdout) of one process run to completion."""
+    cpu, t = _child_cpu(), time.perf_counter()
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=True)
+    return time.perf_counter() - t, _child_cpu() - cpu, done.stdout
+
+
+def _median_run(cmd: list[str], env: dict[str, str], cwd: Path, runs: int) -> dict[str, float]:
+    walls, cpus = [], []
+    for _ in range(runs):
+        wall, cpu, _ = _timed(cmd, env, cwd)
+        walls.append(wall * 1000)
+        cpus.append(cpu * 1000)
+    return {"wall_ms": statistics.median(walls), "cpu_ms": statistics.median(cpus)}
+
+
+def _importtime_ms(python: str, module: str, env: dict[str, str], cwd: Path, runs: int) -> float:
+    """Median cumulative time of the top-level import, as ``-X importtime`` reports it."""
+    found = []
+    for _ in range(runs):
+        err = subprocess.run(
+            [python, "-X", "importtime", "-c", f"import {module}"],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        for line in err.splitlines():
+            parts = line.split("|")
+            if len(parts) == 3 and parts[2].strip() == module and not parts[2][1:2].isspace():
+                found.append(int(parts[1]) / 1000)
+    return statistics.median(found)
+
+
+def _sweep(
+    command: Callable[[int], list[str]],
+    trials: int,
+    parallel: int,
+    env: dict[str, str],
+    cwd: Path,
+) -> dict[str, float]:
+    """Run `trials` processes, `parallel` at a time; (seconds, CPU s of the processes)."""
+    cpu, started = _child_cpu(), time.perf_counter()
+    waiting = list(range(trials))
+    live: list[subprocess.Popen[bytes]] = []
+    while waiting or live:
+        while waiting and len(live) < parallel:
+            live.append(subprocess.Popen(command(waiting.pop(0)), env=env, cwd=cwd))
+        for proc in list(live):
+            code = proc.poll()
+            if code is not None:
+                if code != 0:
+                    raise RuntimeError(f"trial process {proc.args!r} exited with {code}")
+                live.remove(proc)
+        time.sleep(0.002)
+    return {"processes_done_s": time.perf_counter() - started, "cpu_s": _child_cpu() - cpu}
+
+
+def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int) -> dict[str, Any]:
+    env, cwd = _env(work), work / "trials"
+    cwd.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    data, port = work / "trial-sweep", free_port()
+    url = f"http://127.0.0.1:{port}"
+    out: dict[str, Any] = {"trials": trials, "parallel": parallel, "points": trials * steps * keys}
+    trial = [py, str(HERE / "dd_trial.py"), url]
+    log = work / "trials-serve.log"
+    with running(deardiary_serve(data, port, log), f"{url}/healthz", log):
+        pool = HttpPool(url, timeout=120)
+
+        def count() -> int:
+            q = {"q": "SELECT count(*) AS n FROM metrics"}
+            return int(pool.get("/api/v1/sql", params=q).json()["items"][0]["n"])
+
+        _timed([*trial, "900001", str(steps), str(keys)], env, cwd)  # warm-up: bytecode caches
+        while count() < steps * keys:  # the warm-up's points visible: the sweep's come next
+            time.sleep(0.01)
+        before = count()
+        t = time.perf_counter()
+        sweep = _sweep(
+            lambda n: [*trial, str(n), str(steps), str(keys)], trials, parallel, env, cwd
+        )
+        while count() - before < out["points"]:
+            time.sleep(0.01)
+        out["seconds"] = time.perf_counter() - t
+        out.update(sweep)
+        # start-up, one process at a time
+        out["bare"] = _median_run([py, "-c", "pass"], env, cwd, 15)
+        out["import"] = _median_run([py, "-c", "import deardiary"], env, cwd, 15)
+        out["import_importtime_ms"] = _importtime_ms(py, "deardiary", env, cwd, 7)
+        out["msgspec_import"] = _median_run([py, "-c", "import msgspec"], env, cwd, 15)
+        connects = []
+        probe = (
+            "import sys, time\nimport deardiary as dd\nt = time.perf_counter()\n"
+            "c = dd.connect(sys.argv[1])\nprint(time.perf_counter() - t)\nc.close()"
+        )
+        for _ in range(15):
+            connects.append(float(_timed([py, "-c", probe, url], env, cwd)[2]) * 1000)
+        out["connect_ms"] = statistics.median(connects)
+        out["trial_process"] = _median_run([*trial, "900002", str(steps), str(keys)], env, cwd, 7)
+        pool.close()
+    return out
+
+
+def mlflow_side(
+    work: Path, trials: int, parallel: int, steps: int, keys: int, scaled_to: int
+) -> dict[str, Any]:
+    import mlflow_workloads as mlw
+
+    env, cwd = _env(work), work / "ml-trials"
+    cwd.mkdir(parents=True, exist_ok=True)
+    py = str(mlw.PYTHON)
+    data, port = work / "ml-trial-sweep", free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        str(mlw.VENV / "bin" / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{data / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(data / "art"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    out: dict[str, Any] = {"trials": trials, "parallel": parallel, "scaled_to": scaled_to}
+    trial = [py, str(HERE / "mlflow_trial.py"), url]
+    with running(cmd, f"{url}/health", work / "ml-trials.log"):
+        _timed([*trial, "900001", str(steps), str(keys)], env, cwd)  # warm-up; makes the experiment
+        sweep = _sweep(
+            lambda n: [*trial, str(n), str(steps), str(keys)], trials, parallel, env, cwd
+        )
+        out.update(sweep)
+        out["seconds"] = sweep["processes_done_s"]  # log_batch returns once stored
+        out["seconds_scaled"] = out["seconds"] * scaled_to / trials
+        out["bare"] = _median_run([py, "-c", "pass"], env, cwd, 7)
+        out["import"] = _median_run([py, "-c", "import mlflow"], env, cwd, 5)
+        out["import_importtime_ms"] = _importtime_ms(py, "mlflow", env, cwd, 3)
+        out["trial_process"] = _median_run([*trial, "900002", str(steps), str(keys)], env, cwd, 3)
+    return out
+
+
+def run_all(work: Path, scale: dict[str, Any], mlflow: bool) -> dict[str, Any]:
+    trials, parallel = scale["trial_sweep"], scale["trial_parallel"]
+    steps, keys = scale["trial_steps"], scale["trial_keys"]
+    result: dict[str, Any] = {"deardiary": deardiary_side(work, trials, parallel, steps, keys)}
+    if mlflow:
+        try:
+            ml_trials = scale["ml_trial_sweep"]
+            result["mlflow"] = mlflow_side(work, ml_trials, parallel, steps, keys, trials)
+        except Exception as exc:  # keep DearDiary's rows; the report says what failed
+            result["mlflow_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return result
+
+
+if __name__ == "__main__":  # just these rows: python bench/trial_workloads.py [--quick]
+    import tempfile
+
+    sys.path.insert(0, str(HERE))
+    from run import SCALES
+
+    picked = SCALES["quick" if "--quick" in sys.argv else "full"]
+    with tempfile.TemporaryDirectory(prefix="deardiary-trials-") as tmp:
+        print(json.dumps(run_all(Path(tmp), picked, "--no-mlflow" not in sys.argv), indent=2))
