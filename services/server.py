@@ -24,7 +24,12 @@ from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
 from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
 from deardiary.services.auth.ingest import IngestAuthorizer
-from deardiary.services.auth.middleware import AuthMiddleware, current_username, scoper
+from deardiary.services.auth.middleware import (
+    AuthMiddleware,
+    current_username,
+    past_scoper,
+    scoper,
+)
 from deardiary.services.auth.routes import AuthRoutes
 from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.discovery import ServerInfo, new_local_token, publish, withdraw
@@ -37,6 +42,7 @@ from deardiary.services.http.host_check import host_check
 from deardiary.services.log import LogRecord
 from deardiary.services.mlflow_api import MlflowContext, mlflow_part
 from deardiary.services.query import params as query_params
+from deardiary.services.query.as_of import AsOfCache
 from deardiary.services.query.context import ProjectorProgress, QueryContext
 from deardiary.services.query.sandbox import SqlSandbox, install
 from deardiary.services.query.sql_relations import StoreRelations
@@ -136,6 +142,12 @@ class EmbeddedServer:
         self.artifacts = FsArtifactStore(self.embedded.paths.artifacts)
         progress = ProjectorProgress(self.embedded.store.next_offsets)
         self.projector.add_listener(progress.on_applied)
+        self.as_of = AsOfCache(
+            self.log,
+            Path(self.settings.as_of_cache_dir or self.embedded.paths.root / "as-of-cache"),
+            self.settings.as_of_cache_mb * 1024 * 1024,
+            self.settings.hot_points_limit,
+        )
         self.ctx = QueryContext(
             reader=self.embedded.store.reader,
             progress=progress,
@@ -147,6 +159,8 @@ class EmbeddedServer:
             max_wait_s=self.settings.max_wait_s,
             read_threads=self.settings.read_threads,
             read_per_caller=self.settings.read_per_caller,
+            as_of=self.as_of,
+            as_of_scoper=past_scoper if auth else None,
         )
         self.sandbox = SqlSandbox(
             StoreRelations(self.embedded.store),
@@ -287,6 +301,7 @@ class EmbeddedServer:
 
     def close(self) -> None:
         self._ingest_checks.shutdown(wait=False, cancel_futures=True)
+        self.as_of.close()
         withdraw(self.embedded.paths.root)
         self.sandbox.close()
         self.stop_event.set()

@@ -106,6 +106,18 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
         float,
         Meta(gt=0, description="/readyz answers 503 when the projections are further behind"),
     ] = 10.0
+    as_of_cache_mb: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="time travel (?as_of=): disk for the past states rebuilt from the log; "
+            "beyond it the least recently read are removed",
+        ),
+    ] = 2048
+    as_of_cache_dir: Annotated[
+        str,
+        Meta(description="where past states are rebuilt (default <data>/as-of-cache)"),
+    ] = ""
 
     # -- the MLflow-compatible API -------------------------------------------------------
     mlflow_default_project: Annotated[

@@ -82,6 +82,21 @@ def scoper() -> Callable[[duckdb.DuckDBPyConnection], None] | None:
     return partial(_scope, principal)
 
 
+def past_scoper() -> Callable[[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection], None] | None:
+    """For time travel: how to scope a cursor of a past state (second argument) to the
+    current caller by today's grants, read on a live cursor (first argument)."""
+    principal = CURRENT.get()
+    if principal is None or principal.is_admin:
+        return None
+    return partial(_scope_past, principal)
+
+
+def _scope_past(
+    principal: Principal, live: duckdb.DuckDBPyConnection, past: duckdb.DuckDBPyConnection
+) -> None:
+    scope(past, principal, grants_from=live)
+
+
 def current_username() -> str | None:
     """Who the current request is (for per-user limits), None when nobody signed in."""
     principal = CURRENT.get()

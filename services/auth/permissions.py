@@ -114,15 +114,21 @@ def check_entity(
     check(conn, principal, project, action)
 
 
-def scope(conn: duckdb.DuckDBPyConnection, principal: Principal) -> None:
+def scope(
+    conn: duckdb.DuckDBPyConnection,
+    principal: Principal,
+    grants_from: duckdb.DuckDBPyConnection | None = None,
+) -> None:
     """Shadow the published relations on this cursor with the caller's readable rows.
 
-    events/conflicts/parked_events are admin-only (they span projects)."""
+    events/conflicts/parked_events are admin-only (they span projects). `grants_from` is
+    the cursor whose permissions count (default `conn`): a past state rebuilt for time
+    travel is scoped by today's grants, so access taken away stays away in the past."""
     if principal.is_admin:
         return
     db = _db(conn)
+    projects = granted_projects(grants_from or conn, principal, Action.READ)
     conn.execute("CREATE OR REPLACE TEMP TABLE allowed (p VARCHAR)")
-    projects = granted_projects(conn, principal, Action.READ)
     if projects:
         conn.executemany("INSERT INTO allowed VALUES (?)", [[p] for p in projects])
     for name, sql in _SCOPED.items():

@@ -120,6 +120,25 @@ class SqliteEventLog:
         row = self._conn().execute("SELECT COALESCE(MAX(rid), 0) FROM records").fetchone()
         return {PARTITION: int(row[0])}
 
+    def offsets_until(self, time_us: int) -> dict[int, int]:
+        """Per partition, the next offset after the records logged at or before `time_us`
+        (log time never decreases with offset; the log_time index finds it)."""
+        row = (
+            self._conn()
+            .execute("SELECT MIN(rid) FROM records WHERE log_time > ?", (time_us,))
+            .fetchone()
+        )
+        return {PARTITION: int(row[0]) - 1} if row[0] is not None else self.end_offsets()
+
+    def log_time(self, partition: int, offset: int) -> int | None:
+        """The log time of one record (microseconds), None when the log has no such record."""
+        row = (
+            self._conn()
+            .execute("SELECT log_time FROM records WHERE rid = ?", (offset + 1,))
+            .fetchone()
+        )
+        return int(row[0]) if row is not None and partition == PARTITION else None
+
     def close(self) -> None:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:

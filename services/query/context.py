@@ -29,9 +29,11 @@ from aiohttp import web
 
 from deardiary.schemas.errors import DearDiaryError, InvalidArgument, Unavailable
 from deardiary.services.artifacts import ArtifactStore
+from deardiary.services.query.as_of import AsOfCache, Bound, resolve
 
 T = TypeVar("T")
 Offsets = dict[int, int]
+Conn = duckdb.DuckDBPyConnection
 
 CALLER = web.RequestKey("deardiary_caller", str)
 """Who is asking, for fair shares (set by the auth middleware; else the client address)."""
@@ -295,6 +297,10 @@ class QueryContext:
     catch_up_to_end: bool = True
     read_threads: int = 4
     read_per_caller: int = 2
+    # Time travel (services/query/as_of.py): past states, and how to scope their cursors
+    # to the caller by today's grants (a live cursor, then the past one); None in Kafka mode.
+    as_of: AsOfCache | None = None
+    as_of_scoper: Callable[[], Callable[[Conn, Conn], None] | None] | None = None
     reads: FairPool = field(init=False)
     log_end: LogEnd | None = field(init=False)
 
@@ -302,9 +308,55 @@ class QueryContext:
         self.reads = FairPool("deardiary-read", self.read_threads, self.read_per_caller)
         self.log_end = LogEnd(self.end_offsets) if self.end_offsets is not None else None
 
-    def now_and_lost_before(self) -> tuple[datetime, datetime]:
-        now = self.clock()
+    def now_and_lost_before(self, bound: Bound | None = None) -> tuple[datetime, datetime]:
+        """The clock of a read: now, or the moment of a past state (`bound`)."""
+        now = self.clock() if bound is None else bound.moment
         return now, now - timedelta(seconds=self.lost_after_s)
+
+    async def bound(self, as_of: str, caller: str = "") -> Bound:
+        """Resolve ``?as_of=`` against the log (on the read pool: it asks the log)."""
+        cache = self.as_of
+        if cache is None:
+            raise InvalidArgument(
+                "query parameter 'as_of' is answered by a server over a data folder (embedded"
+                " mode); here, rebuild the past with `deardiary replay --as-of`",
+                {"parameter": "as_of"},
+            )
+        now = self.clock()
+        return await self.reads.run(caller, lambda: resolve(cache.log, as_of, now))
+
+    async def run_as_of(self, bound: Bound, fn: Callable[[Conn], T], caller: str = "") -> T:
+        """`fn` on a cursor of the state `bound` names, scoped like a live read but by
+        today's grants. The past state is leased until the reading thread is done."""
+        if bound.live or self.as_of is None:
+            await self.wait(bound.target)
+            return await self.run(fn, caller)
+        cache = self.as_of
+        state = await cache.lease(bound)  # the request's lease, until it is answered
+        prepare = self.as_of_scoper() if self.as_of_scoper is not None else None
+
+        def call() -> T:
+            if not cache.acquire(state):  # the thread's own lease: the request may be gone
+                raise Unavailable("that past state was just removed; ask again")
+            try:
+                conn = state.store.reader()
+                try:
+                    if prepare is not None:
+                        live = self.reader()
+                        try:
+                            prepare(live, conn)
+                        finally:
+                            live.close()
+                    return fn(conn)
+                finally:
+                    conn.close()
+            finally:
+                cache.release(state)
+
+        try:
+            return await self.reads.run(caller, call)
+        finally:
+            cache.release(state)
 
     async def run(self, fn: Callable[[duckdb.DuckDBPyConnection], T], caller: str = "") -> T:
         """Run a blocking read on a fresh cursor, on the read pool (`caller`'s share)."""

@@ -3,8 +3,8 @@
 Each route names one of these in its `Route` (services/query/table.py); the request is
 parsed with it before the handler runs and the OpenAPI parameters are generated from it
 (services/http/query_params.py). Shared parts are composed by inheritance, one chain:
-`Fresh` (min_offset) <- `Read` (+ format) <- `Paged` (+ limit, offset) <- `Listing`
-(+ include_archived). Constraints and help text live on the fields.
+`Fresh` (min_offset) <- `Past` (+ as_of) <- `Read` (+ format) <- `Paged` (+ limit,
+offset) <- `Listing` (+ include_archived). Constraints and help text live on the fields.
 """
 
 from __future__ import annotations
@@ -60,7 +60,23 @@ class Fresh(Struct, frozen=True, kw_only=True):
     ] = []
 
 
-class Read(Fresh, frozen=True, kw_only=True):
+AS_OF_PATTERN = (
+    r"^([0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?)$"
+)
+
+
+class Past(Fresh, frozen=True, kw_only=True):
+    as_of: Annotated[
+        Annotated[str, Meta(pattern=AS_OF_PATTERN, max_length=40)] | None,
+        Meta(
+            description="time travel: answer from the state as it stood at this log offset "
+            "(that record included) or ISO-8601 time (UTC unless it says otherwise)",
+        ),
+    ] = None
+
+
+class Read(Past, frozen=True, kw_only=True):
     format: Annotated[
         Literal["json", "arrow", "msgpack"] | None,
         Meta(description="json, arrow (Arrow IPC stream) or msgpack (default: the Accept header)"),
@@ -205,7 +221,16 @@ class Follow(Struct, frozen=True, kw_only=True):
     ] = 3600.0
 
 
-class SqlGet(Read, frozen=True, kw_only=True):
+class Sql(Fresh, frozen=True, kw_only=True):
+    """User SQL reads the live state only (a past one: `deardiary replay --as-of`)."""
+
+    format: Annotated[
+        Literal["json", "arrow", "msgpack"] | None,
+        Meta(description="json, arrow (Arrow IPC stream) or msgpack (default: the Accept header)"),
+    ] = None
+
+
+class SqlGet(Sql, frozen=True, kw_only=True):
     q: Annotated[str, Meta(min_length=1, description="the SELECT statement")]
 
 

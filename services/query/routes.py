@@ -5,13 +5,15 @@ Every route declares its query string as a Struct (services/query/params.py), wa
 on the read pool -- the existence of the ids in its path checked in that same read, so an
 unknown id is a 404 -- and answers JSON (or Arrow/MessagePack on request), encoded on the
 read pool too. Each route carries its OpenAPI operation, so the served document cannot
-drift.
+drift. With ``?as_of=`` a read runs on the past state it names instead
+(services/query/as_of.py), with that state's clock for durations and lost runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import duckdb
@@ -34,6 +36,7 @@ from deardiary.projections.queries.visibility import visible
 from deardiary.schemas.errors import InvalidArgument, NotFound
 from deardiary.services.http import query_params as qp
 from deardiary.services.query import params as q
+from deardiary.services.query.as_of import Bound
 from deardiary.services.query.context import QueryContext, caller_of
 from deardiary.services.query.encoding import json_response, rows, table_response
 from deardiary.services.query.sandbox import SANDBOX, responder
@@ -41,6 +44,7 @@ from deardiary.services.query.sandbox import SANDBOX, responder
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 MAX_COMPARED_SERIES = 1000
+_BOUND = web.RequestKey("deardiary_as_of", list[Bound])  # [] for now, [bound] for a past
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,25 @@ class QueryRoutes:
         self.ctx = ctx
 
     async def _read(self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """`fn` on a cursor after the caller's writes -- or of the past `as_of` names."""
+        bound = await self._bound(request)
+        if bound is not None:
+            return await self.ctx.run_as_of(bound, fn, caller_of(request))
         await self.ctx.wait(q.min_offsets(request))
         return await self.ctx.run(fn, caller_of(request))
+
+    async def _bound(self, request: web.Request) -> Bound | None:
+        """The past state ``?as_of=`` names (resolved once per request), None for now."""
+        if _BOUND not in request:
+            parsed = qp.query_of(request)
+            request[_BOUND] = []
+            if isinstance(parsed, q.Past) and parsed.as_of is not None:
+                request[_BOUND] = [await self.ctx.bound(parsed.as_of, caller_of(request))]
+        return request[_BOUND][0] if request[_BOUND] else None
+
+    async def _clock(self, request: web.Request) -> tuple[datetime, datetime]:
+        """(now, lost_before) of the state read: now, or the moment ``as_of`` names."""
+        return self.ctx.now_and_lost_before(await self._bound(request))
 
     async def _table(
         self, request: web.Request, fn: Callable[[duckdb.DuckDBPyConnection], pa.Table]
@@ -144,7 +165,7 @@ class QueryRoutes:
 
     async def project_stats(self, request: web.Request) -> web.Response:
         project_id = request.match_info["project_id"]
-        now = self.ctx.clock()
+        now, _ = await self._clock(request)
 
         def read(c: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             catalog.get_entity(c, "projects", project_id)
@@ -205,7 +226,7 @@ class QueryRoutes:
     # -- iterations --------------------------------------------------------------
     async def search(self, request: web.Request) -> web.Response:
         p = qp.query(request, q.Iterations)
-        now, lost_before = self.ctx.now_and_lost_before()
+        now, lost_before = await self._clock(request)
         return await self._page(
             request,
             lambda c: iterations.search_iterations(
@@ -225,7 +246,7 @@ class QueryRoutes:
 
     async def iteration(self, request: web.Request) -> web.Response:
         it = request.match_info["iteration_id"]
-        now, lost_before = self.ctx.now_and_lost_before()
+        now, lost_before = await self._clock(request)
         return await self._json(
             request,
             lambda c: rows(iterations.get_iteration(c, it, now=now, lost_before=lost_before))[0],
@@ -288,7 +309,7 @@ class QueryRoutes:
     async def lineage(self, request: web.Request) -> web.Response:
         """A model version with the iteration it came from, its params and metrics."""
         version_id = request.match_info["model_version_id"]
-        now, lost_before = self.ctx.now_and_lost_before()
+        now, lost_before = await self._clock(request)
 
         def read(c: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             version = rows(catalog.get_entity(c, "model_versions", version_id))[0]

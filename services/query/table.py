@@ -31,14 +31,14 @@ def query_routes(ctx: QueryContext) -> list[Route]:
             "/api/v1/projects/{project_id}",
             r.getter("projects", "project_id"),
             "Get a project",
-            q.Fresh,
+            q.Past,
         ),
         Route(
             "GET",
             "/api/v1/projects/{project_id}/stats",
             r.project_stats,
             "Project statistics: iteration status counts and total runtime",
-            q.Fresh,
+            q.Past,
         ),
         Route(
             "GET",
@@ -52,7 +52,7 @@ def query_routes(ctx: QueryContext) -> list[Route]:
             "/api/v1/experiments/{experiment_id}",
             r.getter("experiments", "experiment_id"),
             "Get an experiment",
-            q.Fresh,
+            q.Past,
         ),
         Route(
             "GET",
@@ -96,7 +96,7 @@ def query_routes(ctx: QueryContext) -> list[Route]:
             "Search iterations with the filter language",
             q.Iterations,
         ),
-        Route("GET", "/api/v1/iterations/{iteration_id}", r.iteration, "Get an iteration", q.Fresh),
+        Route("GET", "/api/v1/iterations/{iteration_id}", r.iteration, "Get an iteration", q.Past),
         Route(
             "GET",
             "/api/v1/iterations/{iteration_id}/params",
@@ -139,7 +139,7 @@ def query_routes(ctx: QueryContext) -> list[Route]:
             "/api/v1/models/{model_id}",
             r.getter("models", "model_id"),
             "Get a model",
-            q.Fresh,
+            q.Past,
         ),
         Route(
             "GET",
@@ -153,14 +153,14 @@ def query_routes(ctx: QueryContext) -> list[Route]:
             "/api/v1/model-versions/{model_version_id}",
             r.getter("model_versions", "model_version_id"),
             "Get a model version",
-            q.Fresh,
+            q.Past,
         ),
         Route(
             "GET",
             "/api/v1/model-versions/{model_version_id}/lineage",
             r.lineage,
             "A model version's lineage: its iteration, params, metrics and artifact",
-            q.Fresh,
+            q.Past,
         ),
         Route(
             "GET",
@@ -174,7 +174,7 @@ def query_routes(ctx: QueryContext) -> list[Route]:
             "/api/v1/artifacts/{artifact_id}",
             r.getter("artifacts", "artifact_id"),
             "Get an artifact's description",
-            q.Fresh,
+            q.Past,
         ),
         Route(
             "GET",
@@ -189,7 +189,7 @@ def query_routes(ctx: QueryContext) -> list[Route]:
             "/api/v1/sql",
             r.sql,
             "Read-only SQL (one SELECT) in a JSON body",
-            q.Read,
+            q.Sql,
             body={
                 "type": "object",
                 "required": ["query"],

@@ -18,7 +18,7 @@ from deardiary.services.query.routes import QueryRoutes, Route, require
 class WebRoutes(QueryRoutes):
     async def runs_table(self, request: web.Request) -> web.Response:
         exp, p = request.match_info["experiment_id"], qp.query(request, q.RunsTable)
-        now, lost_before = self.ctx.now_and_lost_before()
+        now, lost_before = await self._clock(request)
 
         def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
             require(c, "experiment", exp)
