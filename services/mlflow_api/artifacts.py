@@ -52,7 +52,7 @@ from deardiary.services.auth.permissions import Action, check
 from deardiary.services.http.query_params import query
 from deardiary.services.mlflow_api import ids as mlflow_ids
 from deardiary.services.mlflow_api.context import MlflowContext, principal, read
-from deardiary.services.mlflow_api.endpoint import ARTIFACTS, MlflowEndpoint
+from deardiary.services.mlflow_api.endpoint import ARTIFACTS, TRACKING_V3, MlflowEndpoint
 from deardiary.services.mlflow_api.errors import NOT_IMPLEMENTED, MlflowError, not_found
 from deardiary.services.mlflow_api.registry_reads import iteration
 from deardiary.services.query.context import caller_of
@@ -69,6 +69,15 @@ class ListQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     path: Annotated[
         str, Meta(max_length=4096, description="the folder to list, e.g. <exp>/<run>/artifacts")
     ] = ""
+
+
+class RunListQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The tracking service's ListArtifacts (what MLflow's REST reference documents)."""
+
+    run_id: Annotated[str, Meta(max_length=200, description="the run")] = ""
+    run_uuid: Annotated[str, Meta(max_length=200, description="the run (older name)")] = ""
+    path: Annotated[str, Meta(max_length=4096, description="a folder in the run's artifacts")] = ""
+    page_token: Annotated[str, Meta(max_length=4096, description="unused: one page")] = ""
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,39 @@ class ArtifactProxy:
         files = await read(self.ctx, request, lambda c: listing(c, resolve(c, path, project)))
         return {"files": files} if files else {}
 
+    async def list_run(self, request: web.Request) -> Json:
+        """A run's artifacts at `path`, paths relative to the run's artifact root."""
+        q = query(request, RunListQuery)
+        run_id, project = q.run_id or q.run_uuid, self.ctx.default_project
+        if not run_id:
+            raise MlflowError("Missing value for required parameter 'run_id'.")
+        sub = "/".join(_segments(q.path))
+
+        def fetch(conn: duckdb.DuckDBPyConnection) -> Json:
+            run = iteration(conn, run_id)
+            if run is None or run["metadata"].get(META_KIND) == KIND_LOGGED_MODEL:
+                raise not_found(f"Run '{run_id[:100]}' not found")
+            experiment = mlflow_ids.experiment_to_mlflow(str(run["experiment_id"]), project)
+            place = Place(str(run["experiment_id"]), str(run["project_id"]), run_id, sub)
+            files = [
+                {**f, "path": f"{sub}/{f['path']}" if sub else f["path"]}
+                for f in listing(conn, place)
+            ]
+            root = mlflow_ids.run_artifact_uri(experiment, run_id)
+            return {"root_uri": root, "files": files} if files else {"root_uri": root}
+
+        return await read(self.ctx, request, fetch)
+
+    async def server_info(self, request: web.Request) -> Json:
+        """What MLflow's client asks before transfers: no multipart, no workspaces (so it
+        uploads and downloads with one request each, without probing again)."""
+        return {
+            "store_type": "DearDiary",
+            "workspaces_enabled": False,
+            "multipart_uploads_enabled": False,
+            "multipart_downloads_enabled": False,
+        }
+
     async def download(self, request: web.Request) -> web.StreamResponse:
         path, project = self._path(request), self.ctx.default_project
 
@@ -334,6 +376,22 @@ def endpoints(ctx: MlflowContext) -> list[MlflowEndpoint]:
 
     return [
         ep("GET", "/artifacts", proxy.list, "List the artifacts in a folder", query=ListQuery),
+        MlflowEndpoint(
+            "GET",
+            "/artifacts/list",
+            proxy.list_run,
+            "List a run's artifacts (the tracking service's ListArtifacts)",
+            query=RunListQuery,
+            tag=TAG,
+        ),
+        MlflowEndpoint(
+            "GET",
+            "/server-info",
+            proxy.server_info,
+            "What this server supports (MLflow's client asks before transfers)",
+            service=TRACKING_V3,
+            tag=TAG,
+        ),
         ep("GET", one, proxy.download, "Download an artifact (as an attachment)"),
         ep("PUT", one, proxy.upload, "Upload an artifact (raw body)"),
         ep("DELETE", one, proxy.delete, "Delete an artifact, or a folder of them"),

@@ -31,9 +31,11 @@ under 2 MB; logged-model and registry bodies are smaller."""
 
 TRACKING = "mlflow"
 ARTIFACTS = "mlflow-artifacts"
+TRACKING_V3 = "mlflow-v3"
 PREFIXES: dict[str, tuple[str, ...]] = {
     TRACKING: ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"),
     ARTIFACTS: ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts"),
+    TRACKING_V3: ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow"),  # server-info
 }
 """Service -> the path prefixes its routes are mounted under (the client uses /api/...,
 MLflow's web UI /ajax-api/...)."""

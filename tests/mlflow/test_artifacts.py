@@ -183,3 +183,25 @@ def test_a_client_told_to_upload_in_parts_falls_back(
         mlflow.log_artifact(str(big))
     got = MlflowClient().download_artifacts(run.info.run_id, "big.bin", str(tmp_path / "out"))
     assert Path(got).read_bytes() == big.read_bytes()
+
+
+def test_the_tracking_listing_and_server_info(url: str) -> None:
+    with mlflow.start_run() as run:
+        mlflow.log_text("x", "d/e/f.txt")
+        mlflow.log_text("yy", "d/g.txt")
+    listed = httpx.get(
+        f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run.info.run_id, "path": "d"}
+    )
+    assert listed.json() == {
+        "root_uri": run.info.artifact_uri,
+        "files": [
+            {"path": "d/e", "is_dir": True},
+            {"path": "d/g.txt", "is_dir": False, "file_size": 2},
+        ],
+    }
+    unknown = httpx.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": "f" * 32})
+    assert unknown.status_code == 404
+    # what the client asks before each download: plain transfers, asked once a minute
+    info = httpx.get(f"{url}/api/3.0/mlflow/server-info").json()
+    assert info["multipart_uploads_enabled"] is False
+    assert info["multipart_downloads_enabled"] is False
