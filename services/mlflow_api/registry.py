@@ -221,8 +221,14 @@ class Registry(VersionHandlers):
     async def delete_alias(self, request: web.Request) -> Json:
         body = await read_json(request, w.DeleteRegisteredModelAlias)
         alias = alias_name(body.alias, reserved_ok=True)
-        model = await self._read(request, lambda c: self._model(c, body.name))
-        await self._emit(request, [ModelAliasSet(model_id=str(model["model_id"]), alias=alias)])
+
+        def held(conn: duckdb.DuckDBPyConnection) -> tuple[str, bool]:
+            model_id = str(self._model(conn, body.name)["model_id"])
+            return model_id, version_by_alias(conn, model_id, alias) is not None
+
+        model_id, is_set = await self._read(request, held)
+        if is_set:  # deleting an alias that names nothing is no change, as in MLflow
+            await self._emit(request, [ModelAliasSet(model_id=model_id, alias=alias)])
         return {}
 
     async def get_by_alias(self, request: web.Request) -> Json:

@@ -127,7 +127,10 @@ def test_models_create_update_rename_tag_delete(client: MlflowClient) -> None:
     run_id = _run_with_file()
     client.create_model_version("crud", f"runs:/{run_id}/model", run_id)
     client.rename_registered_model("crud", "crud-renamed")
-    assert client.get_registered_model("crud-renamed").tags == {"stage": "beta"}
+    renamed = client.get_registered_model("crud-renamed")
+    assert renamed.tags == {"stage": "beta"} and renamed.description == "d2"
+    assert renamed.creation_timestamp == created.creation_timestamp
+    assert renamed.last_updated_timestamp >= created.last_updated_timestamp
     with pytest.raises(MlflowException) as gone:
         client.get_registered_model("crud")
     assert _code(gone) == "RESOURCE_DOES_NOT_EXIST"
@@ -142,6 +145,9 @@ def test_models_create_update_rename_tag_delete(client: MlflowClient) -> None:
     with pytest.raises(MlflowException) as deleted:
         client.get_model_version("crud-renamed", "1")
     assert _code(deleted) == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(MlflowException) as rename_deleted:
+        client.rename_registered_model("crud-renamed", "something-else")
+    assert _code(rename_deleted) == "RESOURCE_DOES_NOT_EXIST"
     # the old names are free again, for a fresh model (its versions start at 1)
     again = client.create_registered_model("crud-renamed")
     assert again.latest_versions == []
