@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deardiary.schemas import ids
+from deardiary.schemas.errors import InvalidArgument
 from deardiary.schemas.events import (
     ArtifactBackend,
     ArtifactStored,
@@ -75,7 +76,7 @@ class Registry:
             ModelVersionStaged(
                 model_version_id=version_id,
                 model_id=ids.model_id(ids.project_id(project), model),
-                stage=ModelStage(stage),
+                stage=_stage(stage),
                 archive_existing=archive_existing,
             )
         )
@@ -138,3 +139,12 @@ class Registry:
             "size_bytes": blob.size_bytes,
             "uri": blob.uri,
         }
+
+
+def _stage(name: str) -> ModelStage:
+    """``"Production"``, ``"production"``, ... as the registry's stage (else a clear error)."""
+    for stage in ModelStage:
+        if stage.value.lower() == str(name).lower():
+            return stage
+    names = ", ".join(s.value for s in ModelStage)
+    raise InvalidArgument(f"unknown model stage {name!r}: one of {names}")

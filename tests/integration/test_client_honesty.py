@@ -178,3 +178,18 @@ def test_environment_snapshot_and_lines_come_before_the_end_in_the_log(tmp_path:
     end = kinds.index("IterationEnded")
     assert kinds.index("EnvironmentCaptured") < end, kinds
     assert kinds.index("LogLinesLogged") < end, kinds
+
+
+def test_the_readmes_artifact_and_registry_calls(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    with dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool") as c:
+        with c.start_iteration(project="mnist", experiment="lr-sweep", capture_env=False) as it:
+            artifact_id = it.log_artifact(tmp_path / "model.pt")
+            version_id = it.register_model("mnist-cnn", artifact_id)
+        c.registry.stage("mnist", "mnist-cnn", version_id, "Production", archive_existing=True)
+        c.registry.set_alias("mnist", "mnist-cnn", "champion", version_id)
+        with pytest.raises(InvalidArgument, match="one of None, Staging, Production"):
+            c.registry.stage("mnist", "mnist-cnn", version_id, "prod")
+        c.flush()
+        rows = c.sql("SELECT version, stage, artifact_id FROM model_versions").to_pylist()
+    assert rows == [{"version": 1, "stage": "Production", "artifact_id": artifact_id}]
