@@ -65,7 +65,9 @@ def _run_with_file(name: str = "model/MLmodel") -> str:
     return str(run.info.run_id)
 
 
-def test_register_alias_and_load_a_sklearn_model(url: str, client: MlflowClient) -> None:
+def test_register_alias_and_load_a_sklearn_model(
+    url: str, client: MlflowClient, tmp_path: Path
+) -> None:
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(
             LogisticRegression().fit(X, Y),
@@ -97,7 +99,7 @@ def test_register_alias_and_load_a_sklearn_model(url: str, client: MlflowClient)
     # a second version straight from a logged model, and the version is ordinary data
     second = mlflow.register_model(info.model_uri, "iris-clf")
     assert second.version == "2" and second.run_id == run.info.run_id
-    c = dd.connect(url, spool_dir=Path(os.environ.get("TMPDIR", "/tmp")) / "dd-registry-spool")
+    c = dd.connect(url, spool_dir=tmp_path / "spool")
     try:
         rows = c.sql(
             "SELECT v.version, v.iteration_id FROM model_versions v JOIN models m"
