@@ -78,6 +78,9 @@ def _sort_order(table: pa.Table) -> np.ndarray | None:
 TILE_STEPS = 256
 """Steps per tile: each Parquet segment has a companion file with, per series and tile,
 the point count, step range, and min and max points (see `tiles_sql`)."""
+TILE_SHORTFALL = 4
+"""Downsampling answers from tiles while a series spans at least 1/TILE_SHORTFALL tile per
+bucket asked for (a bucket then at most TILE_SHORTFALL times as wide as asked)."""
 
 _POINT = (
     "{'step': step, 'value': value, 'recorded_at': recorded_at, 'client_time': client_time,"
@@ -109,9 +112,11 @@ def downsampled(
     """At most `max_points` points (>= 2): the step range is cut into equal buckets and
     each bucket keeps its min and max point.
 
-    Where the range spans at least one tile per bucket, buckets are whole tiles and are
-    answered from the tiles (a few thousand rows for a million points) plus the points
-    not compacted yet; otherwise from the points themselves."""
+    Where the range spans at least a quarter of a tile per bucket, buckets are whole tiles
+    (at least one) and are answered from the tiles (a few thousand rows for a million
+    points) plus the points not compacted yet -- a bucket then covers at most four times
+    the width asked for, finer than a chart shows; otherwise (a short series, at most a
+    few tens of thousands of points) from the points themselves."""
     buckets = max(1, max_points // 2)
     params: dict[str, object] = {"it": iteration_id, "key": key, "g": group}
     if _has_view(conn, "metric_tiles"):
@@ -132,7 +137,7 @@ def downsampled(
         lo = min(int(np.min(s.to_numpy())) for s in steps if len(s))
         hi = max(int(np.max(s.to_numpy())) for s in steps if len(s))
         first, count = lo // TILE_STEPS, hi // TILE_STEPS - lo // TILE_STEPS + 1
-        if count >= buckets:
+        if count * TILE_SHORTFALL >= buckets:
             return _from_tiles(tiles, hot, first, -(-count // buckets))
     return _from_points(conn, params, max_points, buckets)
 

@@ -18,6 +18,7 @@ from datetime import datetime
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from deardiary.projections.queries.filter import compile_filter
 from deardiary.schemas.errors import InvalidArgument
@@ -151,39 +152,43 @@ def runs_table(
     return out
 
 
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, int]]:
+    """A text column as integer codes, and the code of each distinct text."""
+    encoded = column.combine_chunks().dictionary_encode()
+    assert isinstance(encoded, pa.DictionaryArray)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return codes, {str(v): i for i, v in enumerate(encoded.dictionary.to_pylist())}
+
+
+def _placed(values: pa.ChunkedArray, ords: np.ndarray, here: np.ndarray, n: int) -> pa.Array:
+    """A column of n rows: the `values` rows where `here` at their row numbers, else null."""
+    position = np.full(n, -1, dtype=np.int64)
+    position[ords[here]] = np.flatnonzero(here)
+    return pc.take(values, pa.array(position, mask=position < 0))
+
+
 def _texts(found: pa.Table, wanted: list[Column], n: int) -> dict[str, pa.Array]:
     """(ord, key, value) rows -> one text column per wanted key."""
-    by_key: dict[str, list[str | None]] = {c.key: [None] * n for c in wanted}
-    for ord_, key, value in zip(
-        found["ord"].to_pylist(), found["key"].to_pylist(), found["value"].to_pylist(), strict=True
-    ):
-        by_key[key][ord_] = value
-    return {c.name: pa.array(by_key[c.key], pa.string()) for c in wanted}
-
-
-def _numbers(found: pa.Table, wanted: list[Column], n: int) -> dict[str, pa.Array]:
-    """(ord, key, last, min, ...) rows -> one float column per wanted (key, summary)."""
     ords = found["ord"].to_numpy()
-    keys = np.array(found["key"].to_pylist(), dtype=object)
-    groups = np.array(found["group"].to_pylist(), dtype=object)
+    codes, code_of = _codes(found["key"])
     out: dict[str, pa.Array] = {}
     for column in wanted:
-        values = np.full(n, np.nan)
-        valid = np.zeros(n, dtype=bool)
-        here = (keys == column.key) & (groups == column.group)
-        part = found[column.part].to_numpy(zero_copy_only=False)[here]
-        known = ~pd_isnull(part)
-        values[ords[here][known]] = part[known].astype(float)
-        valid[ords[here][known]] = True
-        out[column.name] = pa.array(values, pa.float64(), mask=~valid)
+        here = codes == code_of.get(column.key, -1)
+        out[column.name] = _placed(found["value"], ords, here, n).cast(pa.string())
     return out
 
 
-def pd_isnull(values: np.ndarray) -> np.ndarray:
-    """Nulls of a column read with zero_copy_only=False (None in an object array)."""
-    if values.dtype == object:
-        return np.array([v is None for v in values], dtype=bool)
-    return np.zeros(len(values), dtype=bool)
+def _numbers(found: pa.Table, wanted: list[Column], n: int) -> dict[str, pa.Array]:
+    """(ord, key, group, last, min, ...) rows -> one float column per wanted (key, group,
+    summary)."""
+    ords = found["ord"].to_numpy()
+    keys, key_code = _codes(found["key"])
+    groups, group_code = _codes(found["group"])
+    out: dict[str, pa.Array] = {}
+    for column in wanted:
+        here = (keys == key_code.get(column.key, -1)) & (groups == group_code.get(column.group, -1))
+        out[column.name] = _placed(found[column.part], ords, here, n).cast(pa.float64())
+    return out
 
 
 def columns(conn: duckdb.DuckDBPyConnection, experiment_id: str) -> pa.Table:

@@ -1,18 +1,46 @@
 """Read routes the web page needs beyond the general API: the runs table by blocks of
-columns, and the list of columns an experiment has. Same rules as every read route
-(services/query/routes.py): a declared query Struct, the read pool, scoped cursors,
-404 for an unknown experiment."""
+columns, the list of columns an experiment has, and the series of many charts at once.
+Same rules as every read route (services/query/routes.py): a declared query Struct, the
+read pool, scoped cursors, 404 for an unknown experiment or iteration, ``?as_of=``."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import duckdb
 import pyarrow as pa
 from aiohttp import web
+from msgspec import Meta
 
-from deardiary.projections.queries import runs_table
+from deardiary.projections.queries import runs_table, series_window
+from deardiary.projections.queries.visibility import visible
+from deardiary.schemas.errors import InvalidArgument, NotFound
 from deardiary.services.http import query_params as qp
 from deardiary.services.query import params as q
-from deardiary.services.query.routes import QueryRoutes, Route, require
+from deardiary.services.query.routes import MAX_COMPARED_SERIES, QueryRoutes, Route, require
+
+
+class ChartSeries(q.StepWindow, frozen=True, kw_only=True):
+    iteration_id: Annotated[list[q.Id], Meta(min_length=1, description="iterations")]
+    key: Annotated[list[q.Key], Meta(min_length=1, description="metric keys")]
+    group: Annotated[
+        list[q.Group], Meta(description="only these groups (default: every group of each key)")
+    ] = []
+    max_points: Annotated[q.Points, Meta(description="points per series (the chart's width)")] = (
+        1000
+    )
+
+
+def require_iterations(conn: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
+    """NotFound naming the first of `ids` that does not exist on this (scoped) cursor."""
+    found = conn.execute(
+        "SELECT iteration_id FROM iterations WHERE list_contains(?, iteration_id)"
+        f" AND {visible('iterations')}",
+        [ids],
+    ).fetchall()
+    missing = [i for i in ids if i not in {str(r[0]) for r in found}]
+    if missing:
+        raise NotFound(f"iteration {missing[0]!r} not found", {"id": missing[0]})
 
 
 class WebRoutes(QueryRoutes):
@@ -43,6 +71,21 @@ class WebRoutes(QueryRoutes):
 
         return await self._table(request, read)
 
+    async def series(self, request: web.Request) -> web.Response:
+        p = qp.query(request, ChartSeries)
+        ids, keys = list(dict.fromkeys(p.iteration_id)), list(dict.fromkeys(p.key))
+        if len(ids) * len(keys) > MAX_COMPARED_SERIES:
+            raise InvalidArgument(
+                f"at most {MAX_COMPARED_SERIES} iterations x keys at once",
+                {"parameter": "iteration_id"},
+            )
+
+        def read(c: duckdb.DuckDBPyConnection) -> pa.Table:
+            require_iterations(c, ids)
+            return series_window.many(c, ids, keys, p.group, p.min_step, p.max_step, p.max_points)
+
+        return await self._table(request, read)
+
 
 def web_routes(r: WebRoutes) -> list[Route]:
     return [
@@ -60,5 +103,13 @@ def web_routes(r: WebRoutes) -> list[Route]:
             r.columns,
             "The param, metric and tag keys of an experiment's iterations, with counts",
             q.Read,
+        ),
+        Route(
+            "GET",
+            "/api/v1/series",
+            r.series,
+            "Charts' series at once: every iteration x key, each group of a key its own"
+            " series, downsampled to max_points each (min and max per step bucket)",
+            ChartSeries,
         ),
     ]

@@ -104,6 +104,9 @@ def test_every_read_of_the_page_shows_the_state_as_of_an_offset_or_a_time(past: 
         assert [p["step"] for p in history["items"]] == list(range(10))
         compared = _get(past.url, "/compare", iteration_id=it, key="acc", max_points=4, **then)
         assert max(p["step"] for p in compared["items"]) == 9
+        charted = _get(past.url, "/series", iteration_id=it, key="loss,acc", **then)["items"]
+        assert {(p["key"], p["group"]) for p in charted} == {("loss", ""), ("acc", "")}
+        assert max(p["step"] for p in charted) == 9
         summaries = _get(past.url, f"/iterations/{it}/metrics", **then)["items"]
         assert {(s["key"], s["group"], s["last_step"]) for s in summaries} == {
             ("loss", "", 9),

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 
 import deardiary as dd
-from deardiary.projections.queries import runs_table, series_window
+from deardiary.projections.queries import metric_series, runs_table, series_window
 from deardiary.schemas.errors import InvalidArgument
+from deardiary.schemas.events import MetricsLogged
 from deardiary.services.embedded import EmbeddedStore
 
 
@@ -94,3 +95,73 @@ def test_min_max_keeps_each_buckets_extremes_within_the_bound() -> None:
     assert 9.0 in out.column("value").to_pylist()
     assert out.column("step").to_pylist() == sorted(out.column("step").to_pylist())
     assert min(out.column("value").to_pylist()) == pytest.approx(values[~np.isnan(values)].min())
+
+
+def test_many_series_answer_what_each_series_alone_answers(tmp_path: Path) -> None:
+    """`many` (the page's charts, one read for all) against the per-series reads: long
+    series from tiles with uncompacted points beside, a short one, a group as its own
+    series, step windows, and widths below and above the tiles."""
+    c = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool")
+    ids = []
+    for r in range(3):
+        with c.start_iteration(project="p", experiment="e", capture_env=False) as it:
+            for step in range(0, 6000, 3):
+                it.log_metric("loss", ((step * 7919 + r) % 1000) / 1000, step=step)
+            if r == 1:
+                it.log_metric("loss", 0.25, step=3, group="val")
+                it.log_metric("acc", 0.5, step=0)
+            ids.append(it.id)
+    c.flush()
+    c.close()
+    with EmbeddedStore(tmp_path / "data", hot_points_limit=2500) as store:
+        store.catch_up()
+        store.store.compact()  # tiles for what was logged so far ...
+        more = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool2")
+        for it_id in ids[:2]:  # ... and points beside them, not compacted yet
+            more.buffer.emit(MetricsLogged.from_points(it_id, ["loss"], [2.0], [6001], [0]))
+        more.flush()
+        more.close()
+        store.catch_up()
+        assert store.store.hot_points() == 2
+        conn = store.store.reader()
+        for max_points, window in ((50, None), (400, None), (5000, None), (60, (300, 4200))):
+            lo, hi = window or (None, None)
+            got = series_window.many(
+                conn, [*ids, "nobody"], ["loss", "acc"], [], lo, hi, max_points
+            )
+            expected = [
+                metric_series.labelled(
+                    series_window.window(conn, it, key, lo, hi, max_points, group), it, key, group
+                )
+                for it in ids
+                for key, group in (("loss", ""), ("loss", "val"), ("acc", ""))
+            ]
+            want = pa.concat_tables(t for t in expected if t.num_rows)
+            assert got.equals(want), (max_points, window)
+            assert got.num_rows > 0
+        only_val = series_window.many(conn, ids, ["loss"], ["val"], None, None, 100)
+        assert set(only_val["group"].to_pylist()) == {"val"} and only_val.num_rows == 1
+        conn.close()
+
+
+def test_min_max_matches_a_plain_reference() -> None:
+    rnd = np.random.default_rng(7)
+    for _ in range(50):
+        n = int(rnd.integers(3, 400))
+        steps = np.sort(rnd.integers(0, 900, n))
+        values = rnd.choice([0.0, -0.0, 1.0, 2.0, -3.0, np.inf], n)
+        values[rnd.random(n) < 0.2] = rnd.random() * 5
+        max_points = int(rnd.integers(2, 40))
+        points = pa.table({"step": steps, "value": values})
+        got = series_window.min_max(points, max_points)
+        buckets = max(1, max_points // 2)
+        lo, hi = int(steps[0]), int(steps[-1])
+        kept: set[int] = set()
+        by: dict[int, list[int]] = {}
+        for i, s in enumerate(steps):
+            by.setdefault((int(s) - lo) * buckets // (hi - lo + 1), []).append(i)
+        for rows in by.values():  # first (step order) holding the min, and the max
+            kept.add(min(rows, key=lambda i: (values[i], i)))
+            kept.add(min(rows, key=lambda i: (-values[i], i)))
+        assert sorted(got["step"].to_pylist()) == sorted(int(steps[i]) for i in kept)
+        assert got.num_rows == len(kept) <= max_points
