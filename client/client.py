@@ -22,6 +22,7 @@ from deardiary.schemas.events import (
 
 from .auth import Session, SessionTransport
 from .buffer import EventBuffer
+from .checkpoints import ClientCheckpointsMixin
 from .iteration import Iteration
 from .manage import ManageMixin
 from .pool import HttpPool
@@ -47,9 +48,10 @@ def _looks_like_host_port(target: str) -> bool:
     return host[0].isalnum() and all(c.isalnum() or c in ".-" for c in host)
 
 
-class Client(ManageMixin):
+class Client(ManageMixin, ClientCheckpointsMixin):
     """A connection handle: where it points, who it is, and the logging machinery (the
-    management verbs -- set_tags, rename, delete, move, ... -- come from ManageMixin)."""
+    management verbs -- set_tags, rename, delete, move, ... -- come from ManageMixin;
+    checkpoints, retention and downloads from ClientCheckpointsMixin)."""
 
     def __init__(
         self,

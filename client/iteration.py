@@ -21,7 +21,9 @@ from deardiary.schemas.events import (
     TagsSet,
 )
 
+from .checkpoints import CheckpointMixin
 from .lines import LogLines, level_name
+from .media import MediaMixin
 
 if TYPE_CHECKING:
     from .capture import OutputCapture
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from .handler import DiaryHandler
 
 
-class Iteration:
+class Iteration(MediaMixin, CheckpointMixin):
     def __init__(
         self,
         client: Client,

@@ -22,6 +22,7 @@ from deardiary.projections.folds import (
     entities,
     iterations,
     logs,
+    media,
     metrics,
     registry,
 )
@@ -41,6 +42,7 @@ SPECS: Specs = {
     **artifacts.SPECS,
     **registry.SPECS,
     **access.SPECS,
+    **media.SPECS,
 }
 
 

@@ -200,6 +200,61 @@ CREATE TABLE IF NOT EXISTS model_versions (
     deleted BOOLEAN NOT NULL,
     created_by VARCHAR NOT NULL,
     created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    checkpoint_id VARCHAR
+);
+
+-- Rich media of iterations per (key, step, index): bytes in the artifact store by hash,
+-- or inline text. media_id is derived from those four (projections/folds/media.py).
+CREATE TABLE IF NOT EXISTS media (
+    media_id VARCHAR PRIMARY KEY,
+    iteration_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    step BIGINT NOT NULL,
+    "index" INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    media_type VARCHAR NOT NULL,
+    caption VARCHAR NOT NULL,
+    "text" VARCHAR NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    metadata JSON NOT NULL,
+    client_time TIMESTAMP NOT NULL,
+    logged_at TIMESTAMP NOT NULL
+);
+
+-- Distributions per (iteration, key, step): bin edges and counts.
+CREATE TABLE IF NOT EXISTS histograms (
+    histogram_id VARCHAR PRIMARY KEY,
+    iteration_id VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    step BIGINT NOT NULL,
+    edges DOUBLE[] NOT NULL,
+    counts DOUBLE[] NOT NULL,
+    count DOUBLE NOT NULL,
+    "min" DOUBLE NOT NULL,
+    "max" DOUBLE NOT NULL,
+    client_time TIMESTAMP NOT NULL,
+    logged_at TIMESTAMP NOT NULL
+);
+
+-- Checkpoints: files (path, content_hash, size_bytes) saved at a step, with the metrics at
+-- that step; retention marks them discarded (and frees content nothing else names).
+CREATE TABLE IF NOT EXISTS checkpoints (
+    checkpoint_id VARCHAR PRIMARY KEY,
+    iteration_id VARCHAR NOT NULL,
+    step BIGINT NOT NULL,
+    name VARCHAR NOT NULL,
+    files JSON NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    metrics JSON NOT NULL,
+    metadata JSON NOT NULL,
+    discarded BOOLEAN NOT NULL,
+    discarded_reason VARCHAR NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
 

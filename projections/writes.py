@@ -27,6 +27,9 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "users": ("user_id",),
     "permissions": ("user_id", "project_id"),
     "access_tokens": ("token_id",),
+    "media": ("media_id",),
+    "histograms": ("histogram_id",),
+    "checkpoints": ("checkpoint_id",),
 }
 
 # Columns stored as JSON text; the fold sees them as Python values.
@@ -37,6 +40,8 @@ JSON_COLUMNS: dict[str, tuple[str, ...]] = {
     "artifacts": ("tags", "metadata"),
     "models": ("tags", "metadata"),
     "model_versions": ("tags", "metadata", "aliases"),
+    "media": ("metadata",),
+    "checkpoints": ("files", "metrics", "metadata"),
 }
 
 

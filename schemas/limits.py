@@ -35,9 +35,18 @@ MAX_JSON_DEPTH = 32
 """Nesting of metadata values (dicts and lists inside dicts and lists)."""
 MAX_SIZE_BYTES = 2**53
 MAX_MEDIA_TYPE_CHARS = 255
+MAX_HISTOGRAM_BINS = 10_000
+"""Bins of one histogram (its edges are one more)."""
+MAX_PIXELS = 1 << 20
+"""Width or height of an image, as recorded."""
+MAX_INDEX = 1_000_000
+"""Media items of one key at one step (a batch of samples)."""
+MAX_FILES = 10_000
+"""Files of one checkpoint."""
 
 TimeUs = Annotated[int, Meta(ge=MIN_TIME_US, le=MAX_TIME_US)]
 Step = Annotated[int, Meta(ge=-1, le=MAX_STEP)]
+ExplicitStep = Annotated[int, Meta(ge=0, le=MAX_STEP)]
 Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]
 IdOrEmpty = Annotated[str, Meta(max_length=MAX_ID_CHARS)]
 """An optional id written as "" by older clients."""

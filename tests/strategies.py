@@ -71,7 +71,10 @@ def _of(t: mi.Type, name: str = "") -> st.SearchStrategy[Any]:
         case mi.EnumType():
             return st.sampled_from(list(t.cls))
         case mi.ListType():
-            return st.lists(_of(t.item_type, name), max_size=min(t.max_length or 4, 4))
+            low = t.min_length or 0
+            return st.lists(
+                _of(t.item_type, name), min_size=low, max_size=max(low, min(t.max_length or 4, 4))
+            )
         case mi.DictType():
             keys = KEYS if isinstance(t.key_type, mi.StrType) else _of(t.key_type)
             return st.dictionaries(keys, _of(t.value_type), max_size=3)

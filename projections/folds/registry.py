@@ -56,6 +56,7 @@ def fold_model_version_created(draft: Draft, event: ModelVersionCreated) -> None
             tags=dict(event.tags),
             aliases=[],
             metadata=json_value(event.metadata),
+            checkpoint_id=event.checkpoint_id,
         ),
     )
 

@@ -18,6 +18,11 @@ from deardiary.schemas.events.access import (
 )
 from deardiary.schemas.events.artifacts import ArtifactBackend, ArtifactStored
 from deardiary.schemas.events.base import EntityKind, Permission
+from deardiary.schemas.events.checkpoints import (
+    CheckpointDiscarded,
+    CheckpointFile,
+    CheckpointSaved,
+)
 from deardiary.schemas.events.entities import (
     DescriptionSet,
     EntityArchived,
@@ -39,6 +44,7 @@ from deardiary.schemas.events.iterations import (
     IterationStatus,
 )
 from deardiary.schemas.events.logs import LogLinesLogged
+from deardiary.schemas.events.media import HistogramLogged, MediaKind, MediaLogged
 from deardiary.schemas.events.metrics import AUTO_STEP, MetricsLogged
 from deardiary.schemas.events.params import ParamsLogged
 from deardiary.schemas.events.projects import (
@@ -81,6 +87,10 @@ Event = (
     | EntityRestored
     | EntityRenamed
     | IterationMoved
+    | MediaLogged
+    | HistogramLogged
+    | CheckpointSaved
+    | CheckpointDiscarded
     | UserCreated
     | UserPasswordChanged
     | UserAdminSet
@@ -112,6 +122,9 @@ __all__ = [
     "AccessTokenRevoked",
     "ArtifactBackend",
     "ArtifactStored",
+    "CheckpointDiscarded",
+    "CheckpointFile",
+    "CheckpointSaved",
     "DescriptionSet",
     "EntityArchived",
     "EntityDeleted",
@@ -124,12 +137,15 @@ __all__ = [
     "ExperimentCreated",
     "ExperimentStatus",
     "ExperimentStatusChanged",
+    "HistogramLogged",
     "IterationEnded",
     "IterationHeartbeat",
     "IterationMoved",
     "IterationStarted",
     "IterationStatus",
     "LogLinesLogged",
+    "MediaKind",
+    "MediaLogged",
     "MetadataSet",
     "MetricsLogged",
     "ModelAliasSet",

@@ -69,3 +69,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     def problem(self) -> str | None:
         """Why this event can never be applied beyond what its field types say, or None."""
         return None
+
+    def contents(self) -> list[tuple[str, int]]:
+        """(sha256, size in bytes) of stored content the event names (media, checkpoint
+        files): the server holds its writer to naming only bytes it may have."""
+        return []

@@ -58,6 +58,8 @@ class ModelVersionCreated(ModelEvent, frozen=True, kw_only=True, tag="model_vers
     metadata: Metadata = {}
     """The version's first metadata (the MLflow API keeps its source URI, where the files
     are, its logged model and run link as ``mlflow.*`` keys)."""
+    checkpoint_id: IdOrEmpty | None = None
+    """The checkpoint (of `iteration_id`) whose files the version is: retention keeps it."""
 
     def problem(self) -> str | None:
         return keys_problem(self.tags, "tag") or metadata_problem(self.metadata)

@@ -79,6 +79,10 @@ class ArtifactStore(Protocol):
         """Remember, durably, that `uploader` (a user id) sent these bytes."""
         ...
 
+    def delete(self, content_hash: str) -> bool:
+        """Remove the bytes; False when they were not there (checkpoint retention)."""
+        ...
+
     def uploaded(self, content_hash: str, uploader: str) -> bool:
         """Whether `uploader` ever sent these bytes (see mark_uploaded)."""
         ...

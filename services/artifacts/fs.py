@@ -90,3 +90,11 @@ class FsArtifactStore:
 
     def uploaded(self, content_hash: str, uploader: str) -> bool:
         return self._marker(content_hash, uploader).exists()
+
+    def delete(self, content_hash: str) -> bool:
+        """Remove the bytes (retention frees content nothing names); False when absent."""
+        try:
+            self._path(content_hash).unlink()
+        except FileNotFoundError:
+            return False
+        return True

@@ -80,3 +80,32 @@ def check_artifact_record(
             f"size_bytes {event.size_bytes} differs from the stored content's {stored} bytes",
             {"content_hash": content_hash, "size_bytes": stored},
         )
+
+
+def check_contents(
+    conn: duckdb.DuckDBPyConnection,
+    store: ArtifactStore,
+    principal: Principal,
+    contents: list[tuple[str, int]],
+) -> None:
+    """Content other events name (media, checkpoint files: `Event.contents()`) is held to
+    the rule of artifact records: bytes the caller uploaded or may read, in the store with
+    exactly the recorded size."""
+    for content_hash, size_bytes in contents:
+        check_hash(content_hash)
+        if not may_reference(conn, store, principal, content_hash):
+            raise PermissionDenied(
+                "an event may name only content you uploaded or may read",
+                {"content_hash": content_hash},
+            )
+        stored = store.size(content_hash)
+        if stored is None:
+            raise InvalidArgument(
+                f"content {content_hash} is not in the artifact store; upload it first",
+                {"content_hash": content_hash},
+            )
+        if stored != size_bytes:
+            raise InvalidArgument(
+                f"size_bytes {size_bytes} differs from the stored content's {stored} bytes",
+                {"content_hash": content_hash, "size_bytes": stored},
+            )

@@ -89,3 +89,14 @@ class S3ArtifactStore:
 
     def uploaded(self, content_hash: str, uploader: str) -> bool:
         return self._head(self._marker(content_hash, uploader)) is not None
+
+    def delete(self, content_hash: str) -> bool:
+        """Remove the object (retention frees content nothing names); False when absent."""
+        key = self._key(content_hash)
+        if self._head(key) is None:
+            return False
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise Unavailable(f"S3 is unreachable: {exc}") from exc
+        return True

@@ -26,7 +26,7 @@ from deardiary.schemas.envelope import Envelope
 from deardiary.schemas.errors import PermissionDenied
 from deardiary.schemas.events import ArtifactStored, Permission, ProjectCreated
 from deardiary.services.artifacts import ArtifactStore
-from deardiary.services.artifacts.provenance import check_artifact_record
+from deardiary.services.artifacts.provenance import check_artifact_record, check_contents
 from deardiary.services.auth.identity import PRINCIPAL, Principal
 from deardiary.services.auth.permissions import Action, check
 from deardiary.services.gateway.parents import IngestParents, Resolved
@@ -98,5 +98,7 @@ class IngestAuthorizer:
                 check(conn, principal, project, Action(body.permission.value))
                 if isinstance(body, ArtifactStored) and self.artifacts is not None:
                     check_artifact_record(conn, self.artifacts, principal, project, body)
+                if self.artifacts is not None and body.contents():  # media, checkpoints
+                    check_contents(conn, self.artifacts, principal, body.contents())
         finally:
             conn.close()

@@ -55,6 +55,11 @@ _SCOPED: dict[str, str] = {
     " FROM {db}.main.experiments WHERE project_id IN (SELECT p FROM allowed))",
     "model_versions": "SELECT * FROM {db}.main.model_versions WHERE model_id IN (SELECT model_id"
     " FROM {db}.main.models WHERE project_id IN (SELECT p FROM allowed))",
+    **{
+        name: f"SELECT * FROM {{db}}.main.{name} WHERE iteration_id IN (SELECT iteration_id"
+        " FROM {db}.main.iterations WHERE project_id IN (SELECT p FROM allowed))"
+        for name in ("media", "histograms", "checkpoints")
+    },
     "events": "SELECT * FROM {db}.main.events WHERE FALSE",
     "conflicts": "SELECT * FROM {db}.main.conflicts WHERE FALSE",
     "parked_events": "SELECT * FROM {db}.main.parked_events WHERE FALSE",

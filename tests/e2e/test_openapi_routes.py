@@ -13,7 +13,7 @@ import pytest
 import deardiary as dd
 from deardiary.schemas import codec
 from deardiary.schemas.envelope import wrap
-from deardiary.schemas.events import LogLinesLogged
+from deardiary.schemas.events import LogLinesLogged, MediaKind, MediaLogged
 from deardiary.services.http import start_in_thread
 from deardiary.services.server import embedded_server
 
@@ -152,6 +152,29 @@ def test_every_route_is_exercised(served: tuple[str, dict[str, str]]) -> None:
     call("POST", f"/api/v1/entities/{ids['artifact_id']}/restore")
     call("POST", f"/api/v1/iterations/{it}/move", json={"experiment": "e"})
     call("PUT", f"/api/v1/experiments/{exp}/status", json={"status": "ACTIVE"})
+    # media and checkpoints (issue 14): bytes first, then the event naming them
+    up = call("POST", f"/api/v1/iterations/{it}/blobs", content=b"\x89PNG\r\n\x1a\n-ish")
+    image = MediaLogged(
+        iteration_id=it,
+        key="samples",
+        kind=MediaKind.IMAGE,
+        content_hash=up.json()["content_hash"],
+        size_bytes=up.json()["size_bytes"],
+        media_type="image/png",
+    )
+    logged = call(
+        "POST",
+        "/api/v1/events",
+        content=msgspec.msgpack.encode([codec.encode(wrap(image))]),
+        headers={"Content-Type": "application/msgpack"},
+    ).json()["last_offset"]
+    listed = call("GET", f"/api/v1/iterations/{it}/media", params={"min_offset": logged})
+    assert [m["key"] for m in listed.json()["items"]] == ["samples"]
+    shown = call("GET", f"/api/v1/iterations/{it}/content", params={"hash": image.content_hash})
+    assert shown.content == b"\x89PNG\r\n\x1a\n-ish"
+    call("GET", f"/api/v1/iterations/{it}/histograms")
+    call("GET", f"/api/v1/iterations/{it}/checkpoints", params={"order_by": "loss"})
+    call("POST", f"/api/v1/iterations/{it}/checkpoints/retain", json={"keep": 1})
 
     call.http.close()
     doc = httpx.get(f"{url}/openapi.json").json()

@@ -43,6 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ) as it:
             for step in range(5):
                 it.log_metric("loss", 1.0 / (step + 1), step=step)
+            it.log_text("notes", "a long text sample " * 5000)  # stored, so it has a hash
         c.flush()
         logged_model = httpx.post(  # an MLflow logged model (before the SDK's last write)
             f"{running.url}/api/2.0/mlflow/logged-models",
@@ -67,6 +68,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "tag_key": "k",
             "artifact_path": f"{it.experiment_id}/{it.id}/artifacts/w.bin",
         }
+        media = httpx.get(f"{running.url}/api/v1/iterations/{it.id}/media").json()["items"]
+        ids["hash"] = media[0]["content_hash"]  # ?hash= of GET .../content (issue 14)
         doc = httpx.get(f"{running.url}/openapi.json").json()
         try:
             yield Served(running.url, ids, end, doc)

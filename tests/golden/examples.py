@@ -8,6 +8,9 @@ from deardiary.schemas.events import (
     AccessTokenRevoked,
     ArtifactBackend,
     ArtifactStored,
+    CheckpointDiscarded,
+    CheckpointFile,
+    CheckpointSaved,
     DescriptionSet,
     EntityArchived,
     EntityDeleted,
@@ -20,12 +23,15 @@ from deardiary.schemas.events import (
     ExperimentCreated,
     ExperimentStatus,
     ExperimentStatusChanged,
+    HistogramLogged,
     IterationEnded,
     IterationHeartbeat,
     IterationMoved,
     IterationStarted,
     IterationStatus,
     LogLinesLogged,
+    MediaKind,
+    MediaLogged,
     MetadataSet,
     MetricsLogged,
     ModelAliasSet,
@@ -151,6 +157,40 @@ EXAMPLES: list[Event] = [
     EntityRenamed(entity=EntityKind.EXPERIMENT, entity_id="e1", name="lr-sweep-2"),
     EntityRestored(entity=EntityKind.MODEL_VERSION, entity_id="v1"),
     IterationMoved(iteration_id="i1", experiment_id="e2"),
+    # release 2 (issue 14): media, histograms, checkpoints
+    MediaLogged(
+        iteration_id="i1",
+        key="samples",
+        step=3,
+        index=1,
+        kind=MediaKind.IMAGE,
+        content_hash="2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        size_bytes=5,
+        media_type="image/png",
+        caption="a cat",
+        width=2,
+        height=1,
+        metadata={"label": 7},
+    ),
+    HistogramLogged(
+        iteration_id="i1", key="weights", step=3, edges=[0.0, 0.5, 1.0], counts=[2.0, 5.0]
+    ),
+    CheckpointSaved(
+        iteration_id="i1",
+        checkpoint_id="c1",
+        step=3,
+        name="epoch-3",
+        files=[
+            CheckpointFile(
+                path="model.pt",
+                content_hash="2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                size_bytes=5,
+            )
+        ],
+        metrics={"loss": 0.25},
+        metadata={"epoch": 3},
+    ),
+    CheckpointDiscarded(iteration_id="i1", checkpoint_id="c1", reason="keep best 1"),
 ]
 
 
