@@ -254,7 +254,7 @@ class _Parser:
             listed = f"list_has_any({expr}, [{', '.join('?' for _ in values)}])"
             return listed if op == "IN" else f"NOT coalesce({listed}, FALSE)"
         self.params.append(self.value(field.numeric))
-        return f"coalesce(len(list_filter({expr}, x -> x {op} ?)), 0) > 0"
+        return f"coalesce(len(list_filter({expr}, lambda x: x {op} ?)), 0) > 0"
 
     def comparison(self) -> str:
         kind, key = self.identifier()

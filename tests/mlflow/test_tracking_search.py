@@ -1,0 +1,214 @@
+"""Searching runs with MLflow's grammar, paging, pandas; logged models and autologging;
+and MLflow-logged data replayed from the log like any other."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd  # type: ignore[import-untyped]
+import pytest
+from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+import deardiary as dd
+
+API = "/api/2.0/mlflow"
+
+
+@pytest.fixture(scope="module")
+def sweep(mlflow_server: str) -> tuple[str, list[str]]:
+    """An experiment of 12 runs: lr, loss = lr * 10 - step, tags, one KILLED."""
+    client = MlflowClient()
+    exp = client.create_experiment("sweep")
+    run_ids = []
+    for i in range(12):
+        run = client.create_run(exp, run_name=f"trial-{i:02d}", start_time=1_000_000 + i)
+        lr = 0.01 * (i + 1)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric("loss", lr * 10 - s * 0.01, 0, s) for s in range(3)],
+            params=[Param("lr", f"{lr:.2f}"), Param("opt", "adam" if i % 2 else "sgd")],
+            tags=[RunTag("group", "even" if i % 2 == 0 else "odd")],
+        )
+        client.set_terminated(run.info.run_id, "KILLED" if i == 5 else "FINISHED")
+        run_ids.append(run.info.run_id)
+    return exp, run_ids
+
+
+CASES = [
+    ("metrics.loss < 0.5", {0, 1, 2, 3, 4}),
+    ("metrics.loss > 1.1", {11}),
+    ("params.lr = '0.03'", {2}),
+    ("params.opt != 'adam' and metrics.loss > 0.9", {10}),
+    ("params.lr LIKE '0.1%'", {9, 10, 11}),
+    ("tags.group ILIKE 'EVEN'", {0, 2, 4, 6, 8, 10}),
+    ("tags.`group` = 'odd' AND params.lr IN ('0.02', '0.04', '0.05')", {1, 3}),
+    ("attributes.status = 'KILLED'", {5}),
+    ("attributes.run_name LIKE 'trial-1%'", {10, 11}),
+    ("run_name = 'trial-03'", {3}),
+    ("tags.mlflow.runName = 'trial-04'", {4}),
+    ("attributes.start_time > 1000009", {10, 11}),
+    ("params.missing IS NULL AND metrics.loss < 0.1", {0}),
+    ('metrics."loss" < 0.1 OR (params.lr = \'0.12\' AND tags.group = "odd")', {0, 11}),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), CASES)
+def test_search_runs_grammar(
+    sweep: tuple[str, list[str]], expression: str, expected: set[int]
+) -> None:
+    exp, run_ids = sweep
+    found = MlflowClient().search_runs([exp], expression, max_results=100)
+    assert {run_ids.index(r.info.run_id) for r in found} == expected, expression
+
+
+def test_search_runs_order_pages_and_run_ids(sweep: tuple[str, list[str]]) -> None:
+    exp, run_ids = sweep
+    client = MlflowClient()
+    order, token = [], None
+    while True:
+        page = client.search_runs(
+            [exp], order_by=["metrics.loss DESC"], max_results=5, page_token=token
+        )
+        order += [run_ids.index(r.info.run_id) for r in page]
+        token = page.token
+        if not token:
+            break
+    assert order == list(range(11, -1, -1))
+    default = [run_ids.index(r.info.run_id) for r in client.search_runs([exp])]
+    assert default == list(range(11, -1, -1))  # newest start_time first
+    by_name = client.search_runs([exp], order_by=["attributes.run_name ASC"], max_results=3)
+    assert [r.info.run_name for r in by_name] == ["trial-00", "trial-01", "trial-02"]
+    picked = client.search_runs([exp], f"attributes.run_id IN ('{run_ids[1]}', '{run_ids[7]}')")
+    assert {r.info.run_id for r in picked} == {run_ids[1], run_ids[7]}
+    for bad in ("metrics.loss LIKE 'x'", "params.lr > 1", "foo.bar = 1", "metrics.loss < 'a'"):
+        with pytest.raises(MlflowException) as excinfo:
+            client.search_runs([exp], bad)
+        assert excinfo.value.error_code == "INVALID_PARAMETER_VALUE", bad
+
+
+def test_search_runs_into_pandas(sweep: tuple[str, list[str]]) -> None:
+    exp, run_ids = sweep
+    frame = mlflow.search_runs(
+        experiment_ids=[exp], filter_string="params.opt = 'sgd'", order_by=["params.lr ASC"]
+    )
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame["run_id"]) == [run_ids[i] for i in (0, 2, 4, 6, 8, 10)]
+    assert list(frame["params.lr"]) == ["0.01", "0.03", "0.05", "0.07", "0.09", "0.11"]
+    assert frame["metrics.loss"].iloc[0] == pytest.approx(0.08)
+    assert set(frame["tags.group"]) == {"even"} and set(frame["status"]) == {"FINISHED"}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_logged_models_and_inputs(mlflow_server: str) -> None:
+    client = MlflowClient()
+    exp = client.create_experiment("models")
+    run = client.create_run(exp)
+    model = client.create_logged_model(
+        exp, name="clf", source_run_id=run.info.run_id, params={"depth": "3"}, tags={"a": "1"}
+    )
+    assert model.model_id.startswith("m-") and model.status == LoggedModelStatus.PENDING
+    assert model.artifact_location == f"mlflow-artifacts:/{exp}/models/{model.model_id}/artifacts"
+    client.set_logged_model_tags(model.model_id, {"b": "2"})
+    client.log_model_params(model.model_id, {"width": "8"})
+    client.log_metric(run.info.run_id, "auc", 0.9, step=0, model_id=model.model_id)
+    done = client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    assert done.status == LoggedModelStatus.READY
+    got = client.get_logged_model(model.model_id)
+    assert got.params == {"depth": "3", "width": "8"} and got.tags == {"a": "1", "b": "2"}
+    assert [(m.key, m.value) for m in got.metrics or []] == [("auc", 0.9)]
+    assert client.get_run(run.info.run_id).data.metrics == {"auc": 0.9}  # the run's too
+    found = client.search_logged_models([exp], filter_string="name = 'clf'")
+    assert [m.model_id for m in found] == [model.model_id]
+    assert client.search_runs([exp]) and len(client.search_runs([exp])) == 1  # models aren't runs
+    client.delete_logged_model_tag(model.model_id, "a")
+    client.delete_logged_model(model.model_id)
+    with pytest.raises(MlflowException) as excinfo:
+        client.get_logged_model(model.model_id)
+    assert excinfo.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    kept = httpx.get(
+        f"{mlflow_server}{API}/logged-models/{model.model_id}", params={"allow_deleted": "true"}
+    )
+    assert kept.status_code == 200 and kept.json()["model"]["info"]["tags"] == [
+        {"key": "b", "value": "2"}
+    ]
+
+    dataset = from_pandas(pd.DataFrame({"x": [1, 2]}), name="toy")
+    with mlflow.start_run(experiment_id=exp) as r:
+        mlflow.log_input(dataset, context="training")
+    logged = client.get_run(r.info.run_id).inputs
+    assert logged is not None
+    inputs = logged.dataset_inputs
+    assert [(d.dataset.name, d.dataset.digest) for d in inputs] == [("toy", dataset.digest)]
+    assert [t.value for t in inputs[0].tags] == ["training"]
+    hit = client.search_runs([exp], "datasets.name = 'toy' AND datasets.context = 'training'")
+    assert [x.info.run_id for x in hit] == [r.info.run_id]
+
+
+@pytest.mark.filterwarnings("ignore")  # the client's own (pickle format, type hints, ...)
+def test_sklearn_autolog(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    # the client infers the model's pip requirements in a subprocess (~10 s, nothing to do
+    # with the server): give up at once and take its defaults
+    monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+    mlflow.set_experiment("autolog")
+    mlflow.sklearn.autolog()
+    try:
+        with mlflow.start_run() as run:
+            x = np.arange(8, dtype=float).reshape(-1, 1)
+            LinearRegression().fit(x, 2 * x[:, 0])
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    client = MlflowClient()
+    got = client.get_run(run.info.run_id)
+    assert got.data.params["fit_intercept"] == "True"
+    assert got.data.metrics["training_r2_score"] == pytest.approx(1.0)
+    assert got.data.tags["estimator_name"] == "LinearRegression"
+    models = client.search_logged_models([run.info.experiment_id])
+    assert len(models) == 1 and models[0].source_run_id == run.info.run_id
+    assert models[0].status == LoggedModelStatus.READY
+    assert got.outputs is not None
+    assert [o.model_id for o in got.outputs.model_outputs] == [models[0].model_id]
+
+
+def test_mlflow_data_replays_like_any(
+    mlflow_server: str, mlflow_data: Path, tmp_path: Path
+) -> None:
+    """Everything the module logged through MLflow is in the log: a replay from offset 0
+    folds the same params and metrics the server shows."""
+    mlflow.set_experiment("replayed")
+    with mlflow.start_run() as run:
+        mlflow.log_params({"a": "1", "b": "2"})
+        mlflow.log_metrics({"m": 3.0})
+    queries = [
+        'SELECT count(*) AS series, sum(count)::BIGINT AS points, max("last") AS top'
+        " FROM last_metrics",
+        f"SELECT key, value FROM params WHERE iteration_id = '{run.info.run_id}' ORDER BY key",
+        "SELECT count(*) AS runs FROM iterations WHERE status = 'SUCCEEDED'",
+    ]
+    sdk = dd.connect(mlflow_server, spool_dir=tmp_path / "spool")
+    try:
+        served = [sdk.sql(q).to_pylist() for q in queries]
+    finally:
+        sdk.close()
+    rebuilt = tmp_path / "rebuilt"
+    cli = [sys.executable, "-m", "deardiary.services.cli"]
+    subprocess.run([*cli, "replay", "--data", str(mlflow_data), "--into", str(rebuilt)], check=True)
+    for query, expected in zip(queries, served, strict=True):
+        out = subprocess.run(
+            [*cli, "sql", "--data", str(rebuilt), "--format", "json", query],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert [json.loads(line) for line in out.splitlines()] == expected, query
+    assert served[1] == [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
