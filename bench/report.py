@@ -206,6 +206,7 @@ def render(r: dict[str, Any]) -> str:
             "",
         ),
         *_trial_rows(r.get("trials")),
+        *_tracking_rows(dd),
     ]
     m = r["machine"]
     lines = [
@@ -278,6 +279,51 @@ def _trial_note(t: dict[str, Any] | None) -> list[str]:
         f"one process at a time, with bytecode caches.{ml}",
         "",
     ]
+
+
+def _tracking_rows(dd: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
+    """Issue 14: system-metrics sampling and image logging."""
+    rows: list[tuple[str, Any, Any, str, str]] = []
+    sm, im = dd.get("system_metrics"), dd.get("images")
+    if sm:
+        rows.append(
+            (
+                f"g. system metrics: CPU per sample (ms), {sm['figures_per_sample']} figures",
+                sm["cpu_ms_per_sample"],
+                None,
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"g. system metrics at a {sm['interval_s']:g} s interval (% of one core)",
+                sm["percent_of_one_core"],
+                None,
+                "",
+                _check(sm["percent_of_one_core"], 1.0, False),
+            )
+        )
+    if im:
+        rows.append(
+            (
+                "g. a 256x256 RGB image per step over HTTP (ms per image)",
+                im["http_ms_per_image"],
+                None,
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "g. a 256x256 RGB image per step into a folder (ms per image)",
+                im["local_ms_per_image"],
+                None,
+                "",
+                "",
+            )
+        )
+    return rows
 
 
 def _trial_rows(t: dict[str, Any] | None) -> list[tuple[str, Any, Any, str, str]]:

@@ -44,6 +44,7 @@ SCALES = {
         "trial_steps": 2_000,
         "trial_keys": 10,
         "ml_trial_sweep": 16,
+        "image_steps": 1000,
     },
     "quick": {
         "calls": 50_000,
@@ -64,6 +65,7 @@ SCALES = {
         "trial_steps": 2_000,
         "trial_keys": 10,
         "ml_trial_sweep": 4,
+        "image_steps": 100,
     },
 }
 
@@ -136,6 +138,11 @@ def main() -> int:
         dd["series"] = ddw.series_read(work, scale["series"])
         _phase("sweep queries")
         dd["sweep"] = ddw.sweep_queries(work, scale["sweep"])
+        _phase("system metrics and images (issue 14)")
+        import tracking_workloads
+
+        dd["system_metrics"] = tracking_workloads.system_metrics_overhead(work, 200)
+        dd["images"] = tracking_workloads.image_logging(work, scale["image_steps"])
         if not args.no_web:
             _phase("the web page in a browser")
             try:

@@ -106,8 +106,12 @@ class Client(ManageMixin, ClientCheckpointsMixin):
         metadata: Mapping[str, Any] | None = None,
         capture_output: bool = False,
         capture_env: bool = True,
+        system_metrics: bool = False,
+        system_metrics_interval_s: float = 10.0,
     ) -> Iteration:
-        """Start (or, with the same external_id, resume) an iteration; use it with `with`."""
+        """Start (or, with the same external_id, resume) an iteration; use it with `with`.
+        `system_metrics`: sample CPU, memory, disk, network (and GPUs) every
+        `system_metrics_interval_s` into the metric group "system" (needs psutil)."""
         if not project or not experiment:
             raise InvalidArgument("project and experiment names are required")
         project_id = ids.project_id(project)
@@ -141,6 +145,8 @@ class Client(ManageMixin, ClientCheckpointsMixin):
         self.shipper.start_heartbeat(iteration_id)
         if capture_env:  # taken once per process, off the training thread
             self.snapshot.request(iteration_id)
+        if system_metrics:
+            iteration.start_system_metrics(system_metrics_interval_s)
         return iteration
 
     def _before_close(self) -> None:

@@ -24,6 +24,7 @@ from deardiary.schemas.events import (
 from .checkpoints import CheckpointMixin
 from .lines import LogLines, level_name
 from .media import MediaMixin
+from .system_metrics import SystemMetricsMixin
 
 if TYPE_CHECKING:
     from .capture import OutputCapture
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .handler import DiaryHandler
 
 
-class Iteration(MediaMixin, CheckpointMixin):
+class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
     def __init__(
         self,
         client: Client,
