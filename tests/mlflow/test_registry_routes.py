@@ -3,8 +3,8 @@ real call, under each prefix it is mounted at (``/api/...`` for the client,
 ``/ajax-api/...`` for MLflow's web UI).
 
 `exercise_registry_and_artifacts(call, experiment_id, run_id)` makes those calls with any
-``call(method, path, **httpx_kwargs) -> httpx.Response`` (the every-route test of
-tests/e2e/test_openapi_routes.py can reuse it with its recorder).
+``call(method, path, expect=200, **httpx_kwargs) -> httpx.Response`` (the every-route
+test of tests/e2e/test_openapi_routes.py reuses it with its recorder).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def exercise_registry_and_artifacts(call: Call, experiment_id: str, run_id: str)
         assert ok("GET", f"{artifacts}/artifacts", params={"path": f"{root}{api}"})["files"]
         listed = ok("GET", f"{mlflow}/artifacts/list", params={"run_id": run_id})
         assert listed["root_uri"].endswith(root)
-        for step in ("create", "complete", "abort"):
-            r = call("POST", f"{artifacts}/mpu/{step}/{root}{api}/big.bin", json={})
+        for step in ("create", "complete", "abort"):  # the client falls back to one PUT
+            r = call("POST", f"{artifacts}/mpu/{step}/{root}{api}/big.bin", expect=501, json={})
             assert r.status_code == 501 and "not supported" in r.json()["message"], r.text
         info = ok("GET", f"{api}/3.0/mlflow/server-info")
         assert info["multipart_uploads_enabled"] is False
@@ -80,9 +80,11 @@ class Recorder:
         self.http = httpx.Client(base_url=url, timeout=60)
         self.calls: list[tuple[str, str]] = []
 
-    def __call__(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def __call__(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> httpx.Response:
         self.calls.append((method, path))
-        return self.http.request(method, path, **kwargs)
+        response = self.http.request(method, path, **kwargs)
+        assert response.status_code == expect, (method, path, response.text[:300])
+        return response
 
 
 @pytest.fixture(scope="module")
