@@ -15,6 +15,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.*, when run directly
+
 from dd_workloads import run_ingest_clients
 from procs import ROOT, cpu_seconds, folder_bytes, peak_rss_mb
 
@@ -27,15 +30,14 @@ PARTITIONS = 4
 WORKERS = 2
 
 
-def _visible_points(data: Path) -> int:
+def _visible_points(view: ExportsView) -> int:
+    """Points the query service's view of the exports holds (it follows the manifests on a
+    thread of its own, as `serve --broker` does)."""
+    conn = view.reader()
     try:
-        view = ExportsView(data)
-    except Exception:  # nothing published yet
-        return 0
-    try:
-        return int(view.reader().execute("SELECT count(*) FROM metrics").fetchall()[0][0])
+        return int(conn.execute("SELECT count(*) FROM metrics").fetchall()[0][0])
     finally:
-        view.close()
+        conn.close()
 
 
 def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
@@ -60,15 +62,19 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
                 )
             )
         stack.callback(_stop, workers)
-        time.sleep(3.0)  # the workers join the group and take their partitions
+        view = ExportsView(data, refresh_s=0.02)
+        stack.callback(view.close)
+        deadline = time.monotonic() + 120
+        while len(view.applied()) < PARTITIONS and time.monotonic() < deadline:
+            time.sleep(0.1)  # the workers joined the group and published every partition
         cpu_before = sum(cpu_seconds(w.pid) for w in workers)
 
         def visible() -> int:
             deadline = time.monotonic() + 300
-            seen = _visible_points(data)
+            seen = _visible_points(view)
             while seen < total and time.monotonic() < deadline:
                 time.sleep(0.02)
-                seen = _visible_points(data)
+                seen = _visible_points(view)
             return seen
 
         result = run_ingest_clients(broker, work, total, procs, visible)
@@ -89,3 +95,66 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             w.kill()
             w.wait()
+
+
+def rebalance_storm(work: Path, seconds: float, every_s: float = 5.0) -> dict[str, Any]:
+    """The long version of tests/integration/test_kafka_faults.py: clients log for
+    `seconds` while every `every_s` a worker joins, leaves, or stalls past the session
+    timeout (SIGSTOP, then SIGCONT); then the workers must reach lag 0 with every
+    acknowledged event and point exactly once. `python bench/kafka_workloads.py storm 180`."""
+    import signal
+
+    from tests.integration.test_kafka_faults import Loggers
+    from tests.integration.test_kafka_mode import _assert_exactly, _topic_event_ids
+    from tests.integration.test_kafka_mode import _wait_caught_up as caught_up
+    from tests.kafka_broker import Workers
+
+    data = work / "storm-data"
+    (work / "broker").mkdir(parents=True, exist_ok=True)
+    with kafka_bootstrap(work / "broker") as bootstrap:
+        broker = f"kafka://{bootstrap}/{fresh_topic('storm')}?partitions={PARTITIONS}"
+        KafkaEventLog.from_url(broker).partitions()
+        workers = Workers(broker, data)
+        try:
+            live = [workers.start(), workers.start()]
+            loggers = Loggers(broker, work / "storm-spool", clients=4)
+            loggers.start()
+            started, changes, step = time.monotonic(), 0, 0
+            while time.monotonic() - started < seconds:
+                time.sleep(every_s)
+                action = ("join", "leave", "stall")[step % 3]
+                step += 1
+                if action == "join" or len(live) < 2:
+                    live.append(workers.start())
+                elif action == "leave":
+                    workers.stop_one(live.pop(0))
+                else:
+                    live[-1].send_signal(signal.SIGSTOP)
+                    time.sleep(8.0)  # past the 6 s session: expelled, holding its stores
+                    live[-1].send_signal(signal.SIGCONT)
+                changes += 1
+            points = loggers.stop()
+            finished = time.monotonic()
+            caught_up(broker, data, workers, timeout=600)
+            settled_s = time.monotonic() - finished
+            _assert_exactly(data, _topic_event_ids(broker), points)
+        finally:
+            workers.stop()
+    return {
+        "seconds": seconds,
+        "membership_changes": changes,
+        "points": points,
+        "lag_zero_after_s": settled_s,
+        "exact": True,
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import tempfile
+
+    if sys.argv[1:2] == ["storm"]:
+        span = float(sys.argv[2]) if len(sys.argv) > 2 else 180.0
+        print(json.dumps(rebalance_storm(Path(tempfile.mkdtemp()), span), indent=2))
+    else:
+        print(json.dumps(ingest_kafka(Path(tempfile.mkdtemp()), 200_000, 8), indent=2))

@@ -52,9 +52,11 @@ import duckdb
 import pyarrow as pa
 
 from deardiary.projections.fold import Record
+from deardiary.projections.integrity import ProjectionDamaged, ProjectionOutdated
 from deardiary.projections.store import POINT_COLUMNS, DuckDBProjectionStore
 from deardiary.projections.writes import PRIMARY_KEYS, Key, Writes, row_key
 from deardiary.services.projector import apply_or_park
+from deardiary.services.rebuild import move_aside
 
 _log = logging.getLogger("deardiary.exports")
 
@@ -157,7 +159,7 @@ class PartitionStore:
     def __init__(self, data: Path, partition: int, upload: ExportsUpload | None = None) -> None:
         self.partition = partition
         self.root = partition_dir(data, partition)
-        self.store = ExportingStore(self.root / "projections", partition, retire_after_s=GRACE_S)
+        self.store = self._open_store()
         self.store_id = store_id(self.root / "projections")
         self.exports = self.root / "export"
         self.exports.mkdir(parents=True, exist_ok=True)
@@ -180,6 +182,21 @@ class PartitionStore:
         self._merging: tuple[list[str], Future[Entry]] | None = None
         self._dropped: dict[str, float] = {}  # entry folder -> when it left the chain
         self._lock = threading.Lock()  # publish and close
+
+    def _open_store(self) -> ExportingStore:
+        """The partition's store; one that is damaged or of another projection format is
+        moved aside and rebuilt from the log (offset 0), as embedded mode does. Its
+        readers keep the old exports until the new store has caught up."""
+        folder = self.root / "projections"
+        try:
+            return ExportingStore(folder, self.partition, retire_after_s=GRACE_S)
+        except ProjectionDamaged as exc:
+            kind = "outdated" if isinstance(exc, ProjectionOutdated) else "damaged"
+            moved = move_aside(folder, kind)
+            _log.error(
+                "partition %d: %s; moved to %s, rebuilding from the log", self.partition, exc, moved
+            )
+            return ExportingStore(folder, self.partition, retire_after_s=GRACE_S)
 
     def next_offset(self) -> int:
         return self.store.next_offsets().get(self.partition, 0)

@@ -46,8 +46,10 @@ from deardiary.services.log.kafka import KafkaEventLog
 
 _log = logging.getLogger("deardiary.worker")
 PUBLISH_EVERY_S = 0.5  # also how often unopened stores are retried and stores published
+DRAINED_PUBLISH_S = 0.1  # a batch that emptied the stream is published this soon
 SEEK_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 5.0  # a partition whose batch failed is read again from its store then
+STARTUP_RETRY_S = 2.0  # a broker not reachable at start is asked again this often
 
 
 def group_id(topic: str) -> str:
@@ -114,8 +116,10 @@ class PartitionOwner:
             self._unpositioned.add(partition)
         return store
 
-    def apply(self, by_partition: dict[int, list[Record]]) -> dict[int, int]:
-        """Fold the records of owned partitions that continue their stores."""
+    def apply(self, by_partition: dict[int, list[Record]], drained: bool = False) -> dict[int, int]:
+        """Fold the records of owned partitions that continue their stores. While records
+        keep coming, a partition is published every PUBLISH_EVERY_S; a batch that `drained`
+        the stream is published at once (readers wait for exactly that)."""
         for partition, records in sorted(by_partition.items()):
             store = self._open(partition)
             if store is None or partition in self._failed_until:
@@ -129,7 +133,7 @@ class PartitionOwner:
             except Exception:
                 _log.exception("partition %d: the batch at offset %d failed", partition, start)
                 self._failed_until[partition] = time.monotonic() + RETRY_AFTER_S
-            store.publish(PUBLISH_EVERY_S)
+            store.publish(DRAINED_PUBLISH_S if drained else PUBLISH_EVERY_S)
         return self.seeks()
 
     def tend(self) -> dict[int, int]:
@@ -190,7 +194,13 @@ def build_app(
     """The faust app: wiring only (topic, agent, rebalance hooks, a timer). `exports`
     (s3://bucket/prefix) uploads the partitions' exports there too."""
     log = KafkaEventLog.from_url(broker_url)
-    partitions = len(log.partitions())  # creates the topic (partitions, retention) if new
+    while True:  # a broker not reachable yet (starting, a network cut) is waited for
+        try:
+            partitions = len(log.partitions())  # creates the topic if new
+            break
+        except Unavailable as exc:
+            _log.warning("waiting for Kafka: %s", exc.message)
+            time.sleep(STARTUP_RETRY_S)
     config = log.config
     log.close()
     Path(data).mkdir(parents=True, exist_ok=True)
@@ -262,7 +272,8 @@ def build_app(
     @app.agent(topic)
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(batch, within=0.1):
-            await position(await owner.run(owner.apply, _records(events)))
+            drained = len(events) < batch  # taken within the wait: nothing more queued
+            await position(await owner.run(owner.apply, _records(events), drained))
 
     @app.on_partitions_assigned.connect
     async def assigned(sender: Any, assigned: set[TP], **_: Any) -> None:

@@ -182,6 +182,7 @@ def test_a_cut_broker_connection_under_load_loses_and_duplicates_nothing(
         workers = Workers(broker, tmp_path / "data")
         try:
             workers.start()
+            _wait_caught_up(broker, tmp_path / "data", workers)  # running, every partition
             loggers = Loggers(broker, tmp_path / "spool")
             loggers.start()
             time.sleep(4)
