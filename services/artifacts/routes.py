@@ -56,7 +56,7 @@ def artifact_id(experiment_id: str, iteration_id: str | None, name: str) -> str:
     return ids.artifact_id(experiment_id, iteration_id, name)
 
 
-class _BodyReader:
+class BodyReader:
     """The request body as a blocking file for a worker thread: each read asks the event
     loop for the next chunk. Refuses more than `limit` bytes; gives up when the body
     stalls for `idle_s`, or when the handler is gone (`abort()`)."""
@@ -143,7 +143,7 @@ class ArtifactRoutes:
         loop = asyncio.get_running_loop()
         principal = request.get(PRINCIPAL)
         with self._transfer(request):
-            body = _BodyReader(request.content, loop, self.max_bytes, self.idle_timeout_s)
+            body = BodyReader(request.content, loop, self.max_bytes, self.idle_timeout_s)
             stored = loop.run_in_executor(self._pool, self.ctx.artifacts.put, cast(BinaryIO, body))
             try:
                 blob: StoredBlob = await stored
@@ -198,7 +198,7 @@ class ArtifactRoutes:
                     {"recorded_size_bytes": size, "stored_size_bytes": stored},
                 )
             chunks = await loop.run_in_executor(self._pool, self.ctx.artifacts.open, content_hash)
-            response = web.StreamResponse(headers=_download_headers(row, size))
+            response = web.StreamResponse(headers=download_headers(row, size))
             try:
                 await response.prepare(request)
                 sent = 0
@@ -217,7 +217,7 @@ class ArtifactRoutes:
         return response
 
 
-def _download_headers(row: dict[str, object], size: int) -> dict[str, str]:
+def download_headers(row: dict[str, object], size: int) -> dict[str, str]:
     return {
         "Content-Type": served_media_type(str(row["media_type"])),
         "Content-Length": str(size),

@@ -44,9 +44,9 @@ from deardiary.services.artifacts.routes import (
     MAX_ARTIFACT_BYTES,
     TRANSFER_THREADS,
     TRANSFERS_PER_USER,
-    _BodyReader,
-    _download_headers,
+    BodyReader,
     artifact_id,
+    download_headers,
 )
 from deardiary.services.auth.permissions import Action, check
 from deardiary.services.http.query_params import query
@@ -279,7 +279,7 @@ class ArtifactProxy:
                     f" {stored}; the record is damaged"
                 )
             chunks = await loop.run_in_executor(self.transfers.pool, store.open, content_hash)
-            response = web.StreamResponse(headers=_download_headers(row, size))
+            response = web.StreamResponse(headers=download_headers(row, size))
             try:
                 await response.prepare(request)
                 sent = 0
@@ -309,7 +309,7 @@ class ArtifactProxy:
         validate_name(place.name)
         store, loop = self.ctx.artifacts, asyncio.get_running_loop()
         with self.transfers.slot(request):
-            body = _BodyReader(request.content, loop, MAX_ARTIFACT_BYTES, BODY_IDLE_TIMEOUT_S)
+            body = BodyReader(request.content, loop, MAX_ARTIFACT_BYTES, BODY_IDLE_TIMEOUT_S)
             stored = loop.run_in_executor(self.transfers.pool, store.put, cast(BinaryIO, body))
             try:
                 blob: StoredBlob = await stored

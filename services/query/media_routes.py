@@ -30,7 +30,7 @@ from deardiary.schemas.errors import InvalidArgument, NotFound
 from deardiary.schemas.events import CheckpointDiscarded
 from deardiary.schemas.limits import MAX_KEY_CHARS
 from deardiary.services.artifacts import StoredBlob
-from deardiary.services.artifacts.routes import MAX_ARTIFACT_BYTES, _BodyReader
+from deardiary.services.artifacts.routes import MAX_ARTIFACT_BYTES, BodyReader
 from deardiary.services.auth.identity import PRINCIPAL
 from deardiary.services.http import Endpoint, operation
 from deardiary.services.http import query_params as qp
@@ -132,7 +132,7 @@ class MediaRoutes:
             raise InvalidArgument(f"content larger than {MAX_ARTIFACT_BYTES} bytes")
         loop = asyncio.get_running_loop()
         store = self.w.artifacts
-        body = _BodyReader(request.content, loop, MAX_ARTIFACT_BYTES, BLOB_IDLE_TIMEOUT_S)
+        body = BodyReader(request.content, loop, MAX_ARTIFACT_BYTES, BLOB_IDLE_TIMEOUT_S)
         try:
             blob: StoredBlob = await loop.run_in_executor(
                 self._pool, store.put, cast(BinaryIO, body)
