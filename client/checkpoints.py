@@ -341,3 +341,44 @@ class ClientCheckpointsMixin:
         )
         self.flush()
         return version_id
+
+    def model_version(self: _Client, model_id: str, version: int) -> dict[str, Any]:
+        """A model's version by its number (1, 2, ...)."""
+        rows = self.sql(
+            "SELECT * FROM model_versions"
+            f" WHERE model_id = '{_quoted(model_id)}' AND version = {int(version)}"
+            " AND NOT deleted"
+        ).to_pylist()
+        if not rows:
+            raise NotFound(f"model {model_id!r} has no version {version}")
+        return _decoded_registry(rows[0])
+
+    def model_iterations(self: _Client, model_id: str) -> list[dict[str, Any]]:
+        """The iterations a model's versions were made from, each with its versions."""
+        from .reads import HttpReader
+
+        reader = self.reader
+        if isinstance(reader, HttpReader):
+            path = f"/api/v1/models/{_quoted(model_id)}/iterations"
+            found: list[dict[str, Any]] = reader.get_json(path, {}, self._written())["items"]
+            return found
+
+        def local(store: EmbeddedStore) -> list[dict[str, Any]]:
+            from deardiary.projections.queries.registry import model_iterations
+
+            conn = store.store.reader()
+            try:
+                rows: list[dict[str, Any]] = model_iterations(conn, model_id).to_pylist()
+                return rows
+            finally:
+                conn.close()
+
+        result: list[dict[str, Any]] = _with_local(self, local)
+        return result
+
+
+def _decoded_registry(row: dict[str, Any]) -> dict[str, Any]:
+    for column in ("tags", "metadata", "aliases"):
+        if isinstance(row.get(column), str):
+            row[column] = json.loads(row[column])
+    return row

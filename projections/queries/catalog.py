@@ -39,7 +39,7 @@ LISTINGS: dict[str, Listing] = {
     "model_versions": Listing(
         "model_versions",
         "model_version_id",
-        frozenset({"model_id", "stage", "iteration_id", "archived"}),
+        frozenset({"model_id", "stage", "iteration_id", "archived", "version"}),
         "model_id, version",
     ),
     "artifacts": Listing(

@@ -113,6 +113,10 @@ class ModelVersions(Listing, frozen=True, kw_only=True):
     model_id: Annotated[Id | None, Meta(description="model")] = None
     stage: Annotated[str | None, Meta(description="stage")] = None
     iteration_id: Annotated[Id | None, Meta(description="source iteration")] = None
+    version: Annotated[
+        Annotated[int, Meta(ge=1, le=2**62)] | None,
+        Meta(description="version number (with model_id: that one version)"),
+    ] = None
 
 
 class Artifacts(Paged, frozen=True, kw_only=True):

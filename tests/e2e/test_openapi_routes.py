@@ -183,6 +183,7 @@ def test_every_route_is_exercised(served: tuple[str, dict[str, str]]) -> None:
     call("GET", f"/api/v1/iterations/{it}/histograms")
     call("GET", f"/api/v1/iterations/{it}/checkpoints", params={"order_by": "loss"})
     call("POST", f"/api/v1/iterations/{it}/checkpoints/retain", json={"keep": 1})
+    call("GET", f"/api/v1/models/{model_id}/iterations")
 
     # the MLflow registry and mlflow-artifacts routes (tests/mlflow tests them in depth)
     exercise_registry_and_artifacts(call, exp, it)

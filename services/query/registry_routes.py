@@ -1,0 +1,42 @@
+"""Registry reads beyond the catalog: a model's producing iterations."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+from aiohttp import web
+
+from deardiary.projections.queries import catalog
+from deardiary.projections.queries.registry import model_iterations
+from deardiary.services.query import params as q
+from deardiary.services.query.context import caller_of
+from deardiary.services.query.encoding import table_response
+from deardiary.services.query.routes import Route
+from deardiary.services.query.writes import WriteContext
+
+
+def registry_routes(writes: WriteContext) -> list[Route]:
+    ctx = writes.query
+
+    async def iterations(request: web.Request) -> web.Response:
+        model_id = request.match_info["model_id"]
+
+        def read(c: duckdb.DuckDBPyConnection) -> web.Response:
+            catalog.get_entity(c, "models", model_id)  # 404 when unknown or not readable
+            table: pa.Table = model_iterations(c, model_id)
+            return table_response(request, table)
+
+        await ctx.wait(q.min_offsets(request))
+        response: web.Response = await ctx.run(read, caller_of(request))
+        return response
+
+    return [
+        Route(
+            "GET",
+            "/api/v1/models/{model_id}/iterations",
+            iterations,
+            "The iterations a model's versions were made from, with their version numbers",
+            q.Read,
+            "registry",
+        )
+    ]
