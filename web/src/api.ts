@@ -173,6 +173,7 @@ export interface Iteration {
   duration_s: number;
   params: Record<string, string> | string;
   metrics: Record<string, number> | string;
+  group_metrics?: Record<string, Record<string, number>> | string;
 }
 
 /** A JSON column the server may send as text. */

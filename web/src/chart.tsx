@@ -1,11 +1,13 @@
 // Line charts of metric series with uPlot (canvas). A chart fetches its series only
-// when it scrolls into view, asks the server for about one min/max pair per pixel of
-// its width (max_points = the width in pixels), and a zoom (drag across the plot) re-fetches the selected step window at
-// full resolution; a double click goes back to the whole series.
+// when it scrolls into view -- together with the other charts coming into view (one
+// request, batch.ts) -- asks the server for one min/max pair per two pixels of its width
+// (max_points = the width in pixels), draws each group of the metric (train/val) as its
+// own line (the run's color, the group's dash), and a zoom (drag across the plot)
+// re-fetches the selected step window at full resolution; a double click goes back.
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { arrow } from "./api";
+import { type SeriesRows, seriesOf } from "./batch";
 import { align, smooth, type Series } from "./series";
 
 export type XMode = "step" | "wall" | "relative";
@@ -32,7 +34,7 @@ export function color(i: number): string {
 
 interface Fetched {
   runs: ChartRun[];
-  series: { step: Float64Array; value: Float64Array; at: Float64Array }[];
+  series: SeriesRows["series"];
 }
 
 async function fetchSeries(
@@ -40,53 +42,47 @@ async function fetchSeries(
   key: string,
   maxPoints: number,
   window: [number, number] | null,
+  asOf: string,
   signal: AbortSignal,
 ): Promise<Fetched> {
-  const { numRows, columns } = await arrow(
-    "/compare",
-    {
-      iteration_id: runs.map((r) => r.id),
-      key: [key],
-      max_points: maxPoints,
-      min_step: window ? Math.floor(window[0]) : undefined,
-      max_step: window ? Math.ceil(window[1]) : undefined,
-    },
+  const rows = await seriesOf(
+    runs.map((r) => r.id),
+    key,
+    maxPoints,
+    window,
+    asOf,
     signal,
   );
-  const ids = columns.iteration_id as ArrayLike<string>;
-  const steps = columns.step as ArrayLike<number>;
-  const values = columns.value as ArrayLike<number>;
-  const ats = columns.recorded_at as ArrayLike<number>;
-  const byRun = new Map<string, number[]>();
-  for (let i = 0; i < numRows; i++) {
-    let rows = byRun.get(ids[i]);
-    if (!rows) byRun.set(ids[i], (rows = []));
-    rows.push(i);
-  }
-  return {
-    runs,
-    series: runs.map((r) => {
-      const rows = byRun.get(r.id) ?? [];
-      return {
-        step: Float64Array.from(rows, (i) => steps[i]),
-        value: Float64Array.from(rows, (i) => values[i]),
-        at: Float64Array.from(rows, (i) => ats[i]),
-      };
-    }),
-  };
+  return { runs, series: rows.series };
+}
+
+/** Dashes per group: the default group solid, the others dashed (train/val apart). */
+const DASHES: (number[] | undefined)[] = [undefined, [6, 4], [2, 3], [10, 3, 2, 3], [1, 5]];
+
+/** Each (run, group) line: its label, color (the run's) and dash (the group's). */
+export function lineStyles(f: Fetched): { label: string; stroke: string; dash: number[] | undefined }[] {
+  const groups = [...new Set(f.series.map((s) => s.group))].sort();
+  const runIndex = new Map(f.runs.map((r, i) => [r.id, i]));
+  const label = new Map(f.runs.map((r) => [r.id, r.label]));
+  return f.series.map((s) => ({
+    label: groups.length > 1 || s.group ? `${label.get(s.run) ?? s.run.slice(0, 8)} · ${s.group || "default"}` : (label.get(s.run) ?? s.run.slice(0, 8)),
+    stroke: color(runIndex.get(s.run) ?? 0),
+    dash: DASHES[groups.indexOf(s.group) % DASHES.length],
+  }));
 }
 
 function toData(f: Fetched, o: ChartOptions): uPlot.AlignedData {
-  const series: Series[] = f.series.map((s, i) => {
+  const series: Series[] = f.series.map((s) => {
     let x: Float64Array;
     if (o.xMode === "step") x = s.step;
     else if (o.xMode === "wall") x = s.at.map((t) => t / 1000);
     else {
-      const first = s.at.length ? Math.min(...s.at) : 0;
+      let first = Infinity;
+      for (const t of s.at) if (t < first) first = t;
       x = s.at.map((t) => (t - first) / 1000);
     }
     const y = o.smoothing > 0 ? Float64Array.from(smooth(s.value, o.smoothing), (v) => v ?? NaN) : s.value;
-    return { label: f.runs[i].label, x, y };
+    return { label: s.run, x, y };
   });
   return align(series) as uPlot.AlignedData;
 }
@@ -99,11 +95,13 @@ export function Chart({
   runs,
   metric,
   options,
+  asOf = "",
   height = 220,
 }: {
   runs: ChartRun[];
   metric: string;
   options: ChartOptions;
+  asOf?: string;
   height?: number;
 }) {
   const box = useRef<HTMLDivElement>(null);
@@ -126,14 +124,14 @@ export function Chart({
     return () => io.disconnect();
   }, []);
 
-  useEffect(() => setZoom(null), [runKey, metric, options.xMode]);
+  useEffect(() => setZoom(null), [runKey, metric, options.xMode, asOf]);
 
   useEffect(() => {
     if (!visible || runs.length === 0) return;
     const abort = new AbortController();
     const width = Math.max(100, box.current!.clientWidth);
     const window = options.xMode === "step" ? zoom : null;
-    fetchSeries(runs, metric, Math.round(width), window, abort.signal).then(
+    fetchSeries(runs, metric, Math.round(width), window, asOf, abort.signal).then(
       (f) => {
         setError(null);
         setFetched(f);
@@ -141,7 +139,7 @@ export function Chart({
       (e: Error) => e.name !== "AbortError" && setError(e.message),
     );
     return () => abort.abort();
-  }, [visible, runKey, metric, zoom, options.xMode]);
+  }, [visible, runKey, metric, zoom, options.xMode, asOf]);
 
   useEffect(() => {
     if (!fetched || !box.current) return;
@@ -162,19 +160,30 @@ export function Chart({
         { ...axis, label: options.xMode === "step" ? "step" : time ? undefined : "seconds" },
         { ...axis, size: 60 },
       ],
-      legend: { show: runs.length <= 12, live: true },
+      legend: { show: fetched.series.length <= 12, live: true },
       cursor: { drag: { x: true, y: false, setScale: false } },
       series: [
         { label: options.xMode },
-        ...fetched.runs.map((r, i) => ({
-          label: r.label,
-          stroke: color(i),
+        ...lineStyles(fetched).map((line) => ({
+          label: line.label,
+          stroke: line.stroke,
+          dash: line.dash,
           width: 1.5,
           spanGaps: true,
           points: { show: false },
         })),
       ],
       hooks: {
+        draw: [
+          () => {
+            // drawn: for tests and the benchmark (a mark times it from navigation)
+            const figure = el.parentElement;
+            if (figure && figure.dataset.drawn !== "1") {
+              figure.dataset.drawn = "1";
+              performance.mark("chart-drawn", { detail: metric });
+            }
+          },
+        ],
         setSelect: [
           (u: uPlot) => {
             if (u.select.width < 3) return;
@@ -206,8 +215,9 @@ export function Chart({
   }, [height]);
 
   const points = fetched?.series.reduce((n, s) => n + s.step.length, 0) ?? 0;
+  const groups = fetched ? [...new Set(fetched.series.map((s) => s.group))].sort().join(",") : "";
   return (
-    <figure class="chart" data-metric={metric} data-points={points} data-drawn={fetched ? "1" : "0"}>
+    <figure class="chart" data-metric={metric} data-points={points} data-lines={fetched?.series.length ?? 0} data-groups={groups}>
       <figcaption>
         <span class="chart-title">{metric}</span>
         {zoom && (
@@ -217,7 +227,7 @@ export function Chart({
         )}
         {error && <span class="error-inline">{error}</span>}
       </figcaption>
-      <div ref={box} class="chart-box" style={{ minHeight: `${height + (runs.length <= 12 ? 30 : 0)}px` }} />
+      <div ref={box} class="chart-box" style={{ minHeight: `${height + 30}px` }} />
     </figure>
   );
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { align, axisScale, bestSoFar, differingKeys, smooth } from "./series";
+import { align, axisScale, bestOf, bestSoFar, categories, defaultGoal, differingKeys, parseGoals, smooth } from "./series";
 
 describe("series helpers", () => {
   it("smooths with debiasing and keeps gaps", () => {
@@ -36,5 +36,27 @@ describe("series helpers", () => {
 
   it("finds params whose values differ", () => {
     expect(differingKeys([{ lr: "0.1", b: "1" }, { lr: "0.01", b: "1" }, { b: "1" }])).toEqual(new Set(["lr"]));
+  });
+
+  it("guesses a metric's goal and reads the chosen ones from the URL", () => {
+    expect(defaultGoal("loss")).toBe("min");
+    expect(defaultGoal("val/acc")).toBe("max");
+    expect(defaultGoal("train.f1")).toBe("max");
+    expect(defaultGoal("error_rate")).toBe("min");
+    expect(defaultGoal("top5_accuracy")).toBe("max");
+    expect([...parseGoals("acc:min,a:b:max,bad,x:sideways")]).toEqual([
+      ["acc", "min"],
+      ["a:b", "max"],
+    ]);
+  });
+
+  it("finds the best values by the goal, ties included, NaN never", () => {
+    expect([...bestOf([3, 1, 1, NaN, undefined], "min")]).toEqual([1, 2]);
+    expect([...bestOf([3, 1, NaN], "max")]).toEqual([0]);
+    expect(bestOf([3, undefined], "max").size).toBe(0);
+  });
+
+  it("lists a categorical axis bottom to top", () => {
+    expect(categories(["sgd", null, "adam", "sgd"])).toEqual(["adam", "sgd"]);
   });
 });

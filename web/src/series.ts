@@ -82,12 +82,17 @@ export function axisScale(values: (string | null)[]): (v: string | null) => numb
     const hi = Math.max(...nums);
     return (v) => (v === null || v === "" ? null : hi === lo ? 0.5 : (Number(v) - lo) / (hi - lo));
   }
-  const cats = [...new Set(values.filter((v): v is string => v !== null))].sort();
+  const cats = categories(values);
   return (v) => {
     if (v === null) return null;
     const i = cats.indexOf(v);
     return cats.length <= 1 ? 0.5 : i / (cats.length - 1);
   };
+}
+
+/** The distinct values of a categorical axis, in axis order (bottom to top). */
+export function categories(values: (string | null)[]): string[] {
+  return [...new Set(values.filter((v): v is string => v !== null))].sort();
 }
 
 /** Keys whose values differ between runs (missing counts as a value). */
@@ -100,4 +105,35 @@ export function differingKeys(rows: Record<string, string>[]): Set<string> {
     if (rows.some((r) => r[k] !== first)) out.add(k);
   }
   return out;
+}
+
+export type Goal = "min" | "max";
+
+const HIGHER_IS_BETTER = /acc|f1|auc|precision|recall|score|reward|return|map|iou|bleu|rouge|dice|r2|ndcg|hit|top\d|throughput|samples_per_s/i;
+
+/** A metric's goal when nobody chose one: max for accuracies, scores and rewards, min
+ * otherwise (losses, errors, times). */
+export function defaultGoal(key: string): Goal {
+  const last = key.split(/[/.]/).pop() ?? key;
+  return HIGHER_IS_BETTER.test(last) && !/loss|err|mse|mae|rmse|perplexity|time|latency/i.test(last) ? "max" : "min";
+}
+
+/** The goals chosen in the URL (`goals=acc:max,lr_loss:min`). */
+export function parseGoals(text: string | null): Map<string, Goal> {
+  const out = new Map<string, Goal>();
+  for (const item of (text ?? "").split(",")) {
+    const at = item.lastIndexOf(":");
+    const goal = item.slice(at + 1);
+    if (at > 0 && (goal === "min" || goal === "max")) out.set(item.slice(0, at), goal);
+  }
+  return out;
+}
+
+/** Which of the values are the best by the goal (ties all count; NaN never does); none
+ * when fewer than two values are there to compare. */
+export function bestOf(values: (number | null | undefined)[], goal: Goal): Set<number> {
+  const finite = values.map((v, i) => [v, i] as const).filter((p): p is readonly [number, number] => typeof p[0] === "number" && !Number.isNaN(p[0]));
+  if (finite.length < 2) return new Set();
+  const best = goal === "min" ? Math.min(...finite.map((p) => p[0])) : Math.max(...finite.map((p) => p[0]));
+  return new Set(finite.filter((p) => p[0] === best).map((p) => p[1]));
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { columnsOf, compareCells, formatSort, lines, parseSort, sortedOrder, visibleColumns } from "./table";
+import { columnsOf, compareCells, formatSort, lines, metricColumn, parseSort, sortedOrder, visibleColumns } from "./table";
 
 describe("runs table model", () => {
   it("sorts numbers numerically with missing values last, both directions", () => {
@@ -43,5 +43,28 @@ describe("runs table model", () => {
     expect(view.offset).toBe(x0);
     expect(x0).toBeLessThanOrEqual(50_000 + 274);
     expect(view.last - view.first).toBeLessThan(15);
+  });
+
+  it("puts a metric's groups side by side, named as the API names them", () => {
+    const cols = columnsOf([
+      { kind: "metric", key: "loss", group: "val", iterations: 2 },
+      { kind: "param", key: "lr", iterations: 2 },
+      { kind: "metric", key: "acc", group: "", iterations: 2 },
+      { kind: "metric", key: "loss", group: "", iterations: 2 },
+    ]).filter((c) => c.kind !== "base");
+    expect(cols.map((c) => c.name)).toEqual([
+      "params.lr",
+      "metrics.acc.last",
+      "metrics.acc.min",
+      "metrics.acc.max",
+      "metrics.loss.last",
+      "metrics.loss.min",
+      "metrics.loss.max",
+      "metrics@val.loss.last",
+      "metrics@val.loss.min",
+      "metrics@val.loss.max",
+    ]);
+    expect(cols[7].label).toBe("loss · val (last)");
+    expect(metricColumn("loss", "", "min")).toBe("metrics.loss.min");
   });
 });

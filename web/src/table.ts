@@ -24,9 +24,17 @@ export const SUMMARIES = ["last", "min", "max"] as const;
 export interface CatalogEntry {
   kind: "param" | "metric" | "tag";
   key: string;
+  group?: string; // of a metric: "" is the default group, e.g. "val" another
   iterations: number;
 }
 
+/** The API's name of a metric summary column (`metrics@val.loss.min` for a group). */
+export function metricColumn(key: string, group: string, summary: string): string {
+  return `${group ? `metrics@${group}` : "metrics"}.${key}.${summary}`;
+}
+
+/** The table's columns: the base ones (tags in one), params, then each metric's
+ * summaries with a metric's groups side by side (loss, loss · val). */
 export function columnsOf(catalog: CatalogEntry[]): Column[] {
   const out = [...BASE_COLUMNS];
   for (const c of catalog) {
@@ -34,17 +42,19 @@ export function columnsOf(catalog: CatalogEntry[]): Column[] {
       out.push({ name: `params.${c.key}`, label: c.key, kind: "param", numeric: false, width: 110 });
     }
   }
-  for (const c of catalog) {
-    if (c.kind === "metric") {
-      for (const s of SUMMARIES) {
-        out.push({
-          name: `metrics.${c.key}.${s}`,
-          label: `${c.key} (${s})`,
-          kind: "metric",
-          numeric: true,
-          width: 110,
-        });
-      }
+  const metrics = catalog
+    .filter((c) => c.kind === "metric")
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : (a.group ?? "") < (b.group ?? "") ? -1 : (a.group ?? "") > (b.group ?? "") ? 1 : 0));
+  for (const c of metrics) {
+    const group = c.group ?? "";
+    for (const s of SUMMARIES) {
+      out.push({
+        name: metricColumn(c.key, group, s),
+        label: group ? `${c.key} · ${group} (${s})` : `${c.key} (${s})`,
+        kind: "metric",
+        numeric: true,
+        width: 110,
+      });
     }
   }
   return out;

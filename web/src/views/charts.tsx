@@ -6,11 +6,18 @@ import { ErrorBox, Loading } from "../common";
 import { useLoad } from "../hooks";
 import { Link, setQuery } from "../nav";
 import { listParam } from "../route";
+import { withAsOf } from "../asof";
 
 export interface MetricName {
   key: string;
+  group: string;
   iterations: number;
   points: number;
+}
+
+/** One chart per key (its groups are lines of that chart), in the server's order. */
+export function chartKeys(names: MetricName[]): string[] {
+  return [...new Set(names.map((m) => m.key))];
 }
 
 export function chartOptions(query: URLSearchParams): ChartOptions {
@@ -49,49 +56,51 @@ export function ChartControls({ options, search }: { options: ChartOptions; sear
 }
 
 /** The chosen runs with their names, from one read of the runs table. */
-export async function runsNamed(experimentId: string, ids: string[], signal: AbortSignal): Promise<ChartRun[]> {
-  const { numRows, columns } = await arrow(`/experiments/${experimentId}/runs-table`, {}, signal);
+export async function runsNamed(experimentId: string, ids: string[], asOf: string, signal: AbortSignal): Promise<ChartRun[]> {
+  const filter = `iteration_id IN (${ids.map((id) => `'${id.replace(/'/g, "''")}'`).join(", ")})`;
+  const { numRows, columns } = await arrow(`/experiments/${experimentId}/runs-table`, { filter, as_of: asOf || undefined }, signal);
   const names = new Map<string, string>();
   for (let i = 0; i < numRows; i++) names.set((columns.iteration_id as ArrayLike<string>)[i], (columns.name as ArrayLike<string>)[i]);
   return ids.filter((id) => names.has(id)).map((id) => ({ id, label: names.get(id) || id.slice(0, 8) }));
 }
 
-export function ChartGrid({ runs, metrics, options }: { runs: ChartRun[]; metrics: string[]; options: ChartOptions }) {
+export function ChartGrid({ runs, metrics, options, asOf = "" }: { runs: ChartRun[]; metrics: string[]; options: ChartOptions; asOf?: string }) {
   return (
     <div class="chart-grid">
       {metrics.map((m) => (
-        <Chart key={m} runs={runs} metric={m} options={options} />
+        <Chart key={m} runs={runs} metric={m} options={options} asOf={asOf} />
       ))}
     </div>
   );
 }
 
-export function RunLegend({ runs }: { runs: ChartRun[] }) {
+export function RunLegend({ runs, asOf = "" }: { runs: ChartRun[]; asOf?: string }) {
   return (
     <ul class="legend">
       {runs.map((r, i) => (
         <li key={r.id}>
-          <span class="swatch" style={{ background: color(i) }} /> <Link href={`/r/${r.id}`}>{r.label}</Link>
+          <span class="swatch" style={{ background: color(i) }} /> <Link href={withAsOf(`/r/${r.id}`, asOf)}>{r.label}</Link>
         </li>
       ))}
+      <li class="muted">a metric's groups (train/val): dashed lines of the run's color</li>
     </ul>
   );
 }
 
-export function ExperimentCharts({ experimentId, query }: { experimentId: string; query: URLSearchParams }) {
+export function ExperimentCharts({ experimentId, query, asOf = "" }: { experimentId: string; query: URLSearchParams; asOf?: string }) {
   const chosen = listParam(query.get("runs"));
   const options = chartOptions(query);
   const search = query.get("q") ?? "";
-  const names = useLoad((signal) => items<MetricName>(`/experiments/${experimentId}/metric-names`, {}, signal), [experimentId]);
+  const names = useLoad((signal) => items<MetricName>(`/experiments/${experimentId}/metric-names`, { as_of: asOf || undefined }, signal), [experimentId, asOf]);
   const runs = useLoad(
     async (signal) => {
-      if (chosen.length) return runsNamed(experimentId, chosen.slice(0, 50), signal);
-      const latest = await items<Iteration>("/iterations", { experiment_id: experimentId, limit: 10, order_by: "created_at DESC" }, signal);
+      if (chosen.length) return runsNamed(experimentId, chosen.slice(0, 50), asOf, signal);
+      const latest = await items<Iteration>("/iterations", { experiment_id: experimentId, limit: 10, order_by: "created_at DESC", as_of: asOf || undefined }, signal);
       return latest.map((it) => ({ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }));
     },
-    [experimentId, chosen.join(",")],
+    [experimentId, chosen.join(","), asOf],
   );
-  const metrics = useMemo(() => (names.data ?? []).map((m) => m.key).filter((k) => k.toLowerCase().includes(search.toLowerCase())), [names.data, search]);
+  const metrics = useMemo(() => chartKeys(names.data ?? []).filter((k) => k.toLowerCase().includes(search.toLowerCase())), [names.data, search]);
   const [shownCount, setShown] = useState(60);
   useEffect(() => setShown(60), [search]);
   return (
@@ -105,8 +114,8 @@ export function ExperimentCharts({ experimentId, query }: { experimentId: string
           (re-fetched at full resolution), double-click to reset.
         </p>
       )}
-      {runs.data && <RunLegend runs={runs.data} />}
-      {runs.data && <ChartGrid runs={runs.data} metrics={metrics.slice(0, shownCount)} options={options} />}
+      {runs.data && <RunLegend runs={runs.data} asOf={asOf} />}
+      {runs.data && <ChartGrid runs={runs.data} metrics={metrics.slice(0, shownCount)} options={options} asOf={asOf} />}
       {metrics.length > shownCount && (
         <button type="button" onClick={() => setShown(shownCount + 60)}>
           more charts ({metrics.length - shownCount} left)

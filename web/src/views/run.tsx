@@ -5,13 +5,16 @@ import { bytes, get, type Iteration, items, jsonValue, sendEvents, token, url } 
 import { Crumbs, ErrorBox, KeyValues, Loading, Status, Tabs } from "../common";
 import { fmtBytes, fmtDuration, fmtNumber, fmtTime } from "../format";
 import { useInterval, useLoad } from "../hooks";
+import { asOfOf, withAsOf } from "../asof";
+import { AsOfBar } from "../asofbar";
 import { Link, setQuery } from "../nav";
 import type { RunTab } from "../route";
-import { ChartControls, ChartGrid, chartOptions, type MetricName } from "./charts";
+import { ChartControls, ChartGrid, chartOptions } from "./charts";
 import { HistoryTable } from "./history";
 
 interface Summary {
   key: string;
+  group: string;
   first: number;
   last: number;
   min: number | null;
@@ -43,18 +46,20 @@ interface LogLine {
 }
 
 export function RunPage({ iterationId, tab, query }: { iterationId: string; tab: RunTab; query: URLSearchParams }) {
-  const run = useLoad((signal) => get<Iteration>(`/iterations/${iterationId}`, {}, signal), [iterationId]);
+  const asOf = asOfOf(query);
+  const run = useLoad((signal) => get<Iteration>(`/iterations/${iterationId}`, { as_of: asOf || undefined }, signal), [iterationId, asOf]);
   const it = run.data;
-  useInterval(run.reload, 2000, it?.status === "RUNNING");
+  useInterval(run.reload, 2000, it?.status === "RUNNING" && !asOf);
   const base = `/r/${iterationId}`;
   return (
     <main class="wide">
       <Crumbs>
-        <Link href="/">Projects</Link> / {it && <Link href={`/p/${it.project_id}`}>project</Link>} / {it && <Link href={`/e/${it.experiment_id}`}>experiment</Link>} /
+        <Link href="/">Projects</Link> / {it && <Link href={`/p/${it.project_id}`}>project</Link>} / {it && <Link href={withAsOf(`/e/${it.experiment_id}`, asOf)}>experiment</Link>} /
       </Crumbs>
       <h1>
         {it?.name || iterationId} {it && <Status status={it.display_status} />}
       </h1>
+      <AsOfBar asOf={asOf} what="this run" />
       <ErrorBox error={run.error} />
       {it && (
         <>
@@ -65,29 +70,33 @@ export function RunPage({ iterationId, tab, query }: { iterationId: string; tab:
           <Tabs
             current={tab}
             items={[
-              ["overview", "Overview", base],
-              ["charts", "Charts", `${base}/charts`],
-              ["logs", "Logs", `${base}/logs`],
-              ["artifacts", "Artifacts", `${base}/artifacts`],
-              ["history", "History", `${base}/history`],
+              ["overview", "Overview", withAsOf(base, asOf)],
+              ["charts", "Charts", withAsOf(`${base}/charts`, asOf)],
+              ["logs", "Logs", withAsOf(`${base}/logs`, asOf)],
+              ["artifacts", "Artifacts", withAsOf(`${base}/artifacts`, asOf)],
+              ["history", "History", withAsOf(`${base}/history`, asOf)],
             ]}
           />
-          {tab === "overview" && <Overview it={it} reload={run.reload} />}
-          {tab === "charts" && <RunCharts it={it} query={query} />}
-          {tab === "logs" && <Logs iterationId={iterationId} query={query} running={it.status === "RUNNING"} />}
-          {tab === "artifacts" && <Artifacts iterationId={iterationId} />}
-          {tab === "history" && <HistoryTable entityId={iterationId} />}
+          {tab === "overview" && <Overview it={it} reload={run.reload} asOf={asOf} />}
+          {tab === "charts" && <RunCharts it={it} query={query} asOf={asOf} />}
+          {tab === "logs" && <Logs iterationId={iterationId} query={query} running={it.status === "RUNNING"} asOf={asOf} />}
+          {tab === "artifacts" && <Artifacts iterationId={iterationId} asOf={asOf} />}
+          {tab === "history" && <HistoryTable entityId={iterationId} asOf={asOf} asOfLink={(offset) => withAsOf(base, String(offset))} what="the run" />}
         </>
       )}
     </main>
   );
 }
 
-function Overview({ it, reload }: { it: Iteration; reload: () => void }) {
-  const params = useLoad((signal) => items<Param>(`/iterations/${it.iteration_id}/params`, {}, signal), [it.iteration_id]);
-  const summaries = useLoad((signal) => items<Summary>(`/iterations/${it.iteration_id}/metrics`, {}, signal), [it.iteration_id, it.metrics]);
-  const children = useLoad((signal) => items<Iteration>("/iterations", { parent_iteration_id: it.iteration_id, limit: 100 }, signal), [it.iteration_id]);
-  const versions = useLoad((signal) => items<{ model_version_id: string; model_id: string; version: number; stage: string }>("/model-versions", { iteration_id: it.iteration_id }, signal), [it.iteration_id]);
+function Overview({ it, reload, asOf }: { it: Iteration; reload: () => void; asOf: string }) {
+  const then = { as_of: asOf || undefined };
+  const params = useLoad((signal) => items<Param>(`/iterations/${it.iteration_id}/params`, then, signal), [it.iteration_id, asOf]);
+  const summaries = useLoad((signal) => items<Summary>(`/iterations/${it.iteration_id}/metrics`, then, signal), [it.iteration_id, it.metrics, asOf]);
+  const children = useLoad((signal) => items<Iteration>("/iterations", { parent_iteration_id: it.iteration_id, limit: 100, ...then }, signal), [it.iteration_id, asOf]);
+  const versions = useLoad(
+    (signal) => items<{ model_version_id: string; model_id: string; version: number; stage: string }>("/model-versions", { iteration_id: it.iteration_id, ...then }, signal),
+    [it.iteration_id, asOf],
+  );
   const env = jsonValue<Record<string, unknown> | null>(it.environment, null);
   return (
     <div class="overview">
@@ -105,6 +114,7 @@ function Overview({ it, reload }: { it: Iteration; reload: () => void }) {
             <thead>
               <tr>
                 <th>metric</th>
+                <th>group</th>
                 <th class="num">last</th>
                 <th class="num">min</th>
                 <th class="num">max</th>
@@ -115,8 +125,9 @@ function Overview({ it, reload }: { it: Iteration; reload: () => void }) {
             </thead>
             <tbody>
               {summaries.data.map((m) => (
-                <tr key={m.key}>
+                <tr key={`${m.group}/${m.key}`}>
                   <th scope="row">{m.key}</th>
+                  <td>{m.group || <span class="muted">—</span>}</td>
                   <td class="num">{fmtNumber(m.last)}</td>
                   <td class="num">{fmtNumber(m.min)}</td>
                   <td class="num">{fmtNumber(m.max)}</td>
@@ -129,14 +140,14 @@ function Overview({ it, reload }: { it: Iteration; reload: () => void }) {
           </table>
         )}
       </section>
-      <Tags it={it} reload={reload} />
-      <Notes it={it} reload={reload} />
+      <Tags it={it} reload={reload} readOnly={!!asOf} />
+      <Notes it={it} reload={reload} readOnly={!!asOf} />
       <section>
         <h2>Lineage</h2>
         <KeyValues
           rows={[
-            ...(it.parent_iteration_id ? ([["parent", <Link href={`/r/${it.parent_iteration_id}`}>{it.parent_iteration_id.slice(0, 12)}</Link>]] as [string, preact.ComponentChildren][]) : []),
-            ...(children.data ?? []).map((c) => ["child", <Link href={`/r/${c.iteration_id}`}>{c.name || c.iteration_id.slice(0, 12)}</Link>] as [string, preact.ComponentChildren]),
+            ...(it.parent_iteration_id ? ([["parent", <Link href={withAsOf(`/r/${it.parent_iteration_id}`, asOf)}>{it.parent_iteration_id.slice(0, 12)}</Link>]] as [string, preact.ComponentChildren][]) : []),
+            ...(children.data ?? []).map((c) => ["child", <Link href={withAsOf(`/r/${c.iteration_id}`, asOf)}>{c.name || c.iteration_id.slice(0, 12)}</Link>] as [string, preact.ComponentChildren]),
             ...(versions.data ?? []).map((v) => ["model version", <Link href={`/models/${v.model_id}`}>version {v.version} ({v.stage})</Link>] as [string, preact.ComponentChildren]),
           ]}
           empty="no parent, children or registered models"
@@ -177,7 +188,7 @@ function Overview({ it, reload }: { it: Iteration; reload: () => void }) {
   );
 }
 
-function Tags({ it, reload }: { it: Iteration; reload: () => void }) {
+function Tags({ it, reload, readOnly }: { it: Iteration; reload: () => void; readOnly: boolean }) {
   const tags = jsonValue<Record<string, string>>(it.tags, {});
   const [key, setKey] = useState("");
   const [value, setValue] = useState("");
@@ -199,12 +210,16 @@ function Tags({ it, reload }: { it: Iteration; reload: () => void }) {
         {Object.entries(tags).map(([k, v]) => (
           <li key={k} class="tag">
             {v ? `${k}=${v}` : k}{" "}
-            <button type="button" class="small" aria-label={`remove tag ${k}`} onClick={() => send({ type: "tags_deleted", keys: [k] })}>
-              ×
-            </button>
+            {!readOnly && (
+              <button type="button" class="small" aria-label={`remove tag ${k}`} onClick={() => send({ type: "tags_deleted", keys: [k] })}>
+                ×
+              </button>
+            )}
           </li>
         ))}
       </ul>
+      {Object.keys(tags).length === 0 && <p class="muted">no tags</p>}
+      {!readOnly && (
       <form
         class="toolbar"
         onSubmit={(e) => {
@@ -220,12 +235,13 @@ function Tags({ it, reload }: { it: Iteration; reload: () => void }) {
         <input aria-label="tag value" placeholder="value (optional)" value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} />
         <button type="submit">Add tag</button>
       </form>
+      )}
       <ErrorBox error={error} />
     </section>
   );
 }
 
-function Notes({ it, reload }: { it: Iteration; reload: () => void }) {
+function Notes({ it, reload, readOnly }: { it: Iteration; reload: () => void; readOnly: boolean }) {
   const [text, setText] = useState(it.notes);
   const [saved, setSaved] = useState(true);
   const [error, setError] = useState<Error | undefined>();
@@ -244,6 +260,14 @@ function Notes({ it, reload }: { it: Iteration; reload: () => void }) {
       setError(err as Error);
     }
   };
+  if (readOnly) {
+    return (
+      <section>
+        <h2>Notes</h2>
+        {it.notes ? <pre class="notes">{it.notes}</pre> : <p class="muted">no notes</p>}
+      </section>
+    );
+  }
   return (
     <section>
       <h2>Notes</h2>
@@ -269,28 +293,28 @@ function Notes({ it, reload }: { it: Iteration; reload: () => void }) {
   );
 }
 
-function RunCharts({ it, query }: { it: Iteration; query: URLSearchParams }) {
+function RunCharts({ it, query, asOf }: { it: Iteration; query: URLSearchParams; asOf: string }) {
   const options = chartOptions(query);
-  const names = useLoad((signal) => items<MetricName>(`/experiments/${it.experiment_id}/metric-names`, {}, signal), [it.experiment_id]);
-  const mine = Object.keys(jsonValue<Record<string, number>>(it.metrics, {}));
-  const keys = (names.data ?? []).map((m) => m.key).filter((k) => mine.includes(k));
+  const summaries = useLoad((signal) => items<Summary>(`/iterations/${it.iteration_id}/metrics`, { as_of: asOf || undefined }, signal), [it.iteration_id, asOf]);
+  const keys = [...new Set((summaries.data ?? []).map((m) => m.key))].sort();
   return (
     <section>
       <ChartControls options={options} />
-      <ErrorBox error={names.error} />
-      <ChartGrid runs={[{ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }]} metrics={keys} options={options} />
+      <ErrorBox error={summaries.error} />
+      {summaries.data && keys.length === 0 && <p class="muted">no metrics</p>}
+      <ChartGrid runs={[{ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }]} metrics={keys} options={options} asOf={asOf} />
     </section>
   );
 }
 
-function Logs({ iterationId, query, running }: { iterationId: string; query: URLSearchParams; running: boolean }) {
+function Logs({ iterationId, query, running, asOf }: { iterationId: string; query: URLSearchParams; running: boolean; asOf: string }) {
   const regex = query.get("regex") ?? "";
   const [draft, setDraft] = useState(regex);
   const [follow, setFollow] = useState(false);
   const [lines, setLines] = useState<LogLine[]>([]);
   const [error, setError] = useState<Error | undefined>();
   const bottom = useRef<HTMLDivElement>(null);
-  const loaded = useLoad((signal) => items<LogLine>(`/iterations/${iterationId}/logs`, { regex: regex || undefined, limit: 10000 }, signal), [iterationId, regex]);
+  const loaded = useLoad((signal) => items<LogLine>(`/iterations/${iterationId}/logs`, { regex: regex || undefined, limit: 10000, as_of: asOf || undefined }, signal), [iterationId, regex, asOf]);
   useEffect(() => {
     if (loaded.data) setLines(loaded.data);
   }, [loaded.data]);
@@ -335,9 +359,11 @@ function Logs({ iterationId, query, running }: { iterationId: string; query: URL
       >
         <input type="search" aria-label="regex filter" placeholder="regex filter" value={draft} onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />
         <button type="submit">Filter</button>
-        <label>
-          <input type="checkbox" checked={follow} onChange={() => setFollow(!follow)} /> follow live{running ? "" : " (run finished)"}
-        </label>
+        {!asOf && (
+          <label>
+            <input type="checkbox" checked={follow} onChange={() => setFollow(!follow)} /> follow live{running ? "" : " (run finished)"}
+          </label>
+        )}
         <span class="muted">{lines.length} lines</span>
       </form>
       <ErrorBox error={loaded.error ?? error} />
@@ -361,8 +387,8 @@ function isImage(a: Artifact): boolean {
   return /^image\/(png|jpeg|gif|webp|svg\+xml)$/.test(a.media_type) || /\.(png|jpe?g|gif|webp)$/i.test(a.name);
 }
 
-function Artifacts({ iterationId }: { iterationId: string }) {
-  const list = useLoad((signal) => items<Artifact>("/artifacts", { iteration_id: iterationId, limit: 10000 }, signal), [iterationId]);
+function Artifacts({ iterationId, asOf }: { iterationId: string; asOf: string }) {
+  const list = useLoad((signal) => items<Artifact>("/artifacts", { iteration_id: iterationId, limit: 10000, as_of: asOf || undefined }, signal), [iterationId, asOf]);
   const [preview, setPreview] = useState<{ name: string; text?: string; image?: string } | null>(null);
   const [error, setError] = useState<Error | undefined>();
   const fetchBlob = async (a: Artifact) => (await bytes(`/artifacts/${a.artifact_id}/content`)).blob();

@@ -7,6 +7,7 @@ import { ApiError, arrow, items, jsonValue } from "../api";
 import { ErrorBox, Status } from "../common";
 import { fmtDuration, fmtNumber, fmtTime } from "../format";
 import { Link, navigate, setQuery } from "../nav";
+import { withAsOf } from "../asof";
 import { href, listParam } from "../route";
 import {
   type CatalogEntry,
@@ -31,29 +32,53 @@ interface Base {
   cols: Record<string, ArrayLike<unknown>>;
 }
 
-function useBlocks(experimentId: string, filter: string, asOf: string, base: Base | null) {
-  const [data, setData] = useState<Map<string, ArrayLike<unknown>>>(new Map());
+/** A block's column: its values and the rows (iteration ids) they belong to. */
+interface Fetched {
+  ids: ArrayLike<string>;
+  values: ArrayLike<unknown>;
+}
+
+/** Row numbers of `base` into a block's rows (null: the same rows in the same order). */
+function alignment(base: Base, ids: ArrayLike<string>): Int32Array | null {
+  let same = ids.length === base.n;
+  for (let i = 0; same && i < base.n; i++) same = ids[i] === base.ids[i];
+  if (same) return null;
+  const at = new Map<string, number>();
+  for (let i = 0; i < ids.length; i++) at.set(ids[i], i);
+  return Int32Array.from(base.ids, (id) => at.get(id) ?? -1);
+}
+
+/**
+ * Blocks of columns, fetched as they come into view (BLOCK per request, Arrow). Each
+ * block keeps the rows it was answered for, so it can be asked for before the table's
+ * rows arrive and stays right when rows appear (a new run) until it is fetched again.
+ */
+function useBlocks(experimentId: string, filter: string, asOf: string) {
+  const [data, setData] = useState<Map<string, Fetched>>(new Map());
   const pending = useRef(new Set<string>());
   useEffect(() => {
     setData(new Map());
     pending.current = new Set();
-  }, [experimentId, filter, asOf, base?.ids]);
+  }, [experimentId, filter, asOf]);
   const want = useCallback(
     (names: string[], refresh = false) => {
       const missing = names.filter((n) => (refresh || !data.has(n)) && !pending.current.has(n));
+      const asked = pending.current;
       for (let i = 0; i < missing.length; i += BLOCK) {
         const block = missing.slice(i, i + BLOCK);
-        block.forEach((n) => pending.current.add(n));
+        block.forEach((n) => asked.add(n));
         arrow(`/experiments/${experimentId}/runs-table`, { columns: block, filter, base: false, as_of: asOf || undefined }).then(
           ({ columns }) => {
-            block.forEach((n) => pending.current.delete(n));
+            block.forEach((n) => asked.delete(n));
+            if (asked !== pending.current) return; // asked for another table meanwhile
+            const ids = columns.iteration_id as ArrayLike<string>;
             setData((d) => {
               const next = new Map(d);
-              for (const n of block) next.set(n, columns[n]);
+              for (const n of block) next.set(n, { ids, values: columns[n] });
               return next;
             });
           },
-          () => block.forEach((n) => pending.current.delete(n)),
+          () => block.forEach((n) => asked.delete(n)),
         );
       }
     },
@@ -123,15 +148,21 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
   const pinnedWidth = CHECK + pinnedCols.reduce((w, c) => w + c.width, 0);
   const totalWidth = pinnedWidth + scrolling.reduce((w, c) => w + c.width, 0);
 
-  const { data, want } = useBlocks(experimentId, filter, asOf, base);
+  const { data, want } = useBlocks(experimentId, filter, asOf);
+  const aligned = useMemo(() => new WeakMap<ArrayLike<string>, Int32Array | null>(), [base]);
 
   const cellOf = useCallback(
     (column: Column, row: number): Cell => {
       if (!base) return undefined;
       if (column.kind === "base") return base.cols[column.name]?.[row] as Cell;
-      return data.get(column.name)?.[row] as Cell;
+      const block = data.get(column.name);
+      if (!block) return undefined;
+      let at = aligned.get(block.ids);
+      if (at === undefined) aligned.set(block.ids, (at = alignment(base, block.ids)));
+      const i = at === null ? row : at[row];
+      return i < 0 ? null : (block.values[i] as Cell);
     },
-    [base, data],
+    [base, data, aligned],
   );
 
   const sortColumn = sort ? allColumns.find((c) => c.name === sort.column) : undefined;
@@ -165,7 +196,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
   // live: running rows refresh every 2 s (statuses, durations, the metrics in view)
   const running = useMemo(() => {
     const st = base?.cols.status as ArrayLike<string> | undefined;
-    if (!st) return false;
+    if (!st || asOf) return false; // the past does not change
     for (let i = 0; i < st.length; i++) if (st[i] === "RUNNING") return true;
     return false;
   }, [base]);
@@ -177,6 +208,15 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
     }, 2000);
     return () => clearInterval(id);
   }, [running, loadBase, want, inView.length, pinnedCols]);
+
+  // ready: the rows in view show their values (a mark for the benchmark, once)
+  const ready = useRef(false);
+  useEffect(() => {
+    if (ready.current || !base || !catalog) return;
+    if (base.n > 0 && inView.some((c) => c.kind !== "base" && !data.has(c.name))) return;
+    ready.current = true;
+    performance.mark("runs-table-ready");
+  });
 
   useEffect(() => {
     const el = grid.current;
@@ -225,7 +265,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
       return;
     } else if (e.key === "Enter") {
       const line = table[cursor];
-      if (line?.type === "row") navigate(`/r/${base.ids[line.row]}`);
+      if (line?.type === "row") navigate(withAsOf(`/r/${base.ids[line.row]}`, asOf));
       else if (line?.type === "group") toggleGroup(line.value);
       return;
     } else return;
@@ -248,7 +288,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
     const v = cellOf(c, row);
     if (c.name === "name") {
       const id = base!.ids[row];
-      return <Link href={`/r/${id}`}>{(v as string) || id.slice(0, 8)}</Link>;
+      return <Link href={withAsOf(`/r/${id}`, asOf)}>{(v as string) || id.slice(0, 8)}</Link>;
     }
     if (c.name === "status") return v ? <Status status={String(v)} /> : null;
     if (c.name === "duration_s") return fmtDuration(v as number);
@@ -257,7 +297,7 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
       const tags = jsonValue<Record<string, string>>(v as string, {});
       return Object.entries(tags).map(([k, t]) => (t ? `${k}=${t}` : k)).join(", ");
     }
-    if (v === undefined) return data.has(c.name) || c.kind === "base" ? "" : <span class="muted">…</span>;
+    if (v === undefined) return data.has(c.name) || c.kind === "base" ? "" : <span class="muted pending">…</span>;
     if (c.kind === "metric") return fmtNumber(v as number);
     return v === null ? "" : String(v);
   };
@@ -399,9 +439,21 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
   );
 }
 
+const CHOOSER_SHOWN = 300;
+
+/** Columns to show, hide and pin: a search narrows them (name or label, every word);
+ * "show all"/"hide all" act on every match, also beyond the first CHOOSER_SHOWN listed. */
 function ColumnChooser({ columns, hidden, pinned }: { columns: Column[]; hidden: Set<string>; pinned: string[] }) {
   const [search, setSearch] = useState("");
-  const matching = columns.filter((c) => c.name !== "name" && c.name.toLowerCase().includes(search.toLowerCase())).slice(0, 300);
+  const [kind, setKind] = useState<"" | "param" | "metric" | "base">("");
+  const words = search.toLowerCase().split(/\s+/).filter(Boolean);
+  const matching = columns.filter(
+    (c) =>
+      c.name !== "name" &&
+      (!kind || c.kind === kind) &&
+      words.every((w) => c.name.toLowerCase().includes(w) || c.label.toLowerCase().includes(w)),
+  );
+  const listed = matching.slice(0, CHOOSER_SHOWN);
   const setHidden = (names: string[], hide: boolean) => {
     const next = new Set(hidden);
     for (const n of names) hide ? next.add(n) : next.delete(n);
@@ -410,24 +462,34 @@ function ColumnChooser({ columns, hidden, pinned }: { columns: Column[]; hidden:
   return (
     <div class="chooser" role="dialog" aria-label="columns">
       <div class="toolbar">
-        <input type="search" placeholder="find a column" aria-label="find a column" value={search} onInput={(e) => setSearch((e.target as HTMLInputElement).value)} />
+        <input type="search" placeholder="find columns (every word)" aria-label="find a column" value={search} onInput={(e) => setSearch((e.target as HTMLInputElement).value)} />
+        <select aria-label="column kind" value={kind} onChange={(e) => setKind((e.target as HTMLSelectElement).value as typeof kind)}>
+          <option value="">all kinds</option>
+          <option value="param">params</option>
+          <option value="metric">metrics</option>
+          <option value="base">run</option>
+        </select>
         <button type="button" onClick={() => setHidden(matching.map((c) => c.name), false)}>
-          show all
+          show all {matching.length}
         </button>
         <button type="button" onClick={() => setHidden(matching.map((c) => c.name), true)}>
-          hide all
+          hide all {matching.length}
         </button>
+        <span class="muted" role="status">
+          {matching.length > listed.length ? `${listed.length} of ${matching.length} matches listed: type to narrow` : `${matching.length} matches`}
+        </span>
       </div>
       <ul class="chooser-list">
-        {matching.map((c) => (
+        {listed.map((c) => (
           <li key={c.name}>
             <label>
-              <input type="checkbox" checked={!hidden.has(c.name)} onChange={() => setHidden([c.name], !hidden.has(c.name))} /> {c.name}
+              <input type="checkbox" checked={!hidden.has(c.name)} onChange={() => setHidden([c.name], !hidden.has(c.name))} /> {c.label}
             </label>
             <button
               type="button"
               class={`small ${pinned.includes(c.name) ? "active" : ""}`}
               aria-pressed={pinned.includes(c.name)}
+              aria-label={`pin ${c.label}`}
               onClick={() => setQuery({ pin: pinned.includes(c.name) ? pinned.filter((p) => p !== c.name) : [...pinned, c.name] })}
             >
               pin

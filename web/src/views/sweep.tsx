@@ -7,8 +7,8 @@ import { ErrorBox, Loading } from "../common";
 import { fmtNumber } from "../format";
 import { useLoad } from "../hooks";
 import { setQuery } from "../nav";
-import { axisScale, bestSoFar, numericValues } from "../series";
-import type { CatalogEntry } from "../table";
+import { axisScale, bestSoFar, categories, defaultGoal, type Goal, numericValues } from "../series";
+import { type CatalogEntry, metricColumn } from "../table";
 
 function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
@@ -22,7 +22,7 @@ function shade(t: number): string {
   return `rgba(${c[0]},${c[1]},${c[2]},0.55)`;
 }
 
-function ParallelCoordinates({ axes, values, metric, goal }: { axes: string[]; values: (string | null)[][]; metric: (number | null)[]; goal: "min" | "max" }) {
+function ParallelCoordinates({ axes, values, metric, name, goal }: { axes: string[]; values: (string | null)[][]; metric: (number | null)[]; name: string; goal: "min" | "max" }) {
   const canvas = useRef<HTMLCanvasElement>(null);
   useEffect(() => {
     const el = canvas.current!;
@@ -76,21 +76,40 @@ function ParallelCoordinates({ axes, values, metric, goal }: { axes: string[]; v
       g.moveTo(x(a), top);
       g.lineTo(x(a), bottom);
       g.stroke();
-      g.fillText(a < axes.length ? axes[a] : `metric`, x(a), top - 10);
+      g.fillText(a < axes.length ? axes[a] : name, x(a), top - 10);
       if (a < axes.length) {
         const col = values[a];
         if (numericValues(col)) {
           const nums = col.filter((v) => v !== null && v !== "").map(Number);
-          g.fillText(fmtNumber(Math.max(...nums)), x(a), top + 4 - 16 + 30);
+          g.fillText(fmtNumber(Math.max(...nums)), x(a), top + 18);
           g.fillText(fmtNumber(Math.min(...nums)), x(a), bottom + 16);
+        } else {
+          // a categorical axis: each category's name at its place (every k-th when many)
+          const cats = categories(col);
+          const every = Math.max(1, Math.ceil(cats.length / Math.max(2, Math.floor((bottom - top) / 16))));
+          g.textAlign = "left";
+          g.font = "11px system-ui, sans-serif";
+          cats.forEach((cat, i) => {
+            if (i % every !== 0 && i !== cats.length - 1) return;
+            const t = cats.length <= 1 ? 0.5 : i / (cats.length - 1);
+            const label = cat.length > 14 ? `${cat.slice(0, 13)}…` : cat;
+            g.fillText(label, x(a) + 5, bottom - t * (bottom - top) + 4);
+          });
+          g.textAlign = "center";
+          g.font = "12px system-ui, sans-serif";
         }
       } else if (finite.length) {
         g.fillText(fmtNumber(hi), x(a), top + 18);
         g.fillText(fmtNumber(lo), x(a), bottom + 16);
       }
     }
-  }, [axes, values, metric, goal]);
-  return <canvas ref={canvas} class="parallel" data-drawn="1" aria-label="parallel coordinates" />;
+  }, [axes, values, metric, name, goal]);
+  const labels = axes.map((name, a) => (numericValues(values[a]) ? null : `${name}: ${categories(values[a]).join(", ")}`)).filter(Boolean);
+  return (
+    <canvas ref={canvas} class="parallel" data-drawn="1" aria-label={`parallel coordinates of ${axes.join(", ")} against the metric`}>
+      {labels.join("; ")}
+    </canvas>
+  );
 }
 
 function Plot({ data, series, xLabel, yLabel, points }: { data: uPlot.AlignedData; series: uPlot.Series[]; xLabel: string; yLabel: string; points: boolean }) {
@@ -116,25 +135,28 @@ function Plot({ data, series, xLabel, yLabel, points }: { data: uPlot.AlignedDat
   return <div ref={box} class="chart-box" />;
 }
 
-export function Sweep({ experimentId, query }: { experimentId: string; query: URLSearchParams }) {
-  const catalog = useLoad((signal) => items<CatalogEntry>(`/experiments/${experimentId}/columns`, {}, signal), [experimentId]);
+export function Sweep({ experimentId, query, asOf = "" }: { experimentId: string; query: URLSearchParams; asOf?: string }) {
+  const catalog = useLoad((signal) => items<CatalogEntry>(`/experiments/${experimentId}/columns`, { as_of: asOf || undefined }, signal), [experimentId, asOf]);
   const params = (catalog.data ?? []).filter((c) => c.kind === "param").map((c) => c.key);
-  const metrics = (catalog.data ?? []).filter((c) => c.kind === "metric").map((c) => c.key);
-  const metric = query.get("metric") ?? metrics[0] ?? "";
-  const goal = query.get("goal") === "max" ? "max" : "min";
+  const series = (catalog.data ?? []).filter((c) => c.kind === "metric").map((c) => ({ key: c.key, group: c.group ?? "" }));
+  const metric = query.get("metric") ?? series[0]?.key ?? "";
+  const group = query.get("mgroup") ?? (query.get("metric") ? "" : (series[0]?.group ?? ""));
+  const shownMetric = group ? `${metric} · ${group}` : metric;
+  const goal: Goal = query.get("goal") === "max" ? "max" : query.get("goal") === "min" ? "min" : defaultGoal(metric);
   const agg = query.get("agg") === "last" ? "last" : goal;
   const param = query.get("param") ?? params[0] ?? "";
+  const column = metricColumn(metric, group, agg);
   const table = useLoad(
     async (signal) => {
       if (!metric) return null;
-      return arrow(`/experiments/${experimentId}/runs-table`, { columns: [...params.slice(0, 60).map((p) => `params.${p}`), `metrics.${metric}.${agg}`] }, signal);
+      return arrow(`/experiments/${experimentId}/runs-table`, { columns: [...params.slice(0, 60).map((p) => `params.${p}`), column], as_of: asOf || undefined }, signal);
     },
-    [experimentId, metric, agg, params.join("\n")],
+    [experimentId, column, params.join("\n"), asOf],
   );
   const view = useMemo(() => {
     if (!table.data) return null;
     const { columns, numRows } = table.data;
-    const m = Array.from(columns[`metrics.${metric}.${agg}`] as ArrayLike<number | null>, (v) => (v === null || Number.isNaN(v) ? null : v));
+    const m = Array.from(columns[column] as ArrayLike<number | null>, (v) => (v === null || Number.isNaN(v) ? null : v));
     const shownParams = params.slice(0, 60).filter((p) => columns[`params.${p}`]);
     const values = shownParams.map((p) => Array.from(columns[`params.${p}`] as ArrayLike<string | null>));
     const names = Array.from(columns.name as ArrayLike<string>);
@@ -175,7 +197,23 @@ export function Sweep({ experimentId, query }: { experimentId: string; query: UR
       <ErrorBox error={catalog.error ?? table.error} />
       <Loading when={catalog.loading || table.loading} />
       <div class="toolbar">
-        {select("metric", metric, metrics, "metric")}
+        <label>
+          metric{" "}
+          <select
+            aria-label="metric"
+            value={String(series.findIndex((m) => m.key === metric && m.group === group))}
+            onChange={(e) => {
+              const chosen = series[Number((e.target as HTMLSelectElement).value)];
+              if (chosen) setQuery({ metric: chosen.key, mgroup: chosen.group || null, goal: null });
+            }}
+          >
+            {series.map((m, i) => (
+              <option key={`${m.group}/${m.key}`} value={String(i)}>
+                {m.group ? `${m.key} · ${m.group}` : m.key}
+              </option>
+            ))}
+          </select>
+        </label>
         {select("goal", goal, ["min", "max"], "goal")}
         {select("agg", agg === goal ? "best" : "last", ["best", "last"], "value")}
         {select("param", param, params, "scatter param")}
@@ -183,13 +221,13 @@ export function Sweep({ experimentId, query }: { experimentId: string; query: UR
       {view && view.n > 0 && (
         <>
           <h2>Parallel coordinates</h2>
-          <ParallelCoordinates axes={view.params} values={view.values} metric={view.m} goal={goal} />
+          <ParallelCoordinates axes={view.params} values={view.values} metric={view.m} name={shownMetric} goal={goal} />
           <div class="two">
             <div>
               <h2>
-                {param} vs {metric}
+                {param} vs {shownMetric}
               </h2>
-              {scatter && <Plot data={scatter} series={[{ label: metric, stroke: "#3a6df0" }]} xLabel={param} yLabel={metric} points />}
+              {scatter && <Plot data={scatter} series={[{ label: shownMetric, stroke: "#3a6df0" }]} xLabel={param} yLabel={shownMetric} points />}
             </div>
             <div>
               <h2>Best so far ({goal})</h2>
@@ -197,11 +235,11 @@ export function Sweep({ experimentId, query }: { experimentId: string; query: UR
                 <Plot
                   data={best}
                   series={[
-                    { label: `${metric} (each trial)`, stroke: "#adb5bd", paths: () => null, points: { show: true, size: 5, fill: "#adb5bd" } },
+                    { label: `${shownMetric} (each trial)`, stroke: "#adb5bd", paths: () => null, points: { show: true, size: 5, fill: "#adb5bd" } },
                     { label: "best so far", stroke: "#2f9e44", width: 2 },
                   ]}
                   xLabel="trial"
-                  yLabel={metric}
+                  yLabel={shownMetric}
                   points={false}
                 />
               )}
