@@ -22,6 +22,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import deardiary as dd
+from deardiary.services.embedded import DataPaths
+from deardiary.services.log import open_log
+from deardiary.services.replay import replay
 from tests.e2e.serve_process import serve
 from tests.ports import free_port
 
@@ -35,8 +38,13 @@ Y = np.array([0, 0, 1, 1])
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve(tmp_path_factory.mktemp("mlflow-registry") / "data", free_port()) as served:
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlflow-registry") / "data"
+
+
+@pytest.fixture(scope="module")
+def url(data: Path) -> Iterator[str]:
+    with serve(data, free_port()) as served:
         before = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = served
         mlflow.set_tracking_uri(served)
@@ -312,3 +320,44 @@ def test_errors_answer_in_mlflows_shape(url: str, client: MlflowClient) -> None:
     assert copied.source == "models:/strict/1" and copied.run_id == run_id
     where = client.get_model_version_download_uri("strict", "2")
     assert where.endswith(f"/{run_id}/artifacts/model")
+
+
+@pytest.mark.filterwarnings("ignore:.*deprecated since 2.9.0:FutureWarning")  # stages: MLflow's
+def test_the_registry_is_ordinary_data_and_replays(
+    url: str, data: Path, client: MlflowClient, tmp_path: Path
+) -> None:
+    """What MLflow registered is folded again, equal, from the log alone."""
+    run_id = _run_with_file()
+    client.create_registered_model("replayed", tags={"k": "v"}, description="d")
+    for _ in range(3):
+        client.create_model_version("replayed", f"runs:/{run_id}/model", run_id, tags={"t": "1"})
+    client.transition_model_version_stage("replayed", "2", "Production")
+    client.set_registered_model_alias("replayed", "prod", "2")
+    client.update_model_version("replayed", "3", description="third")
+    client.delete_model_version("replayed", "1")
+    client.rename_registered_model("replayed", "replayed-2")
+    query = (
+        "SELECT m.name, v.version, v.stage, v.iteration_id, v.aliases, v.tags, v.metadata,"
+        " v.description FROM model_versions v JOIN models m USING (model_id)"
+        " WHERE NOT v.deleted AND NOT m.deleted ORDER BY m.name, v.version"
+    )
+    live = dd.connect(url, spool_dir=tmp_path / "spool")
+    try:
+        served = live.sql(query).to_pylist()
+    finally:
+        live.close()
+    assert [(r["name"], r["version"]) for r in served if r["name"] == "replayed-2"] == [
+        ("replayed-2", 2),
+        ("replayed-2", 3),
+    ]
+    into = tmp_path / "replayed"
+    log = open_log(DataPaths(data).log_url)  # the log the server appends to, read alongside
+    try:
+        replay(log, into)
+    finally:
+        log.close()
+    replayed = dd.connect(str(into), spool_dir=tmp_path / "spool-2")
+    try:
+        assert replayed.sql(query).to_pylist() == served
+    finally:
+        replayed.close()
