@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from procs import deardiary_serve, free_port, running
+from procs import ROOT, free_port, running
 
 from deardiary.pool import HttpPool
 
@@ -107,16 +109,46 @@ def _sweep(
     return {"processes_done_s": time.perf_counter() - started, "cpu_s": _child_cpu() - cpu}
 
 
+@contextmanager
+def _serving(data: Path, log: Path) -> Iterator[str]:
+    """`deardiary serve --port 0`; its URL as it prints it (a port picked beforehand could
+    be taken by another process meanwhile)."""
+    cmd = [sys.executable, "-m", "deardiary.services.cli", "serve", "--data", str(data)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--port", "0"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not (found := re.search(r"serving .* on (http://\S+)", log.read_text())):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"deardiary serve did not start; see {log}")
+            time.sleep(0.05)
+        yield found.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not reached within {timeout:.0f} s: {what}")
+        time.sleep(0.01)
+
+
 def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int) -> dict[str, Any]:
     env, cwd = _env(work), work / "trials"
     cwd.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    data, port = work / "trial-sweep", free_port()
-    url = f"http://127.0.0.1:{port}"
     out: dict[str, Any] = {"trials": trials, "parallel": parallel, "points": trials * steps * keys}
-    trial = [py, str(HERE / "dd_trial.py"), url]
-    log = work / "trials-serve.log"
-    with running(deardiary_serve(data, port, log), f"{url}/healthz", log):
+    with _serving(work / "trial-sweep", work / "trials-serve.log") as url:
+        trial = [py, str(HERE / "dd_trial.py"), url]
         pool = HttpPool(url, timeout=120)
 
         def count() -> int:
@@ -124,15 +156,13 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
             return int(pool.get("/api/v1/sql", params=q).json()["items"][0]["n"])
 
         _timed([*trial, "900001", str(steps), str(keys)], env, cwd)  # warm-up: bytecode caches
-        while count() < steps * keys:  # the warm-up's points visible: the sweep's come next
-            time.sleep(0.01)
-        before = count()
+        # the warm-up's points visible: the sweep's come next
+        _wait_for(lambda: count() == steps * keys, "the warm-up trial's points")
         t = time.perf_counter()
         sweep = _sweep(
             lambda n: [*trial, str(n), str(steps), str(keys)], trials, parallel, env, cwd
         )
-        while count() - before < out["points"]:
-            time.sleep(0.01)
+        _wait_for(lambda: count() == (trials + 1) * steps * keys, "every point queryable")
         out["seconds"] = time.perf_counter() - t
         out.update(sweep)
         # start-up, one process at a time
