@@ -162,21 +162,19 @@ class EventBuffer:
                 and len(batch.key_index) + len(metrics) < self._per_envelope
             ):
                 # The common case of a training loop: known keys, into the open batch.
-                keys, index = batch.keys, batch.key_index
-                values, steps, times = batch.values, batch.steps, batch.times
-                n = len(index)
+                keys, values = batch.keys, batch.values
+                n = len(values)
                 try:
-                    for key, value in metrics.items():
-                        idx = keys[key]
-                        values.append(value)
-                        index.append(idx)
-                        steps.append(step)
-                        times.append(t)
+                    found = [keys[key] for key in metrics]
+                    values.extend(metrics.values())
                 except (KeyError, TypeError, ValueError, OverflowError):
-                    for column in (values, index, steps, times):
-                        del column[n:]  # undone; the general path below sorts it out
+                    del values[n:]  # undone; the general path below sorts it out
                 else:
-                    points = self._points = self._points + len(index) - n
+                    count = len(found)
+                    batch.key_index.extend(found)
+                    batch.steps.extend([step] * count)
+                    batch.times.extend([t] * count)
+                    points = self._points = self._points + count
                     metrics = {}
                     over = points >= self._check_at
             add = self._add
