@@ -91,7 +91,7 @@ class _RecordFactory:
         with cls.lock:
             cls.users -= 1
             if cls.users == 0:
-                if logging.getLogRecordFactory() is cls.make:
+                if logging.getLogRecordFactory() == cls.make:  # bound methods: == not is
                     logging.setLogRecordFactory(cls.previous)
                 cls.previous = None
 

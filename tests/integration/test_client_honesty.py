@@ -164,6 +164,7 @@ def test_log_lines_keep_their_levels(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert ("stdout", "INFO", "printed") in lines
     assert ("stderr", "ERROR", "raw stderr") in lines
     assert console.stream is sys.stderr  # given back after the capture
+    assert logging.getLogRecordFactory() is logging.LogRecord  # and the record factory
     out, err = capsys.readouterr()
     assert "printed" in out and "to the console" in err  # still shown (a tee)
 
