@@ -138,6 +138,7 @@ class ExportsView:
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self.refresh()
+        self.conn.execute("CHECKPOINT")  # the first load's write-ahead log, now, not later
         self._thread: threading.Thread | None = None
         if follow:
             self._thread = threading.Thread(target=self._follow, name="exports-view", daemon=True)
@@ -221,8 +222,11 @@ class ExportsView:
             for p, manifest, fresh, start, entries in plans:
                 if fresh:
                     self._forget(p)
-                for entry in entries:
-                    self._apply_entry(p, manifest, entry, start)
+                if fresh or p not in self.parts:
+                    self._load(p, manifest, entries)  # nothing held: one statement a table
+                else:
+                    for entry in entries:
+                        self._apply_entry(p, manifest, entry, start)
                 c.execute(
                     'DELETE FROM m.hot WHERE "partition" = ? AND "offset" < ?',
                     [p, int(manifest["hot_below"])],
@@ -265,6 +269,32 @@ class ExportsView:
             c.execute(f"DELETE FROM m.{table} WHERE _p = ?", [p])
         for table in (*APPENDED, "hot"):
             c.execute(f'DELETE FROM m.{table} WHERE "partition" = ?', [p])
+
+    def _load(self, p: int, manifest: Manifest, entries: list[dict[str, Any]]) -> None:
+        """A whole chain into a partition this view holds nothing of: each upserted row's
+        last version, and every appended row and point, inserted once."""
+        c = self.conn
+        tables = sorted({t for e in entries for t in e["files"]})
+        for table in tables:
+            files = [
+                (i, self.source.fetch(p, manifest, e["files"][table]))
+                for i, e in enumerate(entries)
+                if table in e["files"]
+            ]
+            if table in PRIMARY_KEYS:
+                union = " UNION ALL ".join(
+                    f"SELECT *, {i} AS _entry FROM read_parquet({quote(f)})" for i, f in files
+                )
+                keys = ", ".join(f'"{k}"' for k in PRIMARY_KEYS[table])
+                c.execute(
+                    f"INSERT INTO m.{table} BY NAME SELECT * EXCLUDE (_entry), {p} AS _p"
+                    f" FROM ({union}) QUALIFY row_number() OVER"
+                    f" (PARTITION BY {keys} ORDER BY _entry DESC) = 1"
+                )
+            else:
+                target = "hot" if table == HOT else table
+                listed = _list([f for _, f in files])
+                c.execute(f"INSERT INTO m.{target} BY NAME SELECT * FROM read_parquet({listed})")
 
     def _apply_entry(self, p: int, manifest: Manifest, entry: dict[str, Any], start: int) -> None:
         c = self.conn
