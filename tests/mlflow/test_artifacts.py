@@ -10,7 +10,6 @@ multipart uploads get MLflow's answers.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,25 +18,14 @@ import pytest
 from mlflow import MlflowClient
 
 import deardiary as dd
-from tests.e2e.serve_process import serve
-from tests.ports import free_port
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve(tmp_path_factory.mktemp("mlflow-artifacts") / "data", free_port()) as served:
-        before = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = served
-        mlflow.set_tracking_uri(served)
-        try:
-            yield served
-        finally:
-            if before is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = before
+def url(mlflow_server: str) -> str:
+    """The module's `deardiary serve` (tests/mlflow/conftest.py), the client pointed at it."""
+    return mlflow_server
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -10,8 +10,6 @@ DearDiary data afterwards (the SDK's SQL sees the versions).
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,8 +23,6 @@ import deardiary as dd
 from deardiary.services.embedded import DataPaths
 from deardiary.services.log import open_log
 from deardiary.services.replay import replay
-from tests.e2e.serve_process import serve
-from tests.ports import free_port
 
 API = "/api/2.0/mlflow"
 # scikit-learn has no type information: imported as a plain module
@@ -38,23 +34,14 @@ Y = np.array([0, 0, 1, 1])
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mlflow-registry") / "data"
+def url(mlflow_server: str) -> str:
+    """The module's `deardiary serve` (tests/mlflow/conftest.py), the client pointed at it."""
+    return mlflow_server
 
 
 @pytest.fixture(scope="module")
-def url(data: Path) -> Iterator[str]:
-    with serve(data, free_port()) as served:
-        before = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = served
-        mlflow.set_tracking_uri(served)
-        try:
-            yield served
-        finally:
-            if before is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = before
+def data(mlflow_data: Path) -> Path:
+    return mlflow_data
 
 
 @pytest.fixture(scope="module")
