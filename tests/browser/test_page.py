@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 import deardiary as dd
@@ -32,6 +33,32 @@ class World:
     experiment_id: str
     trials: dict[str, str]  # name -> iteration id
     live: dd.Iteration
+    travel: dd.Iteration  # a run changed after the offset `before` (time travel)
+    before: int
+    wide_experiment: str  # 120 metrics: 366 columns
+
+
+def _travel(c: dd.Client) -> tuple[dd.Iteration, int]:
+    """A run tagged stage=old with 50 loss points; after offset `before`, stage=new, 30
+    more points and a validation group of its loss."""
+    travel = c.start_iteration(
+        project="mnist",
+        experiment="history",
+        name="travel",
+        tags={"stage": "old"},
+        capture_env=False,
+    )
+    for step in range(50):
+        travel.log_metric("loss", 2 / (step + 1), step=step)
+    before = c.flush()
+    travel.set_tags({"stage": "new"})
+    c.flush()  # the points below come after the tag in the log
+    for step in range(50, 80):
+        travel.log_metric("loss", 2 / (step + 1), step=step)
+    for step in range(0, 80, 5):
+        travel.log_metric("loss", 3 / (step + 1), step=step, group="val")
+    travel.end()
+    return travel, before
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +90,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             project="mnist", experiment="lr-sweep", name="live-trial", capture_env=False
         )
         live.log_metric("loss", 1.0)
+        travel, before = _travel(c)
+        with c.start_iteration(project="mnist", experiment="wide", capture_env=False) as wide:
+            wide.log_metrics({f"m{k:03d}": k / 7 for k in range(120)}, step=0)
         c.flush()
         try:
-            yield World(url, c, live.experiment_id, trials, live)
+            yield World(
+                url, c, live.experiment_id, trials, live, travel, before, wide.experiment_id
+            )
         finally:
             live.end()
             c.close()
@@ -197,6 +229,7 @@ def test_sweep_views_and_registry(
     page.goto(f"{world.url}/e/{world.experiment_id}/sweep?metric=loss&param=lr")
     expect(page.get_by_role("heading", name="Parallel coordinates")).to_be_visible()
     assert canvas_ink(page, "canvas.parallel") > 500
+    expect(page.locator("canvas.parallel")).to_have_text(re.compile("optimizer: adam, sgd"))
     expect(page.locator(".sweep .chart-box canvas")).to_have_count(2)
     screenshot(page, "sweep")
     page.get_by_role("link", name="Models").click()
@@ -257,3 +290,83 @@ def test_unknown_page_and_dark_mode(
     page.goto(f"{world.url}/nowhere/at/all")
     expect(page.locator("body")).to_contain_text("NOT_FOUND")  # not a page URL: the API 404
     browser[1].expect_clean(404)
+
+
+def test_time_travel_shows_the_past_and_the_api_agrees(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    travel, before = world.travel, world.before
+    page.goto(f"{world.url}/e/{travel.experiment_id}")
+    row = page.locator(".grid-row", has=page.get_by_role("link", name="travel"))
+    expect(row).to_contain_text("stage=new")
+    page.get_by_role("button", name="as of…").click()  # the control, by keyboard and mouse
+    page.get_by_role("combobox", name="as of kind").select_option("offset")
+    page.get_by_role("textbox", name="as of offset").fill(str(before))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(rf"as_of={before}$"))
+    expect(page.get_by_role("status")).to_contain_text(f"as of log offset {before}")
+    expect(row).to_contain_text("stage=old")
+    row.get_by_role("link", name="travel").click()  # the bound goes along
+    expect(page).to_have_url(re.compile(rf"/r/{travel.id}\?as_of={before}$"))
+    expect(page.locator(".tags")).to_contain_text("stage=old")
+    expect(page.get_by_role("button", name="Add tag")).to_have_count(0)  # the past is read-only
+    loss = page.locator("table.metrics").get_by_role("row", name=re.compile("^loss"))
+    expect(loss).to_have_count(1)  # no validation group yet
+    expect(loss.locator("td").nth(5)).to_have_text("50")  # points
+    page.get_by_role("link", name="Charts").click()
+    chart = page.locator("figure.chart[data-metric=loss]")
+    expect(chart).to_have_attribute("data-drawn", "1")
+    expect(chart).to_have_attribute("data-points", "50")
+    screenshot(page, "as-of")
+    api = f"{world.url}/api/v1/iterations/{travel.id}"
+    assert httpx.get(api, params={"as_of": before}).json()["tags"] == {"stage": "old"}
+    history = httpx.get(f"{api}/metric-history", params={"key": "loss", "as_of": before})
+    assert len(history.json()["items"]) == 50
+    page.get_by_role("link", name="Back to now").click()
+    expect(page).to_have_url(re.compile(rf"/r/{travel.id}/charts$"))
+    expect(chart).to_have_attribute("data-groups", ",val")  # train and val: two lines
+    expect(chart).to_have_attribute("data-lines", "2")
+    expect(chart).to_have_attribute("data-points", str(80 + 16))
+    assert canvas_ink(page, "figure.chart[data-metric=loss] .chart-box") > 500
+    page.get_by_role("link", name="History").click()
+    tagged = page.locator("table.history tr", has_text="tags set")
+    tagged.get_by_role("link", name="as of this event").click()
+    expect(page).to_have_url(re.compile(r"as_of=\d+$"))
+    expect(page.locator(".tags")).to_contain_text("stage=new")
+    points = page.locator("table.metrics").get_by_role("row", name=re.compile("^loss")).first
+    expect(points.locator("td").nth(5)).to_have_text("50")
+    browser[1].expect_clean()
+
+
+def test_compare_best_follows_each_metrics_goal(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    runs = ",".join(world.trials[n] for n in ("trial-0", "trial-2"))
+    page.goto(f"{world.url}/e/{world.experiment_id}/compare?runs={runs}")
+    loss = page.locator("table.metrics-compare tr[data-metric=loss]")
+    acc = page.locator("table.metrics-compare tr[data-metric=acc]")
+    # trial-2 (lr 0.001) ends with the lower loss and so the higher acc: best on both rows
+    expect(loss.locator("td.best")).to_have_count(1)
+    expect(loss.locator("td.num").nth(1)).to_have_class(re.compile("best"))
+    expect(acc.locator("td.num").nth(1)).to_have_class(re.compile("best"))
+    acc.get_by_role("button", name=re.compile("goal of acc")).click()
+    expect(page).to_have_url(re.compile("goals=acc%3Amin"))
+    expect(acc.locator("td.num").nth(0)).to_have_class(re.compile("best"))
+    browser[1].expect_clean()
+
+
+def test_column_chooser_beyond_what_it_lists(
+    world: World, page: Page, browser: tuple[BrowserContext, Problems]
+) -> None:
+    page.goto(f"{world.url}/e/{world.wide_experiment}")
+    page.get_by_role("button", name="Columns").click()
+    chooser = page.get_by_role("dialog", name="columns")
+    expect(chooser.get_by_role("status")).to_contain_text("300 of 365 matches listed")
+    page.get_by_role("searchbox", name="find a column").fill("m11 max")
+    expect(chooser.get_by_role("status")).to_have_text("10 matches")  # m110 ... m119
+    page.get_by_role("searchbox", name="find a column").fill("")
+    chooser.get_by_role("button", name="hide all 365").click()
+    expect(page).to_have_url(re.compile("metrics.m119.max"))  # beyond the 300 listed too
+    headers = page.get_by_role("grid", name="runs").get_by_role("columnheader")
+    expect(headers).to_have_count(1)  # the name stays
+    browser[1].expect_clean()
