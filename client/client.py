@@ -24,7 +24,7 @@ from .auth import Session, SessionTransport
 from .buffer import EventBuffer
 from .checkpoints import ClientCheckpointsMixin
 from .iteration import Iteration
-from .manage import ManageMixin
+from .manage import CloneMixin, ManageMixin
 from .pool import HttpPool
 from .reads import HttpReader, LocalReader, NoReader, Reader
 from .registry import Registry
@@ -48,7 +48,7 @@ def _looks_like_host_port(target: str) -> bool:
     return host[0].isalnum() and all(c.isalnum() or c in ".-" for c in host)
 
 
-class Client(ManageMixin, ClientCheckpointsMixin):
+class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
     """A connection handle: where it points, who it is, and the logging machinery (the
     management verbs -- set_tags, rename, delete, move, ... -- come from ManageMixin;
     checkpoints, retention and downloads from ClientCheckpointsMixin)."""

@@ -86,11 +86,22 @@ class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
         return DiaryHandler(self, level)
 
     def log_params(self, params: Mapping[str, Any], section: str = "") -> None:
-        """Write-once: logging a different value for a key later is a recorded conflict."""
+        """Write-once per (section, key): logging a different value for a key later is a
+        recorded conflict; the same key in another section is another param. Nested dicts
+        become dotted keys ("optimizer.lr") and the whole config is kept; each value's
+        type (int, float, bool, ...) is kept beside its text."""
         if params:
-            values = {str(k): str(v) for k, v in params.items()}
+            from .config import flatten
+
+            values, types, config = flatten(params)
             self.client.buffer.emit(
-                ParamsLogged(iteration_id=self.id, params=values, section=section)
+                ParamsLogged(
+                    iteration_id=self.id,
+                    params=values,
+                    section=section,
+                    types=types,  # type: ignore[arg-type]
+                    config=config,
+                )
             )
 
     def log_param(self, key: str, value: Any) -> None:

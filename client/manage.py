@@ -284,3 +284,31 @@ class ManageMixin:
 
         path = f"/api/v1/experiments/{experiment_id}/status"
         change(self, "PUT", path, {"status": wanted.value}, experiment_id, make)
+
+
+class CloneMixin:
+    """`Client.clone`."""
+
+    def clone(
+        self: _Client,
+        iteration: str | Iteration,
+        *,
+        name: str = "",
+        experiment: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Iteration:
+        """A new iteration started from another's params and config (lineage kept in
+        `cloned_from`); `params` override copied ones. Use it with `with`."""
+        from typing import cast
+
+        from .clone import clone_iteration
+
+        return clone_iteration(
+            cast(Any, self),
+            _id(iteration),
+            name=name,
+            experiment=experiment,
+            params=params,
+            tags=tags,
+        )

@@ -68,16 +68,21 @@ CREATE TABLE IF NOT EXISTS iterations (
     updated_at TIMESTAMP NOT NULL,
     end_date TIMESTAMP,
     last_heartbeat TIMESTAMP NOT NULL,
-    description VARCHAR NOT NULL
+    description VARCHAR NOT NULL,
+    config JSON NOT NULL,
+    cloned_from VARCHAR
 );
 
+-- Params are write-once per (iteration, section, key); `type` is the logged value's type
+-- (int, float, bool, str, none, json) while `value` is its text, which filters compare.
 CREATE TABLE IF NOT EXISTS params (
     iteration_id VARCHAR NOT NULL,
     key VARCHAR NOT NULL,
     value VARCHAR NOT NULL,
     section VARCHAR NOT NULL,
     logged_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (iteration_id, key)
+    type VARCHAR NOT NULL,
+    PRIMARY KEY (iteration_id, section, key)
 );
 
 -- Metric points not yet compacted into Parquet segments. Each (iteration, key, group)

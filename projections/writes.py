@@ -19,7 +19,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "projects": ("project_id",),
     "experiments": ("experiment_id",),
     "iterations": ("iteration_id",),
-    "params": ("iteration_id", "key"),
+    "params": ("iteration_id", "section", "key"),
     "last_metrics": ("iteration_id", "key", "group"),
     "artifacts": ("artifact_id",),
     "models": ("model_id",),
@@ -36,7 +36,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
 JSON_COLUMNS: dict[str, tuple[str, ...]] = {
     "projects": ("tags", "metadata"),
     "experiments": ("tags", "metadata"),
-    "iterations": ("tags", "metadata", "environment"),
+    "iterations": ("tags", "metadata", "environment", "config"),
     "artifacts": ("tags", "metadata"),
     "models": ("tags", "metadata"),
     "model_versions": ("tags", "metadata", "aliases"),

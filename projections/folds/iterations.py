@@ -51,6 +51,8 @@ def fold_iteration_started(draft: Draft, event: IterationStarted) -> None:
             end_date=None,
             last_heartbeat=draft.log_time,
             description="",
+            config={},
+            cloned_from=event.cloned_from,
         ),
     )
 
@@ -101,18 +103,21 @@ def fold_iteration_moved(draft: Draft, event: IterationMoved) -> None:
 
 
 def fold_params(draft: Draft, event: ParamsLogged) -> None:
-    """Write-once: the same value again is a no-op, a different one a recorded conflict."""
+    """Write-once per (section, key): the same value again is a no-op, a different one a
+    recorded conflict. A nested config is kept whole in the iteration's `config`, per
+    section (merged key by key)."""
     if not draft.parent("iterations", event.iteration_id, "iteration"):
         return
+    shown = f"{event.section}/" if event.section else ""
     for key in sorted(event.params):
         value = event.params[key]
-        existing = draft.get("params", (event.iteration_id, key))
+        existing = draft.get("params", (event.iteration_id, event.section, key))
         if existing is not None:
             if existing["value"] != value:
                 draft.conflict(
                     "param_changed",
                     event.iteration_id,
-                    f"param {key!r} is {existing['value']!r}; refused {value!r}",
+                    f"param {shown}{key!r} is {existing['value']!r}; refused {value!r}",
                 )
             continue
         draft.put(
@@ -123,8 +128,16 @@ def fold_params(draft: Draft, event: ParamsLogged) -> None:
                 "value": value,
                 "section": event.section,
                 "logged_at": draft.log_time,
+                "type": event.types.get(key, "str"),
             },
         )
+    if event.config:
+        row = draft.get("iterations", event.iteration_id)
+        if row is not None:
+            config = dict(row["config"] or {})
+            config[event.section] = {**config.get(event.section, {}), **json_value(event.config)}
+            row["config"] = config
+            draft.put("iterations", row)
 
 
 def _started_lookups(want: Lookups, event: IterationStarted) -> None:
@@ -145,8 +158,10 @@ def _moved_lookups(want: Lookups, event: IterationMoved) -> None:
 
 def _params_lookups(want: Lookups, event: ParamsLogged) -> None:
     want.want_exists("iterations", event.iteration_id)
+    if event.config:
+        want.want("iterations", event.iteration_id)
     for key in event.params:
-        want.want("params", (event.iteration_id, key))
+        want.want("params", (event.iteration_id, event.section, key))
 
 
 SPECS: Specs = {

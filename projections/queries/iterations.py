@@ -1,6 +1,7 @@
 """Iteration search: filter language, sort, pagination with totals, children of a parent.
 
-Each row carries its params and latest metric values as JSON objects (`metrics`: the
+Each row carries its params (a sectioned one as "section/key") and latest metric values
+as JSON objects (`metrics`: the
 default group's, `group_metrics`: {group: {key: last}} of the other groups), and a
 `display_status` that shows LOST for a RUNNING iteration whose heartbeats stopped.
 """
@@ -27,7 +28,9 @@ SELECT i.*,
     CASE WHEN i.status = 'RUNNING' AND i.last_heartbeat < ? THEN 'LOST' ELSE i.status END
         AS display_status,
     epoch(coalesce(i.end_date, ?) - i.created_at) AS duration_s,
-    coalesce((SELECT json_group_object(p.key, p.value) FROM params p
+    coalesce((SELECT json_group_object(
+                  CASE WHEN p.section = '' THEN p.key ELSE p.section || '/' || p.key END,
+                  p.value) FROM params p
               WHERE p.iteration_id = i.iteration_id), '{{}}') AS params,
     coalesce((SELECT json_group_object(m.key, {_LAST_JSON})
               FROM last_metrics m WHERE m.iteration_id = i.iteration_id AND m."group" = ''),
@@ -95,7 +98,8 @@ def get_iteration(
 
 def iteration_params(conn: duckdb.DuckDBPyConnection, iteration_id: str) -> pa.Table:
     return conn.sql(
-        "SELECT key, value, section, logged_at FROM params WHERE iteration_id = ? ORDER BY key",
+        "SELECT key, value, section, logged_at, type FROM params WHERE iteration_id = ?"
+        " ORDER BY section, key",
         params=[iteration_id],
     ).to_arrow_table()
 

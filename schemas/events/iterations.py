@@ -64,6 +64,8 @@ class IterationStarted(IterationEvent, frozen=True, kw_only=True, tag="iteration
     tags: Tags = {}
     metadata: Metadata = {}
     environment: Environment | None = None
+    cloned_from: IdOrEmpty | None = None
+    """The iteration this one was cloned (forked) from: its params and config were copied."""
 
     def problem(self) -> str | None:
         return keys_problem(self.tags, "tag") or metadata_problem(self.metadata)

@@ -211,25 +211,28 @@ class IngestParents:
             )
 
     def _check_params(self, events: Sequence[ParamsLogged], fresh: set[str]) -> None:
-        values: dict[tuple[str, str], str] = {}
+        values: dict[tuple[str, str, str], str] = {}  # (iteration, section, key)
         conn = self.reader()
         try:
             for event in events:
                 for key, value in sorted(event.params.items()):
-                    wanted = (event.iteration_id, key)
+                    wanted = (event.iteration_id, event.section, key)
                     if wanted not in values and event.iteration_id in fresh:
                         values[wanted] = value
                     elif wanted not in values:
                         rows = conn.execute(
-                            "SELECT value FROM params WHERE iteration_id = ? AND key = ?",
+                            "SELECT value FROM params WHERE iteration_id = ? AND section = ?"
+                            " AND key = ?",
                             list(wanted),
                         ).fetchall()
                         values[wanted] = str(rows[0][0]) if rows else value
                     if values[wanted] != value:
+                        shown = f"{event.section}/{key}" if event.section else key
                         raise Conflict(
-                            f"param {key!r} of iteration {event.iteration_id} is"
+                            f"param {shown!r} of iteration {event.iteration_id} is"
                             f" {values[wanted]!r}; params are write-once, refused {value!r}",
-                            {"key": key, "stored": values[wanted], "refused": value},
+                            {"key": key, "stored": values[wanted], "refused": value}
+                            | ({"section": event.section} if event.section else {}),
                         )
         finally:
             conn.close()

@@ -55,6 +55,7 @@ def test_versions_stages_aliases_and_lineage(url: str, tmp_path: Path) -> None:
             "value": "0.01",
             "section": "",
             "logged_at": lineage["params"][0]["logged_at"],
+            "type": "float",  # kept beside the text (issue 14)
         }
     ]
     assert lineage["metrics"][0]["last"] == 0.01

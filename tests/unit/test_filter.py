@@ -85,14 +85,15 @@ def _build(conn: duckdb.DuckDBPyConnection) -> None:
             "INSERT INTO iterations (iteration_id, experiment_id, project_id, name,"
             " parent_iteration_id, external_id, status, error_message, notes, tags, metadata,"
             " archived, deleted, created_by, created_at, updated_at, end_date, last_heartbeat,"
-            " description)"
+            " description, config)"
             " VALUES (?, ?, 'p1', ?, ?, ?, ?, '', '', ?, '{}', ?, FALSE, 'u', ?,"
-            " TIMESTAMP '2024-06-01', ?, TIMESTAMP '2024-06-01', '')",
+            " TIMESTAMP '2024-06-01', ?, TIMESTAMP '2024-06-01', '', '{}')",
             [it, exp, name, parent, ext, status, json.dumps(tags), archived, created, end],
         )
     for it, key, value in PARAMS:
         conn.execute(
-            "INSERT INTO params VALUES (?, ?, ?, '', TIMESTAMP '2024-01-01')", [it, key, value]
+            "INSERT INTO params VALUES (?, ?, ?, '', TIMESTAMP '2024-01-01', 'str')",
+            [it, key, value],
         )
     grouped = [(*m, "") for m in METRICS] + GROUPED_METRICS
     for it, key, first, last, lo, hi, mean, count, group in grouped:

@@ -162,7 +162,9 @@ def test_params_are_write_once() -> None:
 
 def test_param_conflict_against_stored_value() -> None:
     prior = PriorState(
-        rows={"params": {("it-1", "lr"): {"iteration_id": "it-1", "key": "lr", "value": "1"}}},
+        rows={  # keyed (iteration, section, key)
+            "params": {("it-1", "", "lr"): {"iteration_id": "it-1", "key": "lr", "value": "1"}}
+        },
         existing={"iterations": {"it-1"}},
     )
     w = _fold([ParamsLogged(iteration_id="it-1", params={"lr": "2"})], prior)
