@@ -12,11 +12,8 @@ values, and a PIL image is saved through its own `save`.
 
 from __future__ import annotations
 
-import json
-import struct
 import threading
 import weakref
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -102,6 +99,9 @@ def store_content(client: Client, iteration_id: str, data: bytes) -> tuple[str, 
 
 def png_bytes(array: Any) -> tuple[bytes, int, int]:
     """A numpy array (H x W gray, H x W x 1|3|4; uint8, or floats in [0, 1]) as PNG."""
+    import struct
+    import zlib  # here, not at `import deardiary`: a trial that logs no image skips them
+
     import numpy as np
 
     a = np.asarray(array)
@@ -134,6 +134,8 @@ def png_bytes(array: Any) -> tuple[bytes, int, int]:
 
 def _image(image: Any) -> tuple[bytes, str, int, int]:
     """(bytes, media type, width, height) of an array, a PIL image, a file or bytes."""
+    import struct
+
     if isinstance(image, str | Path):
         image = Path(image).read_bytes()
     if isinstance(image, bytes | bytearray | memoryview):
@@ -160,6 +162,8 @@ def _image(image: Any) -> tuple[bytes, str, int, int]:
 
 def _figure_json(figure: Any) -> tuple[bytes, str]:
     """A Plotly figure or Vega-Lite spec (dicts, or objects that give one) as JSON."""
+    import json
+
     for method in ("to_plotly_json", "to_dict"):
         if hasattr(figure, method):
             figure = getattr(figure, method)()
@@ -283,6 +287,8 @@ class MediaMixin:
             body = [list(r) for r in rows if not isinstance(r, Mapping)]
             columns = list(columns or [f"c{i}" for i in range(len(body[0]) if body else 0)])
         table = {"columns": list(columns), "rows": body}
+        import json
+
         data = json.dumps(table, default=_json_default, separators=(",", ":")).encode()
         content_hash, size = store_content(self.client, self.id, data)
         _buffer(self).emit(

@@ -13,18 +13,18 @@ into training code: a sampling error is logged once and the thread stops.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deardiary.schemas.errors import InvalidArgument
 
+from .notices import log
+
 if TYPE_CHECKING:
     from .client import Client
 
 GROUP = "system"
-_log = logging.getLogger("deardiary.client")
 
 
 class _Iteration(Protocol):
@@ -149,7 +149,7 @@ class SystemMonitor:
                 it.client.buffer.log_metrics(it.id, values, None, GROUP)
                 self.samples += 1
             except Exception:  # never into training code
-                _log.warning("system metrics stopped: sampling failed", exc_info=True)
+                log.warning("system metrics stopped: sampling failed", exc_info=True)
                 return
 
 
