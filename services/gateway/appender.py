@@ -56,6 +56,9 @@ class Appender:
         self.threads = threads
         self._executor: ThreadPoolExecutor | None = None
         self._written: dict[int, int] = {}
+        self._queue: list[tuple[list[LogRecord], asyncio.Future[list[LogPosition]]]] = []
+        self._writing = False
+        self._drainer: asyncio.Task[None] | None = None
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -95,28 +98,53 @@ class Appender:
         records = [
             LogRecord(e.event_id, e.key, p) for e, p in zip(envelopes, payloads, strict=True)
         ]
-        loop = asyncio.get_running_loop()
-        try:
-            positions = await loop.run_in_executor(self._pool(), self.log.append, records)
-        except DearDiaryError:
-            raise
-        except Exception as exc:  # sqlite3.Error, OSError, a broker client's errors, ...
-            _log.warning("the event log cannot be written", exc_info=True)
-            raise Unavailable(
-                f"the event log cannot be written right now ({type(exc).__name__}); retry",
-                {"retryable": True},
-            ) from exc
-        if len(positions) != len(records):
-            raise Unavailable(
-                f"the log answered {len(positions)} positions for {len(records)} records",
-                {"retryable": True},
-            )
+        positions = await self._committed(records)
         if self.checker is not None:
             self.checker.appended(envelopes)
         for p in positions:
             self._written[p.partition] = max(self._written.get(p.partition, 0), p.offset + 1)
         self._notify(positions)
         return positions
+
+    async def _committed(self, records: list[LogRecord]) -> list[LogPosition]:
+        """Group commit: batches that arrive while an append is running wait for it and are
+        then appended together, in arrival order, in one call (one transaction, one fsync
+        for a SQLite log). Each gets its own positions; a failure fails the whole group."""
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[list[LogPosition]] = loop.create_future()
+        self._queue.append((records, turn))
+        if not self._writing:
+            self._writing = True
+            self._drainer = loop.create_task(self._drain())
+        return await turn
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                combined = [r for records, _ in group for r in records]
+                try:
+                    positions = await loop.run_in_executor(self._pool(), self.log.append, combined)
+                    if len(positions) != len(combined):
+                        raise Unavailable(
+                            f"the log answered {len(positions)} positions for"
+                            f" {len(combined)} records",
+                            {"retryable": True},
+                        )
+                except Exception as exc:
+                    failure = exc if isinstance(exc, DearDiaryError) else _unwritable(exc)
+                    for _, turn in group:
+                        if not turn.done():
+                            turn.set_exception(failure)
+                    continue
+                start = 0
+                for records, turn in group:
+                    if not turn.done():
+                        turn.set_result(positions[start : start + len(records)])
+                    start += len(records)
+        finally:
+            self._writing = False
 
     def _notify(self, positions: list[LogPosition]) -> None:
         """Wake whoever waits for new records. The events are durable already, so a failing
@@ -127,3 +155,14 @@ class Appender:
             self.on_appended(positions)
         except Exception:
             _log.exception("on_appended hook failed")
+
+
+def _unwritable(exc: BaseException) -> Unavailable:
+    """sqlite3.Error, OSError, a broker client's errors, ...: retryable, nothing written."""
+    _log.warning("the event log cannot be written", exc_info=exc)
+    error = Unavailable(
+        f"the event log cannot be written right now ({type(exc).__name__}); retry",
+        {"retryable": True},
+    )
+    error.__cause__ = exc
+    return error

@@ -10,6 +10,8 @@ waiting for the caller's own writes: the MLflow client reads back what it just w
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -29,6 +31,33 @@ T = TypeVar("T")
 
 Ingest = Callable[[web.Request, Sequence[Envelope]], Awaitable[list[LogPosition]]]
 """Check and append a batch (raising to refuse it); its positions in request order."""
+
+
+class RunStates:
+    """(deleted, is a logged model) of runs recently written to, for `ttl_s`: a client
+    logging a batch per step must not cost a projection read per batch. This server's own
+    deletes and restores forget a run at once; a change made elsewhere (the SDK) is seen
+    within `ttl_s`."""
+
+    def __init__(self, ttl_s: float = 5.0, capacity: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self.capacity = capacity
+        self._known: OrderedDict[str, tuple[bool, bool, float]] = OrderedDict()
+
+    def get(self, run_id: str) -> tuple[bool, bool] | None:
+        hit = self._known.get(run_id)
+        if hit is None or hit[2] < time.monotonic():
+            return None
+        return hit[0], hit[1]
+
+    def put(self, run_id: str, deleted: bool, is_model: bool) -> None:
+        self._known[run_id] = (deleted, is_model, time.monotonic() + self.ttl_s)
+        self._known.move_to_end(run_id)
+        while len(self._known) > self.capacity:
+            self._known.popitem(last=False)
+
+    def forget(self, run_id: str) -> None:
+        self._known.pop(run_id, None)
 
 
 def _nobody(request: web.Request) -> str:
@@ -54,6 +83,7 @@ class MlflowContext:
     settings: ServerSettings = field(default_factory=ServerSettings)
     actor: Callable[[web.Request], str] = _nobody
     written: Callable[[], Offsets] = _nothing_written
+    run_states: RunStates = field(default_factory=RunStates)
 
     @property
     def default_project(self) -> str:

@@ -168,6 +168,7 @@ class LoggedModels:
     async def delete(self, request: web.Request) -> Json:
         _, inner, _ = await self._existing(request, Action.DELETE)
         await self.ctx.emit(request, [EntityDeleted(entity=EntityKind.ITERATION, entity_id=inner)])
+        self.ctx.run_states.forget(inner)
         return {}
 
     async def set_tags(self, request: web.Request) -> Json:

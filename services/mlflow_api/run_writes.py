@@ -117,8 +117,9 @@ def metric_events(
     series per key (a point's dataset_name and dataset_digest are not kept)."""
     now = now_us()
     batches: dict[str, list[wire.MetricIn]] = {}
+    for key in {m.key for m in metrics}:
+        check_key(required(key, "key"), "metric")
     for m in metrics:
-        check_key(required(m.key, "key"), "metric")
         if m.step < 0 or m.step > MAX_STEP:
             raise MlflowError(f"Invalid step {m.step} for metric '{m.key}': 0..2**62")
         if not (m.model_id and _point(m) in on_run):
@@ -149,11 +150,14 @@ class RunWrites:
         """Refuse writes to a deleted run (or to a logged model's id). A run the projections
         do not show yet passes: the append path checks it exists."""
         required(run_id, "run_id")
-        found = await self.ctx.query.run(
-            lambda conn: reads.run_state(conn, run_id), caller_of(request)
-        )
+        found = self.ctx.run_states.get(run_id)
         if found is None:
-            return
+            found = await self.ctx.query.run(
+                lambda conn: reads.run_state(conn, run_id), caller_of(request)
+            )
+            if found is None:
+                return
+            self.ctx.run_states.put(run_id, *found)
         deleted, is_model = found
         if is_model:
             raise not_found(f"Run with id={run_id} not found")

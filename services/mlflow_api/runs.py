@@ -190,6 +190,7 @@ class Runs:
         await self.ctx.emit(
             request, [EntityDeleted(entity=EntityKind.ITERATION, entity_id=row["iteration_id"])]
         )
+        self.ctx.run_states.forget(row["iteration_id"])
         return {}
 
     async def restore(self, request: web.Request) -> Json:
@@ -200,6 +201,7 @@ class Runs:
         await self.ctx.emit(
             request, [EntityRestored(entity=EntityKind.ITERATION, entity_id=row["iteration_id"])]
         )
+        self.ctx.run_states.forget(row["iteration_id"])
         return {}
 
     async def search(self, request: web.Request) -> Json:

@@ -1,0 +1,146 @@
+"""The MLflow client's side of the MLflow-compatibility benchmark; runs with the MLflow
+virtualenv's Python, unchanged, against either server (DearDiary's MLflow API or MLflow's
+own). Each timed step also reports the client's own CPU time: what even an infinitely
+fast server could not save.
+
+Usage: python mlflow_compat_client.py URL WORKLOAD ARGS... ; prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+KEYS = ("loss", "acc", "lr", "grad_norm", "val_loss")
+BATCH = 1000  # MLflow's maximum metrics per log_batch request
+
+
+def _experiment(client: MlflowClient, name: str) -> str:
+    """The experiment's id; concurrent processes race to create it, one wins."""
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+def _timed(fn: Callable[[], object], repeat: int = 3) -> dict[str, float]:
+    """Median wall and client-CPU milliseconds of `fn` over `repeat` calls."""
+    wall, cpu = [], []
+    for _ in range(repeat):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append((time.perf_counter() - w) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
+    return {"ms": statistics.median(wall), "client_cpu_ms": statistics.median(cpu)}
+
+
+def ingest(url: str, points: int, name: str) -> dict[str, object]:
+    """log_batch of 1,000 points at a time into one run. Says "ready" once its run exists
+    and starts at "go" on stdin (sent to every process at once)."""
+    client = MlflowClient(url)
+    run_id = client.create_run(_experiment(client, "compat-ingest"), run_name=name).info.run_id
+    now = int(time.time() * 1000)
+    batches, batch = [], []
+    for step in range(points // len(KEYS)):
+        batch += [Metric(key, 1.0 / (step + 1), now, step) for key in KEYS]
+        if len(batch) >= BATCH:
+            batches.append(batch)
+            batch = []
+    if batch:
+        batches.append(batch)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    began, cpu = time.time(), time.process_time()
+    for b in batches:
+        client.log_batch(run_id, metrics=b)
+    return {
+        "began": began,
+        "done": time.time(),
+        "client_cpu_s": time.process_time() - cpu,
+        "points": sum(len(b) for b in batches),
+    }
+
+
+def history(url: str, points: int) -> dict[str, object]:
+    """One run with a `points`-point metric, then get_metric_history of all of it."""
+    client = MlflowClient(url)
+    run_id = client.create_run(_experiment(client, "compat-history")).info.run_id
+    now = int(time.time() * 1000)
+    for start in range(0, points, BATCH):
+        steps = range(start, min(points, start + BATCH))
+        client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (s + 1), now + s, s) for s in steps])
+    got: list[object] = []
+
+    def read() -> None:
+        got[:] = client.get_metric_history(run_id, "loss")
+
+    timed = _timed(read)
+    if len(got) != points:
+        raise RuntimeError(f"get_metric_history answered {len(got)} points, not {points}")
+    return {"points": points, **timed}
+
+
+def search(url: str, runs: int) -> dict[str, object]:
+    """`runs` runs with params, metrics and tags; then search_runs: all of them (pages of
+    1,000, ordered by a metric), and a filtered search (params, metrics, tags)."""
+    client = MlflowClient(url)
+    exp_id = _experiment(client, f"compat-search-{time.time_ns()}")
+    now = int(time.time() * 1000)
+    for n in range(runs):
+        run_id = client.create_run(exp_id, run_name=f"trial-{n}").info.run_id
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric("loss", ((n * 31) % 997) / 997, now, 9),
+                Metric("acc", ((n * 17) % 991) / 991, now, 9),
+            ],
+            params=[Param("lr", str(10 ** -(n % 5))), Param("opt", ("adam", "sgd")[n % 2])],
+            tags=[RunTag("group", f"g{n % 10}")],
+        )
+    found: list[object] = []
+
+    def everything() -> None:
+        found.clear()
+        token = None
+        while True:
+            page = client.search_runs(
+                [exp_id], order_by=["metrics.loss ASC"], max_results=1000, page_token=token
+            )
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+
+    def filtered() -> None:
+        client.search_runs(
+            [exp_id],
+            filter_string="params.lr = '0.01' and metrics.loss < 0.5 and tags.group != 'g3'",
+            order_by=["metrics.acc DESC"],
+            max_results=1000,
+        )
+
+    all_runs = _timed(everything)
+    if len(found) != runs:
+        raise RuntimeError(f"search_runs answered {len(found)} runs, not {runs}")
+    return {"runs": runs, "all": all_runs, "filtered": _timed(filtered)}
+
+
+if __name__ == "__main__":
+    url, workload, *args = sys.argv[1:]
+    result: dict[str, object]
+    if workload == "ingest":
+        result = ingest(url, int(args[0]), args[1])
+    elif workload == "history":
+        result = history(url, int(args[0]))
+    else:
+        result = search(url, int(args[0]))
+    print(json.dumps(result))

@@ -1,0 +1,203 @@
+"""The same MLflow client against DearDiary's MLflow API and against MLflow's own server
+(SQLite backend), in the same run: log_batch ingest from several processes,
+get_metric_history of a 100,000-point metric, search_runs over 2,000 runs.
+
+The client is MLflow's, from the benchmark's MLflow virtualenv (bench/.mlflow-venv),
+unchanged: it only gets another MLFLOW_TRACKING_URI. Beside each time the client's own
+CPU time is reported -- the ceiling of any server's advantage -- and each server's CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow_workloads as mlw
+from procs import cpu_seconds, deardiary_serve, free_port, running
+
+HERE = Path(__file__).resolve().parent
+CLIENT = HERE / "mlflow_compat_client.py"
+
+
+def _client(url: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [str(mlw.PYTHON), str(CLIENT), url, *args],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _ingest(url: str, points: int, procs: int) -> dict[str, Any]:
+    clients = [
+        subprocess.Popen(
+            [str(mlw.PYTHON), str(CLIENT), url, "ingest", str(points // procs), f"proc-{n}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(procs)
+    ]
+    for c in clients:  # each has created its run and built its batches
+        while c.stdout is not None and c.stdout.readline().strip() != "ready":
+            if c.poll() is not None:
+                raise RuntimeError(f"MLflow client {c.pid} failed; its error is above")
+    for c in clients:
+        assert c.stdin is not None
+        c.stdin.write("go\n")
+        c.stdin.flush()
+    reports = [json.loads(c.communicate(timeout=3600)[0].splitlines()[-1]) for c in clients]
+    seconds = max(r["done"] for r in reports) - min(r["began"] for r in reports)
+    logged = sum(r["points"] for r in reports)
+    client_cpu = sum(r["client_cpu_s"] for r in reports)
+    return {
+        "points": logged,
+        "procs": procs,
+        "seconds": seconds,
+        "points_per_s": logged / seconds,
+        "client_cpu_s": client_cpu,
+        # with the clients alone on every core, they could not log faster than this
+        "client_ceiling_points_per_s": logged / (client_cpu / min(procs, _cores())),
+    }
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a server and its worker processes (MLflow serves from uvicorn
+    workers, children of the process started)."""
+    total = cpu_seconds(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # gone meanwhile
+                total += _tree_cpu(int(child))
+    return total
+
+
+def _side(url: str, pid: int, scale: dict[str, int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("ingest", lambda: _ingest(url, scale["compat_ingest"], scale["compat_procs"])),
+        ("history", lambda: _client(url, "history", str(scale["compat_history"]))),
+        ("search", lambda: _client(url, "search", str(scale["compat_runs"]))),
+    ]
+    for name, run in steps:
+        before = _tree_cpu(pid)
+        out[name] = run()
+        out[name]["server_cpu_s"] = _tree_cpu(pid) - before
+    return out
+
+
+def run_all(work: Path, scale: dict[str, int]) -> dict[str, Any]:
+    """Both servers, one after the other, each on a fresh data folder."""
+    results: dict[str, Any] = {"mlflow_version": mlw.ensure_installed()}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data = work / "compat-deardiary"
+    with running(
+        deardiary_serve(data, port, work / "dd.log"), f"{url}/healthz", work / "dd.log"
+    ) as p:
+        results["deardiary"] = _side(url, p.pid, scale)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    store = work / "compat-mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(mlw.VENV / "bin" / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(store / "art"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with running(cmd, f"{url}/health", work / "mlflow-compat.log") as p:
+        results["mlflow"] = _side(url, p.pid, scale)
+    return results
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:,.1f}x" if a and b else "—"
+
+
+def _n(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+
+
+def report_section(r: dict[str, Any]) -> list[str]:
+    """The docs/benchmarks.md section (empty when the workload was not run)."""
+    c = r.get("mlflow_compat")
+    if not c:
+        return []
+    if "error" in c:
+        return ["## The MLflow client against both servers", "", f"Not run: {c['error']}", ""]
+    d, m = c["deardiary"], c["mlflow"]
+    di, mi = d["ingest"], m["ingest"]
+    rows = [
+        (
+            f"log_batch ingest, {di['procs']} processes (points/s)",
+            di["points_per_s"],
+            mi["points_per_s"],
+            _ratio(di["points_per_s"], mi["points_per_s"]),
+            f"{_n(di['client_ceiling_points_per_s'])} points/s",
+        ),
+        (
+            f"get_metric_history, {d['history']['points']:,} points (ms)",
+            d["history"]["ms"],
+            m["history"]["ms"],
+            _ratio(m["history"]["ms"], d["history"]["ms"]),
+            f"{_n(d['history']['client_cpu_ms'])} ms",
+        ),
+        (
+            f"search_runs, all {d['search']['runs']:,} runs by a metric (ms)",
+            d["search"]["all"]["ms"],
+            m["search"]["all"]["ms"],
+            _ratio(m["search"]["all"]["ms"], d["search"]["all"]["ms"]),
+            f"{_n(d['search']['all']['client_cpu_ms'])} ms",
+        ),
+        (
+            "search_runs, filtered on params, metrics and tags (ms)",
+            d["search"]["filtered"]["ms"],
+            m["search"]["filtered"]["ms"],
+            _ratio(m["search"]["filtered"]["ms"], d["search"]["filtered"]["ms"]),
+            f"{_n(d['search']['filtered']['client_cpu_ms'])} ms",
+        ),
+    ]
+    lines = [
+        "## The MLflow client against both servers",
+        "",
+        f"`mlflow` {c['mlflow_version']} (`bench/mlflow_compat_client.py`, unchanged but for"
+        " its tracking URI) against DearDiary's MLflow-compatible API and against MLflow's own"
+        " server (SQLite backend), in the same run. The client's own time is its CPU time in"
+        " that call: no server can make the call faster than that (goal: ≥ 10x MLflow on each"
+        " row, or the client's own time).",
+        "",
+        "| measure | DearDiary | MLflow | DearDiary advantage | the client's own |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [f"| {a} | {_n(b)} | {_n(cc)} | {dd} | {e} |" for a, b, cc, dd, e in rows]
+    lines += [
+        "",
+        "Server CPU seconds per workload (ingest / history / search), DearDiary:"
+        f" {' / '.join(_n(d[k]['server_cpu_s']) for k in ('ingest', 'history', 'search'))};"
+        f" MLflow (with its uvicorn workers):"
+        f" {' / '.join(_n(m[k]['server_cpu_s']) for k in ('ingest', 'history', 'search'))}.",
+        "",
+    ]
+    return lines
