@@ -28,6 +28,8 @@ from deardiary.schemas import ids
 from deardiary.schemas.events import (
     AccessTokenCreated,
     ArtifactStored,
+    CheckpointFile,
+    CheckpointSaved,
     EntityArchived,
     EntityDeleted,
     EntityKind,
@@ -35,6 +37,8 @@ from deardiary.schemas.events import (
     ExperimentCreated,
     IterationStarted,
     LogLinesLogged,
+    MediaKind,
+    MediaLogged,
     MetricsLogged,
     ModelAliasSet,
     ModelStage,
@@ -238,6 +242,37 @@ def _stolen_bytes(world: AuthWorld) -> ArtifactStored:
     )
 
 
+def _stolen_media(world: AuthWorld) -> list[tuple[str, Event]]:
+    """B's bytes named by media and checkpoint events of rita's own iteration (issue 14):
+    served back through her iteration if they got through."""
+    mine, b = world.c.ids["iteration_id"], world.b
+    return [
+        (
+            "media naming B's bytes, in rita's iteration",
+            MediaLogged(
+                iteration_id=mine,
+                key="stolen",
+                kind=MediaKind.IMAGE,
+                content_hash=b.content_hash,
+                size_bytes=len(b.content),
+                media_type="image/png",
+            ),
+        ),
+        (
+            "a checkpoint naming B's bytes, in rita's iteration",
+            CheckpointSaved(
+                iteration_id=mine,
+                checkpoint_id=ids.new_id(),
+                files=[
+                    CheckpointFile(
+                        path="stolen.bin", content_hash=b.content_hash, size_bytes=len(b.content)
+                    )
+                ],
+            ),
+        ),
+    ]
+
+
 def _account_events() -> list[tuple[str, Event]]:
     rita, olive = ids.user_id("rita"), ids.user_id("olive")
     token = AccessTokenCreated(token_id=ids.new_id(), user_id=olive, token_hash="sha256$00")
@@ -258,6 +293,7 @@ def _bodies(route: str, world: AuthWorld, target: Tenant) -> list[Body]:
         forged = _forged_events(world, target) + _account_events()
         if target is world.b:
             forged.append(("artifact naming B's bytes, in rita's project", _stolen_bytes(world)))
+            forged += _stolen_media(world)
         return [
             (f"event: {why}", events_body(ev), True, DENIED | _taken(why)) for why, ev in forged
         ]
