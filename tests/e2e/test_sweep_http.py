@@ -23,7 +23,7 @@ WORKERS, TRIALS, POINTS = 5, 10, 200
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     root = tmp_path_factory.mktemp("sweep")
-    with serve(root / "data", free_port()) as url:
+    with serve(root / "data") as url:
         c = dd.connect(url, spool_dir=root / "spool-parent")
         parent = c.start_iteration(
             project="sweep", experiment="grid", name="parent", capture_env=False
@@ -127,7 +127,7 @@ def test_filter_language_over_http(sweep: tuple[str, str, Path]) -> None:
 
 
 def test_downsampling_keeps_each_buckets_min_and_max(tmp_path: Path) -> None:
-    with serve(tmp_path / "data", free_port()) as url:
+    with serve(tmp_path / "data") as url:
         c = dd.connect(url, spool_dir=tmp_path / "spool")
         with c.start_iteration(project="p", experiment="e", capture_env=False) as it:
             for step in range(10_000):
