@@ -156,13 +156,20 @@ class HttpTransport:
         # refused, reset, timeout, DNS, TLS, ...: the pool raises Unavailable
         response = self._pool.post("/api/v1/events", content=body, headers=self._headers())
         if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content)
+            error = error_from_response(response.status_code, response.content)
+            if error.code is ErrorCode.UNKNOWN:  # not our error body: keep the events
+                raise Unavailable(self._not_deardiary(f"HTTP {response.status_code}"))
+            raise error
         try:
             ack = _ack_decoder.decode(response.content)
             return ack.last_offsets or {0: ack.last_offset}
         except msgspec.DecodeError as exc:
-            error = error_for(ErrorCode.UNKNOWN, f"unreadable acknowledgement: {exc}")
-            raise error from exc
+            raise Unavailable(self._not_deardiary("an unreadable acknowledgement")) from exc
+
+    def _not_deardiary(self, answer: str) -> str:
+        """Events are never dropped on the word of something that is not a DearDiary
+        server (a wrong URL, a proxy's error page): they wait in the spool."""
+        return f"{self.base_url} answered {answer}, not as a DearDiary server does; events kept"
 
     def close(self) -> None:
         if self._owned:

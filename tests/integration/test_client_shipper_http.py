@@ -263,8 +263,10 @@ def error_body(code: str) -> bytes:
         (429, error_body("RESOURCE_EXHAUSTED"), Unavailable, "UNAVAILABLE"),
         (503, error_body("UNAVAILABLE"), Unavailable, "UNAVAILABLE"),
         (502, b"<html>bad gateway</html>", Unavailable, "UNAVAILABLE"),
-        (418, b"I am a teapot", DearDiaryError, "UNKNOWN"),
-        (200, b"not json", DearDiaryError, "UNKNOWN"),
+        # not a DearDiary answer (a wrong URL, a proxy's page): kept, never dropped
+        (418, b"I am a teapot", Unavailable, "UNAVAILABLE"),
+        (404, b"<html>not found</html>", Unavailable, "UNAVAILABLE"),
+        (200, b"not json", Unavailable, "UNAVAILABLE"),
     ],
 )
 def test_http_errors_map_to_typed_errors(
