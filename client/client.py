@@ -174,9 +174,22 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
         return self.reader.sql(query, self._written())
 
     def metric_history(
-        self, iteration_id: str, key: str, max_points: int | None = None
+        self,
+        iteration_id: str,
+        key: str,
+        max_points: int | None = None,
+        *,
+        group: str = "",
+        min_step: int | None = None,
+        max_step: int | None = None,
     ) -> pa.Table:
-        """Columns step, value, recorded_at; downsampled keeping bucket min/max if asked."""
+        """Columns step, value, recorded_at (and client_time for a group or a window);
+        downsampled keeping bucket min/max if asked. `group`: the series of a metric group
+        ("val", "system"); `min_step`/`max_step`: a step window."""
+        if group or min_step is not None or max_step is not None:
+            from .series import metric_window
+
+            return metric_window(self, iteration_id, key, max_points, group, min_step, max_step)
         return self.reader.metric_history(iteration_id, key, max_points, self._written())
 
     def get(self, path: str, **params: Any) -> Any:

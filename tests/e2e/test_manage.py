@@ -132,3 +132,20 @@ def test_verbs_on_a_data_folder(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         c.archive("0123456789abcdef0123456789abcdef")
     c.close()
+
+
+@pytest.mark.parametrize("mode", ["http", "folder"])
+def test_sdk_reads_a_group_in_a_step_window(url: str, tmp_path: Path, mode: str) -> None:
+    c = dd.connect(url if mode == "http" else str(tmp_path / "f"), spool_dir=tmp_path / "s")
+    with c.start_iteration(project="groups", experiment="e", capture_env=False) as it:
+        for step in range(5):
+            it.log_metric("loss", 1.0 / (step + 1))
+        it.log_metric("loss", 0.9, group="val")
+        it.log_metric("loss", 0.8, group="val")
+    val = c.metric_history(it.id, "loss", group="val")
+    assert val["value"].to_pylist() == [0.9, 0.8] and val["step"].to_pylist() == [0, 1]
+    assert "client_time" in val.column_names
+    window = c.metric_history(it.id, "loss", min_step=3, max_step=4)
+    assert window["step"].to_pylist() == [3, 4]
+    assert len(c.metric_history(it.id, "loss")) == 5
+    c.close()
