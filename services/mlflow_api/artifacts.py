@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, BinaryIO, cast
 
@@ -180,28 +179,30 @@ def _record(conn: duckdb.DuckDBPyConnection, place: Place) -> dict[str, Any] | N
 
 
 class Transfers:
-    """Blob I/O on a small pool of its own, at most a few transfers per caller at once
-    (as our own artifact routes do), so big or slow transfers cannot starve reads."""
+    """Blob I/O on a small pool of its own, at most `per_user` transfers of one caller at
+    once (as our own artifact routes), so big or slow transfers cannot starve reads. A
+    caller's further transfers wait for a turn, holding no thread: MLflow's client
+    downloads a folder with up to 20 threads and must not be refused for it."""
 
     def __init__(self, threads: int = TRANSFER_THREADS, per_user: int = TRANSFERS_PER_USER):
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, "mlflow-artifacts")
         self.per_user = per_user
-        self.running: Counter[str] = Counter()
+        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}  # caller -> (gate, users)
 
-    @contextmanager
-    def slot(self, request: web.Request) -> Iterator[None]:
+    @asynccontextmanager
+    async def slot(self, request: web.Request) -> AsyncIterator[None]:
         who = caller_of(request)
-        if self.running[who] >= self.per_user:
-            raise ResourceExhausted(
-                f"at most {self.per_user} artifact transfers at once", {"retry_after_s": 1}
-            )
-        self.running[who] += 1
+        gate, users = self._gates.get(who) or (asyncio.Semaphore(self.per_user), 0)
+        self._gates[who] = (gate, users + 1)
         try:
-            yield
-        finally:
-            self.running[who] -= 1
-            if not self.running[who]:
-                del self.running[who]
+            async with gate:
+                yield
+        finally:  # the event loop's thread only: no lock needed
+            gate, users = self._gates[who]
+            if users > 1:
+                self._gates[who] = (gate, users - 1)
+            else:
+                del self._gates[who]
 
 
 class ArtifactProxy:
@@ -269,7 +270,7 @@ class ArtifactProxy:
     async def _send(self, request: web.Request, row: dict[str, Any]) -> web.StreamResponse:
         store, loop = self.ctx.artifacts, asyncio.get_running_loop()
         content_hash, size = str(row["content_hash"]), int(row["size_bytes"])
-        with self.transfers.slot(request):
+        async with self.transfers.slot(request):
             stored = await loop.run_in_executor(self.transfers.pool, store.size, content_hash)
             if stored is None:
                 raise NotFound(f"the bytes of artifact {row['name']!r} are missing from the store")
@@ -308,7 +309,7 @@ class ArtifactProxy:
             raise MlflowError(f"Artifact path {path[:200]!r} names no file")
         validate_name(place.name)
         store, loop = self.ctx.artifacts, asyncio.get_running_loop()
-        with self.transfers.slot(request):
+        async with self.transfers.slot(request):
             body = BodyReader(request.content, loop, MAX_ARTIFACT_BYTES, BODY_IDLE_TIMEOUT_S)
             stored = loop.run_in_executor(self.transfers.pool, store.put, cast(BinaryIO, body))
             try:

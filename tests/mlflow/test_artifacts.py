@@ -10,6 +10,7 @@ multipart uploads get MLflow's answers.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -193,3 +194,21 @@ def test_the_tracking_listing_and_server_info(url: str) -> None:
     info = httpx.get(f"{url}/api/3.0/mlflow/server-info").json()
     assert info["multipart_uploads_enabled"] is False
     assert info["multipart_downloads_enabled"] is False
+
+
+def test_parallel_downloads_wait_for_their_turn(url: str, tmp_path: Path) -> None:
+    """MLflow's client downloads a folder with up to 20 threads (and a user may run several
+    clients): transfers beyond a caller's share wait for their turn instead of being
+    refused -- the tests' client never retries."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(8_000_000))  # long enough for the transfers to overlap
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(big))
+    path = f"{url}{ARTIFACTS}{run.info.artifact_uri.removeprefix('mlflow-artifacts:')}/big.bin"
+
+    def download(_: int) -> tuple[int, bool]:
+        r = httpx.get(path, timeout=120)
+        return r.status_code, r.content == big.read_bytes()
+
+    with ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(download, range(12))) == [(200, True)] * 12
