@@ -305,24 +305,17 @@ def _tracking_rows(dd: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
             )
         )
     if im:
-        rows.append(
-            (
-                "g. a 256x256 RGB image per step over HTTP (ms per image)",
-                im["http_ms_per_image"],
-                None,
-                "",
-                "",
+        for where, prefix in (("over HTTP", "http"), ("into a folder", "local")):
+            rows.append(
+                (
+                    f"g. a 256x256 RGB image per step {where}: in the loop's call / until"
+                    " durable (ms per image)",
+                    f"{_fmt(im.get(f'{prefix}_call_ms'))} / {_fmt(im[f'{prefix}_ms_per_image'])}",
+                    None,
+                    "",
+                    "",
+                )
             )
-        )
-        rows.append(
-            (
-                "g. a 256x256 RGB image per step into a folder (ms per image)",
-                im["local_ms_per_image"],
-                None,
-                "",
-                "",
-            )
-        )
     return rows
 
 

@@ -157,6 +157,9 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
         """Block until everything logged so far is durable in the log; returns its offset.
         With a `timeout`, raises `Unavailable` saying how many events wait, and where,
         when they are not acknowledged in time (they stay in the spool)."""
+        from .media import drain
+
+        drain(self)  # media logged so far: stored, and their events in the buffer
         return self.shipper.flush(timeout)
 
     def undelivered(self) -> int:
@@ -283,6 +286,9 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
     def close(self, timeout: float | None = None) -> None:
         """Deliver what is pending (for at most `timeout` seconds, default the client's
         `exit_timeout`), then stop; what is left waits in the spool (and is said so)."""
+        from .media import drain
+
+        drain(self, raise_error=False)
         self.shipper.close(timeout)
         self.reader.close()
         if self.session is not None:

@@ -40,14 +40,62 @@ class _Iteration(Protocol):
     id: str
 
 
+class _Worker:
+    """Encodes and uploads media off the training thread, in call order; a bounded queue
+    (a slow server slows the loop down instead of filling memory). An error is kept and
+    raised by the next `flush()`, never into training code."""
+
+    QUEUE = 64
+
+    def __init__(self) -> None:
+        import queue
+
+        self.queue: queue.Queue[Any] = queue.Queue(self.QUEUE)
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def submit(self, job: Any) -> None:
+        with self.lock:
+            if self.thread is None:
+                import atexit
+
+                self.thread = threading.Thread(target=self._run, name="deardiary-media")
+                self.thread.daemon = True
+                self.thread.start()
+                atexit.register(self.drain, False)  # before the shipper's own exit flush
+        self.queue.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self.queue.get()
+            try:
+                job()
+            except BaseException as exc:
+                if self.error is None:
+                    self.error = exc
+            finally:
+                self.queue.task_done()
+
+    def drain(self, raise_error: bool = True) -> None:
+        """Wait until every submitted item is stored and its event emitted."""
+        if self.thread is None:
+            return
+        self.queue.join()
+        error, self.error = self.error, None
+        if error is not None and raise_error:
+            raise error
+
+
 class _State:
-    """Per client: iterations already in the log (uploads need them there) and the next
-    automatic step of each (iteration, media key)."""
+    """Per client: iterations already in the log (uploads need them there), the next
+    automatic step of each (iteration, media key), and the background worker."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.logged: set[str] = set()
         self.steps: dict[tuple[str, str], int] = {}
+        self.worker = _Worker()
 
 
 _STATES: weakref.WeakKeyDictionary[Client, _State] = weakref.WeakKeyDictionary()
@@ -60,6 +108,19 @@ def _state(client: Client) -> _State:
         if found is None:
             found = _STATES[client] = _State()
         return found
+
+
+def drain(client: Client, raise_error: bool = True) -> None:
+    """Wait for media logged so far to be stored and their events emitted (flush calls
+    this first); raises what went wrong in the background."""
+    with _STATES_LOCK:
+        state = _STATES.get(client)
+    if state is not None:
+        state.worker.drain(raise_error)
+
+
+def background(client: Client, job: Any) -> None:
+    _state(client).worker.submit(job)
 
 
 def next_step(client: Client, iteration_id: str, key: str, step: int | None) -> int:
@@ -82,7 +143,9 @@ def store_content(client: Client, iteration_id: str, data: bytes) -> tuple[str, 
     if isinstance(reader, HttpReader):
         state = _state(client)
         if iteration_id not in state.logged:
-            client.flush()  # the server checks the iteration: it must be in the log first
+            # the server checks the iteration: it must be in the log first (the shipper's
+            # own flush: this may run on the media worker, which flush() waits for)
+            client.shipper.flush()
             with state.lock:
                 state.logged.add(iteration_id)
         answer = reader.request("POST", f"/api/v1/iterations/{iteration_id}/blobs", content=data)
@@ -199,24 +262,39 @@ class MediaMixin:
         index: int = 0,
     ) -> None:
         """An image at a step: a numpy array (H x W[ x C], uint8 or floats in [0, 1]), a
-        PIL image, a PNG/JPEG/GIF/WebP file path or its bytes."""
-        data, media_type, width, height = _image(image)
-        content_hash, size = store_content(self.client, self.id, data)
-        _buffer(self).emit(
-            MediaLogged(
-                iteration_id=self.id,
-                key=key,
-                step=next_step(self.client, self.id, key, step),
-                index=index,
-                kind=MediaKind.IMAGE,
-                content_hash=content_hash,
-                size_bytes=size,
-                media_type=media_type,
-                caption=caption,
-                width=width,
-                height=height,
+        PIL image, a PNG/JPEG/GIF/WebP file path or its bytes. Encoding and upload happen
+        in the background (an array is copied first); `flush()` waits for them."""
+        at = next_step(self.client, self.id, key, step)
+        if isinstance(image, str | Path):
+            image = Path(image).read_bytes()
+        elif not isinstance(image, bytes | bytearray | memoryview) and not hasattr(image, "save"):
+            import numpy as np
+
+            image = np.array(image, copy=True)  # the caller may change it after we return
+        client, iteration_id = self.client, self.id
+
+        def job() -> None:
+            data, media_type, width, height = _image(image)
+            content_hash, size = store_content(client, iteration_id, data)
+            client.buffer.emit(
+                MediaLogged(
+                    iteration_id=iteration_id,
+                    key=key,
+                    step=at,
+                    index=index,
+                    kind=MediaKind.IMAGE,
+                    content_hash=content_hash,
+                    size_bytes=size,
+                    media_type=media_type,
+                    caption=caption,
+                    width=width,
+                    height=height,
+                )
             )
-        )
+
+        if isinstance(image, bytes | bytearray | memoryview):
+            _image(image)  # refuse what is not an image here, in the caller
+        background(client, job)
 
     def log_figure(
         self: _Iteration, key: str, figure: Any, step: int | None = None, caption: str = ""
