@@ -107,8 +107,6 @@ class RegistryBase:
 
         return {"registered_model": await self._read(request, fetch)}
 
-    # -- registered models ---------------------------------------------------------------
-
 
 class VersionHandlers(RegistryBase):
     """The model-version routes."""
