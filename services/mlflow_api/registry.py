@@ -244,8 +244,6 @@ class Registry(VersionHandlers):
 
         return {"model_version": await self._read(request, fetch)}
 
-    # -- model versions ------------------------------------------------------------------
-
 
 def _project_exists(conn: duckdb.DuckDBPyConnection, project_id: str) -> bool:
     """Whether the project exists at all (unscoped: one the caller cannot read counts)."""
