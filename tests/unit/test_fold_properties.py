@@ -13,10 +13,18 @@ from deardiary.projections.fold import Record, fold, lookups_for
 from deardiary.projections.store import DuckDBProjectionStore
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.events import (
+    CheckpointDiscarded,
+    CheckpointSaved,
+    EntityDeleted,
     EntityKind,
+    EntityRenamed,
+    EntityRestored,
     Event,
+    HistogramLogged,
     IterationEnded,
     IterationStatus,
+    MediaKind,
+    MediaLogged,
     ParamsLogged,
     TagsSet,
 )
@@ -34,9 +42,55 @@ POINT = st.tuples(st.sampled_from(["loss", "acc", "lr"]), VALUES, st.sampled_fro
 def event_streams(draw: st.DrawFn) -> list[Event]:
     events: list[Event] = list(sweep_start())
     for _ in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(["metrics", "metrics", "params", "tags", "end"]))
+        kind = draw(
+            st.sampled_from(
+                ["metrics", "metrics", "val", "params", "tags", "end", "media", "ckpt", "move"]
+            )
+        )
         if kind == "metrics":
             events.append(metrics("it-1", draw(st.lists(POINT, min_size=1, max_size=20))))
+        elif kind == "val":  # another group of the same keys: its own steps (issue 14)
+            points = draw(st.lists(POINT, min_size=1, max_size=10))
+            events.append(metrics("it-1", points, group="val"))
+        elif kind == "media":
+            step = draw(st.integers(0, 3))
+            events.append(
+                MediaLogged(
+                    iteration_id="it-1",
+                    key=draw(st.sampled_from(["img", "txt"])),
+                    step=step,
+                    kind=MediaKind.TEXT,
+                    text=draw(st.sampled_from(["a", "b"])),
+                )
+            )
+            events.append(
+                HistogramLogged(
+                    iteration_id="it-1", key="w", step=step, edges=[0.0, 1.0], counts=[step]
+                )
+            )
+        elif kind == "ckpt":
+            checkpoint = draw(st.sampled_from(["c1", "c2"]))
+            if draw(st.booleans()):
+                metrics_at = {"loss": draw(VALUES)}
+                events.append(
+                    CheckpointSaved(
+                        iteration_id="it-1",
+                        checkpoint_id=checkpoint,
+                        step=draw(st.integers(0, 5)),
+                        metrics=metrics_at,
+                    )
+                )
+            else:
+                events.append(CheckpointDiscarded(iteration_id="it-1", checkpoint_id=checkpoint))
+        elif kind == "move":
+            name = draw(st.sampled_from(["exp", "exp-2"]))
+            if draw(st.booleans()):
+                events.append(
+                    EntityRenamed(entity=EntityKind.ITERATION, entity_id="it-1", name=name)
+                )
+            else:
+                events.append(EntityDeleted(entity=EntityKind.ITERATION, entity_id="it-1"))
+                events.append(EntityRestored(entity=EntityKind.ITERATION, entity_id="it-1"))
         elif kind == "params":
             key = draw(st.sampled_from(["a", "b"]))
             events.append(
