@@ -23,6 +23,7 @@ from deardiary.schemas.events import (
     CheckpointSaved,
     ModelCreated,
     ModelVersionCreated,
+    ModelVersionUsed,
 )
 
 from .manage import offsets_param
@@ -177,6 +178,15 @@ class CheckpointMixin:
         if keep_best is not None:
             self.client.retain_checkpoints(self.id, keep_best, order_by=order_by, goal=goal)
         return checkpoint_id
+
+    def use_model(self: _Iteration, model_version_id: str, purpose: str = "") -> None:
+        """Record that this iteration used a model version (evaluated it, started from
+        it): the model then leads to this run too (`c.model_iterations`)."""
+        self.client.buffer.emit(
+            ModelVersionUsed(
+                iteration_id=self.id, model_version_id=model_version_id, purpose=purpose
+            )
+        )
 
 
 class ClientCheckpointsMixin:
@@ -354,7 +364,8 @@ class ClientCheckpointsMixin:
         return _decoded_registry(rows[0])
 
     def model_iterations(self: _Client, model_id: str) -> list[dict[str, Any]]:
-        """The iterations a model's versions were made from, each with its versions."""
+        """The iterations a model's versions were made from (role "produced") or that
+        used one (role "used"), each with those versions."""
         from .reads import HttpReader
 
         reader = self.reader

@@ -263,6 +263,16 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     updated_at TIMESTAMP NOT NULL
 );
 
+-- Model versions iterations used (ModelVersionUsed): a model's consuming runs.
+CREATE TABLE IF NOT EXISTS model_uses (
+    use_id VARCHAR PRIMARY KEY,
+    iteration_id VARCHAR NOT NULL,
+    model_version_id VARCHAR NOT NULL,
+    purpose VARCHAR NOT NULL,
+    used_by VARCHAR NOT NULL,
+    used_at TIMESTAMP NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS users (
     user_id VARCHAR PRIMARY KEY,
     username VARCHAR NOT NULL,

@@ -65,14 +65,15 @@ FROM metric_points_hot_data p JOIN (
 ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
 """
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
-PROJECTION_FORMAT = 5
+PROJECTION_FORMAT = 6
 """What the tables hold and how the folds fill them. Bump it with any change of schema.sql
 or of a fold's result: projections of another format are rebuilt from the log when
 opened (services/rebuild.py), never migrated. 1: before the format was recorded; 2:
 names, restore and moves, descriptions of iterations, notes and metadata of artifacts;
 3: metric series per (iteration, key, group) in last_metrics, segments and tiles, tiles
 with client times; 4: media, histograms, checkpoints, model versions' checkpoint; 5: params
-per (iteration, section, key) with their type, iterations' config and cloned_from."""
+per (iteration, section, key) with their type, iterations' config and cloned_from;
+6: model_uses."""
 
 
 def schema_sql() -> str:

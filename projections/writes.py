@@ -30,6 +30,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "media": ("media_id",),
     "histograms": ("histogram_id",),
     "checkpoints": ("checkpoint_id",),
+    "model_uses": ("use_id",),
 }
 
 # Columns stored as JSON text; the fold sees them as Python values.

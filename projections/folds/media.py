@@ -1,4 +1,4 @@
-"""What an iteration logs beyond metrics: media, histograms and checkpoints.
+"""What an iteration logs beyond metrics: media, histograms, checkpoints, models used.
 
 Rows are keyed by ids derived from what names them (media: iteration, key, step, index;
 histograms: iteration, key, step), so logging the same again replaces the row, and the
@@ -15,6 +15,7 @@ from deardiary.schemas.events import (
     CheckpointSaved,
     HistogramLogged,
     MediaLogged,
+    ModelVersionUsed,
 )
 from deardiary.schemas.ids import derived_id
 
@@ -125,6 +126,31 @@ def fold_checkpoint_discarded(draft: Draft, event: CheckpointDiscarded) -> None:
     draft.put("checkpoints", row)
 
 
+def fold_model_used(draft: Draft, event: ModelVersionUsed) -> None:
+    """The first use is kept (when and by whom); the same again changes nothing."""
+    if not draft.parent("iterations", event.iteration_id, "iteration"):
+        return
+    use_id = derived_id("model_use", event.iteration_id, event.model_version_id)
+    if draft.get("model_uses", use_id) is not None:
+        return
+    draft.put(
+        "model_uses",
+        {
+            "use_id": use_id,
+            "iteration_id": event.iteration_id,
+            "model_version_id": event.model_version_id,
+            "purpose": event.purpose,
+            "used_by": draft.actor,
+            "used_at": draft.log_time,
+        },
+    )
+
+
+def _used_lookups(want: Lookups, event: ModelVersionUsed) -> None:
+    want.want_exists("iterations", event.iteration_id)
+    want.want("model_uses", derived_id("model_use", event.iteration_id, event.model_version_id))
+
+
 def _parent_lookups(want: Lookups, event: MediaLogged | HistogramLogged) -> None:
     want.want_exists("iterations", event.iteration_id)
 
@@ -156,4 +182,5 @@ SPECS: Specs = {
     HistogramLogged: FoldSpec(fold_histogram, _parent_lookups, _histogram_summary),
     CheckpointSaved: FoldSpec(fold_checkpoint_saved, _checkpoint_lookups),
     CheckpointDiscarded: FoldSpec(fold_checkpoint_discarded, _checkpoint_lookups),
+    ModelVersionUsed: FoldSpec(fold_model_used, _used_lookups),
 }

@@ -32,6 +32,7 @@ RELATIONS: frozenset[str] = frozenset(
         "media",
         "histograms",
         "checkpoints",
+        "model_uses",
         "events",
         "conflicts",
         "parked_events",

@@ -60,6 +60,7 @@ from deardiary.schemas.events.registry import (
     ModelVersionCreated,
     ModelVersionStaged,
 )
+from deardiary.schemas.events.usage import ModelVersionUsed
 
 Event = (
     ProjectCreated
@@ -91,6 +92,7 @@ Event = (
     | HistogramLogged
     | CheckpointSaved
     | CheckpointDiscarded
+    | ModelVersionUsed
     | UserCreated
     | UserPasswordChanged
     | UserAdminSet
@@ -153,6 +155,7 @@ __all__ = [
     "ModelStage",
     "ModelVersionCreated",
     "ModelVersionStaged",
+    "ModelVersionUsed",
     "NotesSet",
     "ParamsLogged",
     "Permission",

@@ -58,7 +58,7 @@ _SCOPED: dict[str, str] = {
     **{
         name: f"SELECT * FROM {{db}}.main.{name} WHERE iteration_id IN (SELECT iteration_id"
         " FROM {db}.main.iterations WHERE project_id IN (SELECT p FROM allowed))"
-        for name in ("media", "histograms", "checkpoints")
+        for name in ("media", "histograms", "checkpoints", "model_uses")
     },
     "events": "SELECT * FROM {db}.main.events WHERE FALSE",
     "conflicts": "SELECT * FROM {db}.main.conflicts WHERE FALSE",

@@ -1,4 +1,4 @@
-"""Registry reads beyond the catalog: a model's producing iterations."""
+"""Registry reads beyond the catalog: the iterations that produced or used a model."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def registry_routes(writes: WriteContext) -> list[Route]:
             "GET",
             "/api/v1/models/{model_id}/iterations",
             iterations,
-            "The iterations a model's versions were made from, with their version numbers",
+            "The iterations a model's versions were made from or that used one (role), with"
+            " their version numbers",
             q.Read,
             "registry",
         )

@@ -46,8 +46,16 @@ def test_versions_by_number_and_their_runs(url: str, tmp_path: Path, mode: str) 
     assert (v2["model_version_id"], v2["checkpoint_id"], v2["iteration_id"]) == (second, ckpt, b.id)
     with pytest.raises(NotFound):
         c.model_version(model_id, 3)
+    with c.start_iteration(project=project, experiment="e", name="eval", capture_env=False) as ev:
+        ev.use_model(second, purpose="evaluation")
+        ev.use_model(second)  # again: no-op
+    c.flush()
     runs = c.model_iterations(model_id)
-    assert [(r["name"], list(r["versions"])) for r in runs] == [("first", [1]), ("second", [2])]
+    assert [(r["role"], r["name"], list(r["versions"])) for r in runs] == [
+        ("produced", "first", [1]),
+        ("produced", "second", [2]),
+        ("used", "eval", [2]),
+    ]
 
     c.set_tags(model_id, {"task": "vision", "production-ready": ""})  # a label: value ""
     c.set_notes(second, "from the best checkpoint")
@@ -60,5 +68,5 @@ def test_versions_by_number_and_their_runs(url: str, tmp_path: Path, mode: str) 
         listed = c.get("/api/v1/model-versions", model_id=model_id, version=2)["items"]
         assert [v["model_version_id"] for v in listed] == [second]
         c.delete(a.id)  # a deleted iteration no longer shows as a producer
-        assert [r["name"] for r in c.model_iterations(model_id)] == ["second"]
+        assert [r["name"] for r in c.model_iterations(model_id)] == ["second", "eval"]
     c.close()

@@ -39,6 +39,7 @@ from deardiary.schemas.events import (
     ModelStage,
     ModelVersionCreated,
     ModelVersionStaged,
+    ModelVersionUsed,
     NotesSet,
     ParamsLogged,
     PermissionGranted,
@@ -191,6 +192,7 @@ EXAMPLES: list[Event] = [
         metadata={"epoch": 3},
     ),
     CheckpointDiscarded(iteration_id="i1", checkpoint_id="c1", reason="keep best 1"),
+    ModelVersionUsed(iteration_id="i1", model_version_id="v1", purpose="evaluation"),
 ]
 
 
