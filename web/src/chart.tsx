@@ -87,6 +87,34 @@ function toData(f: Fetched, o: ChartOptions): uPlot.AlignedData {
   return align(series) as uPlot.AlignedData;
 }
 
+/**
+ * Charts are built in turns, one per animation frame (uPlot draws it in that frame's
+ * task), so a page of charts whose data arrives at once never holds the main thread
+ * long (no long tasks: scrolling and typing stay responsive while they draw).
+ */
+const turns: { live: boolean; build: () => void }[] = [];
+let turning = false;
+
+function inTurn(build: () => void): () => void {
+  const turn = { live: true, build };
+  turns.push(turn);
+  if (!turning) {
+    turning = true;
+    requestAnimationFrame(runTurns);
+  }
+  return () => {
+    turn.live = false;
+  };
+}
+
+function runTurns(): void {
+  let turn = turns.shift();
+  while (turn && !turn.live) turn = turns.shift(); // gone meanwhile: no frame spent
+  turn?.build();
+  if (turns.length) requestAnimationFrame(runTurns);
+  else turning = false;
+}
+
 function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
 }
@@ -195,12 +223,18 @@ export function Chart({
         ],
       },
     };
-    plot.current?.destroy();
-    plot.current = new uPlot(opts, data, el);
-    const over = el.querySelector(".u-over");
     const reset = () => setZoom(null);
-    over?.addEventListener("dblclick", reset);
-    return () => over?.removeEventListener("dblclick", reset);
+    let over: Element | null = null;
+    const cancel = inTurn(() => {
+      plot.current?.destroy();
+      plot.current = new uPlot(opts, data, el);
+      over = el.querySelector(".u-over");
+      over?.addEventListener("dblclick", reset);
+    });
+    return () => {
+      cancel();
+      over?.removeEventListener("dblclick", reset);
+    };
   }, [fetched, options.logY, options.smoothing, options.xMode, height]);
 
   useEffect(() => () => plot.current?.destroy(), []);

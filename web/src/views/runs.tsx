@@ -2,7 +2,7 @@
 // smooth), columns fetched in blocks as they scroll into view (Arrow IPC), sort by any
 // column, the API's filter language (errors inline), choose/pin columns, group by a
 // param, select rows to compare or chart, running rows refreshed live.
-import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, arrow, items, jsonValue } from "../api";
 import { ErrorBox, Status } from "../common";
 import { fmtDuration, fmtNumber, fmtTime } from "../format";
@@ -189,7 +189,8 @@ export function RunsTable({ experimentId, query, asOf }: { experimentId: string;
   const view = visibleColumns(scrolling, pinnedWidth, scroll.left, scroll.width);
   const inView = scrolling.slice(view.first, view.last + 1);
 
-  useEffect(() => {
+  // asked for as soon as the columns are known (a layout effect: not a frame later)
+  useLayoutEffect(() => {
     want([...pinnedCols, ...inView].filter((c) => c.kind !== "base").map((c) => c.name));
   }, [inView.map((c) => c.name).join("\n"), pinnedCols, want]);
 
