@@ -52,7 +52,12 @@ from deardiary.services.http.query_params import query
 from deardiary.services.mlflow_api import ids as mlflow_ids
 from deardiary.services.mlflow_api.context import MlflowContext, principal, read
 from deardiary.services.mlflow_api.endpoint import ARTIFACTS, TRACKING_V3, MlflowEndpoint
-from deardiary.services.mlflow_api.errors import NOT_IMPLEMENTED, MlflowError, not_found
+from deardiary.services.mlflow_api.errors import (
+    NOT_IMPLEMENTED,
+    RESOURCE_DOES_NOT_EXIST,
+    MlflowError,
+    not_found,
+)
 from deardiary.services.mlflow_api.registry_reads import iteration
 from deardiary.services.query.context import caller_of
 
@@ -350,7 +355,12 @@ class ArtifactProxy:
 
     async def _writable(self, request: web.Request, path: str) -> Place:
         """The place `path` names, once the caller may create there (checked before a
-        byte of the body is read)."""
+        byte of the body is read).
+
+        Looked up in the projections as they are, and only when the run is not there
+        yet, again after they caught up with the log: a client uploading a folder file
+        by file would otherwise wait for each previous file's record to be applied
+        (the upload's own record is checked again by the append path)."""
         caller, project = principal(request), self.ctx.default_project
 
         def place_of(conn: duckdb.DuckDBPyConnection) -> Place:
@@ -359,6 +369,11 @@ class ArtifactProxy:
                 check(conn, caller, place.project_id, Action.CREATE)
             return place
 
+        try:
+            return await self.ctx.query.run(place_of, caller_of(request))
+        except MlflowError as exc:
+            if exc.error_code != RESOURCE_DOES_NOT_EXIST:
+                raise
         return await read(self.ctx, request, place_of)
 
     async def unsupported(self, request: web.Request) -> Json:
