@@ -17,6 +17,7 @@ from deardiary.schemas.events import LogLinesLogged, MediaKind, MediaLogged
 from deardiary.services.http import start_in_thread
 from deardiary.services.server import embedded_server
 from tests.mlflow.test_registry_routes import exercise_registry_and_artifacts
+from tests.mlflow.test_tracking_routes import exercise_tracking
 
 
 class Recorder:
@@ -137,6 +138,8 @@ def test_every_route_is_exercised(served: tuple[str, dict[str, str]]) -> None:
     call("GET", f"/api/v1/iterations/{it}/metrics")
     call("GET", f"/api/v1/iterations/{it}/params")
     call("GET", "/api/v1/compare", params={"iteration_id": it, "key": "loss"})
+    charts = call("GET", "/api/v1/series", params={"iteration_id": it, "key": "loss"}).json()
+    assert [p["value"] for p in charts["items"]] == [0.5]
     call("GET", "/api/v1/model-versions", params={"model_id": model_id})
     call("GET", f"/api/v1/model-versions/{ids['model_version_id']}")
     call("GET", f"/api/v1/model-versions/{ids['model_version_id']}/lineage")
@@ -185,7 +188,8 @@ def test_every_route_is_exercised(served: tuple[str, dict[str, str]]) -> None:
     call("POST", f"/api/v1/iterations/{it}/checkpoints/retain", json={"keep": 1})
     call("GET", f"/api/v1/models/{model_id}/iterations")
 
-    # the MLflow registry and mlflow-artifacts routes (tests/mlflow tests them in depth)
+    # the MLflow tracking, registry and mlflow-artifacts routes (tests/mlflow: in depth)
+    exercise_tracking(call)
     exercise_registry_and_artifacts(call, exp, it)
 
     call.http.close()
