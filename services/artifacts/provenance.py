@@ -64,22 +64,13 @@ def check_artifact_record(
                 f"{parameter.removesuffix('_id')} {value!r} belongs to another project",
                 {"parameter": parameter},
             )
-    if not may_reference(conn, store, principal, content_hash):
-        raise PermissionDenied(
-            "an artifact may name only content you uploaded (POST /api/v1/artifacts) or may read",
-            {"content_hash": content_hash},
-        )
-    stored = store.size(content_hash)
-    if stored is None:
-        raise InvalidArgument(
-            f"content {content_hash} is not in the artifact store; upload it first",
-            {"content_hash": content_hash},
-        )
-    if stored != event.size_bytes:
-        raise InvalidArgument(
-            f"size_bytes {event.size_bytes} differs from the stored content's {stored} bytes",
-            {"content_hash": content_hash, "size_bytes": stored},
-        )
+    _check_content(
+        conn,
+        store,
+        principal,
+        (content_hash, event.size_bytes),
+        "an artifact may name only content you uploaded (POST /api/v1/artifacts) or may read",
+    )
 
 
 def check_contents(
@@ -91,21 +82,37 @@ def check_contents(
     """Content other events name (media, checkpoint files: `Event.contents()`) is held to
     the rule of artifact records: bytes the caller uploaded or may read, in the store with
     exactly the recorded size."""
-    for content_hash, size_bytes in contents:
-        check_hash(content_hash)
-        if not may_reference(conn, store, principal, content_hash):
-            raise PermissionDenied(
-                "an event may name only content you uploaded or may read",
-                {"content_hash": content_hash},
-            )
-        stored = store.size(content_hash)
-        if stored is None:
-            raise InvalidArgument(
-                f"content {content_hash} is not in the artifact store; upload it first",
-                {"content_hash": content_hash},
-            )
-        if stored != size_bytes:
-            raise InvalidArgument(
-                f"size_bytes {size_bytes} differs from the stored content's {stored} bytes",
-                {"content_hash": content_hash, "size_bytes": stored},
-            )
+    for content in contents:
+        check_hash(content[0])
+        _check_content(
+            conn,
+            store,
+            principal,
+            content,
+            "an event may name only content you uploaded or may read",
+        )
+
+
+def _check_content(
+    conn: duckdb.DuckDBPyConnection,
+    store: ArtifactStore,
+    principal: Principal,
+    content: tuple[str, int],
+    refused: str,
+) -> None:
+    """The caller may name these bytes (else `refused`, 403), and they are in the store
+    with exactly the recorded size (400)."""
+    content_hash, size_bytes = content
+    if not may_reference(conn, store, principal, content_hash):
+        raise PermissionDenied(refused, {"content_hash": content_hash})
+    stored = store.size(content_hash)
+    if stored is None:
+        raise InvalidArgument(
+            f"content {content_hash} is not in the artifact store; upload it first",
+            {"content_hash": content_hash},
+        )
+    if stored != size_bytes:
+        raise InvalidArgument(
+            f"size_bytes {size_bytes} differs from the stored content's {stored} bytes",
+            {"content_hash": content_hash, "size_bytes": stored},
+        )

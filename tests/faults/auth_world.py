@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -169,6 +170,31 @@ def _credential_hashes(server: EmbeddedServer) -> list[str]:
     return hashes + [part for h in hashes for part in h.split("$") if len(part) >= 16]
 
 
+def people(url: str, admin: Headers, tmp: Path) -> dict[str, Any]:
+    """olive and rita, their projects A, B and C, rita's grant on A and olive's token:
+    the world's fields past the server's own, made over HTTP by the admin."""
+    for name, pw in (("olive", OLIVE_PW), ("rita", RITA_PW)):
+        r = httpx.post(
+            f"{url}/api/v1/users", json={"username": name, "password": pw}, headers=admin
+        )
+        assert r.status_code == 200, r.text
+    olive, rita = login(url, "olive", OLIVE_PW), login(url, "rita", RITA_PW)
+    a = _tenant(url, "olive", OLIVE_PW, olive, "alpha", tmp / "spool-a")
+    b = _tenant(url, "olive", OLIVE_PW, olive, "bravo", tmp / "spool-b")
+    c = _tenant(url, "rita", RITA_PW, rita, "charlie", tmp / "spool-c")
+    granted = httpx.post(
+        f"{url}/api/v1/permissions",
+        headers=admin,
+        json={"username": "rita", "project": a.project, "read": True},
+        timeout=60,
+    )
+    assert granted.status_code == 200, granted.text
+    token = httpx.post(f"{url}/api/v1/tokens", headers=olive, json={"description": "ci"})
+    assert token.status_code == 200, token.text
+    token_id = token.json()["token_id"]
+    return {"olive": olive, "rita": rita, "a": a, "b": b, "c": c, "olive_token_id": token_id}
+
+
 @contextmanager
 def auth_world(tmp: Path) -> Iterator[AuthWorld]:
     data = tmp / "data"
@@ -180,35 +206,13 @@ def auth_world(tmp: Path) -> Iterator[AuthWorld]:
         running = start_in_thread(server.app())
         url = running.url
         admin = login(url, "root", ADMIN_PW)
-        for name, pw in (("olive", OLIVE_PW), ("rita", RITA_PW)):
-            r = httpx.post(
-                f"{url}/api/v1/users", json={"username": name, "password": pw}, headers=admin
-            )
-            assert r.status_code == 200, r.text
-        olive, rita = login(url, "olive", OLIVE_PW), login(url, "rita", RITA_PW)
-        a = _tenant(url, "olive", OLIVE_PW, olive, "alpha", tmp / "spool-a")
-        b = _tenant(url, "olive", OLIVE_PW, olive, "bravo", tmp / "spool-b")
-        c = _tenant(url, "rita", RITA_PW, rita, "charlie", tmp / "spool-c")
-        granted = httpx.post(
-            f"{url}/api/v1/permissions",
-            headers=admin,
-            json={"username": "rita", "project": a.project, "read": True},
-        )
-        assert granted.status_code == 200, granted.text
-        token = httpx.post(f"{url}/api/v1/tokens", headers=olive, json={"description": "ci"})
-        assert token.status_code == 200, token.text
         yield AuthWorld(
             url=url,
             server=server,
             data=data,
             admin=admin,
-            olive=olive,
-            rita=rita,
-            a=a,
-            b=b,
-            c=c,
-            olive_token_id=token.json()["token_id"],
             credential_hashes=_credential_hashes(server),
+            **people(url, admin, tmp),
         )
     finally:
         if running is not None:

@@ -25,11 +25,10 @@ from deardiary.services.settings import ServerSettings
 from tests.faults import test_restricted_user as restricted
 from tests.faults.auth_world import (
     ADMIN_PW,
-    OLIVE_PW,
     RITA_PW,
     AuthWorld,
-    _tenant,
     login,
+    people,
 )
 from tests.kafka_broker import Workers, cli, fresh_topic, kafka_bootstrap_server  # noqa: F401
 
@@ -106,36 +105,13 @@ def world(
         url = running.url
         _until_published(server, "root", workers)
         admin = login(url, "root", ADMIN_PW)
-        for name, pw in (("olive", OLIVE_PW), ("rita", RITA_PW)):
-            r = httpx.post(
-                f"{url}/api/v1/users", json={"username": name, "password": pw}, headers=admin
-            )
-            assert r.status_code == 200, r.text
-        olive, rita = login(url, "olive", OLIVE_PW), login(url, "rita", RITA_PW)
-        a = _tenant(url, "olive", OLIVE_PW, olive, "alpha", tmp / "spool-a")
-        b = _tenant(url, "olive", OLIVE_PW, olive, "bravo", tmp / "spool-b")
-        c = _tenant(url, "rita", RITA_PW, rita, "charlie", tmp / "spool-c")
-        granted = httpx.post(
-            f"{url}/api/v1/permissions",
-            headers=admin,
-            json={"username": "rita", "project": a.project, "read": True},
-            timeout=60,
-        )
-        assert granted.status_code == 200, granted.text
-        token = httpx.post(f"{url}/api/v1/tokens", headers=olive, json={"description": "ci"})
-        assert token.status_code == 200, token.text
         yield KafkaAuthWorld(
             url=url,
             server=cast(EmbeddedServer, server),
             data=data,
             admin=admin,
-            olive=olive,
-            rita=rita,
-            a=a,
-            b=b,
-            c=c,
-            olive_token_id=token.json()["token_id"],
             credential_hashes=_credential_hashes(server),
+            **people(url, admin, tmp),
         )
     finally:
         if running is not None:
