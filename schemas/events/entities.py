@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from deardiary.schemas.events.base import EntityKind, Event, Permission
-from deardiary.schemas.limits import Id, Key, Metadata, Name, Tags, Text
+from deardiary.schemas.limits import Id, IdOrEmpty, Key, Metadata, Name, Tags, Text
 from deardiary.schemas.rules import keys_problem, metadata_problem
 
 ALL_KINDS = frozenset(EntityKind)
@@ -21,14 +21,21 @@ NAMED_KINDS = ALL_KINDS - {EntityKind.MODEL_VERSION}
 
 
 class EntityEvent(Event, frozen=True, kw_only=True):
-    """An event about any kind of entity, named by (`entity`, `entity_id`)."""
+    """An event about any kind of entity, named by (`entity`, `entity_id`).
 
-    partition_fields: ClassVar[tuple[str, ...]] = ("entity_id",)
+    `owner` is the partition key of the entity's own events, where that is not its id: a
+    model version's model, an artifact's iteration (or experiment). The event must land
+    in the partition holding the entity's row, so the server stamps it (the gateway's
+    checker, services/gateway/parents.py); an older event without one is keyed by
+    `entity_id` as before (a single-partition log never minds)."""
+
+    partition_fields: ClassVar[tuple[str, ...]] = ("owner", "entity_id")
     permission: ClassVar[Permission] = Permission.UPDATE
     targets: ClassVar[frozenset[EntityKind]] = ALL_KINDS
 
     entity: EntityKind
     entity_id: Id
+    owner: IdOrEmpty = ""
 
     def subject(self) -> tuple[str, str]:
         return str(self.entity), self.entity_id

@@ -69,6 +69,7 @@ class IngestAuthorizer:
         principal: Principal = request[PRINCIPAL]
         envelopes = stamped(envelopes, principal.username)
         resolved = await self.parents.resolve(envelopes)
+        envelopes = resolved.envelopes  # entity events stamped with their owner
         if resolved.new_projects and not principal.is_admin:
             await self.append_applied(
                 [

@@ -9,6 +9,13 @@ answer, not the guarantee.
 
 Params are write-once: a batch that logs a different value for a stored (or earlier in
 the batch) key is a 409 CONFLICT naming the key and both values.
+
+Where an event lands is the server's to say: an entity event (tags, notes, archive, ...)
+aimed at a model version or an artifact is stamped with its owner -- the partition key
+of that entity's own events (its model; its iteration, else its experiment) -- so in
+Kafka mode it reaches the worker that holds the entity (`EntityEvent.owner`); an
+iteration started without its project is stamped with it, so its fold needs nothing of
+the experiment's partition.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import duckdb
+import msgspec
 
 from deardiary.schemas.envelope import Envelope
 from deardiary.schemas.errors import Conflict, NotFound
 from deardiary.schemas.events import IterationStarted, ParamsLogged, ProjectCreated
+from deardiary.schemas.events.entities import EntityEvent
 
 Reader = Callable[[], duckdb.DuckDBPyConnection]
 CaughtUp = Callable[[], Awaitable[None]]
@@ -40,6 +49,21 @@ _PROJECT_OF: dict[str, str] = {
     "artifact": "SELECT e.project_id FROM artifacts a JOIN experiments e USING (experiment_id)"
     " WHERE a.artifact_id = ?",
 }
+
+
+# Kinds whose own events are partitioned by another id (their creating event's partition
+# key), and how to find it in the projections.
+_OWNER_OF: dict[str, str] = {
+    "model_version": "SELECT model_id FROM model_versions WHERE model_version_id = ?",
+    "artifact": "SELECT coalesce(nullif(iteration_id, ''), experiment_id) FROM artifacts"
+    " WHERE artifact_id = ?",
+}
+
+
+def stored_owner(conn: duckdb.DuckDBPyConnection, kind: str, entity_id: str) -> str | None:
+    """The partition key of an entity's own events, for kinds not keyed by their id."""
+    rows = conn.execute(_OWNER_OF[kind], [entity_id]).fetchall()
+    return str(rows[0][0]) if rows and rows[0][0] else None
 
 
 def stored_project(conn: duckdb.DuckDBPyConnection, kind: str, entity_id: str) -> str | None:
@@ -79,6 +103,8 @@ class Resolved:
     projects: list[str] = field(default_factory=list)
     new_projects: set[str] = field(default_factory=set)
     missing: list[tuple[str, str]] = field(default_factory=list)
+    envelopes: list[Envelope] = field(default_factory=list)
+    """The batch as it is to be appended: entity events stamped with their owner."""
 
 
 class IngestParents:
@@ -91,12 +117,14 @@ class IngestParents:
         self.caught_up = caught_up
         self.executor = executor
         self.known = KnownEntities()
+        self.owners = KnownEntities()  # (kind, id) -> owner, for the kinds of _OWNER_OF
 
     async def check(self, request: object, envelopes: Sequence[Envelope]) -> Sequence[Envelope]:
-        """The gateway's check without auth: parents exist, params do not change."""
-        await self.resolve(envelopes)
-        await self.check_params(envelopes)
-        return envelopes
+        """The gateway's check without auth: parents exist, params do not change; entity
+        events stamped with their owner."""
+        resolved = await self.resolve(envelopes)
+        await self.check_params(resolved.envelopes)
+        return resolved.envelopes
 
     async def check_params(self, envelopes: Sequence[Envelope]) -> None:
         """Conflict for a param that would change (call only once the caller may see the
@@ -134,6 +162,9 @@ class IngestParents:
             if project:
                 batch[env.body.subject()] = project
                 self.known.add(*env.body.subject(), project)
+            subject = env.body.subject()
+            if subject[0] in _OWNER_OF and not isinstance(env.body, EntityEvent):
+                self.owners.add(*subject, env.body.partition_key())
 
     async def resolve(self, envelopes: Sequence[Envelope]) -> Resolved:
         """The batch's projects; NotFound for a parent that does not exist."""
@@ -161,12 +192,14 @@ class IngestParents:
         connect = connect or self.reader
         out = Resolved()
         batch: dict[tuple[str, str], str] = {}
+        owners: dict[tuple[str, str], str] = {}
         conn: duckdb.DuckDBPyConnection | None = None
         try:
             for env in envelopes:
                 kind, parent_id = env.body.parent()
                 if not kind:  # users, grants, tokens: no project (the admin paths write them)
                     out.projects.append("")
+                    out.envelopes.append(env)
                     continue
                 key = (kind, parent_id or "")
                 project = batch.get(key) or self.known.get(*key)
@@ -189,6 +222,21 @@ class IngestParents:
                     conn = conn or connect()
                     self._check_not_elsewhere(conn, subject, project)
                 batch[subject] = project
+                if subject[0] in _OWNER_OF and not isinstance(env.body, EntityEvent):
+                    owners[subject] = env.body.partition_key()  # created (or moved) here
+                if isinstance(env.body, EntityEvent):
+                    owner = owners.get(subject) or self.owners.get(*subject)
+                    if owner is None and subject[0] in _OWNER_OF:
+                        conn = conn or connect()
+                        owner = stored_owner(conn, *subject)
+                        if owner is not None:
+                            self.owners.add(*subject, owner)
+                    env = _owned(env, env.body, owner or "")
+                elif isinstance(env.body, IterationStarted) and not env.body.project_id and project:
+                    # the fold then needs nothing of the experiment (another partition)
+                    body = msgspec.structs.replace(env.body, project_id=project)
+                    env = msgspec.structs.replace(env, body=body)
+                out.envelopes.append(env)
         finally:
             if conn is not None:
                 conn.close()
@@ -236,3 +284,12 @@ class IngestParents:
                         )
         finally:
             conn.close()
+
+
+def _owned(env: Envelope, body: EntityEvent, owner: str) -> Envelope:
+    """The envelope with its entity event stamped with `owner` and keyed by it (the same
+    envelope when it already is); whatever owner a client sent is replaced."""
+    if body.owner == owner:
+        return env
+    stamped = msgspec.structs.replace(body, owner=owner)
+    return msgspec.structs.replace(env, body=stamped, key=stamped.partition_key())

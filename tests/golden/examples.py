@@ -195,6 +195,17 @@ EXAMPLES: list[Event] = [
     ModelVersionUsed(iteration_id="i1", model_version_id="v1", purpose="evaluation"),
 ]
 
+# Later wire forms of an existing type, as `<tag>.<variant>` (each file written once too).
+VARIANTS: dict[str, Event] = {
+    # issue 15: an entity event stamped with its owner (the partition of a version's model)
+    "tags_set.owner": TagsSet(
+        entity=EntityKind.MODEL_VERSION, entity_id="v1", owner="m1", tags={"k": "v"}
+    ),
+    "entity_archived.owner": EntityArchived(
+        entity=EntityKind.ARTIFACT, entity_id="a1", owner="i1", archived=True
+    ),
+}
+
 
 def envelope(event: Event) -> Envelope:
     tag = event_tag(event)
