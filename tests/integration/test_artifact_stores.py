@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deardiary.schemas.errors import InvalidArgument, NotFound
 from deardiary.services.artifacts import ArtifactStore, validate_name
 from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.s3 import S3ArtifactStore
-from tests.ports import free_port
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["fs", "s3"])

@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from deardiary.projections.fold import Record, fold, lookups_for
 from deardiary.projections.queries import metric_series
@@ -26,19 +24,7 @@ from deardiary.services.kafka_mode.exports_view import ExportsView
 from deardiary.services.kafka_mode.object_store import S3Upload
 from deardiary.services.kafka_mode.partitions import PartitionStore, partition_dir
 from tests.builders import metrics, records, sweep_start
-from tests.ports import free_port
 from tests.store_snapshot import snapshot
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
