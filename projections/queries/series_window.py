@@ -19,12 +19,13 @@ import numpy as np
 import pyarrow as pa
 
 from deardiary.projections.queries.metric_series import (
+    _CANDIDATE_FIELDS,
     COMPARE_SCHEMA,
     SERIES_SCHEMA,
     TILE_SHORTFALL,
     TILE_STEPS,
-    _from_tiles,
     _has_view,
+    _numbers,
     history,
     labelled,
     series,
@@ -216,11 +217,17 @@ def _from_tile_reads(
     max_points: int,
 ) -> dict[int, pa.Table]:
     """The long whole series answered from tiles (plus their uncompacted points): those
-    spanning enough tiles; the others are left out (answered from points)."""
-    sids = [i for i in range(len(series)) if i not in set(raw)]
+    spanning enough tiles; the others are left out (answered from points).
+
+    `metric_series._from_tiles` for every series at once: one set of candidates (each
+    tile's min and max point, each hot point; series by series in that order), bucketed
+    per series, one sort by (series, bucket, ...) -- the same points as series by series,
+    at numpy's speed (ten series of a million steps: 39,000 tiles)."""
+    skip = set(raw)
+    sids = [i for i in range(len(series)) if i not in skip]
     where = {**params, "sids": sids}
     tiles = conn.sql(
-        "SELECT w.sid, t.tile, t.points, t.first_step, t.last_step, t.low, t.high"
+        "SELECT w.sid, t.tile, t.first_step, t.last_step, t.low, t.high"
         ' FROM metric_tiles t JOIN _wanted w USING (iteration_id, key, "group")'
         " WHERE list_contains($ids, t.iteration_id) AND list_contains($keys, t.key)"
         " AND list_contains($sids, w.sid)",
@@ -230,20 +237,89 @@ def _from_tile_reads(
         _MANY_POINTS.format(relation="metric_points_hot") + " AND list_contains($sids, w.sid)",
         params={**where, "lo": None, "hi": None},
     ).to_arrow_table()
-    by_tiles = _split(tiles, np.lexsort((tiles["tile"].to_numpy(), tiles["sid"].to_numpy())))
-    by_hot = _split(hot, np.argsort(hot["sid"].to_numpy(), kind="stable"))
+    if tiles.num_rows + hot.num_rows == 0:
+        return {}
+    t_sid = tiles["sid"].to_numpy().astype(np.int64)
+    h_sid = hot["sid"].to_numpy().astype(np.int64)
+    h_step = hot["step"].to_numpy()
+    # each series' step range, over its tiles and its hot points
+    n = len(series)
+    lo = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(lo, t_sid, tiles["first_step"].to_numpy())
+    np.maximum.at(hi, t_sid, tiles["last_step"].to_numpy())
+    np.minimum.at(lo, h_sid, h_step)
+    np.maximum.at(hi, h_sid, h_step)
+    present = lo <= hi
+    first = np.where(present, lo, 0) // TILE_STEPS
+    count = np.where(present, hi, 0) // TILE_STEPS - first + 1
     buckets = max(1, max_points // 2)
-    out: dict[int, pa.Table] = {}
-    for sid in sids:
-        t = by_tiles.get(sid, tiles.slice(0, 0))
-        h = by_hot.get(sid, hot.slice(0, 0))
-        steps = [t["first_step"], t["last_step"], h["step"]]
-        present = [s.to_numpy() for s in steps if len(s)]
-        if not present:
-            continue
-        lo = min(int(np.min(s)) for s in present)
-        hi = max(int(np.max(s)) for s in present)
-        first, count = lo // TILE_STEPS, hi // TILE_STEPS - lo // TILE_STEPS + 1
-        if count * TILE_SHORTFALL >= buckets:
-            out[sid] = _from_tiles(t, h, first, -(-count // buckets))
-    return out
+    chosen = present & (count * TILE_SHORTFALL >= buckets)
+    width = -(-count // buckets)
+    # candidates: every tile's min point, every tile's max point, every hot point
+    low, high = (tiles[c].combine_chunks() for c in ("low", "high"))
+    cols = {
+        f: np.concatenate(
+            [_numbers(low.field(f)), _numbers(high.field(f)), _numbers(hot[f].combine_chunks())]
+        )
+        for f in _CANDIDATE_FIELDS
+    }
+    sid = np.concatenate([t_sid, t_sid, h_sid])
+    tile = np.concatenate(
+        [tiles["tile"].to_numpy(), tiles["tile"].to_numpy(), h_step // TILE_STEPS]
+    )
+    mine = chosen[sid]
+    if not mine.all():
+        sid, tile = sid[mine], tile[mine]
+        cols = {f: c[mine] for f, c in cols.items()}
+    if len(sid) == 0:
+        return {}
+    bucket = (tile - first[sid]) // width[sid]
+    keep = np.union1d(*_extremes(sid * (int(bucket.max()) + 1) + bucket, cols))
+    value = cols["value"]
+    sid, step, value = sid[keep], cols["step"][keep], value[keep]
+    at, client = cols["recorded_at"][keep], cols["client_time"][keep]
+    order = np.lexsort((at, value, step, sid))
+    sid = sid[order]
+    points = pa.table(
+        {
+            "step": pa.array(step[order]),
+            "value": pa.array(value[order]),
+            "recorded_at": pa.array(at[order], pa.timestamp("us")),
+            "client_time": pa.array(client[order], pa.timestamp("us")),
+        }
+    )
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    ends = np.r_[starts[1:], len(sid)]
+    return {int(sid[a]): points.slice(a, b - a) for a, b in zip(starts, ends, strict=True)}
+
+
+def _extremes(group: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the row of its min point and the row of its max point, chosen as
+    `metric_series._from_tiles` chooses them: the lowest value (a NaN only in a group of
+    NaN alone) and the highest (a NaN if the group has one), ties to the lowest step,
+    partition, offset, seq, then the earlier row. Only the rows holding their group's
+    extreme value are sorted by those ties (a few per group): no sort of every row by
+    seven keys."""
+    order = np.argsort(group, kind="stable")  # rows by group, each group in row order
+    g = group[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    sizes = np.diff(np.r_[starts, len(g)])
+    value = cols["value"][order]
+    nan = np.isnan(value)
+    low = np.repeat(np.minimum.reduceat(np.where(nan, np.inf, value), starts), sizes)
+    high = np.repeat(np.maximum.reduceat(np.where(nan, -np.inf, value), starts), sizes)
+    all_nan = np.repeat(np.logical_and.reduceat(nan, starts), sizes)
+    any_nan = np.repeat(np.logical_or.reduceat(nan, starts), sizes)
+    at_low = np.where(all_nan, nan, ~nan & (value == low))
+    at_high = np.where(any_nan, nan, value == high)
+    return _first_by_log(order[at_low], group, cols), _first_by_log(order[at_high], group, cols)
+
+
+def _first_by_log(rows: np.ndarray, group: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Of `rows` (ascending within each group), the first of each group by step,
+    partition, offset, seq (lexsort is stable: then the earlier row)."""
+    keys = (cols["seq"], cols["offset"], cols["partition"], cols["step"])
+    order = rows[np.lexsort((*(k[rows] for k in keys), group[rows]))]
+    g = group[order]
+    return order[np.flatnonzero(np.r_[True, g[1:] != g[:-1]])]

@@ -144,6 +144,47 @@ def test_many_series_answer_what_each_series_alone_answers(tmp_path: Path) -> No
         conn.close()
 
 
+def test_many_from_tiles_picks_the_points_each_series_alone_picks(tmp_path: Path) -> None:
+    """The tile path of `many` (every series' buckets at once) against `window` series by
+    series where the choice is delicate: NaN beside numbers (a bucket's max), buckets of
+    NaN alone, equal values (ties to the lowest step), and two groups of one key."""
+    c = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool")
+    ids = []
+    for r in range(3):
+        with c.start_iteration(project="p", experiment="e", capture_env=False) as it:
+            for step in range(0, 9000, 3):
+                it.log_metric("loss", float((step // 7 + r) % 5), step=step)  # many ties
+                it.log_metric("loss", ((step * 31 + r) % 97) / 97, step=step, group="val")
+            if r == 2:  # NaN beside numbers, then buckets of NaN alone
+                for step in [*range(1, 900, 3), *range(9002, 10800, 3)]:
+                    it.log_metric("loss", float("nan"), step=step)
+            ids.append(it.id)
+    c.flush()
+    c.close()
+    with EmbeddedStore(tmp_path / "data") as store:
+        store.catch_up()
+        store.store.compact()
+        conn = store.store.reader()
+        for max_points in (20, 40, 60):
+            got = series_window.many(conn, ids, ["loss"], [], None, None, max_points)
+            want = pa.concat_tables(
+                metric_series.labelled(
+                    series_window.window(conn, it, "loss", None, None, max_points, g), it, "loss", g
+                )
+                for it in ids
+                for g in ("", "val")
+            )
+            assert _nan_marked(got).equals(_nan_marked(want)), max_points
+            assert np.isnan(got["value"].to_numpy()).any(), "a bucket's NaN is answered"
+        conn.close()
+
+
+def _nan_marked(table: pa.Table) -> pa.Table:
+    """NaN values as a number, so that tables compare equal where both have NaN."""
+    value = np.nan_to_num(table["value"].to_numpy(), nan=-12345.0)
+    return table.set_column(table.schema.get_field_index("value"), "value", pa.array(value))
+
+
 def test_min_max_matches_a_plain_reference() -> None:
     rnd = np.random.default_rng(7)
     for _ in range(50):
