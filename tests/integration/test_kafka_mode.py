@@ -1,24 +1,33 @@
 """Kafka mode end to end on a real Kafka-protocol broker: SDK -> Kafka -> faust workers
--> partition stores -> query service; two workers, kill -9, an outage, replay. Also the
-worker's partition ownership without a broker: what it applies, where it seeks."""
+-> partition stores -> query service; two workers, entity changes on model versions and
+artifacts, replay, kill -9, an outage. Also the worker's partition ownership without a
+broker: what it applies, where it seeks.
+
+The tests that need running workers share one `cluster` (a topic, two workers, `serve
+--broker`) in file order -- each checks the whole topic exactly once at its end, and the
+kill -9 comes last -- so the module pays for the workers' start and group join once."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 import deardiary as dd
 from deardiary.projections.fold import Record
+from deardiary.schemas import ids
 from deardiary.schemas.codec import decode_record
 from deardiary.schemas.envelope import Envelope
 from deardiary.services.embedded import EmbeddedStore
@@ -58,6 +67,46 @@ def kafka(kafka_bootstrap_server: str, tmp_path: Path) -> Iterator[tuple[str, Pa
     workers = Workers(broker, tmp_path / "data")
     try:
         yield broker, tmp_path, workers
+    finally:
+        workers.stop()
+
+
+@dataclass
+class Cluster:
+    """One topic, two workers (each store takes SLOW_OPEN_S to open: a busy machine) and
+    `serve --broker` at `url`, shared by the module's tests in file order."""
+
+    broker: str
+    tmp: Path
+    workers: Workers
+    url: str
+    points: int = 0
+    """Every metric point logged on the topic so far."""
+
+    @property
+    def data(self) -> Path:
+        return self.tmp / "data"
+
+    def exactly_once(self) -> None:
+        """Lag 0, then every event of the topic projected once, every point once."""
+        _wait_caught_up(self.broker, self.data, self.workers)
+        _assert_exactly(self.data, _topic_event_ids(self.broker), self.points)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    kafka_bootstrap_server: str,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("kafka-mode")
+    broker = f"kafka://{kafka_bootstrap_server}/{fresh_topic()}?partitions={PARTITIONS}"
+    KafkaEventLog.from_url(broker).partitions()
+    workers = Workers(broker, tmp / "data")
+    try:
+        workers.start(slow_open_s=SLOW_OPEN_S)
+        workers.start(slow_open_s=SLOW_OPEN_S)
+        with serve(tmp / "data", 0, "--broker", broker) as url:
+            yield Cluster(broker, tmp, workers, url)
     finally:
         workers.stop()
 
@@ -158,55 +207,151 @@ def _assert_exactly(data: Path, acked: set[str], points: int) -> None:
 
 
 @pytest.mark.kafka
-def test_two_workers_share_partitions_and_serve_answers(kafka: tuple[str, Path, Workers]) -> None:
+def test_two_workers_share_partitions_and_serve_answers(cluster: Cluster) -> None:
     """Two workers on a busy machine (each store takes SLOW_OPEN_S to open) split the
     partitions and project every record once; their rebalances wait for no store."""
-    broker, tmp, workers = kafka
-    workers.start(slow_open_s=SLOW_OPEN_S)
-    workers.start(slow_open_s=SLOW_OPEN_S)
-    _log_sweep(broker, tmp / "spool", trials=6, points=100, tag="two")
-    _wait_caught_up(broker, tmp / "data", workers)
-    _assert_exactly(tmp / "data", _topic_event_ids(broker), 6 * 100 * 2)
-    with serve(tmp / "data", free_port(), "--broker", broker) as url:
-        rows = httpx.get(f"{url}/api/v1/iterations", params={"limit": 50}).json()
-        assert rows["total"] == 6
-        sql = httpx.get(f"{url}/api/v1/sql", params={"q": "SELECT count(*) AS n FROM metrics"})
-        assert sql.json()["items"] == [{"n": 1200}]
-        ready = httpx.get(f"{url}/readyz")  # the log's end against the published offsets
-        assert ready.status_code == 200 and ready.json()["lag_events"] == 0, ready.text
-        via_gateway = dd.connect(url, spool_dir=tmp / "spool-http")
-        with via_gateway.start_iteration(project="k", experiment="http", capture_env=False) as it:
-            it.log_metric("loss", 0.25)
-        via_gateway.flush()
-        _eventually(
-            lambda: (
-                httpx.get(
-                    f"{url}/api/v1/sql",
-                    params={
-                        "q": f"SELECT count(*) AS n FROM metrics WHERE iteration_id = '{it.id}'"
-                    },
-                ).json()["items"]
-                == [{"n": 1}]
-            )
+    _log_sweep(cluster.broker, cluster.tmp / "spool", trials=6, points=100, tag="two")
+    cluster.points += 6 * 100 * 2
+    cluster.exactly_once()
+    url = cluster.url
+    experiment = ids.experiment_id(ids.project_id("k"), "two")
+    rows = httpx.get(f"{url}/api/v1/iterations", params={"experiment_id": experiment})
+    assert rows.json()["total"] == 6, rows.text
+    q = "SELECT count(*) AS n FROM metrics JOIN iterations USING (iteration_id)"
+    q += f" WHERE experiment_id = '{experiment}'"
+    sql = httpx.get(f"{url}/api/v1/sql", params={"q": q})
+    assert sql.json()["items"] == [{"n": 1200}], sql.text
+    ready = httpx.get(f"{url}/readyz")  # the log's end against the published offsets
+    assert ready.status_code == 200 and ready.json()["lag_events"] == 0, ready.text
+    via_gateway = dd.connect(url, spool_dir=cluster.tmp / "spool-http")
+    with via_gateway.start_iteration(project="k", experiment="http", capture_env=False) as it:
+        it.log_metric("loss", 0.25)
+    via_gateway.flush()
+    cluster.points += 1
+    _eventually(
+        lambda: (
+            httpx.get(
+                f"{url}/api/v1/sql",
+                params={"q": f"SELECT count(*) AS n FROM metrics WHERE iteration_id = '{it.id}'"},
+            ).json()["items"]
+            == [{"n": 1}]
         )
-        via_gateway.close()
+    )
+    via_gateway.close()
+
+
+def _partition(key: str) -> int:
+    """The partition Kafka's default partitioner (murmur2 of the key) gives a key."""
+    every = list(range(PARTITIONS))
+    return int(DefaultPartitioner()(key.encode(), every, every))
 
 
 @pytest.mark.kafka
-def test_kill_9_of_a_worker_loses_and_duplicates_nothing(kafka: tuple[str, Path, Workers]) -> None:
-    """The victim dies mid-stream holding its stores; the worker taking over (on a busy
-    machine: each store takes SLOW_OPEN_S to open) resumes every partition from its
-    store's own offset and publishes all of them, records or not."""
-    broker, tmp, workers = kafka
-    victim = workers.start()
-    _log_sweep(broker, tmp / "spool", trials=8, points=250, tag="kill")
-    _eventually(lambda: _projected(tmp / "data")[0] > 0, context=workers.tails)
+def test_changes_to_model_versions_and_artifacts_reach_the_worker_holding_them(
+    cluster: Cluster,
+) -> None:
+    """Tags, notes, archive, rename, delete and restore of a model version and of artifacts
+    (an iteration's, an experiment's) go through the server's routes; each lands in the
+    partition of the entity's own events -- chosen here so that it differs from the one
+    its id alone would pick -- and is folded there: read back, no conflict recorded."""
+    c = dd.connect(cluster.url, spool_dir=cluster.tmp / "spool-entities")
+    file = cluster.tmp / "weights.bin"
+    file.write_bytes(b"weights")
+    model = ids.model_id(ids.project_id("k"), "clf")
+    with c.start_iteration(project="k", experiment="owners", capture_env=False) as it:
+        # ids (random, or derived from names) whose own partition is not their owner's
+        artifact = next(
+            a
+            for n in range(100)
+            if _partition(a := it.log_artifact(file, f"w{n}.bin")) != (_partition(it.id))
+        )
+        version = next(
+            v
+            for _ in range(100)
+            if _partition(v := it.register_model("clf", artifact_id=artifact)) != _partition(model)
+        )
+    shared = next(
+        a
+        for n in range(100)
+        if _partition(
+            a := c.registry.log_artifact(it.experiment_id, None, file, f"s{n}.bin")["artifact_id"]
+        )
+        != _partition(it.experiment_id)
+    )
+    for target in (version, artifact, shared):
+        c.set_tags(target, {"stage": "candidate"})
+        c.set_notes(target, f"notes of {target}")
+        c.archive(target)
+        c.delete(target)
+        c.restore_entity(target)
+    c.rename(artifact, "renamed.bin")
+    named = c.sql(f"SELECT name FROM artifacts WHERE artifact_id = '{shared}'").to_pylist()
+    shared_name = named[0]["name"]
+    versions = c.sql(
+        f"SELECT tags, notes, archived, deleted FROM model_versions"
+        f" WHERE model_version_id = '{version}'"
+    ).to_pylist()
+    assert [{**v, "tags": json.loads(v["tags"])} for v in versions] == [
+        {
+            "tags": {"stage": "candidate"},
+            "notes": f"notes of {version}",
+            "archived": True,
+            "deleted": False,
+        }
+    ]
+    artifacts = c.sql(
+        "SELECT artifact_id, name, tags, notes, archived FROM artifacts"
+        f" WHERE artifact_id IN ('{artifact}', '{shared}') ORDER BY name"
+    ).to_pylist()
+    assert [(a["name"], a["notes"], a["archived"]) for a in artifacts] == [
+        ("renamed.bin", f"notes of {artifact}", True),
+        (shared_name, f"notes of {shared}", True),
+    ]
+    assert all(json.loads(a["tags"]) == {"stage": "candidate"} for a in artifacts)
+    conflicts = c.sql("SELECT kind, entity_id, detail FROM conflicts").to_pylist()
+    assert conflicts == []
+    c.close()
+    cluster.exactly_once()
+
+
+@pytest.mark.kafka
+def test_replay_from_kafka_equals_the_live_projections(cluster: Cluster) -> None:
+    _log_sweep(cluster.broker, cluster.tmp / "spool", trials=5, points=120, tag="replay")
+    cluster.points += 5 * 120 * 2
+    cluster.exactly_once()
+    replayed = subprocess.run(
+        _cli("replay", "--broker", cluster.broker, "--into", str(cluster.tmp / "r")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    view = ExportsView(cluster.data)
+    live = snapshot(view.reader())
+    view.close()
+    with EmbeddedStore(cluster.tmp / "r", create_log=False) as store:
+        rebuilt = snapshot(store.store.reader())
+    for name in ("projects", "experiments", "iterations", "params", "last_metrics"):
+        assert sorted(map(repr, rebuilt[name])) == sorted(map(repr, live[name])), name
+    assert sorted(map(repr, rebuilt["metrics"])) == sorted(map(repr, live["metrics"]))
+
+
+@pytest.mark.kafka
+def test_kill_9_of_a_worker_loses_and_duplicates_nothing(cluster: Cluster) -> None:
+    """The victim dies mid-stream holding its stores; the worker taking over its
+    partitions (on a busy machine: each store takes SLOW_OPEN_S to open) resumes each
+    from its store's own offset and publishes all of them. Last of the cluster's tests."""
+    victim = cluster.workers.procs[0]
+    before = _projected(cluster.data)[0]
+    _log_sweep(cluster.broker, cluster.tmp / "spool", trials=8, points=250, tag="kill")
+    cluster.points += 8 * 250 * 2
+    _eventually(lambda: _projected(cluster.data)[0] > before, context=cluster.workers.tails)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
-    _log_sweep(broker, tmp / "spool", trials=4, points=250, tag="after")
-    workers.start(slow_open_s=SLOW_OPEN_S)
-    _wait_caught_up(broker, tmp / "data", workers)
-    _assert_exactly(tmp / "data", _topic_event_ids(broker), 12 * 250 * 2)
+    _log_sweep(cluster.broker, cluster.tmp / "spool", trials=4, points=250, tag="after")
+    cluster.points += 4 * 250 * 2
+    cluster.exactly_once()
 
 
 @pytest.mark.kafka
@@ -253,31 +398,6 @@ def test_an_outage_between_client_and_broker_loses_nothing(tmp_path: Path) -> No
         log.close()
         proxy.stop()
         assert sorted(steps) == [float(s) for s in range(1500)]
-
-
-@pytest.mark.kafka
-def test_replay_from_kafka_equals_the_live_projections(kafka: tuple[str, Path, Workers]) -> None:
-    broker, tmp, workers = kafka
-    workers.start()
-    _log_sweep(broker, tmp / "spool", trials=5, points=120, tag="replay")
-    _wait_caught_up(broker, tmp / "data", workers)
-    _assert_exactly(tmp / "data", _topic_event_ids(broker), 5 * 120 * 2)
-    replayed = subprocess.run(
-        _cli("replay", "--broker", broker, "--into", str(tmp / "r")),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert replayed.returncode == 0, replayed.stderr
-    view = ExportsView(tmp / "data")
-    live = snapshot(view.reader())
-    view.close()
-    with EmbeddedStore(tmp / "r", create_log=False) as store:
-        rebuilt = snapshot(store.store.reader())
-    for name in ("projects", "experiments", "iterations", "params", "last_metrics"):
-        assert sorted(map(repr, rebuilt[name])) == sorted(map(repr, live[name])), name
-    assert sorted(map(repr, rebuilt["metrics"])) == sorted(map(repr, live["metrics"]))
 
 
 @pytest.mark.kafka
