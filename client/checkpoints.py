@@ -9,10 +9,8 @@ and registers a model version made from a checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deardiary.schemas import ids
@@ -30,6 +28,8 @@ from .manage import offsets_param
 from .media import next_step, store_content
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
     from deardiary.services.embedded import EmbeddedStore
@@ -61,6 +61,8 @@ class _Client(Protocol):
 
 def _files_of(path: Path) -> list[tuple[str, Path]]:
     """(relative posix path, file) of a file, or of every file under a folder."""
+    from pathlib import Path  # json and pathlib load on first use: `import deardiary` stays fast
+
     if path.is_file():
         return [(path.name, path)]
     if not path.is_dir():
@@ -80,6 +82,8 @@ def _quoted(text: str) -> str:
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
     for column in _JSON_COLUMNS:
         if isinstance(row.get(column), str):
             row[column] = json.loads(row[column])
@@ -87,6 +91,8 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _local_store(client: _Client) -> Any:
+    from pathlib import Path
+
     from deardiary.services.artifacts.fs import FsArtifactStore  # local-folder mode only
 
     return FsArtifactStore(Path(client.url) / "artifacts")
@@ -159,6 +165,8 @@ class CheckpointMixin:
         """Store a file or a folder of files as a checkpoint at `step` with the metrics at
         that step; returns its id. With `keep_best`, retention runs at once: the best N by
         `order_by` (or the latest N) are kept, the rest discarded and their files freed."""
+        from pathlib import Path
+
         files = []
         for relative, file in _files_of(Path(path)):
             content_hash, size = store_content(self.client, self.id, file.read_bytes())
@@ -287,6 +295,9 @@ class ClientCheckpointsMixin:
 
     def download_checkpoint(self: _Client, checkpoint_id: str, dest: str | Path) -> list[Path]:
         """Write a checkpoint's files under `dest` (their relative paths kept)."""
+        import json
+        from pathlib import Path
+
         rows = self.sql(
             "SELECT iteration_id, files FROM checkpoints"
             f" WHERE checkpoint_id = '{_quoted(checkpoint_id)}'"
@@ -309,6 +320,8 @@ class ClientCheckpointsMixin:
 
     def download_artifact(self: _Client, artifact_id: str, dest: str | Path) -> Path:
         """Write an artifact's bytes to `dest` (a folder: under the artifact's file name)."""
+        from pathlib import Path
+
         rows = self.sql(
             "SELECT name, content_hash FROM artifacts"
             f" WHERE artifact_id = '{_quoted(artifact_id)}' AND NOT deleted"
@@ -389,6 +402,8 @@ class ClientCheckpointsMixin:
 
 
 def _decoded_registry(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
     for column in ("tags", "metadata", "aliases"):
         if isinstance(row.get(column), str):
             row[column] = json.loads(row[column])

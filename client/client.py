@@ -8,7 +8,6 @@ buffer, spool and background shipper; only the transport and the reader differ.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deardiary.schemas import ids
@@ -34,6 +33,8 @@ from .spool import Spool, default_spool_dir
 from .transport import Acked, HttpTransport, LocalTransport, Transport
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
 
@@ -219,6 +220,8 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
             self.restore_entity(iteration)
             return []
         iteration_id = iteration.id if isinstance(iteration, Iteration) else iteration
+        from pathlib import Path
+
         from .environment import restore_environment
 
         env = self.environment_of(iteration_id)
@@ -372,6 +375,8 @@ def connect(
         raise InvalidArgument(
             f"unsupported target {target!r}: use a folder path, http(s):// or kafka://"
         )
+    from pathlib import Path  # not at import: a trial over HTTP never needs pathlib
+
     folder = Path(target).expanduser()
     if _looks_like_host_port(target) and not folder.is_dir():
         raise InvalidArgument(

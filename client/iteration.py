@@ -7,7 +7,6 @@ with the error text (and the exception propagates), KeyboardInterrupt KILLED.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,8 @@ from .media import MediaMixin
 from .system_metrics import SystemMetricsMixin
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .capture import OutputCapture
     from .client import Client
     from .handler import DiaryHandler
@@ -124,6 +125,8 @@ class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
 
     def log_artifact(self, path: str | Path, name: str | None = None, description: str = "") -> str:
         """Upload a file as an artifact of this iteration; returns the artifact id."""
+        from pathlib import Path
+
         file = Path(path)
         result = self.client.registry.log_artifact(
             self.experiment_id, self.id, file, name or file.name, description

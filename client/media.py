@@ -12,16 +12,17 @@ values, and a PIL image is saved through its own `save`.
 
 from __future__ import annotations
 
+import os
 import threading
-import weakref
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.schemas.events import HistogramLogged, MediaKind, MediaLogged
 
 if TYPE_CHECKING:
+    import weakref
+
     from .buffer import EventBuffer
     from .client import Client
 
@@ -98,23 +99,34 @@ class _State:
         self.worker = _Worker()
 
 
-_STATES: weakref.WeakKeyDictionary[Client, _State] = weakref.WeakKeyDictionary()
+# weakref is imported with the first media call (not by `import deardiary`)
+_STATES: weakref.WeakKeyDictionary[Client, _State] | None = None
 _STATES_LOCK = threading.Lock()
 
 
 def _state(client: Client) -> _State:
+    global _STATES
     with _STATES_LOCK:
+        if _STATES is None:
+            import weakref
+
+            _STATES = weakref.WeakKeyDictionary()
         found = _STATES.get(client)
         if found is None:
             found = _STATES[client] = _State()
         return found
 
 
+def _file_bytes(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def drain(client: Client, raise_error: bool = True) -> None:
     """Wait for media logged so far to be stored and their events emitted (flush calls
     this first); raises what went wrong in the background."""
     with _STATES_LOCK:
-        state = _STATES.get(client)
+        state = _STATES.get(client) if _STATES is not None else None
     if state is not None:
         state.worker.drain(raise_error)
 
@@ -156,7 +168,7 @@ def store_content(client: Client, iteration_id: str, data: bytes) -> tuple[str, 
 
     from deardiary.services.artifacts.fs import FsArtifactStore  # local-folder mode only
 
-    blob = FsArtifactStore(Path(client.url) / "artifacts").put(io.BytesIO(data))
+    blob = FsArtifactStore(os.path.join(client.url, "artifacts")).put(io.BytesIO(data))
     return blob.content_hash, blob.size_bytes
 
 
@@ -199,8 +211,8 @@ def _image(image: Any) -> tuple[bytes, str, int, int]:
     """(bytes, media type, width, height) of an array, a PIL image, a file or bytes."""
     import struct
 
-    if isinstance(image, str | Path):
-        image = Path(image).read_bytes()
+    if isinstance(image, str | os.PathLike):
+        image = _file_bytes(image)
     if isinstance(image, bytes | bytearray | memoryview):
         data = bytes(image)
         for magic, media_type in _MAGIC:
@@ -265,8 +277,8 @@ class MediaMixin:
         PIL image, a PNG/JPEG/GIF/WebP file path or its bytes. Encoding and upload happen
         in the background (an array is copied first); `flush()` waits for them."""
         at = next_step(self.client, self.id, key, step)
-        if isinstance(image, str | Path):
-            image = Path(image).read_bytes()
+        if isinstance(image, str | os.PathLike):
+            image = _file_bytes(image)
         elif not isinstance(image, bytes | bytearray | memoryview) and not hasattr(image, "save"):
             import numpy as np
 

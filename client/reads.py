@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from deardiary.schemas.errors import InvalidArgument, Unavailable
@@ -20,6 +19,8 @@ from .pool import ConnectFailed, HttpPool
 from .transport import Acked, error_from_response
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
     from deardiary.services.embedded import EmbeddedStore  # local-folder mode only
@@ -48,6 +49,8 @@ class LocalReader:
     process of the sweep may need them next) and caught up with the log first."""
 
     def __init__(self, data_dir: str | Path, timeout: float = 30.0) -> None:
+        from pathlib import Path  # local-folder mode only: not at `import deardiary`
+
         self.data_dir = Path(data_dir)
         self.timeout = timeout
 

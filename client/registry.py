@@ -6,7 +6,7 @@ version numbers are assigned by the fold, so read them back after `flush()`.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import TYPE_CHECKING, Any
 
 from deardiary.schemas import ids
@@ -23,6 +23,8 @@ from deardiary.schemas.events import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .client import Client
 
 
@@ -118,7 +120,7 @@ class Registry:
         from deardiary.services.artifacts.fs import FsArtifactStore
 
         validate_name(name)
-        store = FsArtifactStore(Path(self.client.url) / "artifacts")
+        store = FsArtifactStore(os.path.join(self.client.url, "artifacts"))
         with open(path, "rb") as fh:
             blob = store.put(fh)
         event = ArtifactStored(

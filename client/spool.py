@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -34,23 +35,31 @@ from deardiary.schemas.records import LogRecord, encode_records
 
 from .notices import log
 
+if TYPE_CHECKING:
+    from os import PathLike
+
 __all__ = ["Spool", "default_spool_dir", "encode_records"]
 
 
 _MAGIC = b"DDS1"
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[LogRecord])
 
 
-def default_spool_dir(target: str) -> Path:
+@functools.cache
+def _decoder() -> msgspec.msgpack.Decoder[list[LogRecord]]:
+    return msgspec.msgpack.Decoder(list[LogRecord])  # reading a spool is the rare path
+
+
+def default_spool_dir(target: str) -> str:
     """``~/.cache/deardiary/spool/<short hash of the target>``: one spool per destination,
-    so records are never resent to a different server than the one they were meant for."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    so records are never resent to a different server than the one they were meant for.
+    (Plain strings and os.path here: pathlib would add milliseconds to every trial's start.)"""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     digest = sha256_hex(target.rstrip("/").encode())[:16]
-    return Path(cache) / "deardiary" / "spool" / digest
+    return os.path.join(cache, "deardiary", "spool", digest)
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -58,7 +67,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _try_lock(path: Path) -> int | None:
+def _try_lock(path: str) -> int | None:
     """An fd holding an exclusive flock on `path`, or None when a living process holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -76,12 +85,12 @@ class Spool:
     any thread (the shipper, or a logger whose buffer overflowed).
     """
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: str | PathLike[str]) -> None:
+        self.directory = os.fspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
         self._mutex = threading.Lock()
         self.owner = f"{time.time_ns():020d}p{os.getpid()}"
-        fd = _try_lock(self.directory / f"{self.owner}.lock")
+        fd = _try_lock(self._path(f"{self.owner}.lock"))
         if fd is None:  # pragma: no cover - the owner name is unique to this process
             raise RuntimeError(f"spool owner {self.owner} is already locked")
         self._own_fd: int | None = fd
@@ -89,6 +98,9 @@ class Spool:
         self._files: set[str] = set()  # own + adopted record files not yet acknowledged
         self._sizes: dict[str, int] = {}  # records in a file, once written or read
         self._adopted: dict[str, int] = {}  # owner -> fd of the lock we hold for it
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -109,8 +121,8 @@ class Spool:
 
         body = _encoder.encode(list(records))
         data = _MAGIC + zlib.crc32(body).to_bytes(4, "little") + body
-        final = self.directory / name
-        tmp = self.directory / f"{name}.tmp"
+        final = self._path(name)
+        tmp = self._path(f"{name}.tmp")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -135,9 +147,10 @@ class Spool:
 
     def read(self, name: str) -> list[LogRecord]:
         """The records of one file; a file that fails its checksum is set aside as ``.bad``."""
-        path = self.directory / name
+        path = self._path(name)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             with self._mutex:
                 self._files.discard(name)
@@ -149,20 +162,20 @@ class Spool:
         try:
             if data[:4] != _MAGIC or zlib.crc32(body) != crc:
                 raise ValueError("bad magic or checksum")
-            records = _decoder.decode(body)
+            records = _decoder().decode(body)
             with self._mutex:
                 self._sizes[name] = len(records)
             return records
         except (ValueError, msgspec.DecodeError) as exc:
             log.error("spool file %s is corrupt (%s); kept as .bad, not resent", path, exc)
-            os.replace(path, path.with_name(name + ".bad"))
+            os.replace(path, path + ".bad")
             with self._mutex:
                 self._files.discard(name)
             return []
 
     def remove(self, name: str) -> None:
         """Forget a file whose records the transport acknowledged."""
-        _unlink_quietly(self.directory / name)
+        _unlink_quietly(self._path(name))
         with self._mutex:
             self._files.discard(name)
             self._sizes.pop(name, None)
@@ -193,7 +206,7 @@ class Spool:
             with self._mutex:
                 if owner == self.owner or owner in self._adopted:
                     continue
-            fd = _try_lock(self.directory / f"{owner}.lock")
+            fd = _try_lock(self._path(f"{owner}.lock"))
             if fd is None:
                 continue
             names = sorted(
@@ -217,7 +230,7 @@ class Spool:
             done = [o for o in self._adopted if not any(n.startswith(o + "-") for n in self._files)]
             fds = [(o, self._adopted.pop(o)) for o in done]
         for owner, fd in fds:
-            _unlink_quietly(self.directory / f"{owner}.lock")
+            _unlink_quietly(self._path(f"{owner}.lock"))
             os.close(fd)
 
     def close(self) -> None:
@@ -232,10 +245,10 @@ class Spool:
             os.close(afd)
         if fd is not None:
             if not own_left:
-                _unlink_quietly(self.directory / f"{self.owner}.lock")
+                _unlink_quietly(self._path(f"{self.owner}.lock"))
             os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

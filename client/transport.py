@@ -8,9 +8,9 @@ records"; any other `DearDiaryError` means retrying the same records cannot succ
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -23,6 +23,8 @@ from deardiary.schemas.records import LogRecord
 from .pool import HttpPool
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from deardiary.services.log.sqlite import SqliteEventLog  # local-folder mode only
 
 # Statuses that say "later" whatever the body says: overload, rate limits, proxies.
@@ -60,6 +62,8 @@ class LocalTransport:
     """
 
     def __init__(self, data_dir: str | Path) -> None:
+        from pathlib import Path  # local-folder mode only: not at `import deardiary`
+
         self.data_dir = Path(data_dir)
         self._lock = threading.Lock()
         self._log: SqliteEventLog | None = None
@@ -102,8 +106,16 @@ class _ErrorBody(msgspec.Struct):
     error: _ErrorDetail
 
 
-_ack_decoder = msgspec.json.Decoder(_Ack)
-_error_decoder = msgspec.json.Decoder(_ErrorBody)
+@functools.cache
+def _ack_decoder() -> msgspec.json.Decoder[_Ack]:
+    return msgspec.json.Decoder(_Ack)  # built on first use: not part of `import deardiary`
+
+
+@functools.cache
+def _error_decoder() -> msgspec.json.Decoder[_ErrorBody]:
+    return msgspec.json.Decoder(_ErrorBody)
+
+
 _body_encoder = msgspec.msgpack.Encoder()
 
 
@@ -111,7 +123,7 @@ def error_from_response(status: int, content: bytes) -> DearDiaryError:
     """The typed error an HTTP error response stands for (`UNKNOWN` when the body is
     unreadable); retryable statuses are `Unavailable` whatever the body says."""
     try:
-        detail = _error_decoder.decode(content).error
+        detail = _error_decoder().decode(content).error
         error = error_for(detail.code, detail.message, detail.details)
     except msgspec.DecodeError:
         text = content[:200].decode("utf-8", "replace")
@@ -161,7 +173,7 @@ class HttpTransport:
                 raise Unavailable(self._not_deardiary(f"HTTP {response.status_code}"))
             raise error
         try:
-            ack = _ack_decoder.decode(response.content)
+            ack = _ack_decoder().decode(response.content)
             return ack.last_offsets or {0: ack.last_offset}
         except msgspec.DecodeError as exc:
             raise Unavailable(self._not_deardiary("an unreadable acknowledgement")) from exc

@@ -142,6 +142,70 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     assert "socket" in seen["end"]  # it did talk over the network
 
 
+# Standard-library modules that `import deardiary` must leave to first use: each costs
+# a trial process a millisecond or more (pathlib pulls urllib.parse and ipaddress).
+LAZY_STDLIB = (
+    "pathlib",
+    "urllib.parse",
+    "ipaddress",
+    "json",
+    "weakref",
+    "importlib.util",
+    "importlib.metadata",
+    "socket",
+    "ssl",
+    "logging",
+    "hashlib",
+    "zlib",
+    "subprocess",
+    "tempfile",
+    "shutil",
+    "inspect",
+)
+
+
+def _installed_layout(view: Path) -> Path:
+    """A tree laid out as a wheel installs `deardiary` (symlinks to the source folders),
+    so the import is measured without the editable install's finder, which itself loads
+    pathlib and urllib.parse at start-up."""
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
+    root = view / "deardiary"
+    root.mkdir(parents=True)
+    for item in (ROOT / mapping["deardiary"]).iterdir():
+        (root / item.name).symlink_to(item)
+    for name, folder in mapping.items():
+        if name != "deardiary":
+            (view / name.replace(".", "/")).symlink_to(ROOT / folder)
+    return view
+
+
+def test_import_deardiary_as_installed_leaves_heavy_stdlib_to_first_use(tmp_path: Path) -> None:
+    import msgspec
+
+    view = _installed_layout(tmp_path / "site")
+    site = Path(msgspec.__file__).resolve().parents[1]  # msgspec, as pip installs it
+    probe = (
+        "import sys; sys.path[:0] = sys.argv[1:3]\n"
+        "import msgspec  # its own imports (typing, and inspect with typing_extensions)\n"
+        "before = set(sys.modules)\n"
+        "import deardiary\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(view), str(site)],  # -S: no site, no finder
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=True,
+    )
+    loaded = done.stdout.split()
+    assert "deardiary.client" in loaded
+    assert not [m for m in loaded if m in LAZY_STDLIB or m.startswith(SERVER_SIDE + HEAVY)]
+
+
 def test_the_version_is_the_distributions() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert dd.__version__ == project["version"]

@@ -107,4 +107,4 @@ def test_default_dir_is_per_target_under_the_cache(
     a = default_spool_dir("http://host:9000/")
     assert a == default_spool_dir("http://host:9000")
     assert a != default_spool_dir("http://other:9000")
-    assert a.parent == tmp_path / "deardiary" / "spool"
+    assert Path(a).parent == tmp_path / "deardiary" / "spool"
