@@ -121,7 +121,13 @@ class MediaRoutes:
         self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="blobs")
 
     async def _read(self, request: web.Request, fn: Any) -> Any:
+        """`fn` on a cursor after the caller's writes -- or of the past ``?as_of=`` names
+        (the media, histogram and checkpoint lists declare it)."""
         ctx = self.w.query
+        parsed = qp.query_of(request)
+        if isinstance(parsed, q.Past) and parsed.as_of is not None:
+            bound = await ctx.bound(parsed.as_of, caller_of(request))
+            return await ctx.run_as_of(bound, fn, caller_of(request))
         await ctx.wait(q.min_offsets(request))
         return await ctx.run(fn, caller_of(request))
 

@@ -21,6 +21,8 @@ interface Batch {
   maxPoints: number;
   window: [number, number] | null;
   asOf: string;
+  /** only these groups of each key ([]: every group) */
+  groups: string[];
   wants: Want[];
 }
 
@@ -36,10 +38,11 @@ export function seriesOf(
   window: [number, number] | null,
   asOf: string,
   signal: AbortSignal,
+  groups: string[] = [],
 ): Promise<SeriesRows> {
-  const id = JSON.stringify([runs, maxPoints, window, asOf]);
+  const id = JSON.stringify([runs, maxPoints, window, asOf, groups]);
   let batch = pending.get(id);
-  if (!batch) pending.set(id, (batch = { runs, maxPoints, window, asOf, wants: [] }));
+  if (!batch) pending.set(id, (batch = { runs, maxPoints, window, asOf, groups, wants: [] }));
   const b = batch;
   const done = new Promise<SeriesRows>((resolve, reject) => b.wants.push({ key, resolve, reject, signal }));
   if (!scheduled) {
@@ -79,6 +82,7 @@ function send(b: Batch, wants: Want[]): void {
       min_step: b.window ? Math.floor(b.window[0]) : undefined,
       max_step: b.window ? Math.ceil(b.window[1]) : undefined,
       as_of: b.asOf || undefined,
+      group: b.groups.length ? b.groups : undefined,
     },
     abort.signal,
   ).then(

@@ -44,6 +44,7 @@ async function fetchSeries(
   window: [number, number] | null,
   asOf: string,
   signal: AbortSignal,
+  groups: string[],
 ): Promise<Fetched> {
   const rows = await seriesOf(
     runs.map((r) => r.id),
@@ -52,6 +53,7 @@ async function fetchSeries(
     window,
     asOf,
     signal,
+    groups,
   );
   return { runs, series: rows.series };
 }
@@ -119,18 +121,23 @@ function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
 }
 
+const NO_GROUPS: string[] = [];
+
 export function Chart({
   runs,
   metric,
   options,
   asOf = "",
   height = 220,
+  groups = NO_GROUPS,
 }: {
   runs: ChartRun[];
   metric: string;
   options: ChartOptions;
   asOf?: string;
   height?: number;
+  /** only these groups of the metric (the System tab: ["system"]); default every group */
+  groups?: string[];
 }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -159,7 +166,7 @@ export function Chart({
     const abort = new AbortController();
     const width = Math.max(100, box.current!.clientWidth);
     const window = options.xMode === "step" ? zoom : null;
-    fetchSeries(runs, metric, Math.round(width), window, asOf, abort.signal).then(
+    fetchSeries(runs, metric, Math.round(width), window, asOf, abort.signal, groups).then(
       (f) => {
         setError(null);
         setFetched(f);
@@ -167,7 +174,7 @@ export function Chart({
       (e: Error) => e.name !== "AbortError" && setError(e.message),
     );
     return () => abort.abort();
-  }, [visible, runKey, metric, zoom, options.xMode, asOf]);
+  }, [visible, runKey, metric, zoom, options.xMode, asOf, groups.join(",")]);
 
   useEffect(() => {
     if (!fetched || !box.current) return;
@@ -249,9 +256,9 @@ export function Chart({
   }, [height]);
 
   const points = fetched?.series.reduce((n, s) => n + s.step.length, 0) ?? 0;
-  const groups = fetched ? [...new Set(fetched.series.map((s) => s.group))].sort().join(",") : "";
+  const drawnGroups = fetched ? [...new Set(fetched.series.map((s) => s.group))].sort().join(",") : "";
   return (
-    <figure class="chart" data-metric={metric} data-points={points} data-lines={fetched?.series.length ?? 0} data-groups={groups}>
+    <figure class="chart" data-metric={metric} data-points={points} data-lines={fetched?.series.length ?? 0} data-groups={drawnGroups}>
       <figcaption>
         <span class="chart-title">{metric}</span>
         {zoom && (

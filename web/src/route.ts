@@ -2,7 +2,7 @@
 // services/web/routes.py serves index.html for these first path segments.
 
 export type ExperimentTab = "runs" | "charts" | "compare" | "sweep" | "history";
-export type RunTab = "overview" | "charts" | "logs" | "artifacts" | "history";
+export type RunTab = "overview" | "charts" | "system" | "media" | "checkpoints" | "logs" | "artifacts" | "history";
 
 export type Route =
   | { name: "projects" }
@@ -16,7 +16,7 @@ export type Route =
   | { name: "notfound"; path: string };
 
 const EXPERIMENT_TABS: ExperimentTab[] = ["runs", "charts", "compare", "sweep", "history"];
-const RUN_TABS: RunTab[] = ["overview", "charts", "logs", "artifacts", "history"];
+const RUN_TABS: RunTab[] = ["overview", "charts", "system", "media", "checkpoints", "logs", "artifacts", "history"];
 
 export function parseRoute(pathname: string): Route {
   const parts = pathname.split("/").filter((p) => p !== "").map(decodeURIComponent);

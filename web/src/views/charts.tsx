@@ -7,6 +7,9 @@ import { useLoad } from "../hooks";
 import { Link, setQuery } from "../nav";
 import { listParam } from "../route";
 import { withAsOf } from "../asof";
+import { SYSTEM_GROUP, systemKeys, trainingKeys } from "../media";
+
+const SYSTEM_ONLY = [SYSTEM_GROUP];
 
 export interface MetricName {
   key: string;
@@ -64,11 +67,11 @@ export async function runsNamed(experimentId: string, ids: string[], asOf: strin
   return ids.filter((id) => names.has(id)).map((id) => ({ id, label: names.get(id) || id.slice(0, 8) }));
 }
 
-export function ChartGrid({ runs, metrics, options, asOf = "" }: { runs: ChartRun[]; metrics: string[]; options: ChartOptions; asOf?: string }) {
+export function ChartGrid({ runs, metrics, options, asOf = "", groups }: { runs: ChartRun[]; metrics: string[]; options: ChartOptions; asOf?: string; groups?: string[] }) {
   return (
     <div class="chart-grid">
       {metrics.map((m) => (
-        <Chart key={m} runs={runs} metric={m} options={options} asOf={asOf} />
+        <Chart key={m} runs={runs} metric={m} options={options} asOf={asOf} groups={groups} />
       ))}
     </div>
   );
@@ -100,7 +103,10 @@ export function ExperimentCharts({ experimentId, query, asOf = "" }: { experimen
     },
     [experimentId, chosen.join(","), asOf],
   );
-  const metrics = useMemo(() => chartKeys(names.data ?? []).filter((k) => k.toLowerCase().includes(search.toLowerCase())), [names.data, search]);
+  const found = (k: string) => k.toLowerCase().includes(search.toLowerCase());
+  // the "system" group (CPU, memory, I/O, GPU) has a section of its own, after training's
+  const metrics = useMemo(() => trainingKeys(names.data ?? []).filter(found), [names.data, search]);
+  const system = useMemo(() => systemKeys(names.data ?? []).filter(found), [names.data, search]);
   const [shownCount, setShown] = useState(60);
   useEffect(() => setShown(60), [search]);
   return (
@@ -120,6 +126,12 @@ export function ExperimentCharts({ experimentId, query, asOf = "" }: { experimen
         <button type="button" onClick={() => setShown(shownCount + 60)}>
           more charts ({metrics.length - shownCount} left)
         </button>
+      )}
+      {runs.data && system.length > 0 && metrics.length <= shownCount && (
+        <section class="system-charts" aria-label="system metrics">
+          <h2>System</h2>
+          <ChartGrid runs={runs.data} metrics={system} options={options} asOf={asOf} groups={SYSTEM_ONLY} />
+        </section>
       )}
     </section>
   );

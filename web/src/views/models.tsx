@@ -90,6 +90,58 @@ function VersionLineage({ version }: { version: Version }) {
   );
 }
 
+interface ModelRun {
+  role: "produced" | "used";
+  iteration_id: string;
+  name: string;
+  status: string;
+  experiment_id: string;
+  versions: number[] | string;
+  first_at: string;
+}
+
+/** The runs that produced the model's versions and the runs that used them (role). */
+function ModelRuns({ modelId }: { modelId: string }) {
+  const { data, error } = useLoad((signal) => items<ModelRun>(`/models/${modelId}/iterations`, {}, signal), [modelId]);
+  return (
+    <section class="model-runs">
+      <h2>Runs</h2>
+      <ErrorBox error={error} />
+      {data && data.length === 0 && <p class="muted">No run produced or used a version yet.</p>}
+      {data && data.length > 0 && (
+        <table class="list" aria-label="model runs">
+          <thead>
+            <tr>
+              <th>role</th>
+              <th>run</th>
+              <th>status</th>
+              <th>versions</th>
+              <th>since</th>
+            </tr>
+          </thead>
+          <tbody>
+            {data.map((r) => (
+              <tr key={`${r.role}/${r.iteration_id}`} data-role={r.role}>
+                <td>
+                  <span class={`role role-${r.role}`}>{r.role === "produced" ? "produced" : "used"}</span>
+                </td>
+                <td>
+                  <Link href={`/r/${r.iteration_id}`}>{r.name || r.iteration_id.slice(0, 12)}</Link> <span class="muted">(<Link href={`/e/${r.experiment_id}`}>experiment</Link>)</span>
+                </td>
+                <td>
+                  <Status status={r.status} />
+                </td>
+                <td>{jsonValue<number[]>(r.versions, []).map((v) => `v${v}`).join(", ")}</td>
+                <td>{fmtTime(r.first_at)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
 export function ModelPage({ modelId }: { modelId: string }) {
   const { data, error, loading } = useLoad(
     async (signal) => {
@@ -108,6 +160,7 @@ export function ModelPage({ modelId }: { modelId: string }) {
       <ErrorBox error={error} />
       <Loading when={loading && !data} />
       {data?.model.description && <p>{data.model.description}</p>}
+      {data && <ModelRuns modelId={modelId} />}
       {data?.versions
         .slice()
         .reverse()

@@ -11,6 +11,9 @@ import { Link, setQuery } from "../nav";
 import type { RunTab } from "../route";
 import { ChartControls, ChartGrid, chartOptions } from "./charts";
 import { HistoryTable } from "./history";
+import { RunCheckpoints } from "./checkpoints";
+import { RunMedia } from "./media";
+import { SYSTEM_GROUP, systemKeys, systemSections, trainingKeys } from "../media";
 
 interface Summary {
   key: string;
@@ -72,6 +75,9 @@ export function RunPage({ iterationId, tab, query }: { iterationId: string; tab:
             items={[
               ["overview", "Overview", withAsOf(base, asOf)],
               ["charts", "Charts", withAsOf(`${base}/charts`, asOf)],
+              ["system", "System", withAsOf(`${base}/system`, asOf)],
+              ["media", "Media", withAsOf(`${base}/media`, asOf)],
+              ["checkpoints", "Checkpoints", withAsOf(`${base}/checkpoints`, asOf)],
               ["logs", "Logs", withAsOf(`${base}/logs`, asOf)],
               ["artifacts", "Artifacts", withAsOf(`${base}/artifacts`, asOf)],
               ["history", "History", withAsOf(`${base}/history`, asOf)],
@@ -79,6 +85,9 @@ export function RunPage({ iterationId, tab, query }: { iterationId: string; tab:
           />
           {tab === "overview" && <Overview it={it} reload={run.reload} asOf={asOf} />}
           {tab === "charts" && <RunCharts it={it} query={query} asOf={asOf} />}
+          {tab === "system" && <RunSystem it={it} query={query} asOf={asOf} />}
+          {tab === "media" && <RunMedia iterationId={iterationId} query={query} asOf={asOf} />}
+          {tab === "checkpoints" && <RunCheckpoints iterationId={iterationId} query={query} asOf={asOf} />}
           {tab === "logs" && <Logs iterationId={iterationId} query={query} running={it.status === "RUNNING"} asOf={asOf} />}
           {tab === "artifacts" && <Artifacts iterationId={iterationId} asOf={asOf} />}
           {tab === "history" && <HistoryTable entityId={iterationId} asOf={asOf} asOfLink={(offset) => withAsOf(base, String(offset))} what="the run" />}
@@ -296,13 +305,47 @@ function Notes({ it, reload, readOnly }: { it: Iteration; reload: () => void; re
 function RunCharts({ it, query, asOf }: { it: Iteration; query: URLSearchParams; asOf: string }) {
   const options = chartOptions(query);
   const summaries = useLoad((signal) => items<Summary>(`/iterations/${it.iteration_id}/metrics`, { as_of: asOf || undefined }, signal), [it.iteration_id, asOf]);
-  const keys = [...new Set((summaries.data ?? []).map((m) => m.key))].sort();
+  const keys = trainingKeys(summaries.data ?? []).sort();
+  const system = systemKeys(summaries.data ?? []).length;
   return (
     <section>
       <ChartControls options={options} />
       <ErrorBox error={summaries.error} />
       {summaries.data && keys.length === 0 && <p class="muted">no metrics</p>}
+      {system > 0 && (
+        <p class="muted">
+          {system} system metrics (CPU, memory, I/O, GPU) are in <Link href={withAsOf(`/r/${it.iteration_id}/system`, asOf)}>System</Link>.
+        </p>
+      )}
       <ChartGrid runs={[{ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }]} metrics={keys} options={options} asOf={asOf} />
+    </section>
+  );
+}
+
+const SYSTEM_ONLY = [SYSTEM_GROUP];
+
+/** The "system" group (sampled by the SDK) in sections of its own, by wall time unless
+ * the URL says otherwise. */
+function RunSystem({ it, query, asOf }: { it: Iteration; query: URLSearchParams; asOf: string }) {
+  const options = chartOptions(query.has("x") ? query : new URLSearchParams([...query, ["x", "wall"]]));
+  const summaries = useLoad((signal) => items<Summary>(`/iterations/${it.iteration_id}/metrics`, { as_of: asOf || undefined }, signal), [it.iteration_id, asOf]);
+  const sections = systemSections(systemKeys(summaries.data ?? []));
+  const runs = [{ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }];
+  return (
+    <section>
+      <ChartControls options={options} />
+      <ErrorBox error={summaries.error} />
+      {summaries.data && sections.length === 0 && (
+        <p class="muted">
+          No system metrics: start the iteration with <code>system_metrics=True</code> (pip install 'deardiary[system]').
+        </p>
+      )}
+      {sections.map(([name, keys]) => (
+        <section key={name} class="system-section" aria-label={`system ${name}`}>
+          <h2>{name}</h2>
+          <ChartGrid runs={runs} metrics={keys} options={options} asOf={asOf} groups={SYSTEM_ONLY} />
+        </section>
+      ))}
     </section>
   );
 }
