@@ -15,6 +15,8 @@ runs linked, and the past (as_of) without the later images. No script errors any
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ VEGA_LITE = {
         "y": {"field": "n", "type": "quantitative"},
     },
 }
+CLI = [sys.executable, "-m", "deardiary.services.cli"]
 LOSSES = {1: 0.5, 2: 0.2, 3: 0.4}  # checkpoint step -> loss; keep-best-2 drops step 1
 
 
@@ -239,7 +242,6 @@ def test_figures_text_and_tables(
     page.get_by_role("combobox", name="media key").select_option("pr-curve")
     expect(page).to_have_url(re.compile(r"key=pr-curve"))
     expect(page.locator(".media-key")).to_have_count(1)
-    screenshot(page, "figure")
     browser[1].expect_clean()
 
 
@@ -345,3 +347,47 @@ def test_media_as_of_the_past(
     expect(page).to_have_url(re.compile(rf"/checkpoints\?as_of={world.before}$"))
     expect(page.get_by_text("No checkpoints kept.")).to_be_visible()
     browser[1].expect_clean()
+
+
+def test_signed_in_user_sees_granted_media_and_no_other(
+    tmp_path: Path, browser: tuple[BrowserContext, Problems]
+) -> None:
+    """Under --auth the images come with the sign-in token; another project's media,
+    checkpoints and bytes are refused as such (a real `deardiary serve --auth`)."""
+    data = tmp_path / "data"
+    made = subprocess.run(
+        [*CLI, "users", "create", "--data", str(data), "root", "--admin"],
+        input="root-password-123\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    with serve(data, free_port(), "--auth") as url:
+        admin = dd.connect(url, username="root", password="root-password-123", spool_dir=tmp_path)
+        runs = {}
+        for project, color in (("open", COLORS[1]), ("secret", COLORS[0])):
+            with admin.start_iteration(project=project, experiment="e", capture_env=False) as it:
+                it.log_image("samples", np.full((8, 8, 3), color, dtype=np.uint8), caption=project)
+            runs[project] = it.id
+        admin.create_user("ann", "ann-password-123")
+        admin.grant("ann", "open", read=True)
+        admin.close()
+        page = browser[0].new_page()
+        page.set_default_timeout(15_000)
+        try:
+            page.goto(f"{url}/login?next=/r/{runs['open']}/media")
+            page.get_by_label("username").fill("ann")
+            page.get_by_label("password").fill("ann-password-123")
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.locator(".media-items figcaption")).to_have_text("open")
+            assert shown_color(page, ".media-items img") == COLORS[1]
+            for tab in ("media", "checkpoints"):
+                page.goto(f"{url}/r/{runs['secret']}/{tab}")
+                expect(page.get_by_role("alert").first).to_contain_text("No access")
+                expect(page.locator(".media-items img")).to_have_count(0)
+            browser[1].expect_clean(403)
+        finally:
+            page.evaluate("sessionStorage.clear()")
+            page.close()
