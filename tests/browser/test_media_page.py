@@ -60,6 +60,7 @@ class World:
     user: str  # a run that used the model's version
     model_id: str
     before: int  # offset after the first three images
+    experiment: str
 
 
 def _log(c: dd.Client, root: Path) -> World:
@@ -110,7 +111,7 @@ def _log(c: dd.Client, root: Path) -> World:
     model_id = str(
         c.sql("SELECT model_id FROM models WHERE name = 'cnn-model'").to_pylist()[0]["model_id"]
     )
-    return World("", it.id, user.id, model_id, before)
+    return World("", it.id, user.id, model_id, before, it.experiment_id)
 
 
 def _wait_for_system_metrics(c: dd.Client, iteration_id: str) -> None:
@@ -314,6 +315,14 @@ def test_system_metrics_have_their_own_section(
     assert int(cpu.get_attribute("data-points") or 0) >= 2
     expect(page.get_by_role("combobox", name="x axis")).to_have_value("wall")
     screenshot(page, "system")
+    page.goto(f"{world.url}/e/{world.experiment}/charts?runs={world.run}")
+    training = page.locator("section > .chart-grid").first
+    expect(training.locator("figure.chart[data-metric=loss]")).to_have_attribute("data-drawn", "1")
+    expect(training.locator("figure.chart[data-metric='cpu.percent']")).to_have_count(0)
+    system = page.get_by_role("region", name="system metrics")
+    expect(system.locator("figure.chart[data-metric='cpu.percent']")).to_have_attribute(
+        "data-drawn", "1"
+    )
     browser[1].expect_clean()
 
 
