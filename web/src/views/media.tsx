@@ -14,8 +14,13 @@ import { around, bars, byKey, type Histogram, type MediaItem, type MediaKey, ove
 const PAGE = 10_000; // the API's largest page: media items listed at once
 const THUMBS = 24;
 
-/** Bytes an iteration's media names, as an object URL (content-addressed: kept for the
- * page's life) or as text; with the sign-in token, so it works under --auth too. */
+const THUMB_MAX_BYTES = 256 * 1024; // larger images get a step button, not their bytes
+const KEPT_URLS = 300;
+
+/** Bytes an iteration's media names, as an object URL or as text; with the sign-in token,
+ * so it works under --auth too. Object URLs are content-addressed, so the latest
+ * KEPT_URLS are kept for going back and forth (the oldest revoked: an image already
+ * shown stays shown). */
 const urls = new Map<string, Promise<string>>();
 function contentPath(iterationId: string, hash: string): string {
   return `/iterations/${iterationId}/content?hash=${hash}`;
@@ -23,10 +28,17 @@ function contentPath(iterationId: string, hash: string): string {
 export function contentUrl(iterationId: string, hash: string): Promise<string> {
   const id = `${iterationId}/${hash}`;
   let u = urls.get(id);
-  if (!u) {
+  if (u) {
+    urls.delete(id); // most recent last
+  } else {
     u = bytes(contentPath(iterationId, hash)).then(async (r) => URL.createObjectURL(await r.blob()));
     u.catch(() => urls.delete(id));
-    urls.set(id, u);
+  }
+  urls.set(id, u);
+  for (const [old, url] of urls) {
+    if (urls.size <= KEPT_URLS) break;
+    urls.delete(old);
+    url.then(URL.revokeObjectURL, () => {});
   }
   return u;
 }
@@ -139,7 +151,7 @@ function MediaPanel({ iterationId, media }: { iterationId: string; media: MediaK
             return (
               first && (
                 <button type="button" key={i} class={i === at ? "thumb active" : "thumb"} aria-label={`step ${media.steps[i]}`} aria-current={i === at ? "true" : undefined} onClick={() => setAt(i)}>
-                  <BlobImage iterationId={iterationId} hash={first.content_hash} alt={`step ${media.steps[i]}`} />
+                  {first.size_bytes <= THUMB_MAX_BYTES ? <BlobImage iterationId={iterationId} hash={first.content_hash} alt={`step ${media.steps[i]}`} /> : <span class="thumb-step">{media.steps[i]}</span>}
                 </button>
               )
             );
