@@ -210,6 +210,7 @@ def test_images_follow_the_step_slider_and_thumbnails(
     page.keyboard.press("Home")
     expect(caption).to_have_text("epoch 0")
     expect(samples.get_by_role("status", name="samples shown step")).to_have_text("0")
+    expect(page).to_have_url(re.compile(r"/media\?step=0$"))  # a link to what is shown
     assert shown_color(page, ".media-key[data-key=samples] .media-items img") == COLORS[0]
     page.keyboard.press("ArrowRight")
     expect(caption).to_have_text("epoch 1")
@@ -217,6 +218,11 @@ def test_images_follow_the_step_slider_and_thumbnails(
     expect(caption).to_have_text("epoch 3")
     assert shown_color(page, ".media-key[data-key=samples] .media-items img") == COLORS[3]
     expect(samples.get_by_role("button", name="step 3")).to_have_attribute("aria-current", "true")
+    page.goto(f"{world.url}/r/{world.run}/media?step=2")  # every key at (or before) step 2
+    expect(caption).to_have_text("epoch 2")
+    expect(page.get_by_role("region", name="media generated").locator("pre")).to_have_text(
+        "the cat sat on the mat"  # logged at step 1
+    )
     browser[1].expect_clean()
 
 

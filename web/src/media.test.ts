@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { around, bars, byKey, checkpointMetrics, type Histogram, type MediaItem, overview, systemKeys, systemSections, trainingKeys } from "./media";
+import { around, bars, byKey, checkpointMetrics, type Histogram, type MediaItem, overview, stepIndex, stepParam, systemKeys, systemSections, trainingKeys } from "./media";
 
 function item(key: string, step: number, index = 0, kind: MediaItem["kind"] = "image"): MediaItem {
   return { key, step, index, kind, content_hash: `${key}${step}${index}`, size_bytes: 1, media_type: "image/png", caption: "", text: "", width: 1, height: 1, metadata: {} };
@@ -11,6 +11,18 @@ describe("media", () => {
     expect(keys.map((k) => k.key)).toEqual(["img", "t"]);
     expect(keys[0].steps).toEqual([2, 5]);
     expect(keys[0].at.get(2)!.map((m) => m.index)).toEqual([0, 1]);
+  });
+
+  it("shows the step a URL asks for, or the one before it", () => {
+    expect(stepParam(null)).toBe(null);
+    expect(stepParam("x")).toBe(null);
+    expect(stepParam("12")).toBe(12);
+    expect(stepIndex([0, 10, 20], null)).toBe(2);
+    expect(stepIndex([0, 10, 20], 10)).toBe(1);
+    expect(stepIndex([0, 10, 20], 15)).toBe(1);
+    expect(stepIndex([0, 10, 20], -5)).toBe(0);
+    expect(stepIndex([0, 10, 20], 99)).toBe(2);
+    expect(stepIndex([], 3)).toBe(0);
   });
 
   it("keeps a thumbnail window around the current step", () => {

@@ -48,6 +48,29 @@ export function byKey(items: MediaItem[]): MediaKey[] {
   return out.sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
+/** The step a URL asks for (`?step=`), null for none or nonsense. */
+export function stepParam(text: string | null): number | null {
+  if (text === null || text.trim() === "") return null;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : null;
+}
+
+/** Which of `steps` (ascending) to show for the step asked for: the last at or before
+ * it (the first when it is before them all), the latest when none is asked for. */
+export function stepIndex(steps: number[], want: number | null): number {
+  if (steps.length === 0) return 0;
+  if (want === null) return steps.length - 1;
+  let lo = 0;
+  let hi = steps.length - 1;
+  if (want <= steps[0]) return 0;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (steps[mid] <= want) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /** Up to `n` positions of `steps` around `current` (a thumbnail strip that follows it). */
 export function around(count: number, current: number, n: number): number[] {
   if (count <= n) return Array.from({ length: count }, (_, i) => i);

@@ -1,7 +1,9 @@
 // A run's media: per key, a step slider and what was logged at that step -- images with
 // their captions (and a strip of thumbnails to jump by), figures (Plotly / Vega-Lite,
 // drawn by their libraries, loaded only when a figure is shown), text samples and small
-// tables; histograms per step (uPlot bars) with an overview across steps.
+// tables; histograms per step (uPlot bars) with an overview across steps. The step shown
+// is in the URL (?step=, set by any slider): every key shows its step at or before it,
+// so a link shares what was looked at, and keys are compared at the same step.
 import uPlot from "uplot";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { bytes, get, items, jsonValue, type PageOf } from "../api";
@@ -9,7 +11,7 @@ import { ErrorBox, Loading } from "../common";
 import { fmtBytes, fmtNumber } from "../format";
 import { useLoad } from "../hooks";
 import { setQuery } from "../nav";
-import { around, bars, byKey, type Histogram, type MediaItem, type MediaKey, overview } from "../media";
+import { around, bars, byKey, type Histogram, type MediaItem, type MediaKey, overview, stepIndex, stepParam } from "../media";
 
 const PAGE = 10_000; // the API's largest page: media items listed at once
 const THUMBS = 24;
@@ -61,6 +63,7 @@ export function RunMedia({ iterationId, query, asOf }: { iterationId: string; qu
     return out;
   }, [histograms.data]);
   const only = query.get("key") ?? "";
+  const want = stepParam(query.get("step"));
   const names = [...keys.map((k) => k.key), ...hists.keys()];
   return (
     <section class="media">
@@ -90,12 +93,12 @@ export function RunMedia({ iterationId, query, asOf }: { iterationId: string; qu
       {keys
         .filter((k) => !only || k.key === only)
         .map((k) => (
-          <MediaPanel key={k.key} iterationId={iterationId} media={k} />
+          <MediaPanel key={k.key} iterationId={iterationId} media={k} want={want} />
         ))}
       {[...hists.entries()]
         .filter(([key]) => !only || key === only)
         .map(([key, list]) => (
-          <HistogramPanel key={`h:${key}`} name={key} histograms={list} />
+          <HistogramPanel key={`h:${key}`} name={key} histograms={list} want={want} />
         ))}
     </section>
   );
@@ -128,9 +131,14 @@ function StepSlider({ name, steps, at, onChange }: { name: string; steps: number
   );
 }
 
-function MediaPanel({ iterationId, media }: { iterationId: string; media: MediaKey }) {
-  const [at, setAt] = useState(media.steps.length - 1);
-  useEffect(() => setAt((i) => Math.min(Math.max(i, 0), media.steps.length - 1)), [media.steps.length]);
+/** Move every panel to `step` (each to its own nearest step at or before it), in the URL. */
+function showStep(step: number): void {
+  setQuery({ step: String(step) });
+}
+
+function MediaPanel({ iterationId, media, want }: { iterationId: string; media: MediaKey; want: number | null }) {
+  const at = stepIndex(media.steps, want);
+  const setAt = (i: number) => showStep(media.steps[i]);
   const step = media.steps[at];
   const shown = media.at.get(step) ?? [];
   return (
@@ -301,10 +309,10 @@ function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
 }
 
-function HistogramPanel({ name, histograms }: { name: string; histograms: Histogram[] }) {
+function HistogramPanel({ name, histograms, want }: { name: string; histograms: Histogram[]; want: number | null }) {
   const steps = useMemo(() => histograms.map((h) => h.step), [histograms]);
-  const [at, setAt] = useState(histograms.length - 1);
-  useEffect(() => setAt((i) => Math.min(Math.max(i, 0), histograms.length - 1)), [histograms.length]);
+  const at = stepIndex(steps, want);
+  const setAt = (i: number) => showStep(steps[i]);
   const h = histograms[at];
   return (
     <section class="media-key media-histogram" data-key={name} aria-label={`histogram ${name}`}>
