@@ -46,7 +46,8 @@ class CheckpointSaved(IterationEvent, frozen=True, kw_only=True, tag="checkpoint
     def problem(self) -> str | None:
         seen: set[str] = set()
         for f in self.files:
-            problem = key_problem(f.path, max_chars=500)
+            # "=" too: PyTorch Lightning names its checkpoints "epoch=3-step=400.ckpt"
+            problem = key_problem(f.path.replace("=", "_"), max_chars=500)
             if problem is not None:
                 return f"checkpoint file {f.path[:300]!r} {problem}"
             if f.path in seen:
