@@ -14,6 +14,7 @@ runs linked, and the past (as_of) without the later images. No script errors any
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -50,6 +51,11 @@ VEGA_LITE = {
     },
 }
 CLI = [sys.executable, "-m", "deardiary.services.cli"]
+REMOTE = {  # data from elsewhere: the page refuses to load it, and shows the spec
+    "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    "data": {"url": "https://example.com/cars.json"},
+    "mark": "point",
+}
 LOSSES = {1: 0.5, 2: 0.2, 3: 0.4}  # checkpoint step -> loss; keep-best-2 drops step 1
 
 
@@ -83,6 +89,7 @@ def _log(c: dd.Client, root: Path) -> World:
                 before = c.flush()
         it.log_figure("pr-curve", PLOTLY, step=0, caption="PR at the end")
         it.log_figure("classes", VEGA_LITE, step=0)
+        it.log_figure("remote", REMOTE, step=0)
         it.log_text("generated", "the cat sat", step=0)
         it.log_text("generated", "the cat sat on the mat", step=1)
         it.log_table("predictions", [{"id": 1, "label": "cat", "p": 0.9}], step=0)
@@ -238,6 +245,12 @@ def test_figures_text_and_tables(
     vega = page.locator(".media-key[data-key=classes] figure.media-figure")
     expect(vega).to_have_attribute("data-drawn", "1")
     assert canvas_ink(page, ".media-key[data-key=classes] .figure-box") > 500
+    remote = page.get_by_role("region", name="media remote").get_by_role("alert")
+    expect(remote).to_contain_text("could not be drawn")
+    expect(remote).to_contain_text("must be inline, not loaded from https://example.com")
+    with page.expect_download() as download:
+        page.get_by_role("region", name="media remote").get_by_role("button").click()
+    assert json.loads(Path(download.value.path()).read_text()) == REMOTE
     text = page.get_by_role("region", name="media generated")
     expect(text.locator("pre")).to_have_text("the cat sat on the mat")
     text.get_by_role("slider", name="generated step").focus()

@@ -67,8 +67,25 @@ export async function drawFigure(el: HTMLElement, format: FigureFormat, spec: Re
   const vega = window.vega!;
   const compiled = window.vegaLite!.compile(spec as never).spec;
   const runtime = vega.parse(compiled, undefined, { ast: true });
-  const view = new vega.View(runtime, { expr: expressionInterpreter, renderer: "canvas", container: el, hover: true });
+  // a logged spec carries its data: it may not make the page fetch anything (CSP aside)
+  const loader = vega.loader();
+  const refuse = (uri: string) => Promise.reject(new Error(`a figure's data must be inline, not loaded from ${uri}`));
+  loader.load = refuse;
+  loader.sanitize = refuse;
+  // Vega reports errors and failed loads ("Loading failed", a warning) to its logger, not
+  // to runAsync: collect them and fail the drawing with them (the page shows the spec)
+  const errors: string[] = [];
+  const logger = vega.logger(vega.Warn, undefined, (method, _level, args) => {
+    if (method === "error" || /failed/i.test(String(args[0]))) errors.push(args.map((a) => (a instanceof Error ? a.message : String(a))).join(" "));
+    else console.warn(...args);
+  });
+  const view = new vega.View(runtime, { expr: expressionInterpreter, renderer: "canvas", container: el, hover: true, loader, logger });
   await view.runAsync();
+  if (errors.length) {
+    view.finalize();
+    el.replaceChildren();
+    throw new Error(errors[0]);
+  }
   return () => view.finalize();
 }
 
