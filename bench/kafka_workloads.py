@@ -80,10 +80,90 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
         result = run_ingest_clients(broker, work, total, procs, visible)
         result["server_cpu_s"] = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
         result["server_peak_rss_mb"] = sum(peak_rss_mb(w.pid) for w in workers)
+        _stop(workers)  # the ceiling is measured on a quiet broker
+        view.close()
+        result["broker_alone"] = broker_alone(bootstrap, _topic_payloads(broker), total)
     result["bytes_per_point"] = folder_bytes(data) / total
     result["partitions"] = PARTITIONS
     result["workers"] = WORKERS
     return result
+
+
+def _topic_payloads(broker: str) -> list[bytes]:
+    """Every record value of the topic, as the clients produced them."""
+    log = KafkaEventLog.from_url(broker)
+    try:
+        end, offsets, found = log.end_offsets(), dict[int, int](), []
+        while any(offsets.get(p, 0) < o for p, o in end.items()):
+            for pos, payload in log.read(offsets, 1000, timeout=1.0):
+                offsets[pos.partition] = pos.offset + 1
+                found.append(payload)
+        return found
+    finally:
+        log.close()
+
+
+def broker_alone(bootstrap: str, payloads: list[bytes], points: int) -> dict[str, Any]:
+    """The broker's own ceiling for the same bytes: one pipelined aiokafka producer (acks=all,
+    as the SDK produces) sends every record the clients sent to a fresh topic of as many
+    partitions, then one consumer reads them all back; nothing is decoded or folded.
+    Rates are in the benchmark's points per second (the same bytes carry `points`)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    topic = fresh_topic("ceiling")
+    KafkaEventLog.from_url(f"kafka://{bootstrap}/{topic}?partitions={PARTITIONS}").partitions()
+
+    async def produce() -> float:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", max_request_size=1 << 20
+        )
+        await producer.start()
+        try:
+            began = time.perf_counter()
+            sent = [
+                await producer.send(topic, value=v, key=str(n).encode())
+                for n, v in enumerate(payloads)
+            ]
+            await asyncio.gather(*sent)
+            return time.perf_counter() - began
+        finally:
+            await producer.stop()
+
+    async def consume() -> float:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=8 << 20,
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            began, got = time.perf_counter(), 0
+            while got < len(payloads):
+                batch = await consumer.getmany(*tps, timeout_ms=1000, max_records=10_000)
+                got += sum(len(records) for records in batch.values())
+            return time.perf_counter() - began
+        finally:
+            await consumer.stop()
+
+    produce_s = asyncio.run(produce())
+    consume_s = asyncio.run(consume())
+    size = sum(map(len, payloads))
+    return {
+        "records": len(payloads),
+        "mb": size / 1e6,
+        "produce_s": produce_s,
+        "consume_s": consume_s,
+        "produce_points_per_s": points / produce_s,
+        "consume_points_per_s": points / consume_s,
+        "points_per_s": points / (produce_s + consume_s),
+    }
 
 
 def _stop(workers: list[subprocess.Popen[bytes]]) -> None:

@@ -34,7 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP, EventT
 
 from deardiary.projections.fold import Record
@@ -50,6 +52,12 @@ DRAINED_PUBLISH_S = 0.1  # a batch that emptied the stream is published this soo
 SEEK_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 5.0  # a partition whose batch failed is read again from its store then
 STARTUP_RETRY_S = 2.0  # a broker not reachable at start is asked again this often
+FETCH_WAIT_MS = 100
+"""How long a fetch may wait for records. Faust fixes its consumer's at 1,500 ms, and a
+broker that holds a fetch for its whole wait (Tansu does when it has nothing new at the
+start of it) adds up to that much to every record's way to the exports."""
+FETCH_BYTES = 8 << 20
+"""Bytes per partition a fetch may return: several of the SDK's ~850 KiB records at once."""
 
 
 def group_id(topic: str) -> str:
@@ -188,6 +196,29 @@ def _records(events: Sequence[EventT]) -> dict[int, list[Record]]:
     return grouped
 
 
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_WAIT_MS  # read by its fetcher, made at start
+        return consumer
+
+
+class _Consumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> faust_kafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+class _App(faust.App):
+    """faust's app with our fetch wait (faust offers no setting for it)."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 def build_app(
     broker_url: str, data: Path, batch: int = 2000, exports: str | None = None
 ) -> faust.App:
@@ -204,7 +235,7 @@ def build_app(
     config = log.config
     log.close()
     Path(data).mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = _App(
         group_id(config.topic),
         broker=[f"kafka://{b}" for b in config.bootstrap],
         value_serializer="raw",
@@ -216,6 +247,7 @@ def build_app(
         store="memory://",
         datadir=str(Path(data) / "faust"),  # not a folder in the working directory
         topic_disable_leader=True,
+        consumer_max_fetch_size=FETCH_BYTES,
     )
     upload: ExportsUpload | None = None
     if exports:

@@ -98,6 +98,7 @@ def test_reads_wait_for_the_writes_they_name_through_a_worker_restart(
     running = start_in_thread(server.app())
     try:
         first = workers.start()
+        workers.start()  # joins the group now; takes over when the first one stops
         c = dd.connect(broker, query_url=running.url, spool_dir=tmp / "spool")
         ids = []
         for round_ in range(3):
@@ -108,8 +109,7 @@ def test_reads_wait_for_the_writes_they_name_through_a_worker_restart(
             got = c.sql(f"SELECT count(*) AS n FROM metrics WHERE iteration_id = '{it.id}'")
             assert got.to_pylist() == [{"n": 1}]  # at once: the read waited for the write
             if round_ == 0:
-                workers.stop_one(first)  # the next reads need the worker that follows
-                workers.start()
+                workers.stop_one(first)  # the next reads need the one taking over
         assert c.sql("SELECT count(*) AS n FROM iterations").to_pylist() == [{"n": 3}]
         workers.stop()
         with c.start_iteration(project="ryw", experiment="e", capture_env=False) as it:
@@ -144,22 +144,22 @@ def test_a_rebalance_storm_with_a_stalled_worker_loses_and_duplicates_nothing(
     kafka: tuple[str, Path, Workers],
 ) -> None:
     """Clients log while workers join and leave every few seconds and one stalls past the
-    group's session timeout (SIGSTOP for 8 s > 6 s, then SIGCONT: it comes back expelled,
+    group's session timeout (SIGSTOP for 7.5 s > 6 s, then SIGCONT: it comes back expelled,
     holding stores the others need). At the end: lag 0, every point exactly once."""
     broker, tmp, workers = kafka
     loggers = Loggers(broker, tmp / "spool")
     steady = workers.start()
     loggers.start()
-    time.sleep(3)
+    time.sleep(2)
     joined = workers.start()
-    time.sleep(4)
+    time.sleep(3)
     workers.stop_one(joined)  # leaves
     third = workers.start()  # joins
-    time.sleep(4)
-    third.send_signal(signal.SIGSTOP)  # stalls past the session timeout
-    time.sleep(8)
-    third.send_signal(signal.SIGCONT)
     time.sleep(3)
+    third.send_signal(signal.SIGSTOP)  # stalls past the session timeout
+    time.sleep(7.5)
+    third.send_signal(signal.SIGCONT)
+    time.sleep(2)
     workers.stop_one(steady)  # leaves while the stalled one recovers
     points = loggers.stop()
     workers.start()
@@ -185,11 +185,11 @@ def test_a_cut_broker_connection_under_load_loses_and_duplicates_nothing(
             _wait_caught_up(broker, tmp_path / "data", workers)  # running, every partition
             loggers = Loggers(broker, tmp_path / "spool")
             loggers.start()
-            time.sleep(4)
+            time.sleep(2)
             proxy.cut()
             time.sleep(6)
             proxy.start()
-            time.sleep(2)
+            time.sleep(1)
             points = loggers.stop()
             _wait_caught_up(broker, tmp_path / "data", workers, timeout=180)
             _assert_exactly(tmp_path / "data", _topic_event_ids(broker), points)
