@@ -8,6 +8,7 @@ from aiohttp import web
 
 from deardiary.projections.queries import catalog
 from deardiary.projections.queries.registry import model_iterations
+from deardiary.services.http import query_params as qp
 from deardiary.services.query import params as q
 from deardiary.services.query.context import caller_of
 from deardiary.services.query.encoding import table_response
@@ -26,6 +27,11 @@ def registry_routes(writes: WriteContext) -> list[Route]:
             table: pa.Table = model_iterations(c, model_id)
             return table_response(request, table)
 
+        parsed = qp.query_of(request)
+        if isinstance(parsed, q.Past) and parsed.as_of is not None:  # declared: honoured
+            bound = await ctx.bound(parsed.as_of, caller_of(request))
+            past: web.Response = await ctx.run_as_of(bound, read, caller_of(request))
+            return past
         await ctx.wait(q.min_offsets(request))
         response: web.Response = await ctx.run(read, caller_of(request))
         return response

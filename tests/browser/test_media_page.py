@@ -67,6 +67,7 @@ class World:
     model_id: str
     before: int  # offset after the first three images
     experiment: str
+    before_use: int  # offset before a run used the model's version
 
 
 def _log(c: dd.Client, root: Path) -> World:
@@ -110,6 +111,7 @@ def _log(c: dd.Client, root: Path) -> World:
         _wait_for_system_metrics(c, it.id)
     c.flush()
     version = c.register_checkpoint(best, "cnn-model")
+    before_use = c.flush()
     with c.start_iteration(
         project="vision", experiment="eval", name="eval-run", capture_env=False
     ) as user:
@@ -118,7 +120,7 @@ def _log(c: dd.Client, root: Path) -> World:
     model_id = str(
         c.sql("SELECT model_id FROM models WHERE name = 'cnn-model'").to_pylist()[0]["model_id"]
     )
-    return World("", it.id, user.id, model_id, before, it.experiment_id)
+    return World("", it.id, user.id, model_id, before, it.experiment_id, before_use)
 
 
 def _wait_for_system_metrics(c: dd.Client, iteration_id: str) -> None:
@@ -353,6 +355,9 @@ def test_model_page_lists_the_runs_that_produced_and_used_it(
     expect(runs.locator("tr[data-role=produced]")).to_contain_text("media-run")
     expect(runs.locator("tr[data-role=produced]")).to_contain_text("v1")
     expect(runs.locator("tr[data-role=used]")).to_contain_text("eval-run")
+    api = f"{world.url}/api/v1/models/{world.model_id}/iterations"
+    then = httpx.get(api, params={"as_of": world.before_use}).json()["items"]
+    assert [r["role"] for r in then] == ["produced"]  # the use came later
     runs.get_by_role("link", name="eval-run").click()
     expect(page).to_have_url(re.compile(rf"/r/{world.user}$"))
     expect(page.get_by_role("heading", name=re.compile("eval-run"))).to_be_visible()
