@@ -8,17 +8,24 @@ Usage: python mlflow_compat_client.py URL WORKLOAD ARGS... ; prints one JSON lin
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
+import requests
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+API = "/api/2.0/mlflow"
+
 KEYS = ("loss", "acc", "lr", "grad_norm", "val_loss")
 BATCH = 1000  # MLflow's maximum metrics per log_batch request
+TOKEN = re.compile(rb'"next_page_token"\s*:\s*"([^"]*)"')
+FILTER = "params.lr = '0.01' and metrics.loss < 0.5 and tags.group != 'g3'"
 
 
 def _experiment(client: MlflowClient, name: str) -> str:
@@ -32,7 +39,7 @@ def _experiment(client: MlflowClient, name: str) -> str:
         return str(found.experiment_id)
 
 
-def _timed(fn: Callable[[], object], repeat: int = 3) -> dict[str, float]:
+def _timed(fn: Callable[[], object], repeat: int = 3) -> dict[str, Any]:
     """Median wall and client-CPU milliseconds of `fn` over `repeat` calls."""
     wall, cpu = [], []
     for _ in range(repeat):
@@ -86,7 +93,18 @@ def history(url: str, points: int) -> dict[str, object]:
     timed = _timed(read)
     if len(got) != points:
         raise RuntimeError(f"get_metric_history answered {len(got)} points, not {points}")
-    return {"points": points, **timed}
+    http = requests.Session()
+    query = {"run_uuid": run_id, "run_id": run_id, "metric_key": "loss"}
+    answered: list[bytes] = []
+
+    def raw() -> None:
+        """The same request as the client's, its answer read but not parsed."""
+        answer = http.get(f"{url}{API}/metrics/get-history", params=query, timeout=600)
+        answer.raise_for_status()
+        answered[:] = [answer.content]
+
+    alone = _timed(raw)
+    return {"points": points, **timed, "server": {**alone, "bytes": len(answered[0])}}
 
 
 def search(url: str, runs: int) -> dict[str, object]:
@@ -123,15 +141,43 @@ def search(url: str, runs: int) -> dict[str, object]:
     def filtered() -> None:
         client.search_runs(
             [exp_id],
-            filter_string="params.lr = '0.01' and metrics.loss < 0.5 and tags.group != 'g3'",
+            filter_string=FILTER,
             order_by=["metrics.acc DESC"],
             max_results=1000,
         )
 
+    http = requests.Session()
+
+    def raw(body: dict[str, Any]) -> Callable[[], None]:
+        """The same requests as the client's (following page tokens), each answer read
+        whole but not parsed (the page token found in its bytes)."""
+
+        def call() -> None:
+            token = None
+            while True:
+                answer = http.post(
+                    f"{url}{API}/runs/search",
+                    json={**body, **({"page_token": token} if token else {})},
+                    timeout=600,
+                )
+                answer.raise_for_status()
+                found_token = TOKEN.search(answer.content)
+                token = found_token.group(1).decode() if found_token else None
+                if not token:
+                    break
+
+        return call
+
     all_runs = _timed(everything)
     if len(found) != runs:
         raise RuntimeError(f"search_runs answered {len(found)} runs, not {runs}")
-    return {"runs": runs, "all": all_runs, "filtered": _timed(filtered)}
+    all_body = {"experiment_ids": [exp_id], "order_by": ["metrics.loss ASC"], "max_results": 1000}
+    all_runs["server"] = _timed(raw(all_body))
+    filtered_runs = _timed(filtered)
+    filtered_runs["server"] = _timed(
+        raw({**all_body, "order_by": ["metrics.acc DESC"], "filter": FILTER})
+    )
+    return {"runs": runs, "all": all_runs, "filtered": filtered_runs}
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ SCALES = {
         "trial_keys": 10,
         "ml_trial_sweep": 16,
         "image_steps": 1000,
+        "compat_ingest": 200_000,
+        "compat_procs": 4,
+        "compat_history": 100_000,
+        "compat_runs": 2_000,
     },
     "quick": {
         "calls": 50_000,
@@ -66,6 +70,10 @@ SCALES = {
         "trial_keys": 10,
         "ml_trial_sweep": 4,
         "image_steps": 100,
+        "compat_ingest": 20_000,
+        "compat_procs": 2,
+        "compat_history": 10_000,
+        "compat_runs": 200,
     },
 }
 
@@ -171,6 +179,14 @@ def main() -> int:
             except Exception as exc:  # keep DearDiary's column; the report says what failed
                 traceback.print_exc()
                 results["mlflow_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            _phase("the MLflow client against both servers (issue 12)")
+            import mlflow_compat_workloads
+
+            try:
+                results["mlflow_compat"] = mlflow_compat_workloads.run_all(work, scale)
+            except Exception as exc:  # the report says what failed
+                traceback.print_exc()
+                results["mlflow_compat"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         if not args.no_trials:
             _phase("process-per-trial sweep")
             import trial_workloads
