@@ -213,7 +213,6 @@ def test_images_follow_the_step_slider_and_thumbnails(
     caption = samples.locator(".media-items figcaption")
     expect(caption).to_have_text("epoch 4")  # the latest step first
     assert shown_color(page, ".media-key[data-key=samples] .media-items img") == COLORS[4]
-    screenshot(page, "media")
     slider = samples.get_by_role("slider", name="samples step")
     slider.focus()
     page.keyboard.press("Home")
@@ -227,6 +226,8 @@ def test_images_follow_the_step_slider_and_thumbnails(
     expect(caption).to_have_text("epoch 3")
     assert shown_color(page, ".media-key[data-key=samples] .media-items img") == COLORS[3]
     expect(samples.get_by_role("button", name="step 3")).to_have_attribute("aria-current", "true")
+    thumb = samples.get_by_role("button", name="step 0").locator("img").bounding_box()
+    assert thumb is not None and thumb["width"] == thumb["height"] == 56
     page.goto(f"{world.url}/r/{world.run}/media?step=2")  # every key at (or before) step 2
     expect(caption).to_have_text("epoch 2")
     expect(page.get_by_role("region", name="media generated").locator("pre")).to_have_text(
@@ -247,6 +248,7 @@ def test_figures_text_and_tables(
     vega = page.locator(".media-key[data-key=classes] figure.media-figure")
     expect(vega).to_have_attribute("data-drawn", "1")
     assert canvas_ink(page, ".media-key[data-key=classes] .figure-box") > 500
+    screenshot(page, "media")
     remote = page.get_by_role("region", name="media remote").get_by_role("alert")
     expect(remote).to_contain_text("could not be drawn")
     expect(remote).to_contain_text("must be inline, not loaded from https://example.com")
