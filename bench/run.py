@@ -157,7 +157,10 @@ def main() -> int:
                 import web_workloads
 
                 dd["web"] = web_workloads.web_views(
-                    work, scale["web_table_runs"], scale["web_chart_steps"]
+                    work,
+                    scale["web_table_runs"],
+                    scale["web_chart_steps"],
+                    mlflow=not args.no_mlflow,  # MLflow's UI on the same data beside it
                 )
             except Exception as exc:  # no chromium here: the report says so
                 traceback.print_exc()

@@ -9,18 +9,37 @@ Three views, each on data built straight into a log (like the other workloads):
 * an experiment with 1,000 metric keys: time to its first drawn charts, and the long
   tasks (PerformanceObserver 'longtask', > 50 ms on the main thread) meanwhile.
 
+Each time is `performance.now()` in the page at the first animation frame where the
+condition holds (Playwright polls on every frame; no round trip counted), median of
+`repeat` loads after a warm-up load (assets cached, as a user's second visit). Where the
+time went is kept beside it: when the page's script asked its first API call, and each
+API call's start and end (Resource Timing).
+
+MLflow's UI, side by side (`mlflow=True`): the same data loaded into MLflow's own store
+(bench/mlflow_web_load.py, in MLflow's virtualenv), its server started on loopback with
+job execution off, and the same browser timing its experiment runs table (navigation
+until more than 10 rows show their run names) and its chart view of the 10 runs
+(navigation until the 10 `loss` lines are drawn by Plotly).
+
 Not asserted anywhere: reported in docs/benchmarks.md by bench/report.py.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from dd_workloads import _append
-from procs import deardiary_serve, free_port, running
+from procs import deardiary_serve, free_port, running, wait_http
 
 from deardiary.schemas import ids
 from deardiary.schemas.events import (
@@ -166,16 +185,63 @@ def _browser(playwright: Any) -> Any:
     return context, profile
 
 
+TABLE_READY = (
+    "document.querySelectorAll('.grid-row[data-run]').length > 10"
+    " && !document.querySelector('.grid .muted') && performance.now()"
+)
+CHART_DRAWN = (
+    "document.querySelector(\"figure.chart[data-metric=loss][data-drawn='1']\")"
+    " && performance.now()"
+)
+KEYS_DRAWN = (
+    "document.querySelectorAll(\"figure.chart[data-drawn='1']\").length >= 4 && performance.now()"
+)
+API_CALLS = """
+() => performance.getEntriesByType('resource')
+  .filter((e) => e.name.includes('/api/') || e.name.includes('/ajax-api/'))
+  .map((e) => {
+    const path = new URL(e.name).pathname.replace(/[0-9a-f]{32}/g, '{id}');
+    return [path, Math.round(e.startTime), Math.round(e.responseEnd)];
+  })
+"""
+
+
+def _until(page: Any, condition: str) -> float:
+    """performance.now() at the first animation frame where `condition` holds."""
+    return float(page.wait_for_function(condition, polling="raf").json_value())
+
+
+def _loads(page: Any, url: str, condition: str, repeat: int) -> tuple[list[float], list[Any]]:
+    """A warm-up load, then `repeat` timed loads of `url`: each one's time to `condition`
+    and its API calls."""
+    page.goto(url)
+    _until(page, condition)
+    times, calls = [], []
+    for _ in range(repeat):
+        page.goto(url)
+        times.append(_until(page, condition))
+        calls.append(page.evaluate(API_CALLS))
+    return times, calls
+
+
 def _median(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[len(xs) // 2]
 
 
-def web_views(work: Path, table_runs: int, chart_steps: int, repeat: int = 3) -> dict[str, Any]:
+def _of_median(times: list[float], calls: list[Any]) -> Any:
+    """The API calls of the load whose time was the median."""
+    return calls[times.index(_median(times))]
+
+
+def web_views(
+    work: Path, table_runs: int, chart_steps: int, repeat: int = 3, mlflow: bool = True
+) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     data = work / "web"
     table_params, table_metrics = 10, 30
+    started = time.monotonic()
     built = build(data, table_runs, table_params, table_metrics, chart_steps)
     exps = built["experiments"]
     port = free_port()
@@ -186,6 +252,8 @@ def web_views(work: Path, table_runs: int, chart_steps: int, repeat: int = 3) ->
         "chart_runs": 10,
         "chart_steps": chart_steps,
         "keys": 1000,
+        "build_s": round(time.monotonic() - started, 1),
+        "load_before": os.getloadavg()[0],
     }
     with (
         running(deardiary_serve(data, port, work / "web.log"), f"{url}/healthz", work / "web.log"),
@@ -195,29 +263,23 @@ def web_views(work: Path, table_runs: int, chart_steps: int, repeat: int = 3) ->
         try:
             page = context.new_page()
             page.set_default_timeout(120_000)
-            table, scroll = [], []
-            for _ in range(repeat):
-                page.goto(f"{url}/e/{exps['table']}")
-                page.wait_for_function(
-                    "document.querySelectorAll('.grid-row[data-run]').length > 10"
-                    " && !document.querySelector('.grid .muted')"
-                )
-                table.append(page.evaluate("performance.now()"))
-                scroll.append(page.evaluate(SCROLL_PROBE))
+            table_url = f"{url}/e/{exps['table']}"
+            table, calls = _loads(page, table_url, TABLE_READY, repeat)
             out["table_interactive_ms"] = round(_median(table), 1)
+            out["table_api"] = _of_median(table, calls)
+            scroll = []
+            for _ in range(repeat):
+                page.goto(table_url)
+                _until(page, TABLE_READY)
+                scroll.append(page.evaluate(SCROLL_PROBE))
             out["table_scroll_ms"] = round(_median(scroll), 1)
             runs = ",".join(built["chart_runs"])
-            chart = []
-            for _ in range(repeat):
-                page.goto(f"{url}/e/{exps['chart']}/charts?runs={runs}")
-                page.wait_for_selector("figure.chart[data-metric=loss][data-drawn='1']")
-                chart.append(page.evaluate("performance.now()"))
+            chart_url = f"{url}/e/{exps['chart']}/charts?runs={runs}"
+            chart, calls = _loads(page, chart_url, CHART_DRAWN, repeat)
             out["chart_drawn_ms"] = round(_median(chart), 1)
+            out["chart_api"] = _of_median(chart, calls)
             page.goto(f"{url}/e/{exps['keys']}/charts")
-            page.wait_for_function(
-                "document.querySelectorAll(\"figure.chart[data-drawn='1']\").length >= 4"
-            )
-            out["keys_first_charts_ms"] = round(page.evaluate("performance.now()"), 1)
+            out["keys_first_charts_ms"] = round(_until(page, KEYS_DRAWN), 1)
             page.wait_for_timeout(2000)
             tasks = page.evaluate("window.__longTasks")
             out["keys_long_tasks"] = len(tasks)
@@ -232,4 +294,121 @@ def web_views(work: Path, table_runs: int, chart_steps: int, repeat: int = 3) ->
         finally:
             context.close()
             shutil.rmtree(profile, ignore_errors=True)
+    out["load_after"] = os.getloadavg()[0]
+    if mlflow:
+        try:
+            out["mlflow"] = mlflow_views(work, table_runs, table_params, table_metrics, chart_steps)
+        except Exception as exc:  # keep DearDiary's rows; the report says what failed
+            out["mlflow"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    return out
+
+
+# -- MLflow's UI on the same data ---------------------------------------------------------
+
+ML_TABLE_READY = (
+    "[...document.querySelectorAll('.ag-row [col-id=\"attributes.`Run Name`\"]')]"
+    ".filter((c) => c.textContent.trim()).length > 10 && performance.now()"
+)
+ML_CHART_DRAWN = (
+    "[...document.querySelectorAll('.js-plotly-plot .trace.scatter path.js-line')]"
+    ".filter((p) => (p.getAttribute('d') || '').length > 100).length >= 10 && performance.now()"
+)
+
+
+@contextmanager
+def _mlflow_server(data: Path, log: Path) -> Iterator[str]:
+    """MLflow's tracking server over `data`/mlflow.db, in a session of its own: stopping
+    it stops every process it started (its uvicorn workers; job execution is off, so no
+    job consumers are spawned)."""
+    import mlflow_workloads
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        str(mlflow_workloads.VENV / "bin" / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{data / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(data / "art"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(
+            cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        wait_http(f"{url}/health", timeout=300)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def mlflow_views(
+    work: Path,
+    table_runs: int,
+    table_params: int,
+    table_metrics: int,
+    chart_steps: int,
+    repeat: int = 3,
+) -> dict[str, Any]:
+    """The same views in MLflow's UI (version of bench/mlflow_workloads.py), same browser."""
+    import mlflow_workloads
+    from playwright.sync_api import sync_playwright
+
+    version = mlflow_workloads.ensure_installed()
+    data = work / "mlflow-web"
+    data.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    loaded = subprocess.run(
+        [
+            str(mlflow_workloads.PYTHON),
+            str(Path(__file__).resolve().parent / "mlflow_web_load.py"),
+            str(data / "mlflow.db"),
+            str(data / "art"),
+            *(str(n) for n in (table_runs, table_params, table_metrics, 10, chart_steps)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    built = json.loads(loaded.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = {
+        "version": version,
+        "table_runs": table_runs,
+        "chart_steps": chart_steps,
+        "load_s": round(time.monotonic() - started, 1),
+    }
+    exps = built["experiments"]
+    ui = "workflowType=machine_learning"
+    with _mlflow_server(data, work / "mlflow-web.log") as url, sync_playwright() as p:
+        context, profile = _browser(p)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(300_000)
+            table_url = f"{url}/#/experiments/{exps['table']}/runs?{ui}"
+            table, calls = _loads(page, table_url, ML_TABLE_READY, repeat)
+            out["table_rows_ms"] = round(_median(table), 1)
+            out["table_api"] = _of_median(table, calls)
+            out["table_rows_shown"] = page.evaluate(
+                "document.querySelectorAll('.ag-center-cols-container .ag-row').length"
+            )
+            chart_url = f"{url}/#/experiments/{exps['chart']}/runs?{ui}&compareRunsMode=CHART"
+            chart, calls = _loads(page, chart_url, ML_CHART_DRAWN, repeat)
+            out["chart_drawn_ms"] = round(_median(chart), 1)
+            out["chart_api"] = _of_median(chart, calls)
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+    shutil.rmtree(data, ignore_errors=True)
     return out
