@@ -346,6 +346,10 @@ def test_system_metrics_have_their_own_section(
     expect(system.locator("figure.chart[data-metric='cpu.percent']")).to_have_attribute(
         "data-drawn", "1"
     )
+    page.goto(f"{world.url}/e/{world.experiment}/compare?runs={world.run}")
+    overlays = page.locator(".compare .chart-grid")
+    expect(overlays.locator("figure.chart[data-metric=loss]")).to_have_attribute("data-drawn", "1")
+    expect(overlays.locator("figure.chart[data-metric='cpu.percent']")).to_have_count(0)
     browser[1].expect_clean()
 
 

@@ -11,6 +11,7 @@ import { Link, setQuery } from "../nav";
 import { listParam } from "../route";
 import { bestOf, defaultGoal, differingKeys, type Goal, parseGoals } from "../series";
 import { ChartControls, ChartGrid, chartOptions, RunLegend } from "./charts";
+import { trainingKeys } from "../media";
 
 interface Row {
   key: string;
@@ -49,7 +50,7 @@ export function Compare({ experimentId, query, asOf = "" }: { experimentId: stri
   const differing = differingKeys(params);
   const paramKeys = [...new Set(params.flatMap((p) => Object.keys(p)))].sort();
   const metrics = metricRows(data ?? []);
-  const metricKeys = [...new Set(metrics.map((m) => m.key))];
+  const metricKeys = trainingKeys(metrics); // system metrics: in the runs' System tabs
   const runs = (data ?? []).map((it) => ({ id: it.iteration_id, label: it.name || it.iteration_id.slice(0, 8) }));
   const goalOf = (key: string): Goal => goals.get(key) ?? defaultGoal(key);
   const toggleGoal = (key: string) => {
