@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import bisect
+import math
 from typing import Any
 
 import duckdb
+import msgspec
 from aiohttp import web
 
 from deardiary.schemas import ids as dd_ids
@@ -258,12 +260,7 @@ class Runs:
         more = limit is not None and len(steps) > limit
         if more:
             steps, values, times = steps[:-1], values[:-1], times[:-1]
-        out: Json = {
-            "metrics": [
-                {"key": key, "value": number(v), "timestamp": t, "step": s, "run_id": run_id}
-                for s, v, t in zip(steps, values, times, strict=True)
-            ]
-        }
+        out: Json = {"metrics": history_points(key, steps, values, times)}
         if more and limit is not None:
             out["next_page_token"] = next_token(offset, limit, limit)
         return out
@@ -313,6 +310,28 @@ class Runs:
                 for p in points
             ]
         }
+
+
+class HistoryPoint(msgspec.Struct):
+    """A point of GetMetricHistory's answer as MLflow's server writes it: no run_id (the
+    caller named the run; the client's Metric.run_id stays None, as against MLflow). A
+    Struct encodes about twice as fast as a dict."""
+
+    key: str
+    value: float | str
+    timestamp: int
+    step: int
+
+
+def history_points(
+    key: str, steps: list[int], values: list[float], times: list[int]
+) -> list[HistoryPoint]:
+    """The points in order; a non-finite value as protobuf's JSON writes it ("NaN")."""
+    if math.isfinite(sum(values)):  # (a sum overflowing to inf only takes the slower path)
+        return [HistoryPoint(key, v, t, s) for s, v, t in zip(steps, values, times, strict=True)]
+    return [
+        HistoryPoint(key, number(v), t, s) for s, v, t in zip(steps, values, times, strict=True)
+    ]
 
 
 def sampled_steps(

@@ -258,6 +258,19 @@ def test_metric_history_pages_and_non_finite_values(mlflow_server: str) -> None:
         if not token:
             break
     assert seen == list(range(60)) and pages == 3
+    # each point as MLflow's server writes it (no run_id); non-finite values as protobuf's
+    # JSON spells them -- on a page of finite values and on a mixed one alike
+    last = r["metrics"]
+    assert [m["value"] for m in last[-4:]] == [56.0, "NaN", "Infinity", "-Infinity"]
+    assert all(m.keys() == {"key", "value", "timestamp", "step"} for m in last)
+    first = httpx.get(
+        f"{mlflow_server}{API}/metrics/get-history",
+        params={"run_id": run_id, "metric_key": "v", "max_results": 2},
+    ).json()["metrics"]
+    assert first == [
+        {"key": "v", "value": 0.0, "timestamp": 1000, "step": 0},
+        {"key": "v", "value": 1.0, "timestamp": 1001, "step": 1},
+    ]
     unknown = httpx.get(
         f"{mlflow_server}{API}/metrics/get-history", params={"run_id": "f" * 32, "metric_key": "v"}
     )
