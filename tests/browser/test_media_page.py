@@ -230,9 +230,10 @@ def test_images_follow_the_step_slider_and_thumbnails(
     assert thumb is not None and thumb["width"] == thumb["height"] == 56
     page.goto(f"{world.url}/r/{world.run}/media?step=2")  # every key at (or before) step 2
     expect(caption).to_have_text("epoch 2")
-    expect(page.get_by_role("region", name="media generated").locator("pre")).to_have_text(
-        "the cat sat on the mat"  # logged at step 1
-    )
+    generated = page.get_by_role("region", name="media generated")
+    expect(generated.locator("pre")).to_have_count(0)  # far below: not fetched until scrolled to
+    generated.scroll_into_view_if_needed()
+    expect(generated.locator("pre")).to_have_text("the cat sat on the mat")  # logged at step 1
     browser[1].expect_clean()
 
 
@@ -256,10 +257,12 @@ def test_figures_text_and_tables(
         page.get_by_role("region", name="media remote").get_by_role("button").click()
     assert json.loads(Path(download.value.path()).read_text()) == REMOTE
     text = page.get_by_role("region", name="media generated")
+    text.scroll_into_view_if_needed()
     expect(text.locator("pre")).to_have_text("the cat sat on the mat")
     text.get_by_role("slider", name="generated step").focus()
     page.keyboard.press("Home")
     expect(text.locator("pre")).to_have_text("the cat sat")
+    page.get_by_role("region", name="media predictions").scroll_into_view_if_needed()
     table = page.get_by_role("region", name="media predictions").locator("table")
     expect(table.locator("thead")).to_contain_text("label")
     expect(table.locator("tbody tr")).to_have_text(re.compile(r"1\s*cat\s*0\.9"))

@@ -5,6 +5,7 @@
 // is in the URL (?step=, set by any slider): every key shows its step at or before it,
 // so a link shares what was looked at, and keys are compared at the same step.
 import uPlot from "uplot";
+import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { bytes, get, items, jsonValue, type PageOf } from "../api";
 import { ErrorBox, Loading } from "../common";
@@ -147,6 +148,7 @@ function MediaPanel({ iterationId, media, want }: { iterationId: string; media: 
         {media.key} <span class="muted">{media.kind}</span>
       </h2>
       <StepSlider name={media.key} steps={media.steps} at={at} onChange={setAt} />
+      <InView minHeight={media.kind === "text" ? 60 : 240}>
       <div class="media-items">
         {shown.map((m) => (
           <MediaView key={`${m.step}/${m.index}`} iterationId={iterationId} item={m} />
@@ -166,7 +168,31 @@ function MediaPanel({ iterationId, media, want }: { iterationId: string; media: 
           })}
         </div>
       )}
+      </InView>
     </section>
+  );
+}
+
+/** Its children only once it has come near the viewport: a run with many media keys
+ * fetches and draws only what is scrolled to (like the charts). */
+function InView({ minHeight, children }: { minHeight: number; children: ComponentChildren }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [seen, setSeen] = useState(false);
+  useEffect(() => {
+    if (seen) return;
+    const io = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) {
+        setSeen(true);
+        io.disconnect();
+      }
+    }, { rootMargin: "300px" });
+    io.observe(box.current!);
+    return () => io.disconnect();
+  }, [seen]);
+  return (
+    <div ref={box} class="in-view" style={seen ? undefined : { minHeight: `${minHeight}px` }}>
+      {seen && children}
+    </div>
   );
 }
 
@@ -320,13 +346,15 @@ function HistogramPanel({ name, histograms, want }: { name: string; histograms: 
         {name} <span class="muted">histogram</span>
       </h2>
       <StepSlider name={name} steps={steps} at={at} onChange={setAt} />
-      {h && <HistogramBars h={h} />}
-      {h && (
-        <p class="muted small">
-          {fmtNumber(h.count)} values · min {fmtNumber(h.min)} · max {fmtNumber(h.max)}
-        </p>
-      )}
-      {histograms.length > 1 && <HistogramOverview histograms={histograms} at={at} onPick={setAt} />}
+      <InView minHeight={380}>
+        {h && <HistogramBars h={h} />}
+        {h && (
+          <p class="muted small">
+            {fmtNumber(h.count)} values · min {fmtNumber(h.min)} · max {fmtNumber(h.max)}
+          </p>
+        )}
+        {histograms.length > 1 && <HistogramOverview histograms={histograms} at={at} onPick={setAt} />}
+      </InView>
     </section>
   );
 }
