@@ -133,15 +133,23 @@ class Renderer:
             elif key.startswith(MODEL_OUTPUT_PREFIX) and isinstance(value, dict):
                 model_id = key[len(MODEL_OUTPUT_PREFIX) :]
                 model_outputs.append({"model_id": model_id, "step": int(value.get("step", 0))})
+        # As MLflow's server writes a run (protobuf's JSON): a run's metrics without their
+        # run_id, empty lists left out -- with them, a page of 1,000 runs cost the MLflow
+        # client ~1.5x the CPU to parse.
+        inputs: dict[str, Any] = {}
+        if datasets:
+            inputs["dataset_inputs"] = datasets
+        if model_inputs:
+            inputs["model_inputs"] = model_inputs
         return {
             "info": self.run_info(row),
             "data": {
-                "metrics": [self.metric(m, row["iteration_id"]) for m in metrics],
+                "metrics": [self.metric(m) for m in metrics],
                 "params": [{"key": p["key"], "value": p["value"]} for p in params],
                 "tags": tag_list(self.run_tags(row)),
             },
-            "inputs": {"dataset_inputs": datasets, "model_inputs": model_inputs},
-            "outputs": {"model_outputs": model_outputs},
+            "inputs": inputs,
+            "outputs": {"model_outputs": model_outputs} if model_outputs else {},
         }
 
     @staticmethod

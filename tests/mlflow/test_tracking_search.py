@@ -106,6 +106,22 @@ def test_search_runs_into_pandas(sweep: tuple[str, list[str]]) -> None:
     assert set(frame["tags.group"]) == {"even"} and set(frame["status"]) == {"FINISHED"}
 
 
+def test_search_answers_runs_as_mlflow_writes_them(
+    mlflow_server: str, sweep: tuple[str, list[str]]
+) -> None:
+    """A run in MLflow's shape (protobuf's JSON, as its server writes it): its metrics
+    without a run_id, no empty inputs or outputs lists (each costs the client's parser)."""
+    exp, run_ids = sweep
+    answer = httpx.post(
+        f"{mlflow_server}{API}/runs/search", json={"experiment_ids": [exp], "max_results": 3}
+    ).json()
+    for run in answer["runs"]:
+        assert run["inputs"] == {} and run["outputs"] == {}
+        assert [m.keys() for m in run["data"]["metrics"]] == [{"key", "value", "timestamp", "step"}]
+    got = httpx.get(f"{mlflow_server}{API}/runs/get", params={"run_id": run_ids[0]}).json()
+    assert got["run"]["inputs"] == {} and got["run"]["data"]["metrics"][0]["step"] == 2
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 def test_logged_models_and_inputs(mlflow_server: str) -> None:
     client = MlflowClient()
@@ -148,6 +164,8 @@ def test_logged_models_and_inputs(mlflow_server: str) -> None:
     inputs = logged.dataset_inputs
     assert [(d.dataset.name, d.dataset.digest) for d in inputs] == [("toy", dataset.digest)]
     assert [t.value for t in inputs[0].tags] == ["training"]
+    raw = httpx.get(f"{mlflow_server}{API}/runs/get", params={"run_id": r.info.run_id}).json()
+    assert raw["run"]["inputs"].keys() == {"dataset_inputs"}  # no empty model_inputs
     hit = client.search_runs([exp], "datasets.name = 'toy' AND datasets.context = 'training'")
     assert [x.info.run_id for x in hit] == [r.info.run_id]
 
