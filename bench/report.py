@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mlflow_compat_workloads import report_section as mlflow_compat_section
 from web_report import web_section
 
 
@@ -281,6 +282,7 @@ def render(r: dict[str, Any]) -> str:
         "",
         *_why(r),
         *web_section(r),
+        *mlflow_compat_section(r),
         *_profiles(dd),
     ]
     return "\n".join(lines) + "\n"
