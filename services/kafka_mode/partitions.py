@@ -177,6 +177,7 @@ class PartitionStore:
             self._published_to = self.next_offset()
             self._needs_base = False
         self._published_at = 0.0
+        self._due: float | None = None  # a throttled publish wanted to happen by then
         self._dirty = True
         self._merger: ThreadPoolExecutor | None = None
         self._merging: tuple[list[str], Future[Entry]] | None = None
@@ -218,12 +219,20 @@ class PartitionStore:
 
     def publish(self, min_interval_s: float = 0.0) -> bool:
         """Add an entry with what changed and point the manifest at it; False when
-        throttled or nothing changed."""
+        throttled or nothing changed. A throttled call is remembered: a later one with a
+        longer interval (the worker's timer) still publishes when the earlier wanted to."""
         now = time.time()
         with self._lock:
             merged = self._take_merge()
-            if not (self._dirty or merged) or now - self._published_at < min_interval_s:
+            if not (self._dirty or merged):
                 return False
+            due = self._published_at + min_interval_s
+            if self._due is not None:
+                due = min(due, self._due)
+            if now < due:
+                self._due = due
+                return False
+            self._due = None
             end = self.next_offset()
             store = self.store
             if self._needs_base:

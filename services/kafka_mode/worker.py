@@ -161,6 +161,12 @@ class PartitionOwner:
             store.publish(PUBLISH_EVERY_S)
         return self.seeks()
 
+    def publish_due(self) -> None:
+        """Publish the stores whose drained batch was throttled (`PartitionStore.publish`
+        remembers when it wanted to be published)."""
+        for store in self.stores.values():
+            store.publish(PUBLISH_EVERY_S)
+
     def seeks(self) -> dict[int, int]:
         """Where to move the consumer, for each open partition that needs it."""
         wanted = {
@@ -301,11 +307,26 @@ def build_app(
             _log.warning("moving the consumer to %s failed (%r); retrying", seeks, exc)
             await owner.run(owner.reposition, seeks, {})
 
+    later: set[asyncio.Task[None]] = set()
+
+    async def publish_drained() -> None:
+        """A drained batch whose publish was throttled is published DRAINED_PUBLISH_S
+        later, not at the timer's next tick (readers wait for exactly that batch)."""
+        await asyncio.sleep(DRAINED_PUBLISH_S)
+        try:
+            await owner.run(owner.publish_due)
+        except Exception:
+            _log.exception("publishing a drained batch failed; the timer publishes it")
+
     @app.agent(topic)
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(batch, within=0.1):
             drained = len(events) < batch  # taken within the wait: nothing more queued
             await position(await owner.run(owner.apply, _records(events), drained))
+            if drained and not later:
+                task = asyncio.ensure_future(publish_drained())
+                later.add(task)
+                task.add_done_callback(later.discard)
 
     @app.on_partitions_assigned.connect
     async def assigned(sender: Any, assigned: set[TP], **_: Any) -> None:

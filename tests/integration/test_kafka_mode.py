@@ -33,7 +33,7 @@ from deardiary.schemas.envelope import Envelope
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.kafka_mode import worker
 from deardiary.services.kafka_mode.exports_view import ExportsView
-from deardiary.services.kafka_mode.partitions import read_manifests
+from deardiary.services.kafka_mode.partitions import PartitionStore, read_manifests
 from deardiary.services.kafka_mode.worker import PartitionOwner
 from deardiary.services.log.kafka import KafkaEventLog
 from tests.builders import metrics, records, sweep_start
@@ -540,3 +540,22 @@ def test_rebalance_callbacks_open_no_store(
 
     assert asyncio.run(rebalance()) < 1.0
     assert opened == []
+
+
+def test_a_throttled_publish_happens_when_it_was_wanted(tmp_path: Path) -> None:
+    """A drained batch asks to be published soon after the previous publish; when that is
+    throttled, a later call asking for a longer interval (the timer's, or the worker's
+    follow-up `publish_due`) still publishes it when the batch wanted."""
+    store = PartitionStore(tmp_path, 0)
+    recs = _sweep_records(4)
+    store.apply(recs[:2])
+    assert store.publish(1.0)  # the first one is never throttled
+    store.apply(recs[2:])
+    store._published_at = time.time()  # as if that publish had just ended
+    assert not store.publish(1.0)  # too soon: remembered
+    assert not store.publish(60.0)  # still too soon for the wish
+    time.sleep(1.05)
+    assert store.publish(60.0)  # the wish, not the timer's interval
+    assert read_manifests(tmp_path)[0]["next_offset"] == 4
+    assert not store.publish(worker.PUBLISH_EVERY_S)  # nothing new
+    store.close()
