@@ -17,3 +17,52 @@ def test_the_newest_full_run_renders_without_template_leftovers() -> None:
     page = render(json.loads(newest.read_text()))
     assert "{" not in page and "}" not in page
     assert "| a. `log_metric` call, median (µs) |" in page and "## Profiles" in page
+
+
+def test_the_mlflow_client_section_renders_each_row_and_its_ceiling() -> None:
+    from mlflow_compat_workloads import report_section
+
+    def read(ms: float, own: float, alone: float) -> dict[str, object]:
+        return {"ms": ms, "client_cpu_ms": own, "server": {"ms": alone, "client_cpu_ms": 1.0}}
+
+    def side(points_per_s: float, cpu: float, ms: float) -> dict[str, object]:
+        return {
+            "ingest": {
+                "points": 200_000,
+                "procs": 4,
+                "points_per_s": points_per_s,
+                "client_cpu_s": 8.0,
+                "client_ceiling_points_per_s": 50_000.0,
+                "server_cpu_s": cpu,
+            },
+            "history": {"points": 100_000, **read(ms, 3000.0, ms / 10), "server_cpu_s": cpu},
+            "search": {
+                "runs": 2000,
+                "all": read(ms / 10, 600.0, ms / 100),
+                "filtered": read(ms / 100, 70.0, ms / 1000),
+                "server_cpu_s": cpu,
+            },
+        }
+
+    results = {
+        "mlflow_version": "3.17.2",
+        "deardiary": side(20_000.0, 4.0, 4000.0),
+        "mlflow": side(2_000.0, 40.0, 20_000.0),
+        "load": {"deardiary": 1.0, "mlflow": 1.5},
+    }
+    page = "\n".join(report_section({"mlflow_compat": results}))
+    assert "{" not in page and "}" not in page
+    assert "| log_batch ingest, 4 processes (points/s) | 20,000 | 2,000 | 10.0x |" in page
+    assert (
+        "| log_batch, the server's CPU per 1,000-point request (ms) | 20.0 | 200 | 10.0x |" in page
+    )
+    assert (
+        "| get_metric_history, 100,000 points, through the client (ms) | 4,000 | 20,000 | 5.0x"
+        in page
+    )
+    assert "| get_metric_history, 100,000 points, the servers' answer alone (ms) | 400" in page
+    assert "3,000 ms | 6.7x |" in page  # MLflow's time over the client's own
+    assert "MLflow 1.5." in page
+    failed = report_section({"mlflow_compat": {"error": "RuntimeError: no MLflow"}})
+    assert "Not run: RuntimeError: no MLflow" in failed
+    assert report_section({}) == []
