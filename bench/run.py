@@ -165,6 +165,14 @@ def main() -> int:
             except Exception as exc:  # no chromium here: the report says so
                 traceback.print_exc()
                 dd["web"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            _phase("the run page's media in a browser")
+            try:
+                import web_media
+
+                dd["web_media"] = web_media.media_views(work, 50 if args.quick else 200)
+            except Exception as exc:
+                traceback.print_exc()
+                dd["web_media"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         results["deardiary"] = dd
         if not args.no_mlflow:
             import mlflow_workloads as mlw
