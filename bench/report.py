@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from mlflow_compat_workloads import report_section as mlflow_compat_section
+from web_media import media_section
 from web_report import web_section
 
 
@@ -282,6 +283,7 @@ def render(r: dict[str, Any]) -> str:
         "",
         *_why(r),
         *web_section(r),
+        *media_section(r),
         *mlflow_compat_section(r),
         *_profiles(dd),
     ]

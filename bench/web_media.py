@@ -185,3 +185,39 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def media_section(r: dict[str, Any]) -> list[str]:
+    """The Media tab's lines of docs/benchmarks.md (bench/report.py)."""
+    m = r.get("deardiary", {}).get("web_media")
+    if not m:
+        return []
+    title = "## The run page's media, in a real browser"
+    if "error" in m:
+        return [title, "", f"Not measured: {m['error']}", ""]
+
+    def ms(key: str) -> str:
+        value = m.get(key)
+        return f"{value:,.0f}" if isinstance(value, int | float) else "—"
+
+    return [
+        title,
+        "",
+        f"One run of {m['steps']} steps, each a 256 x 256 image (random pixels) and a histogram,",
+        "a Plotly figure of 10,000 points and a Vega-Lite chart of 1,000 points, logged through",
+        "the SDK; `performance.now()` in the page, medians of loads after a warm-up",
+        "(`bench/web_media.py`).",
+        "",
+        "| what | ms |",
+        "| --- | ---: |",
+        f"| navigation to the latest image shown | {ms('first_image_ms')} |",
+        f"| a step change (arrow key) to the new image shown, not cached: median, max"
+        f" | {ms('step_change_ms')}, {ms('step_change_max_ms')} |",
+        f"| navigation to a histogram's bars and its overview of every step drawn"
+        f" | {ms('histograms_drawn_ms')} |",
+        f"| Plotly figure drawn: plotly.js loaded cold, cached | {ms('plotly_cold_ms')},"
+        f" {ms('plotly_warm_ms')} |",
+        f"| Vega-Lite figure drawn: vega loaded cold, cached | {ms('vega_cold_ms')},"
+        f" {ms('vega_warm_ms')} |",
+        "",
+    ]
