@@ -241,6 +241,11 @@ def test_log_metrics_equals_one_call_per_key(spool: Spool) -> None:
         ({"b": 2.8, "a": [1]}, 4),  # a bad value after a good one
         ({"a": 1.9}, None),  # auto step
         ({"a": 2.0}, -1),  # a negative step: rejected
+        ({"a": 2.1, "b": 3.1, "c": 4.1}, 5),  # the batched path, keys in one order...
+        ({"c": 4.2, "a": 2.2, "b": 3.2}, 6),  # ...then another: each value keeps its key
+        ({"c": 4.3, "a": 2.3, "b": 3.3}, 7),  # the same order again (its index reused)
+        ({"a": 2.4, "b": 3.4, "c": 4.4}, 2**63),  # a step past int64: rejected
+        ({"a": True, "b": 7, "c": 4.5}, 8),  # bools and ints are numbers
     ]
     one, many = EventBuffer(spool), EventBuffer(spool)
     for metrics, step in calls:
@@ -252,5 +257,9 @@ def test_log_metrics_equals_one_call_per_key(spool: Spool) -> None:
     assert [(k, s) for _, k, s, _ in strip] == [
         ("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("c", 2),
         ("b", 3), ("b", 4), ("a", AUTO_STEP),
+        ("a", 5), ("b", 5), ("c", 5), ("c", 6), ("a", 6), ("b", 6),
+        ("c", 7), ("a", 7), ("b", 7), ("a", 8), ("b", 8), ("c", 8),
     ]  # fmt: skip
-    assert many.rejected == one.rejected == 3
+    values = {(k, s): v for _, k, s, v in strip}
+    assert values[("c", 6)] == 4.2 and values[("a", 7)] == 2.3 and values[("b", 8)] == 7.0
+    assert many.rejected == one.rejected == 6
