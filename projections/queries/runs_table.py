@@ -100,7 +100,8 @@ def runs_table(
     """One row per iteration of the experiment passing the filter, in creation order:
     the base columns (id, name, status, created_at, duration_s, parent, creator, tags)
     when `base`, then each column asked for (iteration_id always). Each kind of column is
-    read in one query and spread into its columns here."""
+    read in one query (each row naming its column by number, not by text) and spread into
+    its columns here."""
     wanted = [parse_column(c) for c in dict.fromkeys(columns)]
     if len(wanted) > MAX_COLUMNS:
         raise InvalidArgument(f"at most {MAX_COLUMNS} columns at once", {"parameter": "columns"})
@@ -121,74 +122,71 @@ def runs_table(
     tags = [c for c in wanted if c.kind == "tag"]
     spread: dict[str, pa.Array] = {}
     if param_cols:
+        keys = sorted({c.key for c in param_cols})
         found = conn.sql(
-            f"WITH r AS ({rows_sql}) SELECT r.ord, p.key, p.value FROM r JOIN params p"
-            " USING (iteration_id) WHERE list_contains(?, p.key)",
-            params=[*lead, [c.key for c in param_cols]],
+            f"WITH r AS ({rows_sql}) SELECT r.ord, list_position(?, p.key)::INTEGER - 1 AS at,"
+            " p.value FROM r JOIN params p USING (iteration_id) WHERE list_contains(?, p.key)",
+            params=[*lead, keys, keys],
         ).to_arrow_table()
-        spread.update(_texts(found, param_cols, n))
+        rows = _positions(found, len(keys), n)
+        for c in param_cols:
+            spread[c.name] = _placed(found["value"], rows[keys.index(c.key)]).cast(pa.string())
     if metrics:
         keys = sorted({c.key for c in metrics})
         groups = sorted({c.group for c in metrics})
+        parts = sorted({c.part for c in metrics})
         found = conn.sql(
-            f'WITH r AS ({rows_sql}) SELECT r.ord, m.key, m."group", m.last, m.min, m.max,'
-            " m.mean, m.count::DOUBLE AS count, m.last_step::DOUBLE AS last_step FROM r"
-            " JOIN last_metrics m USING (iteration_id) WHERE list_contains(?, m.key)"
+            f"WITH r AS ({rows_sql}) SELECT r.ord, (list_position(?, m.key)::INTEGER - 1)"
+            f' * {len(groups)} + list_position(?, m."group")::INTEGER - 1 AS at, '
+            + ", ".join(f"m.{_PART_SQL[part]} AS {part}" for part in parts)
+            + " FROM r JOIN last_metrics m USING (iteration_id) WHERE list_contains(?, m.key)"
             ' AND list_contains(?, m."group")',
-            params=[*lead, keys, groups],
+            params=[*lead, keys, groups, keys, groups],
         ).to_arrow_table()
-        spread.update(_numbers(found, metrics, n))
+        rows = _positions(found, len(keys) * len(groups), n)
+        for c in metrics:
+            at = keys.index(c.key) * len(groups) + groups.index(c.group)
+            spread[c.name] = _placed(found[c.part], rows[at]).cast(pa.float64())
     if tags:
+        keys = sorted({c.key for c in tags})
         found = conn.sql(
-            f"WITH r AS ({rows_sql}) SELECT r.ord, t.key,"
+            f"WITH r AS ({rows_sql}) SELECT r.ord, list_position(?, t.key)::INTEGER - 1 AS at,"
             " json_extract_string(i.tags, '$.' || to_json(t.key)) AS value"
             " FROM r JOIN iterations i USING (iteration_id),"
             " unnest(json_keys(i.tags)) AS t(key) WHERE list_contains(?, t.key)",
-            params=[*lead, [c.key for c in tags]],
+            params=[*lead, keys, keys],
         ).to_arrow_table()
-        spread.update(_texts(found, tags, n))
+        rows = _positions(found, len(keys), n)
+        for c in tags:
+            spread[c.name] = _placed(found["value"], rows[keys.index(c.key)]).cast(pa.string())
     for column in wanted:
         out = out.append_column(column.name, spread[column.name])
     return out
 
 
-def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, int]]:
-    """A text column as integer codes, and the code of each distinct text."""
-    encoded = column.combine_chunks().dictionary_encode()
-    assert isinstance(encoded, pa.DictionaryArray)
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    return codes, {str(v): i for i, v in enumerate(encoded.dictionary.to_pylist())}
+_PART_SQL = {
+    "last": "last",
+    "min": "min",
+    "max": "max",
+    "mean": "mean",
+    "count": "count::DOUBLE",
+    "last_step": "last_step::DOUBLE",
+}
 
 
-def _placed(values: pa.ChunkedArray, ords: np.ndarray, here: np.ndarray, n: int) -> pa.Array:
-    """A column of n rows: the `values` rows where `here` at their row numbers, else null."""
-    position = np.full(n, -1, dtype=np.int64)
-    position[ords[here]] = np.flatnonzero(here)
-    return pc.take(values, pa.array(position, mask=position < 0))
+def _positions(found: pa.Table, slots: int, n: int) -> np.ndarray:
+    """(ord, at, ...) rows -> for each slot `at` (a key, or a key and group) and each of the
+    n table rows, the row of `found` holding its value (-1: none). One scatter for every
+    column asked, instead of a scan of every found row per column."""
+    rows = np.full((max(1, slots), n), -1, dtype=np.int64)
+    if found.num_rows:
+        rows[found["at"].to_numpy(), found["ord"].to_numpy()] = np.arange(found.num_rows)
+    return rows
 
 
-def _texts(found: pa.Table, wanted: list[Column], n: int) -> dict[str, pa.Array]:
-    """(ord, key, value) rows -> one text column per wanted key."""
-    ords = found["ord"].to_numpy()
-    codes, code_of = _codes(found["key"])
-    out: dict[str, pa.Array] = {}
-    for column in wanted:
-        here = codes == code_of.get(column.key, -1)
-        out[column.name] = _placed(found["value"], ords, here, n).cast(pa.string())
-    return out
-
-
-def _numbers(found: pa.Table, wanted: list[Column], n: int) -> dict[str, pa.Array]:
-    """(ord, key, group, last, min, ...) rows -> one float column per wanted (key, group,
-    summary)."""
-    ords = found["ord"].to_numpy()
-    keys, key_code = _codes(found["key"])
-    groups, group_code = _codes(found["group"])
-    out: dict[str, pa.Array] = {}
-    for column in wanted:
-        here = (keys == key_code.get(column.key, -1)) & (groups == group_code.get(column.group, -1))
-        out[column.name] = _placed(found[column.part], ords, here, n).cast(pa.float64())
-    return out
+def _placed(values: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """A column of the table's rows: values[rows[i]], null where rows[i] < 0."""
+    return pc.take(values, pa.array(rows, mask=rows < 0))
 
 
 def columns(conn: duckdb.DuckDBPyConnection, experiment_id: str) -> pa.Table:
