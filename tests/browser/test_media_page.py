@@ -326,6 +326,11 @@ def test_checkpoints_best_first_by_a_metric_with_its_goal(
 def test_system_metrics_have_their_own_section(
     world: World, page: Page, browser: tuple[BrowserContext, Problems]
 ) -> None:
+    page.goto(f"{world.url}/r/{world.run}")
+    summaries = page.locator("table.metrics")
+    expect(summaries.get_by_role("row", name=re.compile("^loss"))).to_be_visible()
+    expect(summaries).not_to_contain_text("cpu.percent")  # counted, in their own tab
+    expect(page.get_by_text(re.compile(r"and \d+ system metrics, in System"))).to_be_visible()
     page.goto(f"{world.url}/r/{world.run}/charts")
     expect(page.locator("figure.chart[data-metric=loss]")).to_have_attribute("data-drawn", "1")
     expect(page.locator("figure.chart[data-metric='cpu.percent']")).to_have_count(0)

@@ -107,6 +107,7 @@ function Overview({ it, reload, asOf }: { it: Iteration; reload: () => void; asO
     [it.iteration_id, asOf],
   );
   const env = jsonValue<Record<string, unknown> | null>(it.environment, null);
+  const systemCount = (summaries.data ?? []).filter((m) => m.group === SYSTEM_GROUP).length;
   return (
     <div class="overview">
       <section>
@@ -118,7 +119,12 @@ function Overview({ it, reload, asOf }: { it: Iteration; reload: () => void; asO
         <h2>Metrics</h2>
         <ErrorBox error={summaries.error} />
         {summaries.data && summaries.data.length === 0 && <p class="muted">no metrics</p>}
-        {summaries.data && summaries.data.length > 0 && (
+        {systemCount > 0 && (
+          <p class="muted">
+            and {systemCount} system metrics, in <Link href={withAsOf(`/r/${it.iteration_id}/system`, asOf)}>System</Link>
+          </p>
+        )}
+        {summaries.data && summaries.data.length > systemCount && (
           <table class="list metrics">
             <thead>
               <tr>
@@ -133,7 +139,7 @@ function Overview({ it, reload, asOf }: { it: Iteration; reload: () => void; asO
               </tr>
             </thead>
             <tbody>
-              {summaries.data.map((m) => (
+              {summaries.data.filter((m) => m.group !== SYSTEM_GROUP).map((m) => (
                 <tr key={`${m.group}/${m.key}`}>
                   <th scope="row">{m.key}</th>
                   <td>{m.group || <span class="muted">—</span>}</td>
