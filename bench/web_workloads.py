@@ -311,10 +311,9 @@ def web_views(
 
 ML_CHART_SCALE = 10
 """MLflow's chart is measured on series this many times shorter (10 x 100,000 steps at full
-size): its UI reads the whole history of each run's series for its sampled chart
-(metrics/get-history-bulk-interval), which took 273 s for 10 x 1,000,000 steps on the
-benchmark machine (load ~8) -- four loads would take 20 minutes. Its read grows with the
-points; the report says the steps it had."""
+size): its chart's sampled read (metrics/get-history-bulk-interval: window functions in
+SQLite over each series' points) took 273 s for 10 x 1,000,000 steps on the benchmark
+machine (load ~8) -- four loads would take 20 minutes. The report says the steps it had."""
 
 ML_TABLE_READY = (
     "[...document.querySelectorAll('.ag-row [col-id=\"attributes.`Run Name`\"]')]"
