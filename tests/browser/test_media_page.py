@@ -304,6 +304,7 @@ def test_checkpoints_best_first_by_a_metric_with_its_goal(
     expect(page).to_have_url(re.compile(r"order_by=loss"))
     expect(steps).to_have_text(["2", "3"])  # 0.2, 0.4: lower is better
     expect(table.locator("tbody tr").first).to_contain_text("best")
+    expect(table.locator("tbody tr").first.get_by_role("link")).to_have_text("version 1")
     page.get_by_role("combobox", name="goal").select_option("max")
     expect(steps).to_have_text(["3", "2"])
     table.get_by_role("button", name=re.compile("^acc")).click()  # acc's goal: max

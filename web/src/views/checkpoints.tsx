@@ -1,13 +1,13 @@
 // A run's checkpoints: step, the metrics recorded with each, size and files; sorted by
 // step or best first by a metric with its goal (the server's order, in the URL:
 // ?order_by=loss&goal=min); discarded ones (retention) listed too when asked, marked as
-// such; each file downloadable.
+// such; each file downloadable; the model versions made from each, linked.
 import { useState } from "preact/hooks";
 import { bytes, items, jsonValue } from "../api";
 import { ErrorBox, Loading } from "../common";
 import { fmtBytes, fmtNumber, fmtTime } from "../format";
 import { useLoad } from "../hooks";
-import { setQuery } from "../nav";
+import { Link, setQuery } from "../nav";
 import { type Checkpoint, checkpointMetrics } from "../media";
 import { defaultGoal, type Goal } from "../series";
 
@@ -22,6 +22,12 @@ export function RunCheckpoints({ iterationId, query, asOf }: { iterationId: stri
       items<Checkpoint>(`/iterations/${iterationId}/checkpoints`, { order_by: orderBy || undefined, goal: orderBy ? goal : undefined, include_discarded: discarded || undefined, as_of: asOf || undefined }, signal),
     [iterationId, orderBy, goal, discarded, asOf],
   );
+  const versions = useLoad(
+    (signal) => items<{ model_version_id: string; model_id: string; version: number; checkpoint_id: string | null }>("/model-versions", { iteration_id: iterationId, limit: 10000, as_of: asOf || undefined }, signal),
+    [iterationId, asOf],
+  );
+  const madeFrom = new Map<string, { model_id: string; version: number }[]>();
+  for (const v of versions.data ?? []) if (v.checkpoint_id) madeFrom.set(v.checkpoint_id, [...(madeFrom.get(v.checkpoint_id) ?? []), v]);
   const rows = (list.data ?? []).map((c) => ({ ...c, metrics: jsonValue<Record<string, number>>(c.metrics, {}), files: jsonValue<File[]>(c.files, []) }));
   const metrics = checkpointMetrics(rows.map((r) => r.metrics));
   const [error, setError] = useState<Error | undefined>();
@@ -93,6 +99,7 @@ export function RunCheckpoints({ iterationId, query, asOf }: { iterationId: stri
               <th class="num">size</th>
               <th>saved</th>
               <th>status</th>
+              <th>model versions</th>
               <th>files</th>
             </tr>
           </thead>
@@ -112,6 +119,13 @@ export function RunCheckpoints({ iterationId, query, asOf }: { iterationId: stri
                 <td class="num">{fmtBytes(c.size_bytes)}</td>
                 <td>{fmtTime(c.created_at)}</td>
                 <td>{c.discarded ? <span class="status status-discarded" title={c.discarded_reason}>discarded{c.discarded_reason ? ` (${c.discarded_reason})` : ""}</span> : "kept"}</td>
+                <td>
+                  {(madeFrom.get(c.checkpoint_id) ?? []).map((v) => (
+                    <Link key={`${v.model_id}/${v.version}`} href={`/models/${v.model_id}`}>
+                      version {v.version}{" "}
+                    </Link>
+                  ))}
+                </td>
                 <td>
                   {c.discarded ? (
                     <span class="muted">not kept</span>
