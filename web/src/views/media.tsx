@@ -90,6 +90,11 @@ export function RunMedia({ iterationId, query, asOf }: { iterationId: string; qu
           The first {media.data.items.length} of {media.data.total} media items are shown.
         </p>
       )}
+      {histograms.data && histograms.data.length >= PAGE && (
+        <p class="muted">
+          The first {PAGE} histograms (by key, then step) are shown.
+        </p>
+      )}
       {media.data && histograms.data && names.length === 0 && <p class="muted">No media or histograms.</p>}
       {keys
         .filter((k) => !only || k.key === only)
