@@ -147,9 +147,9 @@ def _sweep(
 
 
 @contextmanager
-def _serving(data: Path, log: Path) -> Iterator[str]:
-    """`deardiary serve --port 0`; its URL as it prints it (a port picked beforehand could
-    be taken by another process meanwhile)."""
+def _serving(data: Path, log: Path) -> Iterator[tuple[str, int]]:
+    """`deardiary serve --port 0`: its URL as it prints it (a port picked beforehand could
+    be taken by another process meanwhile), and its pid."""
     cmd = [sys.executable, "-m", "deardiary.services.cli", "serve", "--data", str(data)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -161,7 +161,7 @@ def _serving(data: Path, log: Path) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"deardiary serve did not start; see {log}")
             time.sleep(0.05)
-        yield found.group(1)
+        yield found.group(1), proc.pid
     finally:
         proc.terminate()
         try:
@@ -169,6 +169,16 @@ def _serving(data: Path, log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) a running process used so far (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 600.0) -> None:
@@ -185,7 +195,7 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
     py = light_install(work)
     out: dict[str, Any] = {"trials": trials, "parallel": parallel, "points": trials * steps * keys}
     out["install"] = "wheel, not editable, in a fresh virtualenv with msgspec only"
-    with _serving(work / "trial-sweep", work / "trials-serve.log") as url:
+    with _serving(work / "trial-sweep", work / "trials-serve.log") as (url, server_pid):
         trial = [py, str(HERE / "dd_trial.py"), url]
         pool = HttpPool(url, timeout=120)
 
@@ -196,12 +206,15 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
         _timed([*trial, "900001", str(steps), str(keys)], env, cwd)  # warm-up: bytecode caches
         # the warm-up's points visible: the sweep's come next
         _wait_for(lambda: count() == steps * keys, "the warm-up trial's points")
-        t = time.perf_counter()
+        server_cpu, t = _process_cpu(server_pid), time.perf_counter()
         sweep = _sweep(
             lambda n: [*trial, str(n), str(steps), str(keys)], trials, parallel, env, cwd
         )
         _wait_for(lambda: count() == (trials + 1) * steps * keys, "every point queryable")
         out["seconds"] = time.perf_counter() - t
+        after = _process_cpu(server_pid)
+        if server_cpu is not None and after is not None:
+            out["server_cpu_s"] = after - server_cpu  # ingest, folding, the counting queries
         out.update(sweep)
         # start-up, one process at a time
         out["bare"] = _median_run([py, "-c", "pass"], env, cwd, 15)
