@@ -33,6 +33,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -303,6 +304,7 @@ def web_views(
                 work, table_runs, table_params, table_metrics, chart_steps // ML_CHART_SCALE
             )
         except Exception as exc:  # keep DearDiary's rows; the report says what failed
+            traceback.print_exc()
             out["mlflow"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     return out
 
