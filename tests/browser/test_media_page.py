@@ -230,8 +230,13 @@ def test_images_follow_the_step_slider_and_thumbnails(
     assert thumb is not None and thumb["width"] == thumb["height"] == 56
     page.goto(f"{world.url}/r/{world.run}/media?step=2")  # every key at (or before) step 2
     expect(caption).to_have_text("epoch 2")
+    weights = page.locator(".media-key[data-key=weights]")  # the last key, far below
+    below = weights.bounding_box()
+    assert below is not None and below["y"] > 900 + 300  # the viewport and the page's margin
+    expect(weights.locator(".histogram-box")).to_have_count(0)  # not drawn until scrolled to
+    weights.scroll_into_view_if_needed()
+    expect(weights.locator(".histogram-box")).to_have_attribute("data-step", "2")
     generated = page.get_by_role("region", name="media generated")
-    expect(generated.locator("pre")).to_have_count(0)  # far below: not fetched until scrolled to
     generated.scroll_into_view_if_needed()
     expect(generated.locator("pre")).to_have_text("the cat sat on the mat")  # logged at step 1
     browser[1].expect_clean()

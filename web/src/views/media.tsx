@@ -65,6 +65,7 @@ export function RunMedia({ iterationId, query, asOf }: { iterationId: string; qu
   }, [histograms.data]);
   const only = query.get("key") ?? "";
   const want = stepParam(query.get("step"));
+  const ready = !!media.data && !!histograms.data;
   const names = [...keys.map((k) => k.key), ...hists.keys()];
   return (
     <section class="media">
@@ -96,12 +97,13 @@ export function RunMedia({ iterationId, query, asOf }: { iterationId: string; qu
         </p>
       )}
       {media.data && histograms.data && names.length === 0 && <p class="muted">No media or histograms.</p>}
-      {keys
+      {/* both lists first: the keys' places on the page do not move as they arrive */}
+      {ready && keys
         .filter((k) => !only || k.key === only)
         .map((k) => (
           <MediaPanel key={k.key} iterationId={iterationId} media={k} want={want} />
         ))}
-      {[...hists.entries()]
+      {ready && [...hists.entries()]
         .filter(([key]) => !only || key === only)
         .map(([key, list]) => (
           <HistogramPanel key={`h:${key}`} name={key} histograms={list} want={want} />
@@ -224,7 +226,9 @@ function MediaView({ iterationId, item }: { iterationId: string; item: MediaItem
   if (item.kind === "image") {
     return (
       <figure class="media-image" data-step={item.step}>
-        <BlobImage iterationId={iterationId} hash={item.content_hash} alt={item.caption || `${item.key} at step ${item.step}`} />
+        <div class="image-frame" style={imageFrame(item.width, item.height)}>
+          <BlobImage iterationId={iterationId} hash={item.content_hash} alt={item.caption || `${item.key} at step ${item.step}`} />
+        </div>
         {caption}
         <p class="muted small">
           {item.width}×{item.height} · {fmtBytes(item.size_bytes)}
@@ -235,6 +239,15 @@ function MediaView({ iterationId, item }: { iterationId: string; item: MediaItem
   if (item.kind === "figure") return <FigureView iterationId={iterationId} item={item} />;
   if (item.kind === "table") return <TableView iterationId={iterationId} item={item} />;
   return <TextView iterationId={iterationId} item={item} />;
+}
+
+/** An image's place, kept while its bytes load (no layout shift): its own size, at least
+ * 192 px wide (small images scaled up, pixelated) and at most 512 px either way. */
+function imageFrame(width: number, height: number): { width: string; height: string } {
+  const w = width > 0 ? width : 256;
+  const h = height > 0 ? height : w;
+  const scale = Math.min(512 / w, 512 / h, Math.max(1, 192 / w));
+  return { width: `${Math.round(w * scale)}px`, height: `${Math.round(h * scale)}px` };
 }
 
 function TextView({ iterationId, item }: { iterationId: string; item: MediaItem }) {
