@@ -127,7 +127,8 @@ def run_all(work: Path, scale: dict[str, int]) -> dict[str, Any]:
         str(port),
     ]
     results["load"]["mlflow"] = os.getloadavg()[0]
-    with running(cmd, f"{url}/health", work / "mlflow-compat.log") as p:
+    # MLflow's server starts 4 workers, each importing mlflow: minutes on a loaded machine
+    with running(cmd, f"{url}/health", work / "mlflow-compat.log", start_timeout=600) as p:
         results["mlflow"] = _side(url, p.pid, scale)
     return results
 

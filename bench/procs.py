@@ -59,11 +59,13 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
 
 
 @contextmanager
-def running(cmd: list[str], health_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    cmd: list[str], health_url: str, log: Path, start_timeout: float = 120.0
+) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        wait_http(health_url)
+        wait_http(health_url, start_timeout)
         yield proc
     finally:
         proc.terminate()
