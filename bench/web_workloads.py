@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dd_workloads import _append
-from procs import deardiary_serve, free_port, running, wait_http
+from procs import deardiary_serve, free_port, running
 
 from deardiary.schemas import ids
 from deardiary.schemas.events import (
@@ -329,9 +328,7 @@ ML_CHART_DRAWN = (
 
 @contextmanager
 def _mlflow_server(data: Path, log: Path) -> Iterator[str]:
-    """MLflow's tracking server over `data`/mlflow.db, in a session of its own: stopping
-    it stops every process it started (its uvicorn workers; job execution is off, so no
-    job consumers are spawned)."""
+    """MLflow's tracking server over `data`/mlflow.db (stopped with all it started)."""
     import mlflow_workloads
 
     port = free_port()
@@ -348,21 +345,8 @@ def _mlflow_server(data: Path, log: Path) -> Iterator[str]:
         "--port",
         str(port),
     ]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    try:
-        wait_http(f"{url}/health", timeout=300)
+    with running(cmd, f"{url}/health", log, start_timeout=300):
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def mlflow_views(
