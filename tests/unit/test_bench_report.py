@@ -49,6 +49,7 @@ def test_the_mlflow_client_section_renders_each_row_and_its_ceiling() -> None:
         "deardiary": side(20_000.0, 4.0, 4000.0),
         "mlflow": side(2_000.0, 40.0, 20_000.0),
         "load": {"deardiary": 1.0, "mlflow": 1.5},
+        "cores": 2,
     }
     page = "\n".join(report_section({"mlflow_compat": results}))
     assert "{" not in page and "}" not in page
@@ -63,6 +64,8 @@ def test_the_mlflow_client_section_renders_each_row_and_its_ceiling() -> None:
     assert "| get_metric_history, 100,000 points, the servers' answer alone (ms) | 400" in page
     assert "3,000 ms | 6.7x |" in page  # MLflow's time over the client's own
     assert "MLflow 1.5." in page
+    assert "out of reach for any server on get_metric_history (MLflow 20,000 ms" in page
+    assert "DearDiary 6.0 s (the clients alone 4.0 s), MLflow 24.0 s" in page  # 2 cores
     failed = report_section({"mlflow_compat": {"error": "RuntimeError: no MLflow"}})
     assert "Not run: RuntimeError: no MLflow" in failed
     assert report_section({}) == []
