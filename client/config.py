@@ -8,7 +8,6 @@ the whole nested config as logged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +32,8 @@ def _type(value: Any) -> str:
 
 def _text(value: Any) -> str:
     if isinstance(value, list | tuple):
+        import json  # only for list params: a trial's plain params never load it
+
         try:
             return json.dumps(value, separators=(",", ":"), default=str)
         except (TypeError, ValueError):

@@ -359,8 +359,12 @@ class HttpPool:
         import socket  # here: a client writing into a local folder never needs it
 
         hop = self._proxy or self.url
+        # An ASCII host as bytes: a str host makes getaddrinfo load the idna codec (with
+        # stringprep and unicodedata), milliseconds of a trial process for nothing.
+        host: str | bytes = hop.host.encode() if hop.host.isascii() else hop.host
         try:
-            sock = socket.create_connection((hop.host, hop.port), timeout=timeout)
+            address = (host, hop.port)  # getaddrinfo takes bytes; typeshed says str
+            sock = socket.create_connection(address, timeout=timeout)  # type: ignore[arg-type]
         except OSError as exc:
             raise ConnectFailed(f"cannot reach {self.url.origin}: {exc}") from exc
         try:

@@ -140,6 +140,8 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     lazy = ("socket", "logging", "hashlib", "subprocess", "importlib.metadata", "zlib")
     assert not [m for m in seen["import"] if m in lazy]
     assert "socket" in seen["end"]  # it did talk over the network
+    # ... to 127.0.0.1 without the idna codec (getaddrinfo of a str host loads it)
+    assert not [m for m in seen["end"] if m in ("encodings.idna", "stringprep", "unicodedata")]
 
 
 # Standard-library modules that `import deardiary` must leave to first use: each costs
