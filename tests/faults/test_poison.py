@@ -1,7 +1,7 @@
 """Poison inputs: refused with a clear 4xx at the door, and harmless if they reach the log.
 
 The inputs that used to be acknowledged and then stop the projector for good (an
-automatic step past int64, times of 2**62, metadata aimed at an artifact, ...) are
+automatic step past int64, times of 2**62, a change aimed at a kind it cannot target, ...) are
 sent over real HTTP to a real server; the same events are also written straight into
 the log (as a Kafka client could, bypassing the gateway). Afterwards the server still
 folds new events, /readyz is ready, a restart works, and a replay from offset 0
@@ -23,12 +23,11 @@ from deardiary.schemas import codec, ids
 from deardiary.schemas.envelope import Envelope, wrap
 from deardiary.schemas.events import (
     EntityKind,
+    EntityRenamed,
     ExperimentCreated,
     IterationStarted,
     LogLinesLogged,
-    MetadataSet,
     MetricsLogged,
-    NotesSet,
     ParamsLogged,
     ProjectCreated,
     TagsSet,
@@ -138,10 +137,14 @@ def test_poison_is_refused_at_the_door(served: Served) -> None:
     assert "client_time" in _error(_events(url, late), 400, bad)["details"]["path"]
     line = LogLinesLogged(iteration_id=it, times=[2**62], levels=["INFO"], messages=["x"])
     _error(_post(url, wrap(line)), 400, bad)
-    meta = MetadataSet(entity=EntityKind.ARTIFACT, entity_id=artifact, metadata={"a": 1})
-    assert "cannot target a artifact" in _error(_post(url, wrap(meta)), 400, bad)["message"]
-    notes = NotesSet(entity=EntityKind.ARTIFACT, entity_id=artifact, notes="n")
-    _error(_post(url, wrap(notes)), 400, bad)
+    # a kind an event cannot target (a model version has no name of its own), the
+    # blank name a rename cannot carry
+    misnamed = EntityRenamed(entity=EntityKind.MODEL_VERSION, entity_id=artifact, name="x")
+    assert (
+        "cannot target a model_version" in _error(_post(url, wrap(misnamed)), 400, bad)["message"]
+    )
+    blank = EntityRenamed(entity=EntityKind.ARTIFACT, entity_id=artifact, name=" ")
+    _error(_post(url, wrap(blank)), 400, bad)
     change = wrap(ParamsLogged(iteration_id=it, params={"lr": "0.2"}))
     changed = _error(_post(url, change), 409, "CONFLICT")
     assert changed["details"] == {"key": "lr", "stored": "0.1", "refused": "0.2"}
@@ -170,7 +173,7 @@ def _write_straight_into_the_log(data: Path, it: str, artifact: str) -> None:
             key=it,
         ),
         codec.encode(
-            wrap(MetadataSet(entity=EntityKind.ARTIFACT, entity_id=artifact, metadata={"a": 1}))
+            wrap(EntityRenamed(entity=EntityKind.MODEL_VERSION, entity_id=artifact, name="x"))
         ),
         codec.encode(
             wrap(MetricsLogged.from_points(it, ["s", "s"], [1.0, 2.0], [MAX_STEP, -1], [1, 2]))

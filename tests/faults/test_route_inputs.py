@@ -30,6 +30,7 @@ class Served:
     ids: dict[str, str]
     end: int  # the log's last offset
     doc: dict[str, Any]
+    before: int  # the last offset before any of `ids` existed
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with embedded_server(root / "data") as server:
         running = start_in_thread(server.app())
         c = dd.connect(running.url, spool_dir=root / "spool")
+        with c.start_iteration(project="before", experiment="e", capture_env=False):
+            pass
+        before = c.flush()
         with c.start_iteration(
             project="p", experiment="e", params={"lr": 1}, capture_env=False
         ) as it:
@@ -72,7 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ids["hash"] = media[0]["content_hash"]  # ?hash= of GET .../content (issue 14)
         doc = httpx.get(f"{running.url}/openapi.json").json()
         try:
-            yield Served(running.url, ids, end, doc)
+            yield Served(running.url, ids, end, doc, before)
         finally:
             running.stop()
 
@@ -203,11 +207,11 @@ def test_unknown_ids_in_paths_answer_404(served: Served) -> None:
 
 def test_limit_zero_answers_no_items_but_the_total(served: Served) -> None:
     with httpx.Client(base_url=served.url, timeout=60) as http:
-        # two iterations: the run and its MLflow logged model (a child iteration)
+        # the "before" project's iteration, the run and its MLflow logged model (a child)
         for path, total in (
-            ("/api/v1/projects", 1),
-            ("/api/v1/experiments", 1),
-            ("/api/v1/iterations", 2),
+            ("/api/v1/projects", 2),
+            ("/api/v1/experiments", 2),
+            ("/api/v1/iterations", 3),
         ):
             page = http.get(path, params={"limit": 0}).json()
             assert page["items"] == [] and page["total"] == total and page["limit"] == 0, page
@@ -215,7 +219,7 @@ def test_limit_zero_answers_no_items_but_the_total(served: Served) -> None:
         history = http.get(f"/api/v1/history/{it}", params={"limit": 0})
         assert history.status_code == 200 and history.json()["items"] == []
         full = http.get("/api/v1/projects").json()
-        assert full["limit"] == 100 and len(full["items"]) == 1
+        assert full["limit"] == 100 and len(full["items"]) == 2
 
 
 def test_follow_with_max_seconds_abc_is_a_400(served: Served) -> None:
@@ -296,3 +300,22 @@ def test_auth_routes_declare_their_parameters_too(tmp_path_factory: pytest.TempP
                 assert http.get("/api/v1/tokens", params={"all": "true"}).status_code == 200
     finally:
         server.close()
+
+
+def test_every_route_declaring_as_of_answers_the_past(served: Served) -> None:
+    """As of a time before every id in the path existed, a route that declares ?as_of=
+    answers 404 or something other than the present -- one that declared it and answered
+    the present anyway (media, a model's runs) is caught here."""
+    checked = []
+    for _, path, op in _operations(served.doc):
+        if "as_of" not in {p["name"] for p in _query(op)}:
+            continue
+        url, params = served.url + _fill(path, served.ids), _required(op, served.ids)
+        live = httpx.get(url, params=params)
+        assert live.status_code == 200, (path, live.text[:300])
+        past = httpx.get(url, params={**params, "as_of": str(served.before)})
+        assert past.status_code in (200, 404), (path, past.text[:300])
+        if past.status_code == 200:
+            assert past.content != live.content, f"{path} answered the present as of the past"
+        checked.append(path)
+    assert len(checked) > 25, checked
