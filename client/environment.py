@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.schemas.events import Environment
+
+if TYPE_CHECKING:
+    from pathlib import Path, PurePosixPath
+
+# The capture runs in every trial process, so it works on plain strings with os.path and
+# glob: pathlib (with urllib.parse and ipaddress) would cost each trial milliseconds.
 
 MAX_DIFF_BYTES = 1 << 20
 MAX_FILE_BYTES = 4 << 20
@@ -40,7 +45,7 @@ FREEZE_FILE = "requirements-freeze.txt"
 DIFF_FILE = "git.diff"
 
 
-def _run(args: list[str], cwd: Path, timeout: float) -> str | None:
+def _run(args: list[str], cwd: str, timeout: float) -> str | None:
     """stdout of a command, or None when it is missing, fails or takes too long."""
     import subprocess
 
@@ -64,26 +69,30 @@ def _bounded(text: str, limit: int) -> str:
 
 
 class _Git(NamedTuple):
-    toplevel: Path
+    toplevel: str
     sha: str | None
     branch: str | None
     dirty: bool
     diff: str
 
 
-def _work_tree(start: Path) -> Path | None:
+def _work_tree(start: str) -> str | None:
     """The nearest folder at or above `start` holding ``.git`` (no process started)."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
+    folder = start
+    while True:
+        if os.path.exists(os.path.join(folder, ".git")):
             return folder
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
-def _git(root: Path, timeout: float) -> _Git | None:
-    top = _work_tree(root.resolve())
+def _git(root: str, timeout: float) -> _Git | None:
+    top = _work_tree(os.path.realpath(root))
     if top is None:
         return None
-    git = ["git", "-C", str(root)]
+    git = ["git", "-C", root]
     heads = _run([*git, "rev-parse", "HEAD", "--abbrev-ref", "HEAD"], root, timeout)
     sha = branch = None
     if heads is not None:
@@ -106,8 +115,6 @@ def installed_packages() -> str:
     """The installed distributions as a requirements list, one ``name==version`` a line
     (``-e path`` for editable installs, ``name @ url`` for ones installed from a URL),
     read from the ``*.dist-info``/``*.egg-info`` folder names on ``sys.path``."""
-    import json
-
     lines: dict[str, str] = {}
     for entry in sys.path:
         try:
@@ -124,6 +131,8 @@ def installed_packages() -> str:
             line = f"{name}=={version.split('-')[0]}"
             direct = os.path.join(item.path, "direct_url.json")
             if kind == "dist-info" and os.path.exists(direct):
+                import json  # only for a package installed from a URL or a folder
+
                 try:
                     with open(direct, encoding="utf-8") as fh:
                         origin = json.load(fh)
@@ -152,28 +161,33 @@ def _platform() -> str:
     return text
 
 
-def _dependency_files(root: Path) -> dict[str, str]:
+def _dependency_files(root: str) -> dict[str, str]:
+    import glob
+
     files: dict[str, str] = {}
     for pattern in DEPENDENCY_FILES:
-        for path in sorted(root.glob(pattern)):
-            if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
-                continue
+        for relative in sorted(glob.glob(pattern, root_dir=root, include_hidden=True)):
+            path = os.path.join(root, relative)
             try:
-                text = path.read_text("utf-8", "replace")
+                if not os.path.isfile(path) or os.stat(path).st_size > MAX_FILE_BYTES:
+                    continue
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
             except OSError:
                 continue
-            files[path.relative_to(root).as_posix()] = text
+            files[relative.replace(os.sep, "/")] = text
     return files
 
 
 def capture_environment(
-    root: Path | None = None, *, pip_freeze: bool = True, timeout: float = 15.0
+    root: str | os.PathLike[str] | None = None, *, pip_freeze: bool = True, timeout: float = 15.0
 ) -> Environment:
     """The environment of this process; dependency files come from `root` (default: the
     git work tree containing the current directory, else the current directory)."""
-    cwd = Path.cwd()
-    git = _git(root or cwd, timeout)
-    project = root or (git.toplevel if git else cwd)
+    cwd = os.getcwd()
+    given = os.fspath(root) if root is not None else None
+    git = _git(given or cwd, timeout)
+    project = given or (git.toplevel if git else cwd)
     v = sys.version_info
     return Environment(
         python_version=f"{v.major}.{v.minor}.{v.micro}",
@@ -190,6 +204,8 @@ def capture_environment(
 
 
 def _safe_relative(name: str) -> PurePosixPath:
+    from pathlib import PurePosixPath
+
     path = PurePosixPath(name.replace("\\", "/"))
     parts = path.parts
     if not parts or path.is_absolute() or ".." in parts or ":" in parts[0]:

@@ -183,11 +183,19 @@ def _installed_layout(view: Path) -> Path:
     return view
 
 
-def test_import_deardiary_as_installed_leaves_heavy_stdlib_to_first_use(tmp_path: Path) -> None:
+def _msgspec_alone(folder: Path) -> Path:
+    """A folder with msgspec and nothing else: what `pip install deardiary` installs
+    beside the SDK (none of the dev environment's packages, typing_extensions among them)."""
     import msgspec
 
+    folder.mkdir(parents=True)
+    (folder / "msgspec").symlink_to(Path(msgspec.__file__).resolve().parent)
+    return folder
+
+
+def test_import_deardiary_as_installed_leaves_heavy_stdlib_to_first_use(tmp_path: Path) -> None:
     view = _installed_layout(tmp_path / "site")
-    site = Path(msgspec.__file__).resolve().parents[1]  # msgspec, as pip installs it
+    site = _msgspec_alone(tmp_path / "deps")
     probe = (
         "import sys; sys.path[:0] = sys.argv[1:3]\n"
         "import msgspec  # its own imports (typing, and inspect with typing_extensions)\n"
@@ -206,6 +214,37 @@ def test_import_deardiary_as_installed_leaves_heavy_stdlib_to_first_use(tmp_path
     loaded = done.stdout.split()
     assert "deardiary.client" in loaded
     assert not [m for m in loaded if m in LAZY_STDLIB or m.startswith(SERVER_SIDE + HEAVY)]
+
+
+def test_a_trial_as_installed_loads_neither_pathlib_nor_json_nor_idna(
+    url: str, tmp_path: Path
+) -> None:
+    """A whole trial (import, connect, an iteration with its environment snapshot, points,
+    the exit flush) from the installed layout: the standard library it needs and no more."""
+    view = _installed_layout(tmp_path / "site")
+    site = _msgspec_alone(tmp_path / "deps")
+    probe = (
+        "import sys, atexit; sys.path[:0] = sys.argv[1:3]\n"
+        "atexit.register(lambda: print('\\n'.join(sorted(sys.modules))))  # runs last\n"
+        "import deardiary as dd\n"
+        "c = dd.connect(sys.argv[3], spool_dir=sys.argv[4])\n"
+        "with c.start_iteration(project='p', experiment='e', params={'lr': 0.1}) as it:\n"
+        "    for step in range(100):\n"
+        "        it.log_metrics({'loss': 1 / (step + 1), 'acc': step / 100}, step=step)\n"
+    )
+    args = [str(view), str(site), url, str(tmp_path / "spool")]
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # not a git work tree: the snapshot starts no git
+        check=True,
+    )
+    loaded = done.stdout.split()
+    assert "socket" in loaded and "deardiary.environment" in loaded  # it sent, it snapshot
+    heavy = ("pathlib", "urllib.parse", "ipaddress", "json", "encodings.idna", "unicodedata")
+    assert not [m for m in loaded if m in heavy]
 
 
 def test_the_version_is_the_distributions() -> None:
