@@ -68,8 +68,10 @@ def light_install(work: Path) -> str:
         shutil.copytree(ROOT / name, src / name, ignore=skip, dirs_exist_ok=True)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*pip, str(src), "-w", str(wheels)], check=True, capture_output=True)
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(src), "-w", str(wheels)]
+    built = subprocess.run([*pip, "--no-build-isolation"], capture_output=True)
+    if built.returncode != 0:  # this environment's setuptools cannot: pip fetches one
+        subprocess.run(pip, check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     for wheel in wheels.glob("deardiary-*.whl"):
