@@ -318,6 +318,13 @@ def _trial_floor(t: dict[str, Any], cpus: int) -> list[str]:
             f" {floor_ms:.0f} ms that a bare interpreter with msgspec takes: at best"
             f" {m['seconds_scaled'] / floor_s:.0f}x MLflow on this machine."
         )
+        if server:
+            used = d["cpu_s"] + server
+            text += (
+                f" The CPU this sweep used (trial processes and server: {used:.2f} s) fits in"
+                f" {used / cpus:.2f} s of {cpus} cores, {m['seconds_scaled'] * cpus / used:.0f}x"
+                f" MLflow if the sweep had the cores to itself; it took {d['seconds']:.2f} s."
+            )
     return [text, ""]
 
 
