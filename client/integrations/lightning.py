@@ -28,7 +28,9 @@ What lands in the iteration (started on first use, or the one given as `iteratio
   ended the run) -> KILLED. An iteration given as `iteration=` is left open.
 
 Logging never waits on the network (the SDK's buffer); `finalize` flushes, bounded
-by `flush_timeout`, so the run is queryable when `trainer.fit` returns. Only rank 0
+by `flush_timeout`, so the run is queryable when `trainer.fit` returns (what is not
+delivered by then stays in the spool: a successful run raises the SDK's error there, a
+failed one logs it and lets Lightning raise the training's own exception). Only rank 0
 logs (`rank_zero_only`), as Lightning's own loggers do.
 """
 
@@ -47,6 +49,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from deardiary.client import Client
 from deardiary.iteration import Iteration
 from deardiary.notices import log
+from deardiary.schemas.errors import DearDiaryError
 from deardiary.schemas.events import IterationStatus
 
 GROUP_PREFIXES = ("train_", "val_", "valid_", "validation_", "test_", "predict_")
@@ -180,7 +183,13 @@ class DearDiaryLogger(Logger):
             exc = sys.exc_info()[1]
             error = f"{type(exc).__name__}: {exc}" if exc is not None else "training failed"
         it.end(_STATUS.get(status, IterationStatus.FAILED), error)
-        self.client.flush(timeout=self.flush_timeout)
+        try:
+            self.client.flush(timeout=self.flush_timeout)
+        except DearDiaryError as exc:
+            if status == "success":
+                raise  # the run's data did not land: say so where the run ends
+            # Lightning is handling the training's own exception: do not mask it
+            log.error("deardiary: the run's last events are not delivered: %s", exc)
 
     # -- checkpoints -----------------------------------------------------------------------
     def _log_new_checkpoints(self, callback: Any) -> None:

@@ -174,3 +174,18 @@ def test_a_given_iteration_is_used_and_left_open(url: str, tmp_path: Path) -> No
         == 0
     )
     c.close()
+
+
+def test_an_unreachable_server_does_not_mask_the_training_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    c = dd.connect(f"http://127.0.0.1:{port}", spool_dir=tmp_path / "spool", exit_timeout=0.1)
+    logger = DearDiaryLogger(c, project="lightning", flush_timeout=0.5)
+    with pytest.raises(RuntimeError, match="loss exploded"):
+        _trainer(tmp_path, logger).fit(Linear(fail_at=1), _data())
+    assert logger.experiment.ended
+    assert c.undelivered() > 0  # kept in the spool for a later process
+    c.close(timeout=0.1)
