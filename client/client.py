@@ -187,8 +187,8 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
         min_step: int | None = None,
         max_step: int | None = None,
     ) -> pa.Table:
-        """Columns step, value, recorded_at (and client_time for a group or a window);
-        downsampled keeping bucket min/max if asked. `group`: the series of a metric group
+        """Columns step, value, recorded_at (the log's time) and client_time (the
+        caller's); downsampled keeping bucket min/max if asked. `group`: the series of a metric group
         ("val", "system"); `min_step`/`max_step`: a step window."""
         if group or min_step is not None or max_step is not None:
             from .series import metric_window

@@ -53,7 +53,10 @@ def test_metrics_default_steps_nan_and_sql_arrow(client: dd.Client) -> None:
     assert [s for k, s, _ in got if k == "loss"] == [0, 1, 2, 3, 4]
     assert loss[0] == 3.0 and math.isnan(loss[1]) and loss[2] == math.inf and loss[3] == -math.inf
     history = client.metric_history(it.id, "loss")
-    assert history.column_names == ["step", "value", "recorded_at"] and history.num_rows == 5
+    assert (
+        history.column_names == ["step", "value", "recorded_at", "client_time"]
+        and history.num_rows == 5
+    )
 
 
 def test_flush_makes_everything_durable_in_the_log(tmp_path: Path) -> None:
