@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -111,10 +112,18 @@ class Projector:
         self.stop_before = stop_before
         self._lock = threading.Lock()
         self._applied = threading.Condition(self._lock)
+        self._housekeeping = threading.Lock()  # compaction, outside `_lock`
         self._listeners: list[Listener] = []
         self._state = "running"
         self._last_error = ""
         self._retries = 0
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Nothing of the projector touches the store meanwhile (neither a batch nor
+        compaction), so the caller may use the store's own connection."""
+        with self._lock, self._housekeeping:
+            yield
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -193,7 +202,7 @@ class Projector:
 
     def run(self, stop: threading.Event, wake: threading.Event, poll: float = 0.25) -> None:
         """Follow the log until `stop` is set; `wake` (set by appenders) skips the poll wait.
-        Transient errors are retried with backoff (up to 10 s apart), never fatal."""
+        Errors are retried with backoff (up to 10 s apart), never fatal."""
         backoff = 0.0
         while not stop.is_set():
             try:
@@ -201,8 +210,11 @@ class Projector:
                 if not consumed:
                     # Idle: time for housekeeping. Not under self._lock, so readers waiting
                     # for their writes (wait_for) are answered while it runs.
-                    self.store.maybe_compact()
-            except TRANSIENT_ERRORS as exc:
+                    with self._housekeeping:
+                        self.store.maybe_compact()
+            except Exception as exc:  # the thread must outlive any error
+                # A fold's own errors are parked inside step(); what escapes is the
+                # machinery's (TRANSIENT_ERRORS) or a bug in it: reported, retried.
                 backoff = min(10.0, max(0.1, backoff * 2))
                 self._state, self._last_error = "retrying", f"{type(exc).__name__}: {exc}"
                 self._retries += 1

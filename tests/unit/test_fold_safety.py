@@ -125,3 +125,35 @@ def test_the_projector_retries_errors_of_the_machinery_and_reports_them(
     assert projector.status().retries == 2 and "disk hiccup" in projector.status().last_error
     assert seen == ["running"]
     log.close()
+
+
+def test_the_projector_outlives_a_bug_in_its_housekeeping(
+    tmp_path: Path, store: DuckDBProjectionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error of no known kind escaping compaction is reported and retried; events
+    appended afterwards are still applied (the thread used to die of it)."""
+    log = SqliteEventLog(str(tmp_path / "log.db"))
+    first, *rest = [envelope(e, n) for n, e in enumerate(sweep_start())]
+    log.append([LogRecord(first.event_id, first.key, encode(first))])
+    projector = Projector(log, store)
+    failures = iter([RuntimeError("compaction bug")])
+
+    def maybe_compact() -> None:
+        error = next(failures, None)
+        if error is not None:
+            log.append([LogRecord(e.event_id, e.key, encode(e)) for e in rest])
+            raise error
+
+    monkeypatch.setattr(store, "maybe_compact", maybe_compact)
+    stop, wake = threading.Event(), threading.Event()
+    projector.add_listener(lambda offsets: stop.set() if offsets.get(0) == 3 else None)
+    runner = threading.Thread(target=projector.run, args=(stop, wake, 0.01))
+    runner.start()
+    runner.join(timeout=60)
+    stop.set()
+    assert not runner.is_alive()
+    assert store.next_offsets() == {0: 3}
+    assert projector.status().retries == 1 and "compaction bug" in projector.status().last_error
+    with projector.paused():  # nothing of the projector uses the store meanwhile
+        store.compact()
+    log.close()
