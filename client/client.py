@@ -188,8 +188,8 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
         max_step: int | None = None,
     ) -> pa.Table:
         """Columns step, value, recorded_at (the log's time) and client_time (the
-        caller's); downsampled keeping bucket min/max if asked. `group`: the series of a metric group
-        ("val", "system"); `min_step`/`max_step`: a step window."""
+        caller's); downsampled keeping bucket min/max if asked. `group`: the series of a
+        metric group ("val", "system"); `min_step`/`max_step`: a step window."""
         if group or min_step is not None or max_step is not None:
             from .series import metric_window
 
