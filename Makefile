@@ -55,6 +55,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python .ci/typecheck.py
 
+# Test modules run in parallel processes (pytest-xdist), each module whole in one process
+# (its servers and brokers are module fixtures): most tests wait on servers, not CPU.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
+
 unit: $(STAMP) web
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
