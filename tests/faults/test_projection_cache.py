@@ -102,9 +102,10 @@ def _delete_segment(projections: Path) -> None:
 def _corrupt_wal(projections: Path) -> None:
     wal = projections / "state.duckdb.wal"
     size = wal.stat().st_size
-    with open(wal, "r+b") as fh:
-        fh.seek(size // 2)
-        fh.write(b"\xde\xad\xbe\xef" * 64)
+    with open(wal, "r+b") as fh:  # in every quarter: where entries fall varies by run
+        for at in (size // 8, size // 4, size // 2, 3 * size // 4):
+            fh.seek(at)
+            fh.write(b"\xde\xad\xbe\xef" * 64)
 
 
 def _delete_tiles(projections: Path) -> None:

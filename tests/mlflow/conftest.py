@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.tracking import fluent
 
 from tests.e2e.serve_process import serve
 from tests.ports import free_port
@@ -22,15 +23,24 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # never call home fro
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a 5xx fails the test at once
 
 
+def _forget_active_experiment() -> None:
+    """`mlflow.set_experiment` keeps the experiment for the process (a global and
+    MLFLOW_EXPERIMENT_ID): another module's server does not have it."""
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+
+
 @contextmanager
 def tracking_uri(url: str) -> Iterator[str]:
     """The MLflow client pointed at `url` for the duration."""
     before = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = url
     mlflow.set_tracking_uri(url)
+    _forget_active_experiment()
     try:
         yield url
     finally:
+        _forget_active_experiment()
         if before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
