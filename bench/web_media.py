@@ -26,17 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from procs import deardiary_serve, free_port, running
+from web_workloads import CHROMIUM, FLAGS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # functions, not expressions: the page's CSP refuses to eval a string (no bypass here)
 IMAGE_SHOWN = (
     "() => { const i = document.querySelector('.media-items img');"
