@@ -87,3 +87,19 @@ def screenshot(page: Page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SHOTS) / f"web-{name}.png"))
+
+
+def canvas_ink(page: Page, selector: str) -> int:
+    """How many pixels of the first canvas under `selector` are painted (not blank)."""
+    return int(
+        page.eval_on_selector(
+            selector,
+            """el => {
+                const c = el.tagName === 'CANVAS' ? el : el.querySelector('canvas');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0;
+                for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
+                return n;
+            }""",
+        )
+    )

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import deardiary as dd
-from tests.browser.browser import Problems, chromium, screenshot
+from tests.browser.browser import Problems, canvas_ink, chromium, screenshot
 from tests.e2e.serve_process import serve
 from tests.ports import free_port
 
@@ -185,22 +185,6 @@ def shown_color(page: Page, selector: str) -> tuple[int, int, int]:
         }""",
     )
     return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
-
-
-def canvas_ink(page: Page, selector: str) -> int:
-    """Painted pixels of the first canvas under `selector`."""
-    return int(
-        page.eval_on_selector(
-            selector,
-            """el => {
-                const c = el.tagName === 'CANVAS' ? el : el.querySelector('canvas');
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                let n = 0;
-                for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
-                return n;
-            }""",
-        )
-    )
 
 
 def test_images_follow_the_step_slider_and_thumbnails(

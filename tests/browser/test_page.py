@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import deardiary as dd
-from tests.browser.browser import Problems, chromium, screenshot
+from tests.browser.browser import Problems, canvas_ink, chromium, screenshot
 from tests.e2e.serve_process import serve
 from tests.ports import free_port
 
@@ -117,22 +117,6 @@ def page(browser: tuple[BrowserContext, Problems]) -> Iterator[Page]:
         yield page
     finally:
         page.close()
-
-
-def canvas_ink(page: Page, selector: str) -> int:
-    """How many pixels of the first canvas under `selector` are painted (not blank)."""
-    return int(
-        page.eval_on_selector(
-            selector,
-            """el => {
-                const c = el.tagName === 'CANVAS' ? el : el.querySelector('canvas');
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                let n = 0;
-                for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
-                return n;
-            }""",
-        )
-    )
 
 
 def test_project_to_experiment_to_run_by_name(
