@@ -74,3 +74,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
         """(sha256, size in bytes) of stored content the event names (media, checkpoint
         files): the server holds its writer to naming only bytes it may have."""
         return []
+
+    def references(self) -> list[tuple[str, str]]:
+        """(kind, id) of entities the event names besides its parent (a model version an
+        iteration used): they must exist, and its writer must be able to read them."""
+        return []

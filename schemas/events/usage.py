@@ -14,5 +14,8 @@ class ModelVersionUsed(IterationEvent, frozen=True, kw_only=True, tag="model_ver
     model_version_id: Id
     purpose: Text = ""
 
+    def references(self) -> list[tuple[str, str]]:
+        return [("model_version", self.model_version_id)]
+
 
 __all__ = ["ModelVersionUsed"]

@@ -92,6 +92,8 @@ class IngestAuthorizer:
     ) -> None:
         conn = self.reader()
         try:
+            for project in sorted(resolved.referenced):  # a model version it used, ...
+                check(conn, principal, project, Action.READ)
             for env, project in zip(envelopes, resolved.projects, strict=True):
                 body = env.body
                 if body.permission is Permission.ADMIN:

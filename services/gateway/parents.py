@@ -7,6 +7,9 @@ projections caught up with the log is a 404 NOT_FOUND naming it. The fold checks
 same again in the log's order (a `missing_parent` conflict), so this is the clear
 answer, not the guarantee.
 
+Entities an event names besides its parent (`Event.references()`: the model version an
+iteration used) must exist too; under auth their writer must be able to read them.
+
 Params are write-once: a batch that logs a different value for a stored (or earlier in
 the batch) key is a 409 CONFLICT naming the key and both values.
 
@@ -103,6 +106,8 @@ class Resolved:
     projects: list[str] = field(default_factory=list)
     new_projects: set[str] = field(default_factory=set)
     missing: list[tuple[str, str]] = field(default_factory=list)
+    referenced: set[str] = field(default_factory=set)
+    """Projects of entities the batch names besides parents (`Event.references()`)."""
     envelopes: list[Envelope] = field(default_factory=list)
     """The batch as it is to be appended: entity events stamped with their owner."""
 
@@ -179,7 +184,7 @@ class IngestParents:
         if resolved.missing:
             kind, entity_id = resolved.missing[0]
             raise NotFound(
-                f"{kind} {entity_id!r} does not exist (missing parent)",
+                f"{kind} {entity_id!r} does not exist",
                 {"kind": kind, "id": entity_id},
             )
         return resolved
@@ -222,6 +227,17 @@ class IngestParents:
                     conn = conn or connect()
                     self._check_not_elsewhere(conn, subject, project)
                 batch[subject] = project
+                for ref in env.body.references():
+                    ref_project = batch.get(ref) or self.known.get(*ref)
+                    if ref_project is None:
+                        conn = conn or connect()
+                        ref_project = stored_project(conn, *ref)
+                        if ref_project is not None:
+                            self.known.add(*ref, ref_project)
+                    if ref_project is None:
+                        out.missing.append(ref)
+                    else:
+                        out.referenced.add(ref_project)
                 if subject[0] in _OWNER_OF and not isinstance(env.body, EntityEvent):
                     owners[subject] = env.body.partition_key()  # created (or moved) here
                 if isinstance(env.body, EntityEvent):
