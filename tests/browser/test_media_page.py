@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import deardiary as dd
-from tests.browser.browser import Problems, canvas_ink, chromium, screenshot
+from tests.browser.browser import Problems, canvas_ink, screenshot
 from tests.e2e.serve_process import serve
 from tests.ports import free_port
 
@@ -149,22 +149,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             yield w
         finally:
             c.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[tuple[BrowserContext, Problems]]:
-    with chromium() as (context, problems):
-        yield context, problems
-
-
-@pytest.fixture
-def page(browser: tuple[BrowserContext, Problems]) -> Iterator[Page]:
-    page = browser[0].new_page()
-    page.set_default_timeout(15_000)
-    try:
-        yield page
-    finally:
-        page.close()
 
 
 def shown_color(page: Page, selector: str) -> tuple[int, int, int]:

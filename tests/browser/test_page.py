@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import deardiary as dd
-from tests.browser.browser import Problems, canvas_ink, chromium, screenshot
+from tests.browser.browser import Problems, canvas_ink, screenshot
 from tests.e2e.serve_process import serve
 from tests.ports import free_port
 
@@ -101,22 +101,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         finally:
             live.end()
             c.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[tuple[BrowserContext, Problems]]:
-    with chromium() as (context, problems):
-        yield context, problems
-
-
-@pytest.fixture
-def page(browser: tuple[BrowserContext, Problems]) -> Iterator[Page]:
-    page = browser[0].new_page()
-    page.set_default_timeout(15_000)
-    try:
-        yield page
-    finally:
-        page.close()
 
 
 def test_project_to_experiment_to_run_by_name(
