@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,41 +21,28 @@ from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.services.artifacts.fs import FsArtifactStore
-from deardiary.services.artifacts.routes import ArtifactRoutes
-from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
-from deardiary.services.auth.ingest import IngestAuthorizer
+from deardiary.services.auth.identity import Identity
 from deardiary.services.auth.middleware import (
-    AuthMiddleware,
     current_username,
     past_scoper,
     scoper,
 )
-from deardiary.services.auth.routes import AuthRoutes
 from deardiary.services.auth.secrets import load_signing_key
 from deardiary.services.discovery import ServerInfo, new_local_token, publish, withdraw
 from deardiary.services.embedded import EmbeddedStore
-from deardiary.services.gateway import gateway_part
-from deardiary.services.gateway.appender import Appender
 from deardiary.services.gateway.parents import IngestParents
-from deardiary.services.http import Endpoint, RoutePart, build_app, operation
-from deardiary.services.http.host_check import host_check
 from deardiary.services.log import LogRecord
-from deardiary.services.mlflow_api import MlflowContext, mlflow_part
-from deardiary.services.query import params as query_params
 from deardiary.services.query.as_of import AsOfCache
 from deardiary.services.query.context import ProjectorProgress, QueryContext
-from deardiary.services.query.sandbox import SqlSandbox, install
+from deardiary.services.query.sandbox import SqlSandbox
 from deardiary.services.query.sql_relations import StoreRelations
-from deardiary.services.query.table import query_part
-from deardiary.services.query.tracking import WriteContext, tracking_part
+from deardiary.services.served_app import Serving, applied_target, served_app
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import (
     Readiness,
     damage_guard,
     embedded_readiness,
-    readiness_part,
 )
-from deardiary.services.web.routes import mount_web
 
 _log = logging.getLogger("deardiary.server")
 
@@ -77,47 +64,6 @@ def check_bind(host: str, allow_remote: bool, auth: bool = False) -> None:
             f"refusing to serve on {host} without authentication; bind 127.0.0.1 or pass "
             "--allow-remote-without-auth if this network is trusted"
         )
-
-
-def _anonymous(request: web.Request) -> str:
-    return ""
-
-
-def _username(request: web.Request) -> str:
-    principal: Principal = request[PRINCIPAL]
-    return principal.username
-
-
-def artifact_part(routes: ArtifactRoutes) -> RoutePart:
-    return RoutePart(
-        name="artifacts",
-        endpoints=[
-            Endpoint(
-                "POST",
-                "/api/v1/artifacts",
-                routes.upload,
-                operation(
-                    "Upload an artifact (raw body); identical bytes are stored once",
-                    tag="artifacts",
-                    request_body={
-                        "content": {
-                            "application/octet-stream": {
-                                "schema": {"type": "string", "format": "binary"}
-                            }
-                        }
-                    },
-                ),
-                query_params.ArtifactUpload,
-            ),
-            Endpoint(
-                "GET",
-                "/api/v1/artifacts/{artifact_id}/content",
-                routes.download,
-                operation("Download an artifact's bytes", tag="artifacts"),
-                query_params.Fresh,
-            ),
-        ],
-    )
 
 
 class EmbeddedServer:
@@ -198,11 +144,7 @@ class EmbeddedServer:
 
     def append_applied(self, envelopes: Sequence[Envelope]) -> None:
         """Append, then block until the projections show it (set-up before serving)."""
-        positions = self.append(envelopes)
-        target: dict[int, int] = {}
-        for pos in positions:
-            target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
-        self.projector.wait_for(target, self.ctx.max_wait_s)
+        self.projector.wait_for(applied_target(self.append(envelopes)), self.ctx.max_wait_s)
 
     async def _caught_up(self) -> None:
         await self.ctx.wait({})
@@ -210,73 +152,28 @@ class EmbeddedServer:
     async def _append_applied(self, envelopes: Sequence[Envelope]) -> None:
         loop = asyncio.get_running_loop()
         positions = await loop.run_in_executor(self._ingest_checks, self.append, envelopes)
-        target: dict[int, int] = {}
-        for pos in positions:
-            target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
-        await self.ctx.wait(target)
-
-    def _mlflow(self, appender: Appender, actor: Callable[[web.Request], str]) -> RoutePart:
-        """The MLflow-compatible routes, appending through the gateway's own path."""
-        ctx = MlflowContext(
-            self.ctx, appender.append, self.artifacts, self.settings, actor, appender.written
-        )
-        return mlflow_part(ctx)
+        await self.ctx.wait(applied_target(positions))
 
     def app(self, bind_host: str | None = None) -> web.Application:
-        """Without auth, only Host names of loopback, `bind_host` and the allowed_hosts
-        setting are answered (DNS rebinding; see services/http/host_check.py)."""
-        reader = self.embedded.store.reader
-        if not self.auth:
-            appender = Appender(self.log, self.parents, self._woken)
-            return mount_web(
-                install(
-                    build_app(
-                        [
-                            gateway_part(self.log, appender=appender),
-                            query_part(self.ctx),
-                            artifact_part(
-                                ArtifactRoutes(
-                                    self.ctx, self.append, _anonymous, checker=self.parents
-                                )
-                            ),
-                            readiness_part(self.readiness),
-                            self._mlflow(appender, _anonymous),
-                            tracking_part(
-                                WriteContext(self.ctx, appender.append, self.artifacts, _anonymous)
-                            ),
-                        ],
-                        middlewares=[
-                            host_check(bind_host, self.settings.allowed_hosts.split(",")),
-                            damage_guard(self.embedded.store.damage),
-                        ],
-                    ),
-                    self.sandbox,
-                )
-            )
-        authorize = IngestAuthorizer(
-            self.parents, reader, self._append_applied, self.artifacts, self._ingest_checks
+        return served_app(
+            Serving(
+                log=self.log,
+                ctx=self.ctx,
+                parents=self.parents,
+                artifacts=self.artifacts,
+                identity=self.identity,
+                sandbox=self.sandbox,
+                settings=self.settings,
+                append=self.append,
+                append_applied=self._append_applied,
+                readiness=self.readiness,
+                ingest_checks=self._ingest_checks,
+                on_appended=self._woken,
+                guards=(damage_guard(self.embedded.store.damage),),
+            ),
+            self.auth,
+            bind_host,
         )
-        auth = AuthMiddleware(
-            self.identity,
-            reader,
-            self.ctx.catch_up,
-            self.settings.auth_threads,
-            basic_cache_s=self.settings.basic_auth_cache_s,
-        )
-        appender = Appender(self.log, authorize, self._woken)
-        app = build_app(
-            [
-                gateway_part(self.log, actor=_username, appender=appender),
-                query_part(self.ctx),
-                artifact_part(ArtifactRoutes(self.ctx, self.append, _username, checker=authorize)),
-                AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
-                readiness_part(self.readiness),
-                self._mlflow(appender, _username),
-                tracking_part(WriteContext(self.ctx, appender.append, self.artifacts, _username)),
-            ],
-            middlewares=[auth.middleware(), damage_guard(self.embedded.store.damage)],
-        )
-        return mount_web(install(app, self.sandbox))
 
     def readiness(self) -> Readiness:
         return embedded_readiness(

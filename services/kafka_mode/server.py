@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,29 +22,19 @@ from aiohttp import web
 from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.services.artifacts.fs import FsArtifactStore
-from deardiary.services.artifacts.routes import ArtifactRoutes
-from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
-from deardiary.services.auth.ingest import IngestAuthorizer
-from deardiary.services.auth.middleware import AuthMiddleware, current_username, scoper
-from deardiary.services.auth.routes import AuthRoutes
+from deardiary.services.auth.identity import Identity
+from deardiary.services.auth.middleware import current_username, scoper
 from deardiary.services.auth.secrets import load_signing_key
-from deardiary.services.gateway import gateway_part
-from deardiary.services.gateway.appender import Appender
 from deardiary.services.gateway.parents import IngestParents
-from deardiary.services.http import RoutePart, build_app
-from deardiary.services.http.host_check import host_check
 from deardiary.services.kafka_mode.exports_view import ExportsView
 from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
-from deardiary.services.mlflow_api import MlflowContext, mlflow_part
 from deardiary.services.query.context import QueryContext
-from deardiary.services.query.sandbox import SqlSandbox, install
-from deardiary.services.query.table import query_part
-from deardiary.services.query.tracking import WriteContext, tracking_part
-from deardiary.services.server import artifact_part, utc_now
+from deardiary.services.query.sandbox import SqlSandbox
+from deardiary.services.served_app import Serving, applied_target, served_app
+from deardiary.services.server import utc_now
 from deardiary.services.settings import ServerSettings
-from deardiary.services.status import LagClock, Readiness, published_readiness, readiness_part
-from deardiary.services.web.routes import mount_web
+from deardiary.services.status import LagClock, Readiness, published_readiness
 
 
 class KafkaQueryContext(QueryContext):
@@ -55,18 +45,6 @@ class KafkaQueryContext(QueryContext):
         if self.log_end is None:
             return
         await self.wait(await self.log_end.since(time.monotonic()))
-
-
-def _username(request: web.Request) -> str:
-    principal: Principal = request[PRINCIPAL]
-    return principal.username
-
-
-def _target(positions: Sequence[LogPosition]) -> dict[int, int]:
-    target: dict[int, int] = {}
-    for pos in positions:
-        target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
-    return target
 
 
 class KafkaServer:
@@ -118,61 +96,26 @@ class KafkaServer:
         """Append, then wait (holding no thread) until the workers published it."""
         loop = asyncio.get_running_loop()
         positions = await loop.run_in_executor(self._ingest_checks, self.append, envelopes)
-        await self.ctx.wait(_target(positions))
-
-    def _mlflow(self, appender: Appender, actor: Callable[[web.Request], str]) -> RoutePart:
-        """The MLflow-compatible routes; their reads wait for this server's own appends."""
-        ctx = MlflowContext(
-            self.ctx, appender.append, self.artifacts, self.settings, actor, appender.written
-        )
-        return mlflow_part(ctx)
+        await self.ctx.wait(applied_target(positions))
 
     def app(self, bind_host: str | None = None) -> web.Application:
-        """Without auth, only loopback Host names, `bind_host` and the allowed_hosts
-        setting are answered (DNS rebinding)."""
-        if not self.auth:
-            appender = Appender(self.log, self.parents)
-            app = build_app(
-                [
-                    gateway_part(self.log, appender=appender),
-                    query_part(self.ctx),
-                    artifact_part(
-                        ArtifactRoutes(self.ctx, self.append, lambda _r: "", checker=self.parents)
-                    ),
-                    readiness_part(self.readiness),
-                    self._mlflow(appender, lambda _r: ""),
-                    tracking_part(
-                        WriteContext(self.ctx, appender.append, self.artifacts, lambda _r: "")
-                    ),
-                ],
-                middlewares=[host_check(bind_host, self.settings.allowed_hosts.split(","))],
-            )
-            return mount_web(install(app, self.sandbox))
-        reader = self.view.reader
-        authorize = IngestAuthorizer(
-            self.parents, reader, self.append_applied, self.artifacts, self._ingest_checks
+        return served_app(
+            Serving(
+                log=self.log,
+                ctx=self.ctx,
+                parents=self.parents,
+                artifacts=self.artifacts,
+                identity=self.identity,
+                sandbox=self.sandbox,
+                settings=self.settings,
+                append=self.append,
+                append_applied=self.append_applied,
+                readiness=self.readiness,
+                ingest_checks=self._ingest_checks,
+            ),
+            self.auth,
+            bind_host,
         )
-        auth = AuthMiddleware(
-            self.identity,
-            reader,
-            self.ctx.catch_up,
-            self.settings.auth_threads,
-            basic_cache_s=self.settings.basic_auth_cache_s,
-        )
-        appender = Appender(self.log, authorize)
-        app = build_app(
-            [
-                gateway_part(self.log, actor=_username, appender=appender),
-                query_part(self.ctx),
-                artifact_part(ArtifactRoutes(self.ctx, self.append, _username, checker=authorize)),
-                AuthRoutes(self.identity, reader, self.append, self.ctx, auth.pool).part(),
-                readiness_part(self.readiness),
-                self._mlflow(appender, _username),
-                tracking_part(WriteContext(self.ctx, appender.append, self.artifacts, _username)),
-            ],
-            middlewares=[auth.middleware()],
-        )
-        return mount_web(install(app, self.sandbox))
 
     def readiness(self) -> Readiness:
         """The log's end against the offsets the view holds (its thread follows the

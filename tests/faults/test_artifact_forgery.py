@@ -21,7 +21,7 @@ from deardiary.services.artifacts import served_media_type
 from deardiary.services.artifacts.fs import FsArtifactStore
 from deardiary.services.artifacts.routes import ArtifactRoutes
 from deardiary.services.http import build_app, start_in_thread
-from deardiary.services.server import artifact_part
+from deardiary.services.served_app import artifact_part
 from tests.faults.auth_world import AuthWorld, auth_world, events_body, post_events, upload
 
 

@@ -1,0 +1,150 @@
+"""The API both servers serve -- embedded and Kafka mode -- with or without auth.
+
+One wiring for the two modes, so they answer the same routes under the same checks:
+the gateway, reads, artifacts, the MLflow-compatible and tracking routes, /readyz, the
+SQL sandbox and the page; with auth also the sign-in routes, the auth middleware and
+the ingest authoriser. What differs between the modes comes in as `Serving`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from deardiary.schemas.envelope import Envelope, LogPosition
+from deardiary.services.artifacts.fs import FsArtifactStore
+from deardiary.services.artifacts.routes import ArtifactRoutes
+from deardiary.services.auth.identity import PRINCIPAL, Identity, Principal
+from deardiary.services.auth.ingest import IngestAuthorizer
+from deardiary.services.auth.middleware import AuthMiddleware
+from deardiary.services.auth.routes import AuthRoutes
+from deardiary.services.gateway import gateway_part
+from deardiary.services.gateway.appender import Appender
+from deardiary.services.gateway.parents import IngestParents
+from deardiary.services.http import Endpoint, RoutePart, build_app, operation
+from deardiary.services.http.host_check import host_check
+from deardiary.services.log import EventLog
+from deardiary.services.mlflow_api import MlflowContext, mlflow_part
+from deardiary.services.query import params as query_params
+from deardiary.services.query.context import QueryContext
+from deardiary.services.query.sandbox import SqlSandbox, install
+from deardiary.services.query.table import query_part
+from deardiary.services.query.tracking import WriteContext, tracking_part
+from deardiary.services.settings import ServerSettings
+from deardiary.services.status import Readiness, readiness_part
+from deardiary.services.web.routes import mount_web
+
+Actor = Callable[[web.Request], str]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a server brings to the shared wiring."""
+
+    log: EventLog
+    ctx: QueryContext
+    parents: IngestParents
+    artifacts: FsArtifactStore
+    identity: Identity
+    sandbox: SqlSandbox
+    settings: ServerSettings
+    append: Callable[[Sequence[Envelope]], list[LogPosition]]
+    append_applied: Callable[[Sequence[Envelope]], Awaitable[None]]
+    """Append and return once the reads show it (a new project's grants, under auth)."""
+    readiness: Callable[[], Readiness]
+    ingest_checks: Executor
+    on_appended: Callable[[list[LogPosition]], None] | None = None
+    guards: tuple[Middleware, ...] = ()
+    """Middlewares both with and without auth (embedded mode: damaged projection files)."""
+
+
+def applied_target(positions: Sequence[LogPosition]) -> dict[int, int]:
+    """partition -> the offset reads must have applied to show `positions`."""
+    target: dict[int, int] = {}
+    for pos in positions:
+        target[pos.partition] = max(target.get(pos.partition, 0), pos.offset + 1)
+    return target
+
+
+def served_app(s: Serving, auth: bool, bind_host: str | None = None) -> web.Application:
+    """Without auth, only Host names of loopback, `bind_host` and the allowed_hosts
+    setting are answered (DNS rebinding; see services/http/host_check.py)."""
+    if not auth:
+        appender = Appender(s.log, s.parents, s.on_appended)
+        parts = _parts(s, appender, _anonymous, s.parents)
+        allowed = s.settings.allowed_hosts.split(",")
+        app = build_app(parts, middlewares=[host_check(bind_host, allowed), *s.guards])
+        return mount_web(install(app, s.sandbox))
+    reader = s.ctx.reader
+    authorize = IngestAuthorizer(s.parents, reader, s.append_applied, s.artifacts, s.ingest_checks)
+    middleware = AuthMiddleware(
+        s.identity,
+        reader,
+        s.ctx.catch_up,
+        s.settings.auth_threads,
+        basic_cache_s=s.settings.basic_auth_cache_s,
+    )
+    appender = Appender(s.log, authorize, s.on_appended)
+    parts = _parts(s, appender, _username, authorize)
+    parts.insert(3, AuthRoutes(s.identity, reader, s.append, s.ctx, middleware.pool).part())
+    app = build_app(parts, middlewares=[middleware.middleware(), *s.guards])
+    return mount_web(install(app, s.sandbox))
+
+
+def _parts(
+    s: Serving, appender: Appender, actor: Actor, checker: IngestParents | IngestAuthorizer
+) -> list[RoutePart]:
+    mlflow = MlflowContext(s.ctx, appender.append, s.artifacts, s.settings, actor, appender.written)
+    return [
+        gateway_part(s.log, actor=actor, appender=appender),
+        query_part(s.ctx),
+        artifact_part(ArtifactRoutes(s.ctx, s.append, actor, checker=checker)),
+        readiness_part(s.readiness),
+        mlflow_part(mlflow),
+        tracking_part(WriteContext(s.ctx, appender.append, s.artifacts, actor)),
+    ]
+
+
+def _anonymous(request: web.Request) -> str:
+    return ""
+
+
+def _username(request: web.Request) -> str:
+    principal: Principal = request[PRINCIPAL]
+    return principal.username
+
+
+def artifact_part(routes: ArtifactRoutes) -> RoutePart:
+    return RoutePart(
+        name="artifacts",
+        endpoints=[
+            Endpoint(
+                "POST",
+                "/api/v1/artifacts",
+                routes.upload,
+                operation(
+                    "Upload an artifact (raw body); identical bytes are stored once",
+                    tag="artifacts",
+                    request_body={
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        }
+                    },
+                ),
+                query_params.ArtifactUpload,
+            ),
+            Endpoint(
+                "GET",
+                "/api/v1/artifacts/{artifact_id}/content",
+                routes.download,
+                operation("Download an artifact's bytes", tag="artifacts"),
+                query_params.Fresh,
+            ),
+        ],
+    )
