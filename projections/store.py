@@ -65,7 +65,7 @@ FROM metric_points_hot_data p JOIN (
 ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
 """
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
-PROJECTION_FORMAT = 6
+PROJECTION_FORMAT = 7
 """What the tables hold and how the folds fill them. Bump it with any change of schema.sql
 or of a fold's result: projections of another format are rebuilt from the log when
 opened (services/rebuild.py), never migrated. 1: before the format was recorded; 2:
@@ -73,7 +73,8 @@ names, restore and moves, descriptions of iterations, notes and metadata of arti
 3: metric series per (iteration, key, group) in last_metrics, segments and tiles, tiles
 with client times; 4: media, histograms, checkpoints, model versions' checkpoint; 5: params
 per (iteration, section, key) with their type, iterations' config and cloned_from;
-6: model_uses."""
+6: model_uses; 7: a tile's max point is a number wherever the tile has one (was NaN
+if the tile held a NaN)."""
 
 
 def schema_sql() -> str:
@@ -121,6 +122,7 @@ class DuckDBProjectionStore:
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._offsets: dict[int, int] | None = None
         self._series: dict[tuple[str, str, str], int] | None = None
+        self._hot = 0  # points in the hot table: counted once at open, then kept here
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
         try:
@@ -153,6 +155,7 @@ class DuckDBProjectionStore:
         check_files(registered, self.segments_dir, self.tiles_dir)
         self._refresh_metrics_view()
         self.next_offsets()  # cached from here on: waiting readers never touch self.conn
+        self._hot = int(self._scalar("SELECT count(*) FROM metric_points_hot_data"))
 
     def _check_format(self) -> None:
         """ProjectionOutdated unless the store is new or of this release's format."""
@@ -440,8 +443,10 @@ class DuckDBProjectionStore:
                     if rows:
                         self._insert(table, self._to_arrow(table, rows), replace=False)
                 new_series: dict[tuple[str, str, str], int] = {}
+                appended = 0
                 if writes.metric_points is not None and writes.metric_points.num_rows:
                     self._insert_points(writes.metric_points, new_series)
+                    appended = writes.metric_points.num_rows
                 if writes.applied_event_ids:
                     ids = pa.table({"event_id": writes.applied_event_ids})
                     self._insert("applied_events", ids, replace=False)
@@ -455,6 +460,7 @@ class DuckDBProjectionStore:
                 conn.execute("ROLLBACK")
                 raise
             self._offsets = {**self.next_offsets(), **writes.next_offsets}
+            self._hot += appended  # committed: a rolled-back batch never gets here
             if new_series and self._series is not None:
                 self._series.update(new_series)
             if writes.num_points:
@@ -462,7 +468,10 @@ class DuckDBProjectionStore:
 
     # -- metric segments -----------------------------------------------------
     def hot_points(self) -> int:
-        return int(self._scalar("SELECT count(*) FROM metric_points_hot_data"))
+        """The points in the hot table, kept in memory (counting them after every batch
+        cost a scan of the table per batch): set when the store opens, grown by each
+        committed batch, zero once compacted."""
+        return self._hot
 
     def maybe_compact(self, idle: bool = True) -> None:
         """Compact once the hot table holds `hot_points_limit` points -- or, while batches
@@ -515,6 +524,7 @@ class DuckDBProjectionStore:
             raise
         if not replaced:
             self._series = {}  # numbering starts again with the next hot point
+            self._hot = 0
         self._refresh_metrics_view()
         self._retire(replaced)
 
