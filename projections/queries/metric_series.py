@@ -87,9 +87,10 @@ _POINT = (
     " 'partition': \"partition\", 'offset': \"offset\", 'seq': seq}"
 )
 # The min point: lowest value (NaN sorts highest), then lowest step, then earliest logged;
-# the max point: highest value, then lowest step, then earliest logged.
+# the max point: highest number (a NaN only where there is no number: a spike must survive
+# a missing value beside it), then lowest step, then earliest logged.
 _LOW = f'arg_min({_POINT}, (value, step, "partition", "offset", seq))'
-_HIGH = f'arg_max({_POINT}, (value, -step, -"partition", -"offset", -seq))'
+_HIGH = f'arg_max({_POINT}, (NOT isnan(value), value, -step, -"partition", -"offset", -seq))'
 
 
 def tiles_sql(source: str) -> str:
@@ -110,7 +111,7 @@ def downsampled(
     group: str = "",
 ) -> pa.Table:
     """At most `max_points` points (>= 2): the step range is cut into equal buckets and
-    each bucket keeps its min and max point.
+    each bucket keeps its min and max point (a NaN only in a bucket of NaN alone).
 
     Where the range spans at least a quarter of a tile per bucket, buckets are whole tiles
     (at least one) and are answered from the tiles (a few thousand rows for a million
@@ -186,9 +187,10 @@ def _from_tiles(tiles: pa.Table, hot: pa.Table, first: int, width: int) -> pa.Ta
     bucket = (tile - first) // width
     value, nan = cols["value"], np.isnan(cols["value"])
     log_order = (cols["seq"], cols["offset"], cols["partition"], cols["step"])
-    # lexsort: the last key is the primary one. NaN sorts above every number, -0.0 == 0.0.
+    # lexsort: the last key is the primary one. NaN sorts above every number, -0.0 == 0.0;
+    # a bucket's max is a number where it has one.
     lows = np.lexsort((*log_order, value, bucket))
-    highs = np.lexsort((*log_order, -np.where(nan, 0.0, value), ~nan, bucket))
+    highs = np.lexsort((*log_order, -np.where(nan, 0.0, value), nan, bucket))
     keep = np.union1d(_firsts(lows, bucket), _firsts(highs, bucket))
     step, value, at = cols["step"][keep], value[keep], cols["recorded_at"][keep]
     client = cols["client_time"][keep]
@@ -235,7 +237,11 @@ def _from_points(
             SELECT s.*, floor((s.step - n.lo) * $buckets / (n.hi - n.lo + 1))::BIGINT AS bucket
             FROM s, n WHERE n.total > $max
         ),
-        ext AS (SELECT bucket, min(value) AS lo_v, max(value) AS hi_v FROM b GROUP BY bucket),
+        ext AS (
+            SELECT bucket, min(value) AS lo_v,
+                   coalesce(max(value) FILTER (WHERE NOT isnan(value)), max(value)) AS hi_v
+            FROM b GROUP BY bucket
+        ),
         low AS (
             SELECT DISTINCT ON (b.bucket) b.step, b.value, b.recorded_at, b.client_time
             FROM b JOIN ext ON b.bucket = ext.bucket AND b.value = ext.lo_v

@@ -4,8 +4,8 @@ and many series at once (the page's charts: one request for every chart in view)
 The window's points are read with `metric_series.history` (step order); when there are
 more than `max_points`, the window is cut into equal step buckets and each keeps its min
 and max point (ties: the first in step then log order), as the whole-series downsampling
-does -- except that a NaN beside numbers is not a bucket's max here: a chart's spike must
-survive a missing value. `many` reads every asked series in a few queries (tiles,
+does: a NaN beside numbers is never a bucket's max (a chart's spike must survive a
+missing value). `many` reads every asked series in a few queries (tiles,
 uncompacted points, raw points: each one query for all series) instead of a few per
 series, so its cost grows with the points answered, not with the series asked.
 """
@@ -297,7 +297,7 @@ def _from_tile_reads(
 def _extremes(group: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per group, the row of its min point and the row of its max point, chosen as
     `metric_series._from_tiles` chooses them: the lowest value (a NaN only in a group of
-    NaN alone) and the highest (a NaN if the group has one), ties to the lowest step,
+    NaN alone) and the highest (likewise), ties to the lowest step,
     partition, offset, seq, then the earlier row. Only the rows holding their group's
     extreme value are sorted by those ties (a few per group): no sort of every row by
     seven keys."""
@@ -310,9 +310,8 @@ def _extremes(group: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[np.ndarra
     low = np.repeat(np.minimum.reduceat(np.where(nan, np.inf, value), starts), sizes)
     high = np.repeat(np.maximum.reduceat(np.where(nan, -np.inf, value), starts), sizes)
     all_nan = np.repeat(np.logical_and.reduceat(nan, starts), sizes)
-    any_nan = np.repeat(np.logical_or.reduceat(nan, starts), sizes)
     at_low = np.where(all_nan, nan, ~nan & (value == low))
-    at_high = np.where(any_nan, nan, value == high)
+    at_high = np.where(all_nan, nan, ~nan & (value == high))
     return _first_by_log(order[at_low], group, cols), _first_by_log(order[at_high], group, cols)
 
 

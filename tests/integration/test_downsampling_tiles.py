@@ -15,6 +15,7 @@ from deardiary.projections.fold import fold, lookups_for
 from deardiary.projections.queries.metric_series import TILE_STEPS, downsampled, history
 from deardiary.projections.store import DuckDBProjectionStore
 from tests.builders import metrics, records, sweep_start
+from tests.series_reference import Point, bucket_extremes
 
 VALUES = st.one_of(
     st.sampled_from([0.0, -0.0, 1.0, -1.0, math.nan, math.inf, -math.inf]),
@@ -26,12 +27,6 @@ BATCHES = st.lists(
     min_size=3,
     max_size=3,
 )
-
-Point = tuple[int, float, int]  # step, value, log order
-
-
-def _rank(value: float) -> tuple[int, float]:
-    return (1, 0.0) if math.isnan(value) else (0, value + 0.0)
 
 
 def reference(points: Sequence[Point], max_points: int) -> list[tuple[int, str]]:
@@ -46,9 +41,7 @@ def reference(points: Sequence[Point], max_points: int) -> list[tuple[int, str]]
         groups.setdefault((p[0] // TILE_STEPS - first) // width, []).append(p)
     kept: set[Point] = set()
     for group in groups.values():
-        kept.add(min(group, key=lambda p: (_rank(p[1]), p[0], p[2])))
-        top = max(_rank(p[1]) for p in group)
-        kept.add(min((p for p in group if _rank(p[1]) == top), key=lambda p: (p[0], p[2])))
+        kept |= bucket_extremes(group)
     return sorted((s, repr(v + 0.0 if v == 0 else v)) for s, v, _ in kept)
 
 

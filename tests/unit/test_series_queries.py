@@ -13,19 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deardiary.projections.queries.metric_series import downsampled, history
-
-Point = tuple[int, float, int]  # step, value, offset (log order)
+from tests.series_reference import Point, bucket_extremes
 
 VALUES = st.one_of(
     st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, math.nan, math.inf, -math.inf]),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
 )
 POINTS = st.lists(st.tuples(st.integers(0, 60), VALUES), min_size=1, max_size=120)
-
-
-def _order(value: float) -> tuple[int, float]:
-    """DuckDB's order for doubles: NaN above everything, -0.0 equal to 0.0."""
-    return (1, 0.0) if math.isnan(value) else (0, value + 0.0)
 
 
 def reference(points: Sequence[Point], max_points: int) -> list[tuple[int, str]]:
@@ -40,10 +34,7 @@ def reference(points: Sequence[Point], max_points: int) -> list[tuple[int, str]]
             groups.setdefault(math.floor((p[0] - lo) * buckets / (hi - lo + 1)), []).append(p)
         kept = []
         for group in groups.values():
-            low = min(group, key=lambda p: (_order(p[1]), p[0], p[2]))
-            top = max(_order(p[1]) for p in group)
-            high = min((p for p in group if _order(p[1]) == top), key=lambda p: (p[0], p[2]))
-            kept += [low] if low == high else [low, high]
+            kept += bucket_extremes(group)
     return sorted((s, repr(v + 0.0 if v == 0 else v)) for s, v, _ in set(kept))
 
 

@@ -206,3 +206,25 @@ def test_min_max_matches_a_plain_reference() -> None:
             kept.add(min(rows, key=lambda i: (-values[i], i)))
         assert sorted(got["step"].to_pylist()) == sorted(int(steps[i]) for i in kept)
         assert got.num_rows == len(kept) <= max_points
+
+
+def test_a_spike_beside_a_nan_shows_whole_and_zoomed(tmp_path: Path) -> None:
+    """A bucket's max is its highest number, never a NaN beside it: from the uncompacted
+    points, from the tiles (the whole series), and in a zoomed window alike."""
+    c = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool")
+    with c.start_iteration(project="p", experiment="e", capture_env=False) as it:
+        for step in range(20_000):
+            value = {10_000: 9.0, 10_001: float("nan")}.get(step, 1.0)
+            it.log_metric("loss", value, step=step)
+    c.flush()
+    c.close()
+    with EmbeddedStore(tmp_path / "data") as store:
+        store.catch_up()
+        for compacted in (False, True):
+            if compacted:
+                store.store.compact()
+            conn = store.store.reader()
+            for lo, hi in ((None, None), (0, 19_999), (9_000, 11_000)):
+                got = series_window.window(conn, it.id, "loss", lo, hi, 100, "")
+                assert 9.0 in got["value"].to_pylist(), (compacted, lo, hi)
+            conn.close()
