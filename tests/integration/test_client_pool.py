@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import shutil
+import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +24,10 @@ from deardiary.schemas.errors import InvalidArgument, Unavailable
 
 
 class _Server:
-    def __init__(self, keepalive_s: float) -> None:
+    def __init__(self, keepalive_s: float, tls: ssl.SSLContext | None = None) -> None:
         self.peers: list[int] = []
         self.keepalive_s = keepalive_s
+        self.tls = tls
         self.url = ""
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -67,10 +72,10 @@ class _Server:
         asyncio.set_event_loop(self._loop)
         runner = web.AppRunner(self._app(), keepalive_timeout=self.keepalive_s)
         self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls)
         self._loop.run_until_complete(site.start())
         port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"https://localhost:{port}" if self.tls else f"http://127.0.0.1:{port}"
         self._runner = runner
         self._ready.set()
         self._loop.run_forever()
@@ -192,6 +197,56 @@ def test_proxy_variables_are_honoured_but_not_for_loopback(
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_a_plain_http_pool_never_imports_the_socket_module(server: _Server) -> None:
+    """http:// talks over the C socket (`socket` costs a trial process ~5 ms of enums)."""
+    probe = (
+        "import sys\n"
+        "from deardiary.pool import HttpPool\n"
+        "pool = HttpPool(sys.argv[1])\n"
+        "assert pool.get('/ok', params={'a': 1}).json()['q'] == {'a': '1'}\n"
+        "assert pool.post('/echo', content=b'x' * 100_000).content == b'x' * 100_000\n"
+        "print('socket' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, server.url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_verifies_the_server_and_keeps_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS on top of the pool's own socket: a server certificate the system trusts (here
+    via SSL_CERT_FILE) is accepted, the connection is kept, and one not trusted fails
+    to connect."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
+    subprocess.run(
+        [*request, "-keyout", str(key), "-out", str(cert), *subject],
+        check=True,
+        capture_output=True,
+    )
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    with _Server(keepalive_s=30, tls=tls) as running:
+        untrusted = HttpPool(running.url, timeout=10)
+        with pytest.raises(ConnectFailed):
+            untrusted.get("/ok")
+        untrusted.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        pool = HttpPool(running.url, timeout=10)
+        try:
+            assert pool.get("/ok", params={"n": 1}).json() == {"q": {"n": "1"}, "path": "/ok"}
+            assert pool.post("/echo", content=b"y" * 200_000).content == b"y" * 200_000
+            assert pool.get("/ok").status_code == 200
+        finally:
+            pool.close()
+        assert len(set(running.peers)) == 1  # one TLS connection, kept
 
 
 def test_urls_and_query_strings() -> None:
