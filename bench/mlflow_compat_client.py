@@ -7,7 +7,9 @@ Usage: python mlflow_compat_client.py URL WORKLOAD ARGS... ; prints one JSON lin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import statistics
 import sys
@@ -28,6 +30,27 @@ BATCH = 1000  # MLflow's maximum metrics per log_batch request
 SETUP_THREADS = 4
 TOKEN = re.compile(rb'"next_page_token"\s*:\s*"([^"]*)"')
 FILTER = "params.lr = '0.01' and metrics.loss < 0.5 and tags.group != 'g3'"
+SERVER_PID = "COMPAT_SERVER_PID"
+"""The environment variable naming the server's process (set by mlflow_compat_workloads.py):
+each timed step also reports the CPU the server (and its worker processes) used for it."""
+
+
+def server_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds a process and its children (MLflow's uvicorn workers) have used so far,
+    from /proc; 0.0 when no server process is named."""
+    if pid is None:
+        named = os.environ.get(SERVER_PID)
+        if not named:
+            return 0.0
+        pid = int(named)
+    total = 0.0
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # gone meanwhile
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            total += sum(server_cpu_s(int(child)) for child in children.read().split())
+    return total
 
 
 def _experiment(client: MlflowClient, name: str) -> str:
@@ -42,14 +65,20 @@ def _experiment(client: MlflowClient, name: str) -> str:
 
 
 def _timed(fn: Callable[[], object], repeat: int = 3) -> dict[str, Any]:
-    """Median wall and client-CPU milliseconds of `fn` over `repeat` calls."""
+    """Median wall and client-CPU milliseconds of `fn` over `repeat` calls, and the server's
+    CPU milliseconds per call (the mean: /proc counts in 10 ms ticks)."""
     wall, cpu = [], []
+    server = server_cpu_s()
     for _ in range(repeat):
         w, c = time.perf_counter(), time.process_time()
         fn()
         wall.append((time.perf_counter() - w) * 1000)
         cpu.append((time.process_time() - c) * 1000)
-    return {"ms": statistics.median(wall), "client_cpu_ms": statistics.median(cpu)}
+    return {
+        "ms": statistics.median(wall),
+        "client_cpu_ms": statistics.median(cpu),
+        "server_cpu_ms": (server_cpu_s() - server) * 1000 / repeat,
+    }
 
 
 def ingest(url: str, points: int, name: str) -> dict[str, object]:

@@ -26,13 +26,19 @@ HERE = Path(__file__).resolve().parent
 CLIENT = HERE / "mlflow_compat_client.py"
 
 
-def _client(url: str, *args: str) -> dict[str, Any]:
+def _env(server_pid: int) -> dict[str, str]:
+    """The client's environment: it measures the server's CPU around each timed step."""
+    return {**os.environ, "COMPAT_SERVER_PID": str(server_pid)}
+
+
+def _client(url: str, server_pid: int, *args: str) -> dict[str, Any]:
     out = subprocess.run(
         [str(mlw.PYTHON), str(CLIENT), url, *args],
         capture_output=True,
         text=True,
         timeout=3600,
         check=True,
+        env=_env(server_pid),
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -99,8 +105,8 @@ def _side(url: str, pid: int, scale: dict[str, int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("ingest", lambda: _ingest(url, scale["compat_ingest"], scale["compat_procs"])),
-        ("history", lambda: _client(url, "history", str(scale["compat_history"]))),
-        ("search", lambda: _client(url, "search", str(scale["compat_runs"]))),
+        ("history", lambda: _client(url, pid, "history", str(scale["compat_history"]))),
+        ("search", lambda: _client(url, pid, "search", str(scale["compat_runs"]))),
     ]
     for name, run in steps:
         before = _tree_cpu(pid)
@@ -153,7 +159,14 @@ def _n(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
 
 
-Row = tuple[str, float | None, float | None, str, str, str]
+Row = tuple[str, float | None, float | None, str, str, str, str]
+
+
+def _servers_cpu(d: float | None, m: float | None) -> str:
+    """The servers' CPU milliseconds per call, DearDiary / MLflow, and the ratio."""
+    if d is None or m is None:
+        return ""
+    return f"{_n(d)} / {_n(m)} ms ({_ratio(m, d)})"
 
 
 def _read_rows(name: str, d: dict[str, Any], m: dict[str, Any]) -> list[Row]:
@@ -167,6 +180,7 @@ def _read_rows(name: str, d: dict[str, Any], m: dict[str, Any]) -> list[Row]:
             _ratio(m["ms"], d["ms"]),
             f"{_n(own)} ms",
             _ratio(m["ms"], own),
+            _servers_cpu(d.get("server_cpu_ms"), m.get("server_cpu_ms")),
         )
     ]
     if "server" in d and "server" in m:
@@ -178,6 +192,7 @@ def _read_rows(name: str, d: dict[str, Any], m: dict[str, Any]) -> list[Row]:
                 _ratio(m["server"]["ms"], d["server"]["ms"]),
                 "",
                 "",
+                _servers_cpu(d["server"].get("server_cpu_ms"), m["server"].get("server_cpu_ms")),
             )
         )
     return rows
@@ -193,6 +208,10 @@ def report_section(r: dict[str, Any]) -> list[str]:
     d, m = c["deardiary"], c["mlflow"]
     di, mi = d["ingest"], m["ingest"]
     batches = di["points"] / 1000
+    per_request = (
+        di["server_cpu_s"] * 1000 / batches,
+        mi["server_cpu_s"] * 1000 / (mi["points"] / 1000),
+    )
     rows: list[Row] = [
         (
             f"log_batch ingest, {di['procs']} processes (points/s)",
@@ -201,13 +220,14 @@ def report_section(r: dict[str, Any]) -> list[str]:
             _ratio(di["points_per_s"], mi["points_per_s"]),
             f"{_n(di['client_ceiling_points_per_s'])} points/s",
             _ratio(di["client_ceiling_points_per_s"], mi["points_per_s"]),
+            _servers_cpu(*per_request),
         ),
         (
             "log_batch, the server's CPU per 1,000-point request (ms)",
-            di["server_cpu_s"] * 1000 / batches,
-            mi["server_cpu_s"] * 1000 / (mi["points"] / 1000),
+            *per_request,
             _ratio(mi["server_cpu_s"] / mi["points"], di["server_cpu_s"] / di["points"]),
             f"{_n(di['client_cpu_s'] * 1000 / batches)} ms",
+            "",
             "",
         ),
         *_read_rows(
@@ -272,13 +292,18 @@ def report_section(r: dict[str, Any]) -> list[str]:
         " client (last column). The servers' answer alone is the same request (same query or"
         " JSON body, same pages) sent with plain `requests` and its answer read whole but not"
         " parsed: what each server costs, without the client's protobuf decoding. Ingest's"
-        " ceiling: the clients' CPU spread over every core, as if the server cost nothing.",
+        " ceiling: the clients' CPU spread over every core, as if the server cost nothing."
+        " The last column is each server's own CPU per call (per request for ingest, its"
+        " fold included; with MLflow's uvicorn workers), read from /proc around the timed"
+        " calls: the client's own CPU beside both servers' says where a call's time goes.",
         "",
-        "| measure | DearDiary | MLflow | DearDiary advantage | the client's own"
-        " | most possible through the client |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| measure | DearDiary | MLflow | DearDiary advantage | the client's own CPU"
+        " | most possible through the client | the servers' CPU per call (DearDiary / MLflow) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += [f"| {a} | {_n(b)} | {_n(cc)} | {dd} | {e} | {f} |" for a, b, cc, dd, e, f in rows]
+    lines += [
+        f"| {a} | {_n(b)} | {_n(cc)} | {dd} | {e} | {f} | {g} |" for a, b, cc, dd, e, f, g in rows
+    ]
     if bound:
         lines += [
             "",

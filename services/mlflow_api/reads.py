@@ -112,6 +112,19 @@ def run_page(
     return rows(conn, sql, [*params, limit, offset])
 
 
+RUN_DATA_SQL = """
+SELECT iteration_id, FALSE AS metric, key, '' AS "group", value AS text, NULL::DOUBLE AS value,
+       NULL::BIGINT AS step, NULL::BIGINT AS timestamp
+FROM params WHERE iteration_id IN (SELECT unnest($1))
+UNION ALL
+SELECT iteration_id, TRUE, key, "group", NULL, "last", last_step, epoch_ms(last_recorded_at)
+FROM last_metrics WHERE iteration_id IN (SELECT unnest($1))
+ORDER BY iteration_id, metric, "group", key
+"""
+"""Params and latest metrics of some runs in one statement (DuckDB plans each statement
+anew, ~3 ms apiece; `IN (SELECT unnest(...))` beats `list_contains` on long lists)."""
+
+
 def run_data(
     conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]
 ) -> tuple[dict[str, list[Row]], dict[str, list[Row]]]:
@@ -121,22 +134,21 @@ def run_data(
     metrics: dict[str, list[Row]] = {r: [] for r in ids}
     if not ids:
         return params, metrics
-    for row in rows(
-        conn,
-        "SELECT iteration_id, key, value FROM params WHERE list_contains(?, iteration_id)"
-        " ORDER BY iteration_id, key",
-        [ids],
-    ):
-        params[row["iteration_id"]].append(row)
-    for row in rows(
-        conn,
-        'SELECT iteration_id, key, "group", "last" AS value, last_step AS step,'
-        " epoch_ms(last_recorded_at) AS timestamp FROM last_metrics"
-        ' WHERE list_contains(?, iteration_id) ORDER BY iteration_id, "group", key',
-        [ids],
-    ):
-        row["key"] = mlflow_key(row["key"], row.pop("group"))
-        metrics[row["iteration_id"]].append(row)
+    for run_id, metric, key, group, text, value, step, timestamp in conn.execute(
+        RUN_DATA_SQL, [ids]
+    ).fetchall():
+        if metric:
+            metrics[run_id].append(
+                {
+                    "iteration_id": run_id,
+                    "key": mlflow_key(key, group),
+                    "value": value,
+                    "step": step,
+                    "timestamp": timestamp,
+                }
+            )
+        else:
+            params[run_id].append({"iteration_id": run_id, "key": key, "value": text})
     return params, metrics
 
 

@@ -60,7 +60,11 @@ class Renderer:
         self.default_experiment = ids.default_experiment(default_project)
 
     def experiment_id(self, experiment_id: str) -> str:
-        return ids.experiment_to_mlflow(experiment_id, self.default_project)
+        """MLflow's id of one of our experiments (``0`` for the default one: compared with
+        the id derived once, not derived again for every run rendered)."""
+        return (
+            ids.DEFAULT_EXPERIMENT_ID if experiment_id == self.default_experiment else experiment_id
+        )
 
     def experiment(self, row: Row) -> dict[str, Any]:
         mlflow_id = self.experiment_id(row["experiment_id"])

@@ -23,7 +23,8 @@ def test_the_mlflow_client_section_renders_each_row_and_its_ceiling() -> None:
     from mlflow_compat_workloads import report_section
 
     def read(ms: float, own: float, alone: float) -> dict[str, object]:
-        return {"ms": ms, "client_cpu_ms": own, "server": {"ms": alone, "client_cpu_ms": 1.0}}
+        server = {"ms": alone, "client_cpu_ms": 1.0, "server_cpu_ms": alone / 2}
+        return {"ms": ms, "client_cpu_ms": own, "server_cpu_ms": ms / 4, "server": server}
 
     def side(points_per_s: float, cpu: float, ms: float) -> dict[str, object]:
         return {
@@ -63,6 +64,13 @@ def test_the_mlflow_client_section_renders_each_row_and_its_ceiling() -> None:
     )
     assert "| get_metric_history, 100,000 points, the servers' answer alone (ms) | 400" in page
     assert "3,000 ms | 6.7x |" in page  # MLflow's time over the client's own
+    # each server's own CPU per call beside the client's, through the client and alone
+    assert "3,000 ms | 6.7x | 1,000 / 5,000 ms (5.0x) |" in page
+    assert (
+        "the servers' answer alone (ms) | 400 | 2,000 | 5.0x |  |  | 200 / 1,000 ms (5.0x) |"
+        in page
+    )
+    assert "| 20,000 | 2,000 | 10.0x | 50,000 points/s | 25.0x | 20.0 / 200 ms (10.0x) |" in page
     assert "MLflow 1.5." in page
     assert "out of reach for any server on get_metric_history (MLflow 20,000 ms" in page
     assert "DearDiary 6.0 s (the clients alone 4.0 s), MLflow 24.0 s" in page  # 2 cores
