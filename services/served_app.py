@@ -8,7 +8,8 @@ the ingest authoriser. What differs between the modes comes in as `Serving`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -53,8 +54,6 @@ class Serving:
     sandbox: SqlSandbox
     settings: ServerSettings
     append: Callable[[Sequence[Envelope]], list[LogPosition]]
-    append_applied: Callable[[Sequence[Envelope]], Awaitable[None]]
-    """Append and return once the reads show it (a new project's grants, under auth)."""
     readiness: Callable[[], Readiness]
     ingest_checks: Executor
     on_appended: Callable[[list[LogPosition]], None] | None = None
@@ -80,7 +79,15 @@ def served_app(s: Serving, auth: bool, bind_host: str | None = None) -> web.Appl
         app = build_app(parts, middlewares=[host_check(bind_host, allowed), *s.guards])
         return mount_web(install(app, s.sandbox))
     reader = s.ctx.reader
-    authorize = IngestAuthorizer(s.parents, reader, s.append_applied, s.artifacts, s.ingest_checks)
+
+    async def append_applied(envelopes: Sequence[Envelope]) -> None:
+        """Append, then wait (holding no thread) until reads show it: a new project's
+        grants, decided by the log, before the batch's permissions are checked."""
+        loop = asyncio.get_running_loop()
+        positions = await loop.run_in_executor(s.ingest_checks, s.append, envelopes)
+        await s.ctx.wait(applied_target(positions))
+
+    authorize = IngestAuthorizer(s.parents, reader, append_applied, s.artifacts, s.ingest_checks)
     middleware = AuthMiddleware(
         s.identity,
         reader,

@@ -4,7 +4,6 @@ one process over one data folder.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import os
@@ -149,11 +148,6 @@ class EmbeddedServer:
     async def _caught_up(self) -> None:
         await self.ctx.wait({})
 
-    async def _append_applied(self, envelopes: Sequence[Envelope]) -> None:
-        loop = asyncio.get_running_loop()
-        positions = await loop.run_in_executor(self._ingest_checks, self.append, envelopes)
-        await self.ctx.wait(applied_target(positions))
-
     def app(self, bind_host: str | None = None) -> web.Application:
         return served_app(
             Serving(
@@ -165,7 +159,6 @@ class EmbeddedServer:
                 sandbox=self.sandbox,
                 settings=self.settings,
                 append=self.append,
-                append_applied=self._append_applied,
                 readiness=self.readiness,
                 ingest_checks=self._ingest_checks,
                 on_appended=self._woken,

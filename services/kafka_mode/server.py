@@ -11,7 +11,6 @@ until the workers have published up to it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.sandbox import SqlSandbox
-from deardiary.services.served_app import Serving, applied_target, served_app
+from deardiary.services.served_app import Serving, served_app
 from deardiary.services.server import utc_now
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import LagClock, Readiness, published_readiness
@@ -92,12 +91,6 @@ class KafkaServer:
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
         return self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
 
-    async def append_applied(self, envelopes: Sequence[Envelope]) -> None:
-        """Append, then wait (holding no thread) until the workers published it."""
-        loop = asyncio.get_running_loop()
-        positions = await loop.run_in_executor(self._ingest_checks, self.append, envelopes)
-        await self.ctx.wait(applied_target(positions))
-
     def app(self, bind_host: str | None = None) -> web.Application:
         return served_app(
             Serving(
@@ -109,7 +102,6 @@ class KafkaServer:
                 sandbox=self.sandbox,
                 settings=self.settings,
                 append=self.append,
-                append_applied=self.append_applied,
                 readiness=self.readiness,
                 ingest_checks=self._ingest_checks,
             ),
