@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 from aiohttp import StreamReader, web
@@ -33,6 +33,7 @@ from deardiary.schemas.errors import Conflict, InvalidArgument, NotFound, Resour
 from deardiary.schemas.events import ArtifactBackend, ArtifactStored
 from deardiary.services.artifacts import (
     CHUNK,
+    ArtifactStore,
     StoredBlob,
     media_type,
     served_media_type,
@@ -185,36 +186,48 @@ class ArtifactRoutes:
         wanted = request.match_info["artifact_id"]
         await self.ctx.wait(q.min_offsets(request))
         row = (await self.ctx.run(lambda c: get_entity(c, "artifacts", wanted))).to_pylist()[0]
-        content_hash, size = str(row["content_hash"]), int(row["size_bytes"])
-        loop = asyncio.get_running_loop()
         with self._transfer(request):
-            stored = await loop.run_in_executor(self._pool, self.ctx.artifacts.size, content_hash)
-            if stored is None:
-                raise NotFound(f"the bytes of artifact {wanted!r} are missing from the store")
-            if stored != size:
-                raise Conflict(
-                    f"artifact {wanted!r} records {size} bytes but the store holds {stored};"
-                    " the record is damaged",
-                    {"recorded_size_bytes": size, "stored_size_bytes": stored},
-                )
-            chunks = await loop.run_in_executor(self._pool, self.ctx.artifacts.open, content_hash)
-            response = web.StreamResponse(headers=download_headers(row, size))
-            try:
-                await response.prepare(request)
-                sent = 0
-                while sent < size:
-                    chunk = await loop.run_in_executor(self._pool, next, chunks, b"")
-                    if not chunk:
-                        break
-                    chunk = chunk[: size - sent]
-                    await response.write(chunk)
-                    sent += len(chunk)
-                await response.write_eof()
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    await loop.run_in_executor(self._pool, close)
-        return response
+            return await send_blob(request, self.ctx.artifacts, self._pool, row, repr(wanted))
+
+
+async def send_blob(
+    request: web.Request,
+    store: ArtifactStore,
+    pool: concurrent.futures.Executor,
+    row: dict[str, Any],
+    label: str,
+) -> web.StreamResponse:
+    """Stream the bytes an artifact record names, in chunks read on `pool`; bytes missing
+    or of another size than recorded are a clear error before anything is sent."""
+    loop = asyncio.get_running_loop()
+    content_hash, size = str(row["content_hash"]), int(row["size_bytes"])
+    stored = await loop.run_in_executor(pool, store.size, content_hash)
+    if stored is None:
+        raise NotFound(f"the bytes of artifact {label} are missing from the store")
+    if stored != size:
+        raise Conflict(
+            f"artifact {label} records {size} bytes but the store holds {stored};"
+            " the record is damaged",
+            {"recorded_size_bytes": size, "stored_size_bytes": stored},
+        )
+    chunks = await loop.run_in_executor(pool, store.open, content_hash)
+    response = web.StreamResponse(headers=download_headers(row, size))
+    try:
+        await response.prepare(request)
+        sent = 0
+        while sent < size:
+            chunk = await loop.run_in_executor(pool, next, chunks, b"")
+            if not chunk:
+                break
+            chunk = chunk[: size - sent]
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await loop.run_in_executor(pool, close)
+    return response
 
 
 def download_headers(row: dict[str, object], size: int) -> dict[str, str]:

@@ -35,7 +35,7 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from deardiary.schemas.errors import Conflict, NotFound, ResourceExhausted
+from deardiary.schemas.errors import ResourceExhausted
 from deardiary.schemas.events import ArtifactBackend, ArtifactStored, EntityDeleted, EntityKind
 from deardiary.services.artifacts import StoredBlob, media_type, validate_name
 from deardiary.services.artifacts.routes import (
@@ -45,7 +45,7 @@ from deardiary.services.artifacts.routes import (
     TRANSFERS_PER_USER,
     BodyReader,
     artifact_id,
-    download_headers,
+    send_blob,
 )
 from deardiary.services.auth.permissions import Action, check
 from deardiary.services.http.query_params import query
@@ -273,35 +273,9 @@ class ArtifactProxy:
         return await self._send(request, row)
 
     async def _send(self, request: web.Request, row: dict[str, Any]) -> web.StreamResponse:
-        store, loop = self.ctx.artifacts, asyncio.get_running_loop()
-        content_hash, size = str(row["content_hash"]), int(row["size_bytes"])
         async with self.transfers.slot(request):
-            stored = await loop.run_in_executor(self.transfers.pool, store.size, content_hash)
-            if stored is None:
-                raise NotFound(f"the bytes of artifact {row['name']!r} are missing from the store")
-            if stored != size:
-                raise Conflict(
-                    f"artifact {row['name']!r} records {size} bytes but the store holds"
-                    f" {stored}; the record is damaged"
-                )
-            chunks = await loop.run_in_executor(self.transfers.pool, store.open, content_hash)
-            response = web.StreamResponse(headers=download_headers(row, size))
-            try:
-                await response.prepare(request)
-                sent = 0
-                while sent < size:
-                    chunk = await loop.run_in_executor(self.transfers.pool, next, chunks, b"")
-                    if not chunk:
-                        break
-                    chunk = chunk[: size - sent]
-                    await response.write(chunk)
-                    sent += len(chunk)
-                await response.write_eof()
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    await loop.run_in_executor(self.transfers.pool, close)
-        return response
+            label = repr(row["name"])
+            return await send_blob(request, self.ctx.artifacts, self.transfers.pool, row, label)
 
     async def upload(self, request: web.Request) -> Json:
         path, caller = self._path(request), principal(request)
