@@ -130,18 +130,7 @@ def run_all(work: Path, scale: dict[str, int]) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     store = work / "compat-mlflow"
     store.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        str(mlw.VENV / "bin" / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{store / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(store / "art"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    cmd = mlw.server_cmd(store, port)
     results["load"]["mlflow"] = os.getloadavg()[0]
     # MLflow's server starts 4 workers, each importing mlflow: minutes on a loaded machine
     with running(cmd, f"{url}/health", work / "mlflow-compat.log", start_timeout=600) as p:

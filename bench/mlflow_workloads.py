@@ -47,16 +47,10 @@ def _client(url: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def run_all(
-    work: Path, ingest_points: int, procs: int, sweep_runs: int, calls: tuple[int, int]
-) -> dict[str, Any]:
-    """Every MLflow row; `calls` is how many synchronous and asynchronous log_metric calls
-    are timed."""
-    data = work / "mlflow"
-    data.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [
+def server_cmd(data: Path, port: int) -> list[str]:
+    """MLflow's tracking server over a SQLite store and artifact folder in `data`, on a
+    loopback port."""
+    return [
         str(VENV / "bin" / "mlflow"),
         "server",
         "--backend-store-uri",
@@ -68,6 +62,18 @@ def run_all(
         "--port",
         str(port),
     ]
+
+
+def run_all(
+    work: Path, ingest_points: int, procs: int, sweep_runs: int, calls: tuple[int, int]
+) -> dict[str, Any]:
+    """Every MLflow row; `calls` is how many synchronous and asynchronous log_metric calls
+    are timed."""
+    data = work / "mlflow"
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = server_cmd(data, port)
     results: dict[str, Any] = {}
     with running(cmd, f"{url}/health", work / "mlflow.log") as server:
         results["call"] = _client(url, "call", str(calls[0]), str(calls[1]))

@@ -247,18 +247,7 @@ def mlflow_side(
     data, port = work / "ml-trial-sweep", free_port()
     data.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
-    cmd = [
-        str(mlw.VENV / "bin" / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{data / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(data / "art"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    cmd = mlw.server_cmd(data, port)
     out: dict[str, Any] = {"trials": trials, "parallel": parallel, "scaled_to": scaled_to}
     trial = [py, str(HERE / "mlflow_trial.py"), url]
     with running(cmd, f"{url}/health", work / "ml-trials.log"):

@@ -333,18 +333,7 @@ def _mlflow_server(data: Path, log: Path) -> Iterator[str]:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [
-        str(mlflow_workloads.VENV / "bin" / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{data / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(data / "art"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    cmd = mlflow_workloads.server_cmd(data, port)
     with running(cmd, f"{url}/health", log, start_timeout=300):
         yield url
 
