@@ -11,12 +11,13 @@ server over HTTP: the same pattern as tests/e2e/test_auth.py.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import msgspec
 
@@ -157,8 +158,9 @@ def _tenant(url: str, user: str, password: str, headers: Headers, tag: str, spoo
     return Tenant(project, found, content, up.json()["content_hash"], leakable)
 
 
-def _credential_hashes(server: EmbeddedServer) -> list[str]:
-    conn = server.embedded.store.reader()
+def credential_hashes(reader: Callable[[], duckdb.DuckDBPyConnection]) -> list[str]:
+    """Every stored password and token hash, whole and in parts: no response may show one."""
+    conn = reader()
     try:
         found = conn.sql(
             "SELECT password_hash AS h FROM users UNION ALL SELECT token_hash FROM access_tokens"
@@ -211,7 +213,7 @@ def auth_world(tmp: Path) -> Iterator[AuthWorld]:
             server=server,
             data=data,
             admin=admin,
-            credential_hashes=_credential_hashes(server),
+            credential_hashes=credential_hashes(server.embedded.store.reader),
             **people(url, admin, tmp),
         )
     finally:

@@ -27,6 +27,7 @@ from tests.faults.auth_world import (
     ADMIN_PW,
     RITA_PW,
     AuthWorld,
+    credential_hashes,
     login,
     people,
 )
@@ -59,18 +60,6 @@ def _until_published(server: KafkaServer, user: str, workers: Workers) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{user} was not published\n{workers.tails()}")
         time.sleep(0.2)
-
-
-def _credential_hashes(server: KafkaServer) -> list[str]:
-    conn = server.view.reader()
-    try:
-        found = conn.sql(
-            "SELECT password_hash AS h FROM users UNION ALL SELECT token_hash FROM access_tokens"
-        ).fetchall()
-    finally:
-        conn.close()
-    hashes = [str(row[0]) for row in found]
-    return hashes + [part for h in hashes for part in h.split("$") if len(part) >= 16]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +99,7 @@ def world(
             server=cast(EmbeddedServer, server),
             data=data,
             admin=admin,
-            credential_hashes=_credential_hashes(server),
+            credential_hashes=credential_hashes(server.view.reader),
             **people(url, admin, tmp),
         )
     finally:
