@@ -64,6 +64,8 @@ FROM metric_points_hot_data p JOIN (
 ) s USING (series)
 ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
 """
+KNOWN_KEYS_LIMIT = 200_000
+"""The most keys the store remembers as existing, per table (~100 bytes each)."""
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
 PROJECTION_FORMAT = 7
 """What the tables hold and how the folds fill them. Bump it with any change of schema.sql
@@ -123,6 +125,9 @@ class DuckDBProjectionStore:
         self._offsets: dict[int, int] | None = None
         self._series: dict[tuple[str, str, str], int] | None = None
         self._hot = 0  # points in the hot table: counted once at open, then kept here
+        # Keys known to exist, by table: rows are never deleted (a replaced row keeps its
+        # key), so once seen a key needs no lookup again. Bounded: cleared when full.
+        self._known: dict[str, set[Key]] = {}
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
         try:
@@ -215,13 +220,21 @@ class DuckDBProjectionStore:
         for table, keys in lookups.keys.items():
             prior.rows[table] = self._rows_by_key(table, keys)
         for table, keys in lookups.exists.items():
-            prior.existing[table] = self._existing_keys(
-                table, keys - set(prior.rows.get(table, {}))
-            )
+            known = self._known.get(table, set())
+            present = self._existing_keys(table, keys - known - set(prior.rows.get(table, {})))
+            self._remember(table, present)
+            prior.existing[table] = present | (keys & known)
         if lookups.model_versions_of:
             rows = self._rows_where("model_versions", "model_id", lookups.model_versions_of)
             prior.rows.setdefault("model_versions", {}).update(rows)
         return prior
+
+    def _remember(self, table: str, keys: set[Key] | list[Key]) -> None:
+        """Note keys of `table` that exist in the committed state."""
+        known = self._known.setdefault(table, set())
+        if len(known) + len(keys) > KNOWN_KEYS_LIMIT:
+            known.clear()
+        known.update(keys)
 
     @staticmethod
     def _wanted(table: str, keys: set[Key]) -> tuple[pa.Table, str]:
@@ -450,17 +463,27 @@ class DuckDBProjectionStore:
                 if writes.applied_event_ids:
                     ids = pa.table({"event_id": writes.applied_event_ids})
                     self._insert("applied_events", ids, replace=False)
+                stored = self.next_offsets()
                 for partition, offset in sorted(writes.next_offsets.items()):
-                    conn.execute(
-                        "INSERT OR REPLACE INTO projection_offsets VALUES (?, ?)",
-                        [partition, offset],
-                    )
+                    if partition in stored:  # an UPDATE costs half an INSERT OR REPLACE
+                        conn.execute(
+                            'UPDATE projection_offsets SET next_offset = ? WHERE "partition" = ?',
+                            [offset, partition],
+                        )
+                    else:
+                        conn.execute(
+                            "INSERT INTO projection_offsets VALUES (?, ?)", [partition, offset]
+                        )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             self._offsets = {**self.next_offsets(), **writes.next_offsets}
             self._hot += appended  # committed: a rolled-back batch never gets here
+            for parent in ("iterations", "experiments", "projects"):
+                upserted = writes.upserts.get(parent)
+                if upserted and parent in self._known:
+                    self._remember(parent, [row_key(parent, r) for r in upserted])
             if new_series and self._series is not None:
                 self._series.update(new_series)
             if writes.num_points:
