@@ -14,10 +14,8 @@ import getpass
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from deardiary.reads import HttpReader, LocalReader
 from deardiary.schemas import codec, ids
 from deardiary.schemas.envelope import wrap
 from deardiary.schemas.errors import InvalidArgument, NotFound
@@ -30,12 +28,16 @@ from deardiary.schemas.events import (
     UserAdminSet,
     UserPasswordChanged,
 )
-from deardiary.services.auth.routes import new_user_event
-from deardiary.services.auth.secrets import hash_password, hash_secret, new_secret
-from deardiary.services.embedded import DataPaths
-from deardiary.services.formats import render_table
 from deardiary.services.log import EventLog, LogRecord
-from deardiary.services.log.sqlite import SqliteEventLog
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from deardiary.reads import HttpReader
+
+# The commands' own modules (pyarrow, the readers, auth, the embedded server) are imported
+# by the commands that need them: `deardiary worker` and `serve` parse the same command line
+# and must not pay for them at start.
 
 
 def _append(args: argparse.Namespace, *events: Event) -> None:
@@ -47,6 +49,9 @@ def _append(args: argparse.Namespace, *events: Event) -> None:
 
         log = KafkaEventLog.from_url(args.broker)
     else:
+        from deardiary.services.embedded import DataPaths
+        from deardiary.services.log.sqlite import SqliteEventLog
+
         log = SqliteEventLog(str(DataPaths(args.data).log))
     try:
         envs = [wrap(e, actor="cli") for e in events]
@@ -65,12 +70,16 @@ def _password() -> str:
 
 
 def _users_create(args: argparse.Namespace) -> int:
+    from deardiary.services.auth.routes import new_user_event
+
     _append(args, new_user_event(args.name, _password(), args.admin))
     print(f"user {args.name} created{' (admin)' if args.admin else ''}")
     return 0
 
 
 def _users_passwd(args: argparse.Namespace) -> int:
+    from deardiary.services.auth.secrets import hash_password
+
     _append(
         args,
         UserPasswordChanged(
@@ -92,6 +101,8 @@ _USERS = "SELECT username, is_admin, created_at FROM users ORDER BY username"
 def _users_remote(reader: HttpReader, at: dict[int, int]) -> pa.Table:
     """The users as the server that owns the folder knows them, once it has applied the
     log up to `at` (the user just created with `users create` included)."""
+    import pyarrow as pa
+
     min_offset = at.get(0, -1)
     deadline = time.monotonic() + 30
     while True:
@@ -117,6 +128,9 @@ def _users_remote(reader: HttpReader, at: dict[int, int]) -> pa.Table:
 
 
 def _users_list(args: argparse.Namespace) -> int:
+    from deardiary.reads import LocalReader
+    from deardiary.services.formats import render_table
+
     if args.broker:  # Kafka mode: the users the workers published under --data
         from deardiary.services.kafka_mode.exports_view import ExportsView
 
@@ -154,6 +168,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _tokens_create(args: argparse.Namespace) -> int:
+    from deardiary.services.auth.secrets import hash_secret, new_secret
+
     token_id, secret = ids.new_id(), new_secret()
     expires = None if args.lifespan_s <= 0 else ids.now_us() + args.lifespan_s * 1_000_000
     _append(

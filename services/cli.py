@@ -14,15 +14,14 @@ import msgspec
 
 from deardiary.schemas.errors import DearDiaryError
 from deardiary.services.admin_cli import add_admin_commands
-from deardiary.services.embedded import DataPaths
 from deardiary.services.entry import missing_extra
-from deardiary.services.formats import RENDERERS
-from deardiary.services.log import open_log
-from deardiary.services.replay import AsOf, replay
 from deardiary.services.serve_options import add_serve_flags, serve_options
-from deardiary.services.settings import settings_from
-from deardiary.services.status import folder_status, render_status
 from deardiary.version import __version__
+
+# Each command imports what it runs (the embedded server, the query sandbox, pandas,
+# aiohttp): `deardiary worker` starts with none of it.
+SQL_FORMATS = ("csv", "json", "table")
+"""`sql --format` choices: the keys of services/formats.py's RENDERERS (a test compares)."""
 
 DEFAULT_DATA = "./deardiary-data"
 DESCRIPTION = """\
@@ -40,6 +39,7 @@ examples:
 
 def _cmd_sql(args: argparse.Namespace) -> int:
     from deardiary.reads import LocalReader
+    from deardiary.services.formats import RENDERERS
 
     # through the server that owns the folder, if one runs; else the folder itself
     table = LocalReader(args.data).sql(args.query, {})
@@ -48,6 +48,8 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from deardiary.services.status import folder_status, render_status
+
     found, source = folder_status(Path(args.data))
     if args.format == "json":
         print(msgspec.json.encode(found).decode())
@@ -57,6 +59,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from deardiary.services.embedded import DataPaths
+    from deardiary.services.log import open_log
+    from deardiary.services.replay import AsOf, replay
+
     source = args.broker or DataPaths(args.data).log_url
     if not args.broker and not DataPaths(args.data).log.exists():
         raise FileNotFoundError(f"no log at {DataPaths(args.data).log}")
@@ -74,6 +80,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from deardiary.services.http import serve
     from deardiary.services.http.runner import Listening, exit_soon
     from deardiary.services.server import check_bind, embedded_server
+    from deardiary.services.settings import settings_from
 
     serve_options(args)  # checked (a port out of range is one line, not a traceback)
     check_bind(args.host, args.allow_remote_without_auth, args.auth)
@@ -103,6 +110,7 @@ def _serve_kafka(args: argparse.Namespace) -> int:
     from deardiary.services.http import serve
     from deardiary.services.http.runner import exit_soon
     from deardiary.services.kafka_mode.server import KafkaServer
+    from deardiary.services.settings import settings_from
 
     settings = settings_from()
     server = KafkaServer(
@@ -171,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("query")
     sql.add_argument("--data", default=data, help="data folder (default %(default)s)")
-    sql.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    sql.add_argument("--format", choices=SQL_FORMATS, default="table")
     sql.set_defaults(func=_cmd_sql)
 
     st = sub.add_parser(
