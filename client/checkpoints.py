@@ -42,21 +42,22 @@ if TYPE_CHECKING:
 _JSON_COLUMNS = ("files", "metrics", "metadata")
 
 
-class _Iteration(Protocol):
-    client: Client
-    id: str
+if TYPE_CHECKING:  # annotations only: a Protocol class costs every trial process
+    # ~0.5M instructions to create
+    class _Iteration(Protocol):
+        client: Client
+        id: str
 
+    class _Client(Protocol):
+        url: str
+        reader: Reader
+        buffer: EventBuffer
 
-class _Client(Protocol):
-    url: str
-    reader: Reader
-    buffer: EventBuffer
+        def flush(self, timeout: float | None = None) -> int: ...
 
-    def flush(self, timeout: float | None = None) -> int: ...
+        def _written(self) -> Acked: ...
 
-    def _written(self) -> Acked: ...
-
-    def sql(self, query: str) -> pa.Table: ...
+        def sql(self, query: str) -> pa.Table: ...
 
 
 def _files_of(path: Path) -> list[tuple[str, Path]]:

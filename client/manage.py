@@ -45,13 +45,15 @@ Make = Callable[[EntityKind, str, str], Sequence[Event]]
 """(kind, entity id, project id) -> the events of a change."""
 
 
-class _Client(Protocol):
-    reader: Reader
-    buffer: EventBuffer
+if TYPE_CHECKING:  # annotations only: a Protocol class costs every trial process
+    # ~0.5M instructions to create
+    class _Client(Protocol):
+        reader: Reader
+        buffer: EventBuffer
 
-    def flush(self, timeout: float | None = None) -> int: ...
+        def flush(self, timeout: float | None = None) -> int: ...
 
-    def _written(self) -> Acked: ...
+        def _written(self) -> Acked: ...
 
 
 def offsets_param(at: Acked) -> dict[str, str]:

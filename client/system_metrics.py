@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 GROUP = "system"
 
 
-class _Iteration(Protocol):
-    client: Client
-    id: str
-    ended: bool
+if TYPE_CHECKING:  # annotations only: a Protocol class costs every trial process
+    # ~0.5M instructions to create
+    class _Iteration(Protocol):
+        client: Client
+        id: str
+        ended: bool
 
 
 class _Gpus:
