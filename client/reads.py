@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from deardiary.schemas.errors import InvalidArgument, Unavailable
 
-from .pool import ConnectFailed, HttpPool
-from .transport import Acked, error_from_response
+from .pool import ConnectFailed, HttpPool, Response
+from .transport import NOT_PROCESSED_STATUS, Acked, error_from_response, retry_after
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -145,19 +145,37 @@ class HttpReader:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A JSON call (used by the admin methods); errors raised as typed errors."""
-        response = self.http.request(method, path, headers=self.headers(), **kwargs)
+        response = self._send(method, path, headers=self.headers(), **kwargs)
         if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content)
+            raise error_from_response(response.status_code, response.content, response.headers)
         return response.json()
 
     def _get(self, path: str, params: dict[str, Any], at: Acked, accept: str) -> bytes:
         query = {k: v for k, v in params.items() if v is not None}
         if at:
             query["min_offset"] = ",".join(f"{p}:{o}" for p, o in sorted(at.items()))
-        response = self.http.get(path, params=query, headers=self.headers(accept))
+        response = self._send("GET", path, params=query, headers=self.headers(accept))
         if response.status_code != 200:
-            raise error_from_response(response.status_code, response.content)
+            raise error_from_response(response.status_code, response.content, response.headers)
         return response.content
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Response:
+        """One call, sent again while the server answers that it did not process it (429
+        or 503: a fairness or rate limit, too many connections), after the wait its
+        ``Retry-After`` asks or a backoff (0.1 s, doubling up to 5 s), whichever is longer,
+        until the pool's timeout would pass; then that answer is returned for the caller
+        to raise."""
+        deadline = time.monotonic() + self.http.timeout
+        delay = 0.1
+        while True:
+            response = self.http.request(method, path, **kwargs)
+            if response.status_code not in NOT_PROCESSED_STATUS:
+                return response
+            wait = max(retry_after(response.headers) or 0.0, delay)
+            delay = min(delay * 2, 5.0)
+            if time.monotonic() + wait > deadline:
+                return response
+            time.sleep(wait)
 
     def _arrow(self, path: str, params: dict[str, Any], at: Acked) -> pa.Table:
         body = self._get(path, params, at, ARROW_STREAM)

@@ -10,7 +10,8 @@ Delivery is at-least-once and ordered; event ids make repeats harmless:
   `Unavailable` they are spooled under the sequence number reserved when taken;
 * while the spool holds anything, newly taken records are spooled behind it and the
   spool is resent oldest-first, a file deleted only once all its records are acked;
-* `Unavailable` backs off exponentially (capped); other errors are permanent: those
+* `Unavailable` backs off exponentially (capped), or as long as a 429/503's
+  ``Retry-After`` asks when that is longer (at most a minute); other errors are permanent: those
   records are dropped (after bisecting a rejected batch so that only the bad records
   go) and the error is raised by the next `flush`.
 """
@@ -29,7 +30,7 @@ from deardiary.schemas.records import LogRecord
 from .buffer import EventBuffer
 from .notices import log
 from .spool import Spool, encode_records
-from .transport import Acked, Transport
+from .transport import RETRY_AFTER_MAX_S, Acked, Transport
 
 # Codes for which a smaller batch may succeed where the whole one failed.
 _BISECT = frozenset({ErrorCode.INVALID_ARGUMENT, ErrorCode.RESOURCE_EXHAUSTED})
@@ -264,6 +265,9 @@ class Shipper:
                 except Unavailable as exc:
                     self._last_unavailable = exc
                     backoff = min(self.backoff_max, max(self.backoff_initial, backoff * 2))
+                    asked = exc.details.get("retry_after_s")  # a 429/503's Retry-After
+                    if isinstance(asked, int | float):
+                        backoff = max(backoff, min(float(asked), RETRY_AFTER_MAX_S))
                     self._report_outage(exc)
                     if stopping:
                         if time.monotonic() + backoff >= self._deadline:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
 
 # Statuses that say "later" whatever the body says: overload, rate limits, proxies.
 _RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
+# ... and of those, the ones that say the request was not processed at all (a rate or
+# fairness limit, too many connections): safe to send again, whatever the method.
+NOT_PROCESSED_STATUS = frozenset({429, 503})
+RETRY_AFTER_MAX_S = 60.0
+"""The longest wait a Retry-After header gets: a server asking for more is asked again
+after this (the shipper and reads still give up at their own deadlines)."""
 
 
 Acked = dict[int, int]
@@ -119,9 +126,32 @@ def _error_decoder() -> msgspec.json.Decoder[_ErrorBody]:
 _body_encoder = msgspec.msgpack.Encoder()
 
 
-def error_from_response(status: int, content: bytes) -> DearDiaryError:
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The seconds a response's ``Retry-After`` asks to wait (delta-seconds or an HTTP
+    date), at most `RETRY_AFTER_MAX_S`; None when absent or unreadable."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime  # only for a date: rare
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def error_from_response(
+    status: int, content: bytes, headers: Mapping[str, str] | None = None
+) -> DearDiaryError:
     """The typed error an HTTP error response stands for (`UNKNOWN` when the body is
-    unreadable); retryable statuses are `Unavailable` whatever the body says."""
+    unreadable); retryable statuses are `Unavailable` whatever the body says, with the
+    wait a ``Retry-After`` header asks for in ``details["retry_after_s"]``."""
     try:
         detail = _error_decoder().decode(content).error
         error = error_for(detail.code, detail.message, detail.details)
@@ -129,7 +159,13 @@ def error_from_response(status: int, content: bytes) -> DearDiaryError:
         text = content[:200].decode("utf-8", "replace")
         error = error_for(ErrorCode.UNKNOWN, f"HTTP {status}: {text}")
     if status in _RETRYABLE_STATUS and not isinstance(error, Unavailable):
+        asked = error.details.get("retry_after_s")
         error = Unavailable(f"HTTP {status}: {error.message}", {"code": str(error.code)})
+        if isinstance(asked, int | float):
+            error.details["retry_after_s"] = min(max(float(asked), 0.0), RETRY_AFTER_MAX_S)
+    wait = retry_after(headers) if headers and status in _RETRYABLE_STATUS else None
+    if wait is not None:
+        error.details["retry_after_s"] = wait
     error.status = status
     return error
 
@@ -168,7 +204,7 @@ class HttpTransport:
         # refused, reset, timeout, DNS, TLS, ...: the pool raises Unavailable
         response = self._pool.post("/api/v1/events", content=body, headers=self._headers())
         if response.status_code != 200:
-            error = error_from_response(response.status_code, response.content)
+            error = error_from_response(response.status_code, response.content, response.headers)
             if error.code is ErrorCode.UNKNOWN:  # not our error body: keep the events
                 raise Unavailable(self._not_deardiary(f"HTTP {response.status_code}"))
             raise error
