@@ -4,10 +4,12 @@ and MLflow-logged data replayed from the log like any other."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import httpx
 import mlflow
 import pandas as pd  # type: ignore[import-untyped]
@@ -18,6 +20,7 @@ from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 import deardiary as dd
+from deardiary.services.mlflow_api.fields import RunResolve
 
 API = "/api/2.0/mlflow"
 
@@ -230,3 +233,51 @@ def test_mlflow_data_replays_like_any(
         ).stdout
         assert [json.loads(line) for line in out.splitlines()] == expected, query
     assert served[1] == [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
+
+
+def test_a_nan_metric_matches_no_numeric_comparison_but_not_equal(mlflow_server: str) -> None:
+    """As in Python (and MLflow's server): NaN is neither <, <=, =, >=, > a number, but it is
+    != every number; infinities compare as numbers."""
+    client = MlflowClient()
+    exp = client.create_experiment("nan-search")
+    runs = {}
+    for name, value in (("nan", math.nan), ("inf", math.inf), ("-inf", -math.inf), ("one", 1.0)):
+        run_id = client.create_run(exp, run_name=name).info.run_id
+        client.log_metric(run_id, "x", value, step=0)
+        runs[run_id] = name
+
+    def found(text: str) -> set[str]:
+        return {runs[r.info.run_id] for r in client.search_runs([exp], filter_string=text)}
+
+    assert found("metrics.x > 0.5") == {"inf", "one"}
+    assert found("metrics.x >= 1") == {"inf", "one"}
+    assert found("metrics.x < 2") == {"-inf", "one"}
+    assert found("metrics.x <= 1.0") == {"-inf", "one"}
+    assert found("metrics.x = 1") == {"one"}
+    assert found("metrics.x != 1") == {"nan", "inf", "-inf"}
+    assert found("metrics.x > 0.5 OR metrics.x < 0.5") == {"inf", "-inf", "one"}
+    assert found("attributes.start_time > 0") == {"nan", "inf", "-inf", "one"}
+
+
+def test_tags_of_any_key_are_found_by_path_or_by_scan(mlflow_server: str) -> None:
+    """A tag key a JSON path can name is read by path, one with a quote or backslash (our
+    own API allows them; MLflow's does not) by scanning the tags: the same value either way."""
+    client = MlflowClient()
+    exp = client.create_experiment("tag-keys")
+    keys = ["c.d", "x y", "a/b:c-d"]
+    matching = client.create_run(exp, tags={k: f"v-{k}" for k in keys}).info.run_id
+    client.create_run(exp, tags={k: "other" for k in keys})
+    for key in keys:
+        answer = httpx.post(
+            f"{mlflow_server}{API}/runs/search",
+            json={"experiment_ids": [exp], "filter": f"tags.`{key}` = 'v-{key}'"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert [r["info"]["run_id"] for r in answer.json()["runs"]] == [matching], key
+    every = [*keys, 'q"uote', "back\\slash", "a[0]", "$x", "new\nline"]
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE i AS SELECT ?::VARCHAR AS tags", [json.dumps({k: k for k in every})])
+    for key in [*every, "missing"]:
+        tag = RunResolve("")("tags", key)
+        got = conn.execute(f"SELECT {tag.sql} FROM i", list(tag.params)).fetchall()
+        assert got == [(None if key == "missing" else key,)], key
