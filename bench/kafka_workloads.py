@@ -8,10 +8,12 @@ service of `serve --broker` reads them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from procs import ROOT, cpu_seconds, folder_bytes, peak_rss_mb
 
 from deardiary.services.kafka_mode.exports_view import ExportsView
 from deardiary.services.log.kafka import KafkaEventLog
-from tests.kafka_broker import fresh_topic, kafka_bootstrap  # run.py puts the root on the path
+from tests.kafka_broker import ENV, fresh_topic, kafka_bootstrap, tansu_broker  # root on the path
 
 CLI = (sys.executable, "-m", "deardiary.services.cli")
 PARTITIONS = 4
@@ -45,7 +47,7 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
     with ExitStack() as stack:
         (work / "broker").mkdir(parents=True, exist_ok=True)
         try:
-            bootstrap = stack.enter_context(kafka_bootstrap(work / "broker"))
+            bootstrap, broker_pid = stack.enter_context(_broker(work / "broker"))
         except (ImportError, RuntimeError, OSError) as exc:  # no broker can run here
             return {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
         broker = f"kafka://{bootstrap}/{fresh_topic('bench')}?partitions={PARTITIONS}"
@@ -68,6 +70,7 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
         while len(view.applied()) < PARTITIONS and time.monotonic() < deadline:
             time.sleep(0.1)  # the workers joined the group and published every partition
         cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+        broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
 
         def visible() -> int:
             deadline = time.monotonic() + 300
@@ -79,6 +82,10 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
 
         result = run_ingest_clients(broker, work, total, procs, visible)
         result["server_cpu_s"] = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
+        if broker_pid:  # Tansu of our own; an external broker's CPU is not ours to see
+            result["broker_cpu_s"] = cpu_seconds(broker_pid) - broker_before
+        result["load_avg"] = os.getloadavg()[0]  # a shared machine: what else ran meanwhile
+        result["cores"] = os.cpu_count() or 1
         result["server_peak_rss_mb"] = sum(peak_rss_mb(w.pid) for w in workers)
         _stop(workers)  # the ceiling is measured on a quiet broker
         view.close()
@@ -87,6 +94,17 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
     result["partitions"] = PARTITIONS
     result["workers"] = WORKERS
     return result
+
+
+@contextmanager
+def _broker(log_dir: Path) -> Iterator[tuple[str, int | None]]:
+    """The broker's `host:port`, and its PID when it is a Tansu of our own (for its CPU)."""
+    if os.environ.get(ENV, "").strip():
+        with kafka_bootstrap(log_dir) as bootstrap:
+            yield bootstrap, None
+        return
+    with tansu_broker(log_dir) as tansu:
+        yield tansu.bootstrap, tansu.proc.pid
 
 
 def _topic_payloads(broker: str) -> list[bytes]:

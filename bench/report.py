@@ -46,6 +46,35 @@ def _flat(rss: list[float]) -> str:
     return "pass (flat)" if rss[-1] <= rss[1] * 1.10 else "**miss** (grows)"
 
 
+def _kafka_cpu_ceiling(kafka: dict[str, Any]) -> tuple[str, Any, Any, str, str] | None:
+    """The CPU arithmetic of the Kafka row: clients, workers and broker share the cores, so
+    the points/s they can reach together is at most cores / (CPU seconds per point)."""
+    if "broker_cpu_s" not in kafka:
+        return None  # an external broker: its CPU is not measured here
+    per_million = {
+        part: kafka[key] * 1_000_000 / kafka["points"]
+        for part, key in (
+            ("clients", "client_cpu_s"),
+            ("workers", "server_cpu_s"),
+            ("broker", "broker_cpu_s"),
+        )
+    }
+    total = sum(per_million.values())
+    cores = int(kafka.get("cores") or 1)  # of the machine the benchmark ran on
+    ceiling = cores / total * 1_000_000
+    parts = " + ".join(f"{part} {sec:.2f}" for part, sec in per_million.items())
+    return (
+        f"b. Kafka mode: CPU seconds per 1,000,000 points, and the points/s {cores} cores"
+        " could reach at that cost",
+        f"{total:.2f} s ({parts}); {ceiling:,.0f}/s",
+        None,
+        "",
+        "1,000,000/s on these cores needs all three below"
+        f" {cores:.0f} s per 1,000,000 points"
+        + (": the CPU alone rules it out here" if ceiling < 1_000_000 else ""),
+    )
+
+
 def _kafka_rows(kafka: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
     """Where the Kafka-mode figure's time goes, and the broker's own ceiling for the same
     bytes (bench/kafka_workloads.py: broker_alone)."""
@@ -61,13 +90,17 @@ def _kafka_rows(kafka: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
             "",
         ),
         (
-            "b. Kafka mode: CPU seconds used by the workers / by all clients",
-            f"{_fmt(kafka['server_cpu_s'], 2)} / {_fmt(kafka['client_cpu_s'], 2)}",
+            "b. Kafka mode: CPU seconds used by the workers / by all clients / by the broker",
+            f"{_fmt(kafka['server_cpu_s'], 2)} / {_fmt(kafka['client_cpu_s'], 2)}"
+            f" / {_fmt(kafka.get('broker_cpu_s'), 2)}",
             None,
             "",
-            "",
+            f"load average {kafka['load_avg']:.1f} during the run" if "load_avg" in kafka else "",
         ),
     ]
+    ceiling = _kafka_cpu_ceiling(kafka)
+    if ceiling:
+        rows.append(ceiling)
     alone = kafka.get("broker_alone")
     if alone:
         rows.append(

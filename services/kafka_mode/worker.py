@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from deardiary.services.log.kafka import KafkaEventLog
 
 _log = logging.getLogger("deardiary.worker")
 PUBLISH_EVERY_S = 0.5  # also how often unopened stores are retried and stores published
+OPEN_EVERY_S = 0.05  # how soon the next store of a new assignment is opened
 DRAINED_PUBLISH_S = 0.1  # a batch that emptied the stream is published this soon
 SEEK_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 5.0  # a partition whose batch failed is read again from its store then
@@ -144,6 +146,19 @@ class PartitionOwner:
             store.publish(DRAINED_PUBLISH_S if drained else PUBLISH_EVERY_S)
         return self.seeks()
 
+    def unopened(self) -> bool:
+        """Whether an owned partition has no store yet; safe on the event loop (membership
+        tests only, while the projector thread may add stores)."""
+        return any(p not in self.stores for p in self.owned)
+
+    def open_next(self) -> dict[int, int]:
+        """Open one owned store not open yet, and say where to move the consumer for it: a
+        new assignment's stores open one after another, not one per `tend` tick."""
+        for partition in sorted(self.owned - set(self.stores)):
+            if self._open(partition) is not None:
+                break
+        return self.seeks()
+
     def tend(self) -> dict[int, int]:
         """The timer's work: open an owned store not open yet (positioning it), compact and
         publish -- also stores of partitions without records, so readers see them. One
@@ -190,6 +205,22 @@ class PartitionOwner:
             store = self.stores.pop(partition, None)
             if store is not None:
                 store.close()
+
+
+def drained(batch: dict[int, list[Record]], highwater: Callable[[int], int | None]) -> bool:
+    """Whether a batch reached the end of every partition it holds, as the consumer last
+    heard from the broker (`highwater`: a partition's end, None when not known yet).
+
+    Under load the SDK's records are few and large, so a batch never fills up by count and
+    every batch would look like the last; publishing each (a Parquet file per changed
+    relation, fsynced) cost more than the points. A batch with records queued behind it is
+    published with the timer's interval, the batch that reaches the end at once (readers
+    waiting for their own writes wait for exactly that one)."""
+    for partition, records in batch.items():
+        end = highwater(partition)
+        if records and end is not None and records[-1][0].offset + 1 < end:
+            return False
+    return True
 
 
 def _records(events: Sequence[EventT]) -> dict[int, list[Record]]:
@@ -320,10 +351,18 @@ def build_app(
 
     @app.agent(topic)
     async def project(stream: faust.StreamT[bytes]) -> None:
+        def highwater(partition: int) -> int | None:
+            try:
+                end = app.consumer.highwater(TP(config.topic, partition))
+            except Exception:  # no consumer (stopping) or no fetch answer yet: not known
+                return None
+            return None if end is None else int(end)
+
         async for events in stream.take_events(batch, within=0.1):
-            drained = len(events) < batch  # taken within the wait: nothing more queued
-            await position(await owner.run(owner.apply, _records(events), drained))
-            if drained and not later:
+            records = _records(events)
+            at_end = len(events) < batch and drained(records, highwater)
+            await position(await owner.run(owner.apply, records, at_end))
+            if at_end and not later:
                 task = asyncio.ensure_future(publish_drained())
                 later.add(task)
                 task.add_done_callback(later.discard)
@@ -342,11 +381,30 @@ def build_app(
     async def tend() -> None:
         await position(await owner.run(owner.tend))
 
+    @app.timer(OPEN_EVERY_S)
+    async def open_stores() -> None:
+        if owner.unopened():
+            await position(await owner.run(owner.open_next))
+
     return app
+
+
+def _warm_up() -> None:
+    """DuckDB imports pandas the first time it is handed an Arrow table (about a second of
+    CPU); done here, while the consumer group forms, the first batch does not wait for it."""
+    import duckdb
+    import pyarrow as pa
+
+    conn = duckdb.connect()
+    try:
+        conn.register("_warm", pa.table({"a": [1]}))
+    finally:
+        conn.close()
 
 
 def run_worker(broker_url: str, data: Path, exports: str | None = None) -> None:
     """Block running the worker until SIGINT/SIGTERM."""
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     app = build_app(broker_url, data, exports=exports)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()

@@ -117,6 +117,34 @@ def test_the_chain_is_merged_in_the_background_and_reads_alike(
     part.close()
 
 
+def test_entries_of_an_older_worker_in_zstd_and_newer_in_lz4_read_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries are written with lz4 now (cheaper on the ingest path); a chain an older worker
+    began with zstd entries goes on, and readers and merges take both. Closing a store whose
+    chain is due a merge closes it (its last publish scheduled a merge on the pool that
+    close had shut down, and raised)."""
+    monkeypatch.setattr(partitions, "FANOUT", 2)
+    part = PartitionStore(tmp_path, 0)
+    log = records(sweep_start(iteration="it"))
+    offset = len(log)
+    part.apply(log)
+    codecs = []
+    for n, codec in enumerate(("zstd", "zstd", "lz4_raw", "lz4_raw")):
+        monkeypatch.setattr(partitions, "COMPRESSION", codec)
+        part.apply(records([metrics("it", [("loss", float(n), n)])], start=offset))
+        offset += 1
+        part.publish()
+        hot = part.root / part.chain[-1]["files"]["metric_points_hot"]
+        codecs.append(pq.read_metadata(hot).row_group(0).column(0).compression)
+    assert codecs == ["ZSTD", "ZSTD", "LZ4", "LZ4"]  # pyarrow's name for Parquet's LZ4_RAW
+    view = ExportsView(tmp_path, follow=False)
+    assert asyncio.run(view.reached({0: offset}, timeout=5))
+    assert _count(view, "SELECT count(*) FROM metrics") == 4
+    view.close()
+    part.close()
+
+
 def _single_store(tmp_path: Path, log: list[Record]) -> dict[str, list[tuple[object, ...]]]:
     single = DuckDBProjectionStore(tmp_path / "single")
     single.apply(fold(single.load_prior(lookups_for(log)), log))

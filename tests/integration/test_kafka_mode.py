@@ -458,6 +458,30 @@ def test_a_partition_applies_only_the_records_that_continue_its_store(tmp_path: 
     assert owner.apply({0: recs}) == {} and owner.stores == {}  # revoked: never reopened
 
 
+def test_a_batch_with_records_queued_behind_it_is_not_the_last() -> None:
+    """Under load every batch is short of the count limit (the SDK's records are large), so
+    the end of the stream is told by the consumer's high watermarks: a batch with records
+    behind it is published at the timer's pace, the one reaching the end at once."""
+    recs = {0: _sweep_records(6)[:4], 1: _sweep_records(6, partition=1)[:2]}
+    ends = {0: 4, 1: 2}
+    assert worker.drained(recs, ends.get)
+    assert not worker.drained(recs, {**ends, 1: 3}.get)  # one more waits in partition 1
+    assert worker.drained(recs, {0: 4}.get)  # not heard from partition 1 yet: the end
+    assert worker.drained({0: []}, {0: 9}.get)
+
+
+def test_a_new_assignment_opens_its_stores_one_after_another(tmp_path: Path) -> None:
+    owner = PartitionOwner(tmp_path)
+    owner.assign([0, 1, 2])
+    opened = []
+    while owner.unopened():
+        opened.append(owner.open_next())
+    assert opened == [{0: 0}, {1: 0}, {2: 0}]  # each positioned at its store's offset
+    owner.revoke([0, 1, 2])
+    owner.release([0, 1, 2])
+    assert not owner.unopened() and owner.stores == {}
+
+
 def test_a_failed_batch_is_read_again_from_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
