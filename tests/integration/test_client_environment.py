@@ -104,3 +104,64 @@ def test_restore_refuses_to_follow_a_symlink_out(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         restore_environment(env, out)
     assert not (tmp_path / "requirements.txt").exists()
+
+
+def test_dependency_files_are_found_as_glob_finds_them(tmp_path: Path) -> None:
+    """The snapshot matches DEPENDENCY_FILES on listdir (no glob/re per trial process):
+    the same files as `glob.glob` with hidden names included."""
+    import glob
+
+    from deardiary.environment import DEPENDENCY_FILES, _matches
+
+    names = [
+        "requirements.txt",
+        "requirements-dev.txt",
+        "requirements_test.txt",
+        ".requirements.txt",
+        "requirements.txt.bak",
+        "requirementsX.TXT",
+        "pyproject.toml",
+        "poetry.lock",
+        "uv.lock",
+        "Pipfile",
+        "environment.yaml",
+        "setup.py",
+        "README.md",
+    ]
+    for name in names:
+        (tmp_path / name).write_text(name)
+    (tmp_path / "requirements").mkdir()
+    for name in ("base.txt", "gpu.txt", "notes.md", ".hidden.txt"):
+        (tmp_path / "requirements" / name).write_text(name)
+    (tmp_path / "setup.cfg").mkdir()  # a folder is matched, then skipped as not a file
+    for pattern in DEPENDENCY_FILES:
+        expected = sorted(glob.glob(pattern, root_dir=tmp_path, include_hidden=True))
+        assert _matches(str(tmp_path), pattern) == expected, pattern
+    env = capture_environment(tmp_path, pip_freeze=False)
+    assert "setup.cfg" not in env.files and "requirements/gpu.txt" in env.files
+
+
+def test_a_package_installed_from_a_url_or_a_folder_is_frozen_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deardiary.environment import installed_packages
+
+    site = tmp_path / "site"
+    for name, origin in (
+        ("fromgit-1.0.dist-info", '{"url": "git+https://x.example/r.git", "vcs_info": {}}'),
+        ("editable-2.0.dist-info", '{"url": "file:///src/ed", "dir_info": {"editable": true}}'),
+        ("wheelfile-3.0.dist-info", '{"url": "file:///w.whl", "archive_info": {}}'),
+        ("broken-4.0.dist-info", "{not json"),
+        ("plain-5.0.dist-info", None),
+    ):
+        (site / name).mkdir(parents=True)
+        if origin is not None:
+            (site / name / "direct_url.json").write_text(origin)
+    monkeypatch.setattr(sys, "path", [str(site)])
+    assert installed_packages().splitlines() == [
+        "broken==4.0",
+        "-e /src/ed",
+        "fromgit @ git+https://x.example/r.git",
+        "plain==5.0",
+        "wheelfile==3.0",
+    ]
