@@ -22,7 +22,8 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+
+import msgspec
 
 from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, wrap
@@ -107,8 +108,9 @@ MAX_POINTS_PER_ENVELOPE = 32_768
 record may have by default (broker `message.max.bytes`, producer `max.request.size`)."""
 
 
-class Taken(NamedTuple):
-    """What `EventBuffer.take` hands the shipper."""
+class Taken(msgspec.Struct, frozen=True):
+    """What `EventBuffer.take` hands the shipper. (A Struct: a NamedTuple class costs
+    every trial process's import ~0.8M instructions to create, a Struct ~0.15M.)"""
 
     seq: int
     """The spool sequence number reserved for these envelopes, should they be spooled."""

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from deardiary.schemas.errors import InvalidArgument
 from deardiary.schemas.events import Environment
@@ -68,7 +70,7 @@ def _bounded(text: str, limit: int) -> str:
     return cut + f"\n[... truncated by deardiary: {len(data)} bytes, kept {limit}]\n"
 
 
-class _Git(NamedTuple):
+class _Git(msgspec.Struct, frozen=True):  # not a NamedTuple: ~0.65M instructions less
     toplevel: str
     sha: str | None
     branch: str | None
@@ -131,9 +133,7 @@ def installed_packages() -> str:
             line = f"{name}=={version.split('-')[0]}"
             direct = os.path.join(item.path, "direct_url.json")
             if kind == "dist-info" and os.path.exists(direct):
-                # msgspec is loaded already; the json module would cost ~5M instructions
-                import msgspec
-
+                # with msgspec (loaded already): the json module would cost ~5M instructions
                 try:
                     with open(direct, "rb") as fh:
                         origin = msgspec.json.decode(fh.read())
