@@ -223,6 +223,7 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
         out["import"] = _median_run([py, "-c", "import deardiary"], env, cwd, 15)
         out["import_importtime_ms"] = _importtime_ms(py, "deardiary", env, cwd, 7)
         out["msgspec_import"] = _median_run([py, "-c", "import msgspec"], env, cwd, 15)
+        out["msgspec_importtime_ms"] = _importtime_ms(py, "msgspec", env, cwd, 7)
         connects = []
         probe = (
             "import sys, time\nimport deardiary as dd\nt = time.perf_counter()\n"
