@@ -38,6 +38,7 @@ _now_ns = time.time_ns
 _MAX_KEYS = 1 << 16  # key_index is uint16
 _pack_q = struct.Struct("=q").pack  # native order, as array("q") holds it
 _DOUBLES: dict[int, Callable[..., bytes]] = {}
+_NO_METRICS: Mapping[str, float] = {}  # what is left for the general path: nothing
 
 
 def _pack_doubles(count: int) -> Callable[..., bytes]:
@@ -66,6 +67,7 @@ class _Batch:
         "keys",
         "last_index",
         "last_names",
+        "last_pack",
         "steps",
         "times",
         "values",
@@ -83,6 +85,7 @@ class _Batch:
         # loop logs the same keys step after step
         self.last_names: tuple[str, ...] = ()
         self.last_index = b""
+        self.last_pack: Callable[..., bytes] = _pack_doubles(0)
 
     def envelope(self, actor: str) -> Envelope:
         body = MetricsLogged(
@@ -194,27 +197,28 @@ class EventBuffer:
                 # until every value converted).
                 try:
                     names = tuple(metrics)
-                    index = batch.last_index
                     if names != batch.last_names:
                         keys = batch.keys
-                        index = array("H", [keys[key] for key in names]).tobytes()
-                        batch.last_names, batch.last_index = names, index
+                        batch.last_index = array("H", [keys[key] for key in names]).tobytes()
+                        batch.last_pack = _pack_doubles(len(names))
+                        batch.last_names = names
+                    values = batch.last_pack(*metrics.values())
                     count = len(names)
-                    values = _pack_doubles(count)(*metrics.values())
-                    steps = _pack_q(step) * count
+                    steps = _pack_q(step) * count  # a step past int64 raises here
                 except (KeyError, TypeError, ValueError, OverflowError, struct.error):
                     pass  # the general path below sorts it out, point by point
                 else:
-                    batch.key_index.frombytes(index)
+                    batch.key_index.frombytes(batch.last_index)
                     batch.values.frombytes(values)
                     batch.steps.frombytes(steps)
                     batch.times.frombytes(_pack_q(t) * count)
                     points = self._points = self._points + count
-                    metrics = {}
                     over = points >= self._check_at
-            add = self._add
-            for key, value in metrics.items():
-                over = add(iteration_id, key, value, step, group, t) or over
+                    metrics = _NO_METRICS
+            if metrics:
+                add = self._add
+                for key, value in metrics.items():
+                    over = add(iteration_id, key, value, step, group, t) or over
         if over:
             self._pressure()
 
