@@ -26,7 +26,6 @@ from .iteration import Iteration
 from .manage import CloneMixin, ManageMixin
 from .pool import HttpPool
 from .reads import HttpReader, LocalReader, NoReader, Reader
-from .registry import Registry
 from .shipper import Shipper
 from .snapshot import EnvironmentSnapshot
 from .spool import Spool, default_spool_dir
@@ -36,6 +35,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pyarrow as pa
+
+    from .registry import Registry
 
 
 def _looks_like_host_port(target: str) -> bool:
@@ -87,10 +88,20 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
         )
         self.reader = reader
         self.session: Session | None = None
-        self.registry = Registry(self)
+        self._registry: Registry | None = None
         self.project_names: dict[str, str] = {}
         self.snapshot = EnvironmentSnapshot(self.buffer)
         self.shipper.before_close = self._before_close
+
+    @property
+    def registry(self) -> Registry:
+        """The model registry's calls (made on first use: a sweep trial never loads them)."""
+        registry = self._registry
+        if registry is None:
+            from .registry import Registry
+
+            registry = self._registry = Registry(self)  # stateless: a race makes two, harmless
+        return registry
 
     # -- writing --------------------------------------------------------------------
     def start_iteration(

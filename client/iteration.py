@@ -21,7 +21,6 @@ from deardiary.schemas.events import (
 )
 
 from .checkpoints import CheckpointMixin
-from .lines import LogLines, level_name
 from .media import MediaMixin
 from .system_metrics import SystemMetricsMixin
 
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from .capture import OutputCapture
     from .client import Client
     from .handler import DiaryHandler
+    from .lines import LogLines
 
 
 class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
@@ -74,6 +74,8 @@ class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
         """A log line of this iteration at `level` (a name like ``"WARNING"`` or a
         `logging` level number); `at` is its time in seconds since the epoch (now when
         not given). Batched with the iteration's other lines, never sent on its own."""
+        from .lines import LogLines, level_name  # on first use: a sweep trial rarely logs text
+
         lines = self._lines
         if lines is None:
             lines = self._lines = LogLines(self.client.buffer, self.id)

@@ -137,8 +137,11 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
         loaded = [m for m in seen[stage] if m.startswith(SERVER_SIDE + HEAVY)]
         assert not loaded, f"after {stage}: {loaded}"
     # `import deardiary` leaves even the light parts to the first use
-    lazy = ("socket", "logging", "hashlib", "subprocess", "importlib.metadata", "zlib")
+    lazy = ["socket", "logging", "hashlib", "subprocess", "importlib.metadata", "zlib"]
+    lazy += ["deardiary.registry", "deardiary.lines"]  # the SDK's own, on first use
     assert not [m for m in seen["import"] if m in lazy]
+    assert "deardiary.lines" in seen["end"]  # it.log(...) loaded it
+    assert "deardiary.registry" not in seen["end"]  # no registry call: never loaded
     assert "_socket" in seen["end"]  # it did talk over the network ...
     assert "socket" not in seen["end"]  # ... on the C socket (`socket` builds enums: ~5 ms)
     # ... to 127.0.0.1 without the idna codec (getaddrinfo of a str host loads it)
