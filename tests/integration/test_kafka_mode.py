@@ -470,6 +470,27 @@ def test_a_batch_with_records_queued_behind_it_is_not_the_last() -> None:
     assert worker.drained({0: []}, {0: 9}.get)
 
 
+def test_records_queued_behind_are_gathered_into_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Folding a batch has a fixed cost, so while records are queued behind, the agent
+    gathers up to GATHER_RECORDS records (or GATHER_S seconds' worth) into one batch; the
+    records keep their partition and offset order."""
+    monkeypatch.setattr(worker, "GATHER_RECORDS", 5)
+    recs = _sweep_records(8)
+    gathered = worker.Gathered()
+    assert not gathered.full(time.monotonic()) and gathered.take() == {}
+    gathered.add({0: recs[:2]}, 2)
+    gathered.add({0: recs[2:4], 1: _sweep_records(6, partition=1)[:1]}, 3)
+    assert gathered.full(time.monotonic())  # 5 records
+    taken = gathered.take()
+    assert taken[0] == recs[:4] and len(taken[1]) == 1
+    assert gathered.count == 0 and not gathered.full(time.monotonic())
+    gathered.add({0: recs[4:5]}, 1)
+    assert not gathered.full(time.monotonic())
+    assert gathered.full(time.monotonic() + worker.GATHER_S)  # the timer folds them then
+
+
 def test_a_new_assignment_opens_its_stores_one_after_another(tmp_path: Path) -> None:
     owner = PartitionOwner(tmp_path)
     owner.assign([0, 1, 2])
