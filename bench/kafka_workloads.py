@@ -80,7 +80,11 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
                 seen = _visible_points(view)
             return seen
 
+        query_before = cpu_seconds(os.getpid())
         result = run_ingest_clients(broker, work, total, procs, visible)
+        # this process: the exports view following the manifests (the query service's work)
+        # and the count that polls it
+        result["query_cpu_s"] = cpu_seconds(os.getpid()) - query_before
         result["server_cpu_s"] = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
         if broker_pid:  # Tansu of our own; an external broker's CPU is not ours to see
             result["broker_cpu_s"] = cpu_seconds(broker_pid) - broker_before

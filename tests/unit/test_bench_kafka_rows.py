@@ -1,0 +1,39 @@
+"""The Kafka rows of docs/benchmarks.md: every part's CPU and the arithmetic on the cores."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import _kafka_rows  # noqa: E402
+
+
+def _run(**extra: float) -> dict[str, float]:
+    return {
+        "points": 1_000_000,
+        "points_per_s": 300_000.0,
+        "seconds": 3.3,
+        "calls_done_s": 1.8,
+        "acked_s": 1.9,
+        "client_cpu_s": 1.8,
+        "server_cpu_s": 2.0,
+        **extra,
+    }
+
+
+def test_the_cpu_of_every_part_is_added_up_against_the_cores() -> None:
+    rows = _kafka_rows(_run(broker_cpu_s=0.4, query_cpu_s=0.3, cores=2, load_avg=7.5))
+    cpu, arithmetic = rows[1], rows[2]
+    assert cpu[1] == "2.00 / 1.80 / 0.4 / 0.3" and cpu[4] == "load average 7.5 during the run"
+    assert arithmetic[1] == (
+        "4.50 s (clients 1.80 + workers 2.00 + broker 0.40 + query side 0.30); 444,444/s"
+    )
+    assert "the CPU rules it out here" in arithmetic[4]
+
+
+def test_an_external_broker_gets_no_arithmetic() -> None:
+    rows = _kafka_rows(_run())  # DEARDIARY_TEST_KAFKA: its CPU is not ours to see
+    assert len(rows) == 2 and rows[1][1] == "2.00 / 1.80 / — / —"
