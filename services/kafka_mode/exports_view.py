@@ -222,15 +222,22 @@ class ExportsView:
             for p, manifest, fresh, start, entries in plans:
                 if fresh:
                     self._forget(p)
-                if fresh or p not in self.parts:
+                held = None if fresh else self.parts.get(p)
+                if held is None:
                     self._load(p, manifest, entries)  # nothing held: one statement a table
                 else:
                     for entry in entries:
                         self._apply_entry(p, manifest, entry, start)
-                c.execute(
-                    'DELETE FROM m.hot WHERE "partition" = ? AND "offset" < ?',
-                    [p, int(manifest["hot_below"])],
-                )
+                hot_below = int(manifest["hot_below"])
+                if held is None or hot_below != held.files[1]:
+                    # Points compacted into segments since leave the hot table. Otherwise
+                    # there are none: entries add points at or after the offset held, which
+                    # is at or after hot_below (this scan of every hot point ran on every
+                    # refresh, most of the query side's CPU under ingest).
+                    c.execute(
+                        'DELETE FROM m.hot WHERE "partition" = ? AND "offset" < ?',
+                        [p, hot_below],
+                    )
             segments = [s for _, part in sorted(parts.items()) for s in part.segments]
             tiles = [t for _, part in sorted(parts.items()) for t in part.tiles]
             self._segment_views(segments, tiles)

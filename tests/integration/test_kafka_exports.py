@@ -145,6 +145,38 @@ def test_entries_of_an_older_worker_in_zstd_and_newer_in_lz4_read_alike(
     part.close()
 
 
+def test_a_following_view_drops_hot_points_only_when_they_were_compacted(
+    tmp_path: Path,
+) -> None:
+    """The view deletes a partition's hot points below `hot_below` only when the manifest's
+    `hot_below` moved (a compaction): every point is counted once either way."""
+    view = ExportsView(tmp_path, follow=False)
+    part = PartitionStore(tmp_path, 0)
+    log = records(sweep_start(iteration="it"))
+    part.apply(log)
+    offset, step = len(log), 0
+
+    def more(n: int) -> None:
+        nonlocal offset, step
+        for _ in range(n):
+            part.apply(records([metrics("it", [("loss", float(step), step)])], start=offset))
+            offset, step = offset + 1, step + 1
+        part.publish()
+        view.refresh()
+        assert asyncio.run(view.reached({0: offset}, timeout=5))
+        assert _count(view, "SELECT count(*) FROM metrics") == step
+        assert _count(view, "SELECT count(DISTINCT step) FROM metrics") == step
+
+    more(3)
+    more(2)  # hot_below unchanged: nothing deleted
+    part.store.compact()  # every hot point into a segment: hot_below moves
+    more(1)
+    assert _count(view, "SELECT count(*) FROM metric_points_hot") == 1
+    more(2)
+    view.close()
+    part.close()
+
+
 def _single_store(tmp_path: Path, log: list[Record]) -> dict[str, list[tuple[object, ...]]]:
     single = DuckDBProjectionStore(tmp_path / "single")
     single.apply(fold(single.load_prior(lookups_for(log)), log))
