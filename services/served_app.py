@@ -3,15 +3,15 @@
 One wiring for the two modes, so they answer the same routes under the same checks:
 the gateway, reads, artifacts, the MLflow-compatible and tracking routes, /readyz, the
 SQL sandbox and the page; with auth also the sign-in routes, the auth middleware and
-the ingest authoriser. What differs between the modes comes in as `Serving`.
+the ingest authoriser. What differs between the modes is theirs (`ApiServer`).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -42,10 +42,11 @@ from deardiary.services.web.routes import mount_web
 Actor = Callable[[web.Request], str]
 
 
-@dataclass(frozen=True)
-class Serving:
-    """What a server brings to the shared wiring."""
+class ApiServer(abc.ABC):
+    """A server of the shared API: embedded and Kafka mode set these parts up their own
+    way, and say how they append and how ready they are."""
 
+    auth: bool
     log: EventLog
     ctx: QueryContext
     parents: IngestParents
@@ -53,12 +54,25 @@ class Serving:
     identity: Identity
     sandbox: SqlSandbox
     settings: ServerSettings
-    append: Callable[[Sequence[Envelope]], list[LogPosition]]
-    readiness: Callable[[], Readiness]
     ingest_checks: Executor
-    on_appended: Callable[[list[LogPosition]], None] | None = None
-    guards: tuple[Middleware, ...] = ()
-    """Middlewares both with and without auth (embedded mode: damaged projection files)."""
+    """Ingest's own lookups (parents, params, permissions): never behind slow reads."""
+
+    @abc.abstractmethod
+    def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]: ...
+
+    @abc.abstractmethod
+    def readiness(self) -> Readiness: ...
+
+    def on_appended(self, positions: list[LogPosition]) -> None:
+        """Runs on the event loop after each append (keep it cheap); nothing by default."""
+        return None
+
+    def guards(self) -> list[Middleware]:
+        """Middlewares with and without auth (embedded mode: damaged projection files)."""
+        return []
+
+    def app(self, bind_host: str | None = None) -> web.Application:
+        return served_app(self, bind_host)
 
 
 def applied_target(positions: Sequence[LogPosition]) -> dict[int, int]:
@@ -69,14 +83,14 @@ def applied_target(positions: Sequence[LogPosition]) -> dict[int, int]:
     return target
 
 
-def served_app(s: Serving, auth: bool, bind_host: str | None = None) -> web.Application:
+def served_app(s: ApiServer, bind_host: str | None = None) -> web.Application:
     """Without auth, only Host names of loopback, `bind_host` and the allowed_hosts
     setting are answered (DNS rebinding; see services/http/host_check.py)."""
-    if not auth:
+    if not s.auth:
         appender = Appender(s.log, s.parents, s.on_appended)
         parts = _parts(s, appender, _anonymous, s.parents)
         allowed = s.settings.allowed_hosts.split(",")
-        app = build_app(parts, middlewares=[host_check(bind_host, allowed), *s.guards])
+        app = build_app(parts, middlewares=[host_check(bind_host, allowed), *s.guards()])
         return mount_web(install(app, s.sandbox))
     reader = s.ctx.reader
 
@@ -98,12 +112,12 @@ def served_app(s: Serving, auth: bool, bind_host: str | None = None) -> web.Appl
     appender = Appender(s.log, authorize, s.on_appended)
     parts = _parts(s, appender, _username, authorize)
     parts.insert(3, AuthRoutes(s.identity, reader, s.append, s.ctx, middleware.pool).part())
-    app = build_app(parts, middlewares=[middleware.middleware(), *s.guards])
+    app = build_app(parts, middlewares=[middleware.middleware(), *s.guards()])
     return mount_web(install(app, s.sandbox))
 
 
 def _parts(
-    s: Serving, appender: Appender, actor: Actor, checker: IngestParents | IngestAuthorizer
+    s: ApiServer, appender: Appender, actor: Actor, checker: IngestParents | IngestAuthorizer
 ) -> list[RoutePart]:
     mlflow = MlflowContext(s.ctx, appender.append, s.artifacts, s.settings, actor, appender.written)
     return [

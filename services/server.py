@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, LogPosition
@@ -35,7 +35,7 @@ from deardiary.services.query.as_of import AsOfCache
 from deardiary.services.query.context import ProjectorProgress, QueryContext
 from deardiary.services.query.sandbox import SqlSandbox
 from deardiary.services.query.sql_relations import StoreRelations
-from deardiary.services.served_app import Serving, applied_target, served_app
+from deardiary.services.served_app import ApiServer, applied_target
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import (
     Readiness,
@@ -65,7 +65,7 @@ def check_bind(host: str, allow_remote: bool, auth: bool = False) -> None:
         )
 
 
-class EmbeddedServer:
+class EmbeddedServer(ApiServer):
     """The parts of an embedded server and the projector thread that follows the log."""
 
     def __init__(
@@ -125,15 +125,15 @@ class EmbeddedServer:
         # skips it to stop promptly (the projector compacts when it next idles past the limit).
         self.compact_at_close = True
         # Ingest's own lookups (parents, params, permissions): never behind slow reads.
-        self._ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
+        self.ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
         self.parents = IngestParents(
-            self.embedded.store.reader, self._caught_up, self._ingest_checks
+            self.embedded.store.reader, self._caught_up, self.ingest_checks
         )
 
     def _follow(self) -> None:
         self.projector.run(self.stop_event, self.wake)
 
-    def _woken(self, positions: list[LogPosition]) -> None:
+    def on_appended(self, positions: list[LogPosition]) -> None:
         self.wake.set()
 
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
@@ -148,25 +148,8 @@ class EmbeddedServer:
     async def _caught_up(self) -> None:
         await self.ctx.wait({})
 
-    def app(self, bind_host: str | None = None) -> web.Application:
-        return served_app(
-            Serving(
-                log=self.log,
-                ctx=self.ctx,
-                parents=self.parents,
-                artifacts=self.artifacts,
-                identity=self.identity,
-                sandbox=self.sandbox,
-                settings=self.settings,
-                append=self.append,
-                readiness=self.readiness,
-                ingest_checks=self._ingest_checks,
-                on_appended=self._woken,
-                guards=(damage_guard(self.embedded.store.damage),),
-            ),
-            self.auth,
-            bind_host,
-        )
+    def guards(self) -> list[Middleware]:
+        return [damage_guard(self.embedded.store.damage)]
 
     def readiness(self) -> Readiness:
         return embedded_readiness(
@@ -190,7 +173,7 @@ class EmbeddedServer:
         publish(self.embedded.paths.root, info)
 
     def close(self) -> None:
-        self._ingest_checks.shutdown(wait=False, cancel_futures=True)
+        self.ingest_checks.shutdown(wait=False, cancel_futures=True)
         self.as_of.close()
         withdraw(self.embedded.paths.root)
         self.sandbox.close()

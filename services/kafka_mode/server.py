@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from aiohttp import web
-
 from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.services.artifacts.fs import FsArtifactStore
@@ -30,7 +28,7 @@ from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
 from deardiary.services.query.context import QueryContext
 from deardiary.services.query.sandbox import SqlSandbox
-from deardiary.services.served_app import Serving, served_app
+from deardiary.services.served_app import ApiServer
 from deardiary.services.server import utc_now
 from deardiary.services.settings import ServerSettings
 from deardiary.services.status import LagClock, Readiness, published_readiness
@@ -46,7 +44,7 @@ class KafkaQueryContext(QueryContext):
         await self.wait(await self.log_end.since(time.monotonic()))
 
 
-class KafkaServer:
+class KafkaServer(ApiServer):
     def __init__(
         self,
         broker_url: str,
@@ -83,31 +81,13 @@ class KafkaServer:
             read_per_caller=self.settings.read_per_caller,
         )
         # Ingest's own lookups (parents, params, permissions), never behind slow reads.
-        self._ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
-        self.parents = IngestParents(self.view.reader, self.ctx.catch_up, self._ingest_checks)
+        self.ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
+        self.parents = IngestParents(self.view.reader, self.ctx.catch_up, self.ingest_checks)
         key_file = self.settings.auth_key_file or str(self.data / "auth.key")
         self.identity = Identity(load_signing_key(Path(key_file)), self.view.reader)
 
     def append(self, envelopes: Sequence[Envelope]) -> list[LogPosition]:
         return self.log.append([LogRecord(e.event_id, e.key, encode(e)) for e in envelopes])
-
-    def app(self, bind_host: str | None = None) -> web.Application:
-        return served_app(
-            Serving(
-                log=self.log,
-                ctx=self.ctx,
-                parents=self.parents,
-                artifacts=self.artifacts,
-                identity=self.identity,
-                sandbox=self.sandbox,
-                settings=self.settings,
-                append=self.append,
-                readiness=self.readiness,
-                ingest_checks=self._ingest_checks,
-            ),
-            self.auth,
-            bind_host,
-        )
 
     def readiness(self) -> Readiness:
         """The log's end against the offsets the view holds (its thread follows the
@@ -122,7 +102,7 @@ class KafkaServer:
         )
 
     def close(self) -> None:
-        self._ingest_checks.shutdown(wait=False, cancel_futures=True)
+        self.ingest_checks.shutdown(wait=False, cancel_futures=True)
         self.sandbox.close()
         self.log.close()
         self.view.close()
