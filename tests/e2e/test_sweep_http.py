@@ -137,15 +137,17 @@ def test_downsampling_keeps_each_buckets_min_and_max(tmp_path: Path) -> None:
                 if step == 1_234:
                     value = -1e6
                 it.log_metric("loss", value)
-            it.log_metric("loss", float("nan"))
+            it.log_metric("loss", float("nan"))  # step 10,000: beside numbers
+            it.log_metric("loss", float("nan"), step=20_000)  # a bucket of its own
         down = c.metric_history(it.id, "loss", max_points=100)
         full = c.metric_history(it.id, "loss")
-        assert full.num_rows == 10_001 and down.num_rows <= 100
+        assert full.num_rows == 10_002 and down.num_rows <= 100
         pairs = dict(
             zip(down.column("step").to_pylist(), down.column("value").to_pylist(), strict=True)
         )
         assert pairs[6_543] == 1e6 and pairs[1_234] == -1e6
-        assert math.isnan(pairs[10_000])  # NaN survives Arrow end to end
+        assert 10_000 not in pairs  # a NaN beside numbers is neither min nor max
+        assert math.isnan(pairs[20_000])  # NaN survives Arrow end to end
         again = c.metric_history(it.id, "loss", max_points=100)
 
         def listing(t: pa.Table) -> list[tuple[int, str]]:
@@ -159,7 +161,7 @@ def test_downsampling_keeps_each_buckets_min_and_max(tmp_path: Path) -> None:
             f"{url}/api/v1/iterations/{it.id}/metric-history",
             params={"key": "loss", "max_points": 100},
         ).json()["items"]
-        assert {k: js[-1][k] for k in ("step", "value")} == {"step": 10_000, "value": "NaN"}
+        assert {k: js[-1][k] for k in ("step", "value")} == {"step": 20_000, "value": "NaN"}
         c.close()
 
 
