@@ -199,6 +199,18 @@ class IngestParents:
         batch: dict[tuple[str, str], str] = {}
         owners: dict[tuple[str, str], str] = {}
         conn: duckdb.DuckDBPyConnection | None = None
+
+        def found(kind: str, entity_id: str) -> str | None:
+            """The project of an entity: earlier in the batch, remembered, or stored."""
+            nonlocal conn
+            project = batch.get((kind, entity_id)) or self.known.get(kind, entity_id)
+            if project is None and entity_id:
+                conn = conn or connect()
+                project = stored_project(conn, kind, entity_id)
+                if project is not None:
+                    self.known.add(kind, entity_id, project)
+            return project
+
         try:
             for env in envelopes:
                 kind, parent_id = env.body.parent()
@@ -207,12 +219,7 @@ class IngestParents:
                     out.envelopes.append(env)
                     continue
                 key = (kind, parent_id or "")
-                project = batch.get(key) or self.known.get(*key)
-                if project is None and parent_id:
-                    conn = conn or connect()
-                    project = stored_project(conn, kind, parent_id)
-                    if project is not None:
-                        self.known.add(kind, parent_id, project)
+                project = found(*key)
                 if project is None and isinstance(env.body, ProjectCreated):
                     project = env.body.project_id
                     out.new_projects.add(project)
@@ -228,12 +235,7 @@ class IngestParents:
                     self._check_not_elsewhere(conn, subject, project)
                 batch[subject] = project
                 for ref in env.body.references():
-                    ref_project = batch.get(ref) or self.known.get(*ref)
-                    if ref_project is None:
-                        conn = conn or connect()
-                        ref_project = stored_project(conn, *ref)
-                        if ref_project is not None:
-                            self.known.add(*ref, ref_project)
+                    ref_project = found(*ref)
                     if ref_project is None:
                         out.missing.append(ref)
                     else:
