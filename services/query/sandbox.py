@@ -140,7 +140,7 @@ class SqlSandbox:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             if not future.cancel():
-                statement.halt(Unavailable("the client went away"))
+                self._stop(statement, Unavailable("the client went away"))
             raise
 
     def running(self) -> int:
@@ -150,10 +150,19 @@ class SqlSandbox:
 
     def interrupt_all(self) -> None:
         """Interrupt every statement (at shutdown): each answers 503 UNAVAILABLE."""
+        for statement in self._snapshot():
+            self._stop(statement, Unavailable("the server is shutting down", {"retryable": True}))
+
+    def _snapshot(self) -> list[Statement]:
         with self._lock:
-            active = list(self._active)
-        for statement in active:
-            statement.halt(Unavailable("the server is shutting down", {"retryable": True}))
+            return list(self._active)
+
+    def _stop(self, statement: Statement, reason: DearDiaryError) -> None:
+        """Halt `statement` and wake the watchdog, which repeats the interrupt until the
+        statement ends: one interrupt landing between two of its queries is lost."""
+        statement.halt(reason)
+        with self._lock:
+            self._lock.notify_all()
 
     def close(self) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ import pytest
 
 import deardiary as dd
 from deardiary.schemas.envelope import wrap
+from deardiary.schemas.errors import DearDiaryError
 from deardiary.services import cli
 from deardiary.services.auth.routes import new_user_event
 from deardiary.services.http import RunningServer, start_in_thread
@@ -606,6 +607,33 @@ def test_shutdown_interrupts_running_statements(limited: Limited) -> None:
     sandbox.interrupt_all()
     thread.join(3)
     assert out and isinstance(out[0], httpx.Response), out
+    assert out[0].status_code == 503 and out[0].json()["error"]["code"] == "UNAVAILABLE"
+
+
+def test_a_lost_interrupt_is_repeated(limited: Limited, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt landing between two of a statement's queries is lost (DuckDB clears
+    it when the next one starts): the watchdog must repeat it at once, not at the
+    statement's deadline."""
+    from deardiary.services.query.sql_limits import Statement
+
+    halt, lost = Statement.halt, []
+
+    def lossy(self: Statement, reason: DearDiaryError) -> None:
+        if not lost:  # the first interrupt only marks the statement, as a lost one would
+            lost.append(reason)
+            self.stopped = reason
+            return
+        halt(self, reason)
+
+    sandbox = limited.server.sandbox
+    _until(lambda: sandbox.running() == 0, 10)
+    thread, out = _in_thread(lambda: _sql(limited.url, limited.ben, HEAVY))
+    _until(lambda: sandbox.running() == 1, 10)
+    time.sleep(0.2)  # running in DuckDB by now, its deadline TIMEOUT_S away
+    monkeypatch.setattr(Statement, "halt", lossy)
+    sandbox.interrupt_all()
+    thread.join(TIMEOUT_S - 1.5)
+    assert lost and out and isinstance(out[0], httpx.Response), out
     assert out[0].status_code == 503 and out[0].json()["error"]["code"] == "UNAVAILABLE"
 
 
