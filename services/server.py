@@ -118,6 +118,7 @@ class EmbeddedServer(ApiServer):
                 Path(self.settings.auth_key_file or self.embedded.paths.root / "auth.key")
             ),
             self.embedded.store.reader,
+            incomplete=self._rebuilding,
         )
         self.identity.local_admin_token = self.local_token = new_local_token()
         self._thread = threading.Thread(target=self._follow, name="projector", daemon=True)
@@ -129,6 +130,13 @@ class EmbeddedServer(ApiServer):
         self.parents = IngestParents(
             self.embedded.store.reader, self._caught_up, self.ingest_checks
         )
+
+    def _rebuilding(self) -> str | None:
+        rebuild = self.embedded.rebuild
+        if rebuild is None or not rebuild.running:
+            return None
+        done = rebuild.progress.fraction
+        return f"the server is rebuilding its tables from the log ({done:.0%} done)"
 
     def _follow(self) -> None:
         self.projector.run(self.stop_event, self.wake)

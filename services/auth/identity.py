@@ -21,7 +21,7 @@ import duckdb
 import msgspec
 from aiohttp import web
 
-from deardiary.schemas.errors import ResourceExhausted, Unauthenticated
+from deardiary.schemas.errors import ResourceExhausted, Unauthenticated, Unavailable
 from deardiary.schemas.ids import now_us
 from deardiary.services.auth.secrets import b64, secret_matches, sign, unb64, verify_password
 
@@ -198,6 +198,13 @@ class LoginThrottle:
             raise
         return stamp
 
+    def withdraw(self, stamp: float, username: str, client: str) -> None:
+        """The attempt begun at `stamp` was not judged (no answer could be given)."""
+        pair, network, user = self._keys(username, client)
+        self.pairs.succeeded(stamp, pair)
+        self.addresses.succeeded(stamp, network)
+        self.users.succeeded(stamp, user)
+
     def succeeded(self, stamp: float, username: str, client: str) -> None:
         pair, network, user = self._keys(username, client)
         self.pairs.succeeded(stamp, pair, reset=[pair])
@@ -216,11 +223,25 @@ class Identity:
         key: bytes,
         reader: Callable[[], duckdb.DuckDBPyConnection],
         session_ttl_s: float = 3600.0,
+        incomplete: Callable[[], str | None] = lambda: None,
     ) -> None:
+        """`incomplete` says why the users and tokens tables may still lack what the log
+        holds (projections being rebuilt from it), None once they are whole: until then
+        a credential not found there is "retry soon", not "wrong"."""
         self.key = key
         self.reader = reader
         self.session_ttl_s = session_ttl_s
+        self.incomplete = incomplete
         self.throttle = LoginThrottle()
+
+    def _not_yet(self) -> None:
+        """Raise UNAVAILABLE (retryable) while the tables are incomplete."""
+        why = self.incomplete()
+        if why is not None:
+            raise Unavailable(
+                f"{why}; sign-in works again when it is done",
+                {"retryable": True, "retry_after_s": 2},
+            )
 
     def _user(self, column: str, value: str) -> dict[str, object] | None:
         conn = self.reader()
@@ -252,6 +273,12 @@ class Identity:
         # verify against a dummy hash when the user is unknown, so timing does not tell
         stored = str(user["password_hash"]) if user else _DUMMY_HASH
         if not verify_password(password, stored) or user is None:
+            try:  # the user, or a password change, may not be folded yet
+                self._not_yet()
+            except Unavailable:
+                if user is None:  # nothing was guessed: the attempt does not count
+                    self.throttle.withdraw(stamp, username, client)
+                raise
             raise Unauthenticated("wrong username or password")  # the attempt stays counted
         self.throttle.succeeded(stamp, username, client)
         token, expires = self.issue_session(str(user["user_id"]), stored)
@@ -286,6 +313,7 @@ class Identity:
         if user is None or not hmac.compare_digest(
             _fingerprint(str(user["password_hash"])), claims.fingerprint
         ):
+            self._not_yet()
             raise Unauthenticated("session no longer valid (user or password changed)")
         return Principal(
             claims.user_id, str(user["username"]), bool(user["is_admin"]), claims.expires_at
@@ -311,6 +339,8 @@ class Identity:
         finally:
             conn.close()
         row = rows[0] if rows else None
+        if row is None:
+            self._not_yet()
         if row is None or not secret_matches(secret, str(row["token_hash"])):
             raise Unauthenticated("invalid access token")
         if row["revoked"]:

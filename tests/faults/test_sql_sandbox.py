@@ -616,7 +616,7 @@ def test_a_lost_interrupt_is_repeated(limited: Limited, monkeypatch: pytest.Monk
     statement's deadline."""
     from deardiary.services.query.sql_limits import Statement
 
-    halt, lost = Statement.halt, []
+    halt, lost = Statement.halt, list[DearDiaryError]()
 
     def lossy(self: Statement, reason: DearDiaryError) -> None:
         if not lost:  # the first interrupt only marks the statement, as a lost one would
