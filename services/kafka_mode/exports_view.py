@@ -3,12 +3,16 @@ to date from the workers' export chains (services/kafka_mode/partitions.py).
 
 A thread follows the manifests (in the shared folder, or in an S3-compatible bucket:
 services/kafka_mode/object_store.py) and applies each partition's new entries in one
-transaction: upserted rows replace the rows with their keys, appended rows and points
-not compacted yet are added, points that moved into segments are dropped. The metric
-segments and their tiles are read in place (from the bucket: downloaded once into a
-cache, they never change). Readers see the relations under the same names and columns as
-in embedded mode, so every query, route, permission check and the SQL sandbox run
-unchanged on top -- including downsampling from tiles.
+transaction: upserted rows replace the rows with their keys, appended rows are added.
+Metric points are never copied: the metric segments, their tiles and the chain's files of
+points not compacted yet are read in place (from the bucket: downloaded once into a
+cache, they never change), through views each refresh points at the newest manifests'
+files -- a partition's entries cover disjoint offset ranges, and its points below
+`hot_below` (compacted into segments since) are filtered out. (Copying the points into
+this view's own DuckDB was most of the query side's CPU under ingest.) Readers see the
+relations under the same names and columns as in embedded mode, so every query, route,
+permission check and the SQL sandbox run unchanged on top -- including downsampling from
+tiles.
 
 The view is only a cache of the exports: several query services can run side by side,
 each with its own, and a restarted one rebuilds it from the chains. Its database lives
@@ -103,6 +107,7 @@ class _Partition:
     entries: set[str] = field(default_factory=set)
     segments: list[str] = field(default_factory=list)  # local paths
     tiles: list[str] = field(default_factory=list)
+    hot: list[str] = field(default_factory=list)  # the chain's files of points, in order
     files: tuple[list[str], int] = ([], 0)  # the manifest's segments and hot_below
 
 
@@ -128,6 +133,7 @@ class ExportsView:
             self.source = S3Source(exports, self._dir / "files")
         self.refresh_s = refresh_s
         self.conn = duckdb.connect(str(self._dir / "view.duckdb"))
+        self._segment_files: tuple[list[str], list[str]] | None = None  # of the views now
         self._create()
         self._lock = threading.Lock()  # one refresh at a time
         self._reader_lock = threading.Lock()
@@ -166,18 +172,31 @@ class ExportsView:
         for table in APPENDED:
             c.execute(f"CREATE TABLE m.{table} AS SELECT * FROM store.{table} LIMIT 0")
             c.execute(f"CREATE VIEW {table} AS SELECT * FROM m.{table}")
-        c.execute(f"CREATE TABLE m.hot AS SELECT {POINT_COLUMNS} FROM store.{HOT} LIMIT 0")
-        c.execute(f"CREATE VIEW {HOT} AS SELECT * FROM m.hot")
-        self._segment_views([], [])
+        # never holds a row: the typed start of the points' views, whatever files follow
+        c.execute(f"CREATE TABLE m.no_points AS SELECT {POINT_COLUMNS} FROM store.{HOT} LIMIT 0")
+        self._point_views({})
         c.execute("DROP SCHEMA store CASCADE")
 
-    def _segment_views(self, segments: list[str], tiles: list[str]) -> None:
+    def _point_views(self, parts: dict[int, _Partition]) -> None:
+        """The points, segments and tiles of `parts`, read in place from their files."""
         c = self.conn
+        segments = [s for _, part in sorted(parts.items()) for s in part.segments]
+        tiles = [t for _, part in sorted(parts.items()) for t in part.tiles]
+        hot = "".join(
+            f" UNION ALL SELECT {POINT_COLUMNS} FROM read_parquet({_list(part.hot)})"
+            f' WHERE "offset" >= {int(part.files[1])}'
+            for _, part in sorted(parts.items())
+            if part.hot
+        )
+        c.execute(f"CREATE OR REPLACE VIEW {HOT} AS SELECT * FROM m.no_points{hot}")
+        if (segments, tiles) == self._segment_files:
+            return  # `metrics` names the view above: DuckDB binds views as they are queried
+        self._segment_files = (segments, tiles)
         if segments:
             points = f"SELECT {POINT_COLUMNS} FROM read_parquet({_list(segments)})"
             tile_rows = f"SELECT * FROM read_parquet({_list(tiles)})"
         else:
-            points = f"SELECT * FROM {HOT} WHERE false"
+            points = "SELECT * FROM m.no_points"
             tile_rows = (
                 "SELECT ''::VARCHAR AS iteration_id, ''::VARCHAR AS key, 0::BIGINT AS tile,"
                 " 0::BIGINT AS points, 0::BIGINT AS first_step, 0::BIGINT AS last_step,"
@@ -228,22 +247,11 @@ class ExportsView:
                 else:
                     for entry in entries:
                         self._apply_entry(p, manifest, entry, start)
-                hot_below = int(manifest["hot_below"])
-                if held is None or hot_below != held.files[1]:
-                    # Points compacted into segments since leave the hot table. Otherwise
-                    # there are none: entries add points at or after the offset held, which
-                    # is at or after hot_below (this scan of every hot point ran on every
-                    # refresh, most of the query side's CPU under ingest).
-                    c.execute(
-                        'DELETE FROM m.hot WHERE "partition" = ? AND "offset" < ?',
-                        [p, hot_below],
-                    )
-            segments = [s for _, part in sorted(parts.items()) for s in part.segments]
-            tiles = [t for _, part in sorted(parts.items()) for t in part.tiles]
-            self._segment_views(segments, tiles)
+            self._point_views(parts)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
+            self._segment_files = None  # the views are as they were: made again next time
             raise
         self.parts = parts
         self.offsets = {p: part.applied for p, part in parts.items()}
@@ -264,8 +272,8 @@ class ExportsView:
             return (p, manifest, True, 0, chain)
         pending = [e for e in chain if int(e["to"]) > state.applied]
         same = (list(manifest["segments"]), int(manifest["hot_below"])) == state.files
-        if not pending and same:
-            return None
+        if not pending and same and {e["name"] for e in chain} == state.entries:
+            return None  # (a merged chain names other files of the same points)
         if pending and int(pending[0]["from"]) > state.applied:
             return (p, manifest, True, 0, chain)  # entries gone: start this partition afresh
         return (p, manifest, False, state.applied, pending)
@@ -274,14 +282,14 @@ class ExportsView:
         c = self.conn
         for table in PRIMARY_KEYS:
             c.execute(f"DELETE FROM m.{table} WHERE _p = ?", [p])
-        for table in (*APPENDED, "hot"):
+        for table in APPENDED:
             c.execute(f'DELETE FROM m.{table} WHERE "partition" = ?', [p])
 
     def _load(self, p: int, manifest: Manifest, entries: list[dict[str, Any]]) -> None:
         """A whole chain into a partition this view holds nothing of: each upserted row's
-        last version, and every appended row and point, inserted once."""
+        last version, and every appended row, inserted once (points are read in place)."""
         c = self.conn
-        tables = sorted({t for e in entries for t in e["files"]})
+        tables = sorted({t for e in entries for t in e["files"]} - {HOT})
         for table in tables:
             files = [
                 (i, self.source.fetch(p, manifest, e["files"][table]))
@@ -299,13 +307,14 @@ class ExportsView:
                     f" (PARTITION BY {keys} ORDER BY _entry DESC) = 1"
                 )
             else:
-                target = "hot" if table == HOT else table
                 listed = _list([f for _, f in files])
-                c.execute(f"INSERT INTO m.{target} BY NAME SELECT * FROM read_parquet({listed})")
+                c.execute(f"INSERT INTO m.{table} BY NAME SELECT * FROM read_parquet({listed})")
 
     def _apply_entry(self, p: int, manifest: Manifest, entry: dict[str, Any], start: int) -> None:
         c = self.conn
         for table, rel in sorted(entry["files"].items()):
+            if table == HOT:
+                continue  # read in place
             source = f"read_parquet({quote(self.source.fetch(p, manifest, rel))})"
             if table in PRIMARY_KEYS:
                 keys = ", ".join(f'"{k}"' for k in PRIMARY_KEYS[table])
@@ -315,9 +324,8 @@ class ExportsView:
                 )
                 c.execute(f"INSERT INTO m.{table} BY NAME SELECT *, {p} AS _p FROM {source}")
             else:
-                target = "hot" if table == HOT else table
                 c.execute(
-                    f'INSERT INTO m.{target} BY NAME SELECT * FROM {source} WHERE "offset" >= ?',
+                    f'INSERT INTO m.{table} BY NAME SELECT * FROM {source} WHERE "offset" >= ?',
                     [start],
                 )
 
@@ -329,6 +337,9 @@ class ExportsView:
             entries={e["name"] for e in manifest["chain"]},
             segments=[fetch(p, manifest, s) for s in manifest["segments"]],
             tiles=[fetch(p, manifest, t) for t in manifest["tiles"]],
+            hot=[
+                fetch(p, manifest, e["files"][HOT]) for e in manifest["chain"] if HOT in e["files"]
+            ],
             files=(list(manifest["segments"]), int(manifest["hot_below"])),
         )
 
@@ -345,12 +356,12 @@ class ExportsView:
         files = [s for _, part in sorted(self.parts.items()) for s in part.segments]
         names = ", ".join(f'"{f.name}"' for f in SCAN_ORDER)
         if readable is None:
-            hot = conn.sql(f"SELECT {names} FROM m.hot").to_arrow_table()
+            hot = conn.sql(f"SELECT {names} FROM {HOT}").to_arrow_table()
         else:
             conn.register("_readable", readable)
             try:
                 hot = conn.sql(
-                    f"SELECT {names} FROM m.hot SEMI JOIN _readable USING (iteration_id)"
+                    f"SELECT {names} FROM {HOT} SEMI JOIN _readable USING (iteration_id)"
                 ).to_arrow_table()
             finally:
                 conn.unregister("_readable")

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
-import pyarrow as pa
 
 from deardiary.projections.fold import Record
 from deardiary.projections.integrity import ProjectionDamaged, ProjectionOutdated
@@ -140,6 +139,8 @@ class ExportingStore(DuckDBProjectionStore):
         self.partition = partition
         self.changed: dict[str, set[Key]] = {}
         self.appended: set[str] = set()
+        self._segments: list[Path] | None = None
+        self._compacting = False
         super().__init__(directory, **kwargs)
         first = self.conn.execute('SELECT min("offset") FROM metric_points_hot_data').fetchall()
         self.hot_below = (
@@ -156,8 +157,21 @@ class ExportingStore(DuckDBProjectionStore):
             self.appended.add(HOT)
 
     def compact(self) -> None:
-        super().compact()
+        self._compacting = True  # segments change meanwhile, maybe more than once
+        try:
+            super().compact()
+        finally:
+            self._compacting, self._segments = False, None
         self.hot_below = self.next_offsets().get(self.partition, 0)
+
+    def segment_paths(self) -> list[Path]:
+        """Asked by every publish; only compaction changes them, so outside one they are
+        remembered (a query each time cost ~1 ms of every publish)."""
+        if self._compacting:
+            return super().segment_paths()
+        if self._segments is None:
+            self._segments = super().segment_paths()
+        return list(self._segments)
 
 
 class PartitionStore:
@@ -317,19 +331,15 @@ class PartitionStore:
     def _copy_changed(
         conn: duckdb.DuckDBPyConnection, table: str, keys: set[Key], path: Path
     ) -> int:
+        """The rows of `table` with these keys, the keys given as one list parameter per key
+        column (registering an Arrow table of them, and dropping it, cost more than the
+        copy: ~1.5 ms each time)."""
         cols = PRIMARY_KEYS[table]
         rows = sorted(tuple(k) if isinstance(k, tuple) else (k,) for k in keys)
-        wanted = pa.table(
-            {c: pa.array([row[i] for row in rows], pa.string()) for i, c in enumerate(cols)}
-        )
-        conn.register("_changed", wanted)
-        try:
-            using = ", ".join(f'"{c}"' for c in cols)
-            return _copy(
-                conn, f"SELECT t.* FROM {table} t SEMI JOIN _changed USING ({using})", path
-            )
-        finally:
-            conn.unregister("_changed")
+        wanted = ", ".join(f'unnest(?::VARCHAR[]) AS "{c}"' for c in cols)
+        using = ", ".join(f'"{c}"' for c in cols)
+        query = f"SELECT t.* FROM {table} t SEMI JOIN (SELECT {wanted}) _changed USING ({using})"
+        return _copy(conn, query, path, [[row[i] for row in rows] for i in range(len(cols))])
 
     # -- merging the chain in the background ------------------------------------------------
 
@@ -392,10 +402,13 @@ class PartitionStore:
             _log.warning("partition %d: its last manifest is not uploaded yet", self.partition)
 
 
-def _copy(conn: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
-    """`query` as a Parquet file; returns its row count."""
+def _copy(
+    conn: duckdb.DuckDBPyConnection, query: str, path: Path, params: list[Any] | None = None
+) -> int:
+    """`query` (with `params`) as a Parquet file; returns its row count."""
     found = conn.execute(
-        f"COPY ({query}) TO {quote(str(path))} (FORMAT parquet, COMPRESSION {COMPRESSION})"
+        f"COPY ({query}) TO {quote(str(path))} (FORMAT parquet, COMPRESSION {COMPRESSION})",
+        params,
     ).fetchall()
     return int(found[0][0]) if found else 0
 

@@ -145,11 +145,10 @@ def test_entries_of_an_older_worker_in_zstd_and_newer_in_lz4_read_alike(
     part.close()
 
 
-def test_a_following_view_drops_hot_points_only_when_they_were_compacted(
-    tmp_path: Path,
-) -> None:
-    """The view deletes a partition's hot points below `hot_below` only when the manifest's
-    `hot_below` moved (a compaction): every point is counted once either way."""
+def test_a_following_view_counts_compacted_points_once(tmp_path: Path) -> None:
+    """The view reads a partition's hot points from its chain's files without those below
+    the manifest's `hot_below` (compacted into segments since): every point is counted
+    once, before and after a compaction."""
     view = ExportsView(tmp_path, follow=False)
     part = PartitionStore(tmp_path, 0)
     log = records(sweep_start(iteration="it"))
@@ -168,11 +167,44 @@ def test_a_following_view_drops_hot_points_only_when_they_were_compacted(
         assert _count(view, "SELECT count(DISTINCT step) FROM metrics") == step
 
     more(3)
-    more(2)  # hot_below unchanged: nothing deleted
+    more(2)  # hot_below unchanged
     part.store.compact()  # every hot point into a segment: hot_below moves
     more(1)
     assert _count(view, "SELECT count(*) FROM metric_points_hot") == 1
     more(2)
+    view.close()
+    part.close()
+
+
+def test_the_view_reads_points_in_place_and_follows_a_merged_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query side copies no metric point into its own database (it was most of its CPU
+    under ingest): it reads the chain's files in place, so once merges replace entries and
+    the entries merged away are removed (here at once: no grace), the view follows the
+    newest chain and still counts every point once."""
+    monkeypatch.setattr(partitions, "FANOUT", 2)
+    monkeypatch.setattr(partitions, "GRACE_S", 0.0)
+    view = ExportsView(tmp_path, follow=False)
+    part = PartitionStore(tmp_path, 0)
+    log = records(sweep_start(iteration="it"))
+    part.apply(log)
+    offset, points = len(log), 0
+    for n in range(12):
+        batch = [("loss", float(n), n * 100 + s) for s in range(100)]
+        part.apply(records([metrics("it", batch)], start=offset))
+        offset, points = offset + 1, points + len(batch)
+        part.publish()
+        deadline = time.monotonic() + 10
+        while part._merging is not None and time.monotonic() < deadline:
+            part._merging[1].result()
+            part.publish()  # swaps the merged entry in; removes the entries it replaced
+        view.refresh()
+        assert _count(view, "SELECT count(*) FROM metrics") == points
+    assert max(e["level"] for e in part.chain) >= 2  # entries were merged (and removed)
+    assert _count(view, "SELECT count(DISTINCT step) FROM metrics") == points
+    held = "SELECT coalesce(sum(estimated_size), 0) FROM duckdb_tables() WHERE schema_name = 'm'"
+    assert _count(view, held) < 100  # events and last_metrics, not 1,200 points
     view.close()
     part.close()
 
