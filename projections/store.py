@@ -538,6 +538,9 @@ class DuckDBProjectionStore:
             else:
                 conn.execute("DELETE FROM metric_points_hot_data")
                 conn.execute("DELETE FROM metric_series_hot")
+            # in the same transaction: a reader sees the old views over the old rows or
+            # the new ones over the new, never hot rows gone and the segment not yet listed
+            self._refresh_metrics_view()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -545,7 +548,6 @@ class DuckDBProjectionStore:
         if not replaced:
             self._series = {}  # numbering starts again with the next hot point
             self._hot = 0
-        self._refresh_metrics_view()
         self._retire(replaced)
 
     def _retire(self, names: list[str]) -> None:

@@ -15,6 +15,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from deardiary.projections.queries.snapshot import snapshot
+
 SERIES_COLUMNS = "step, value, recorded_at, client_time"
 SERIES_SCHEMA = pa.schema(
     [
@@ -38,25 +40,40 @@ def history(
     log's clock) and client_time (the caller's clock when it logged the point).
 
     The rows are read in scan order, which for a series is nearly always its order already
-    (segments are sorted, hot rows are in log order); that is checked in one vectorised
-    pass and only a series that is not gets sorted -- a million-point read skips the sort."""
+    (segments are sorted, hot rows are in log order). Steps that strictly increase need no
+    more; only otherwise (a repeated step, rows out of order) are the log positions read
+    too, to sort by -- a million-point read skips both the sort and those columns."""
     params = {"it": iteration_id, "key": key, "g": group, "lo": start_step, "hi": end_step}
 
-    def scan(relation: str) -> pa.Table:
+    def scan(columns: str, relation: str) -> pa.Table:
         return conn.sql(
-            f'SELECT {SERIES_COLUMNS}, "partition", "offset", seq FROM {relation}'
+            f"SELECT {columns} FROM {relation}"
             ' WHERE iteration_id = $it AND key = $key AND "group" = $g'
             " AND step >= coalesce($lo, step) AND step <= coalesce($hi, step)",
             params=params,
         ).to_arrow_table()
 
-    if _has_view(conn, "metric_segment_points"):  # a scan of a UNION ALL is out of order
-        table = pa.concat_tables([scan("metric_segment_points"), scan("metric_points_hot")])
-    else:
-        table = scan("metrics")
+    def read(columns: str) -> pa.Table:
+        if not split:
+            return scan(columns, "metrics")
+        return pa.concat_tables(
+            [scan(columns, "metric_segment_points"), scan(columns, "metric_points_hot")]
+        )
+
+    with snapshot(conn):
+        split = _has_view(conn, "metric_segment_points")  # a scan of a UNION ALL is unordered
+        table = read(SERIES_COLUMNS)
+        if _steps_increase(table["step"]):
+            return table
+        table = read(f'{SERIES_COLUMNS}, "partition", "offset", seq')
     order = _sort_order(table)
     out = table.select(SERIES_COLUMNS.split(", "))
     return out if order is None else out.take(order)
+
+
+def _steps_increase(steps: pa.ChunkedArray) -> bool:
+    values = steps.to_numpy()
+    return bool(np.all(values[1:] > values[:-1]))
 
 
 def _sort_order(table: pa.Table) -> np.ndarray | None:
@@ -118,6 +135,13 @@ def downsampled(
     points) plus the points not compacted yet -- a bucket then covers at most four times
     the width asked for, finer than a chart shows; otherwise (a short series, at most a
     few tens of thousands of points) from the points themselves."""
+    with snapshot(conn):
+        return _downsampled(conn, iteration_id, key, max_points, group)
+
+
+def _downsampled(
+    conn: duckdb.DuckDBPyConnection, iteration_id: str, key: str, max_points: int, group: str
+) -> pa.Table:
     buckets = max(1, max_points // 2)
     params: dict[str, object] = {"it": iteration_id, "key": key, "g": group}
     if _has_view(conn, "metric_tiles"):

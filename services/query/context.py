@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar
 import duckdb
 from aiohttp import web
 
+from deardiary.projections.queries.snapshot import snapshot
 from deardiary.schemas.errors import DearDiaryError, InvalidArgument, Unavailable
 from deardiary.services.artifacts import ArtifactStore
 from deardiary.services.query.as_of import AsOfCache, Bound, resolve
@@ -368,7 +369,8 @@ class QueryContext:
             try:
                 if prepare is not None:
                     prepare(conn)
-                return fn(conn)
+                with snapshot(conn):  # a read of several statements sees one state
+                    return fn(conn)
             finally:
                 conn.close()
 

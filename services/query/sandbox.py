@@ -17,7 +17,6 @@ shuts down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import duckdb
 import pyarrow as pa
 from aiohttp import web
 
+from deardiary.projections.queries.snapshot import snapshot
 from deardiary.projections.queries.sql import check_statement, mentioned_relations
 from deardiary.schemas.errors import (
     DearDiaryError,
@@ -271,11 +271,8 @@ class SqlSandbox:
             try:
                 if prepare is not None:
                     prepare(source)
-                source.execute("BEGIN TRANSACTION")
-                try:
+                with snapshot(source):
                     provide(cursor, source, self.source, names, query, prepare is not None)
-                finally:
-                    _end_transaction(source)
             finally:
                 statement.detach(source)
         finally:
@@ -289,11 +286,6 @@ class SqlSandbox:
         if _missing_file(exc):
             return Unavailable("the projections changed while reading; retry", {"retryable": True})
         return InvalidArgument(f"SQL failed: {exc}")
-
-
-def _end_transaction(conn: duckdb.DuckDBPyConnection) -> None:
-    with contextlib.suppress(duckdb.Error):  # an interrupted one may have ended already
-        conn.execute("ROLLBACK")  # nothing was written
 
 
 def _missing_file(exc: duckdb.Error | OSError) -> bool:
