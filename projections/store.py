@@ -98,12 +98,45 @@ def _join_lists(columns: tuple[str, ...] | list[str]) -> str:
     return f"JOIN (SELECT {unnested}) _wanted USING (" + ", ".join(f'"{c}"' for c in columns) + ")"
 
 
+FEW_KEYS = 8
+"""Up to this many rows, a lookup or a replacement names their keys as parameters and an
+insert its values (``WHERE ("k" = ?) OR ...``, ``VALUES (?, ...)``): DuckDB finds them by
+the primary key's index, ~0.6-0.8 ms a statement, where joining a list parameter or a
+registered Arrow table costs ~1.3-3 ms. A small request (one MLflow log_param) is a batch
+of one or two events: those statements were most of its cost."""
+
+
+def _matching(columns: tuple[str, ...], keys: list[tuple[str, ...]]) -> tuple[str, list[Any]]:
+    """How a statement over `t` names rows by these keys: a WHERE clause and its parameters
+    for a few (FEW_KEYS), else a join with one list parameter per column; ("", []) for
+    none."""
+    if not keys:
+        return "", []
+    keys = sorted(keys)
+    if len(keys) <= FEW_KEYS:
+        return _keys_where(columns, len(keys)), [v for k in keys for v in k]
+    return _join_lists(columns), [[k[i] for k in keys] for i in range(len(columns))]
+
+
+def _keys_where(columns: tuple[str, ...] | list[str], rows: int) -> str:
+    """A WHERE clause matching `rows` keys given as parameters, row after row."""
+    one = " AND ".join(f'"{c}" = ?' for c in columns)
+    return "WHERE " + " OR ".join([f"({one})"] * rows)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+RETIRE_AFTER_S = 120.0
+"""How long a segment replaced by a merge stays on disk: a read begun before the merge
+still scans it (reads hold one snapshot, its views naming the old files), so it goes
+only after longer than any read takes (the SQL sandbox stops statements at 30 s by
+default); a reopened store deletes what is left."""
 
 
 class DuckDBProjectionStore:
@@ -115,7 +148,7 @@ class DuckDBProjectionStore:
         hot_points_limit: int = 2_000_000,
         merge_below_rows: int = 1_000_000,
         max_small_segments: int = 8,
-        retire_after_s: float = 0.0,
+        retire_after_s: float = RETIRE_AFTER_S,
     ) -> None:
         self.directory = Path(directory)
         self.segments_dir = self.directory / "segments"
@@ -214,9 +247,9 @@ class DuckDBProjectionStore:
         prior = PriorState(next_offsets=self.next_offsets())
         conn = self.conn
         if lookups.event_ids:
+            among, wanted = _matching(("event_id",), [(i,) for i in lookups.event_ids])
             found = conn.execute(
-                "SELECT event_id FROM applied_events WHERE event_id IN (SELECT unnest(?))",
-                [sorted(lookups.event_ids)],
+                f"SELECT event_id FROM applied_events t {among}", wanted
             ).fetchall()
             prior.seen_event_ids = {r[0] for r in found}
         for table, keys in lookups.keys.items():
@@ -239,16 +272,14 @@ class DuckDBProjectionStore:
         known.update(keys)
 
     @staticmethod
-    def _wanted(table: str, keys: set[Key]) -> tuple[str, list[list[str]]]:
+    def _wanted(table: str, keys: set[Key]) -> tuple[str, list[Any]]:
         """A join with the keys, passed as one list parameter per key column (registering
-        an Arrow table and dropping it again cost ~1.5 ms a lookup), and the lists."""
+        an Arrow table and dropping it again cost ~1.5 ms a lookup), and the lists; or,
+        for a few keys, a WHERE clause naming each (FEW_KEYS) and its parameters."""
         cols = PRIMARY_KEYS[table]
         if len(cols) == 1:
-            lists = [sorted(str(k) for k in keys)]
-        else:
-            tuples = sorted(k for k in keys if isinstance(k, tuple))
-            lists = [[str(t[i]) for t in tuples] for i in range(len(cols))]
-        return _join_lists(cols), lists
+            return _matching(cols, [(str(k),) for k in keys])
+        return _matching(cols, [tuple(str(v) for v in k) for k in keys if isinstance(k, tuple)])
 
     def _rows_by_key(self, table: str, keys: set[Key]) -> dict[Key, Row]:
         join, lists = self._wanted(table, keys)
@@ -263,10 +294,10 @@ class DuckDBProjectionStore:
         return {str(r[0]) if len(r) == 1 else tuple(str(v) for v in r) for r in found}
 
     def _rows_where(self, table: str, column: str, values: set[str]) -> dict[Key, Row]:
-        return self._select(table, _join_lists((column,)), [sorted(values)])
+        return self._select(table, *_matching((column,), [(v,) for v in values]))
 
-    def _select(self, table: str, join: str, lists: list[list[str]]) -> dict[Key, Row]:
-        if not lists[0]:
+    def _select(self, table: str, join: str, lists: list[Any]) -> dict[Key, Row]:
+        if not lists:
             return {}
         # Python values straight from DuckDB: through Arrow they cost ~2 ms more a lookup
         result = self.conn.execute(f"SELECT t.* FROM {table} t {join}", lists)
@@ -317,6 +348,9 @@ class DuckDBProjectionStore:
         Replacement is DELETE + INSERT, not INSERT OR REPLACE: DuckDB's upsert keeps a
         stored value that compares equal to the new one, so -0.0 would stay 0.0 (or the
         reverse) and replays would not be bit-identical."""
+        if 0 < data.num_rows <= FEW_KEYS:
+            self._insert_few(table, data, replace)
+            return
         self.conn.register("_rows", data)
         try:
             if replace:
@@ -325,6 +359,23 @@ class DuckDBProjectionStore:
             self.conn.execute(f"INSERT INTO {table} SELECT * FROM _rows")
         finally:
             self.conn.unregister("_rows")
+
+    def _insert_few(self, table: str, data: pa.Table, replace: bool) -> None:
+        """`_insert` of a few rows, keys and values as parameters (FEW_KEYS). The values
+        are the Arrow table's, so both ways store the same."""
+        names = data.column_names
+        rows = [tuple(r.values()) for r in data.to_pylist()]
+        if replace:
+            keys = PRIMARY_KEYS[table]
+            at = [names.index(c) for c in keys]
+            where = _keys_where(keys, len(rows))
+            self.conn.execute(f"DELETE FROM {table} {where}", [r[i] for r in rows for i in at])
+        columns = ", ".join(f'"{c}"' for c in names)
+        marks = "(" + ", ".join("?" * len(names)) + ")"
+        self.conn.execute(
+            f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([marks] * len(rows)),
+            [v for r in rows for v in r],
+        )
 
     def _migrate_hot_points(self) -> None:
         """Stores written before metric_series_hot existed kept hot points, strings and

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deardiary.projections.queries import metric_series
+from deardiary.projections.queries.snapshot import snapshot
 from deardiary.projections.store import DuckDBProjectionStore
 from tests.integration.test_hot_count import _Log, _store
 
@@ -89,3 +90,29 @@ class _Done:
 
     def to_arrow_table(self) -> object:
         return self.table
+
+
+def test_a_read_begun_before_a_merge_still_reads_the_merged_files(tmp_path: Path) -> None:
+    """A merge replaces small segments; a read holding the snapshot from before it still
+    names them, so they stay on disk for a while (RETIRE_AFTER_S), and a reopened store
+    deletes them."""
+    store, log = DuckDBProjectionStore(tmp_path / "p", max_small_segments=1), _Log()
+    try:
+        store.apply(log.batch(10))
+        store.compact()
+        store.apply(log.batch(10))
+        reader = store.reader()
+        try:
+            with snapshot(reader):
+                assert metric_series.history(reader, "it-1", "loss").num_rows == 20
+                store.compact()  # the hot points become a segment, then the two are merged
+                assert len(store.segment_paths()) == 1
+                assert metric_series.history(reader, "it-1", "loss").num_rows == 20
+            assert metric_series.history(reader, "it-1", "loss").num_rows == 20
+        finally:
+            reader.close()
+    finally:
+        store.close()
+    assert len(list((tmp_path / "p" / "segments").glob("seg-*"))) == 3  # kept for readers
+    DuckDBProjectionStore(tmp_path / "p").close()
+    assert len(list((tmp_path / "p" / "segments").glob("seg-*"))) == 1
