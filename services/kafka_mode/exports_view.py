@@ -133,6 +133,9 @@ class ExportsView:
             self.source = S3Source(exports, self._dir / "files")
         self.refresh_s = refresh_s
         self.conn = duckdb.connect(str(self._dir / "view.duckdb"))
+        # Every file the views read is immutable (written aside, renamed, never rewritten),
+        # so each file's Parquet footer is read once, not by every query.
+        self.conn.execute("SET parquet_metadata_cache = true")
         self._segment_files: tuple[list[str], list[str]] | None = None  # of the views now
         self._create()
         self._lock = threading.Lock()  # one refresh at a time

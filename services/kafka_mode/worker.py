@@ -59,7 +59,9 @@ GONE_CONFIRM_S = 2.0
 this much later: the tests' broker once answered a start of 6 for a partition being
 written from 0, and believing it skipped six records for good."""
 GATHER_RECORDS = 64  # the SDK's records hold up to 32,768 points each
-GATHER_S = 0.3
+GATHER_S = PUBLISH_EVERY_S
+"""While records keep coming nothing folded is visible before the next publish anyway, so
+they are gathered that long: each fold costs ~15-30 ms besides its points."""
 FETCH_WAIT_MS = 100
 """How long a fetch may wait for records. Faust fixes its consumer's at 1,500 ms, and a
 broker that holds a fetch for its whole wait (Tansu does when it has nothing new at the

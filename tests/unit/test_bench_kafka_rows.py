@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import _kafka_rows  # noqa: E402
+from report import _kafka_check, _kafka_rows  # noqa: E402
 
 
 def _run(**extra: float) -> dict[str, float]:
@@ -32,6 +32,20 @@ def test_the_cpu_of_every_part_is_added_up_against_the_cores() -> None:
         "4.50 s (clients 1.80 + workers 2.00 + broker 0.40 + query side 0.30); 444,444/s"
     )
     assert "the CPU rules it out here" in arithmetic[4]
+    # what the clients leave: 2 cores over workers + broker + query side (2.70 s)
+    assert (
+        "the rest (workers, broker, query side) 2.70 s, which alone would allow 740,741/s"
+        in (arithmetic[4])
+    )
+
+
+def test_a_missed_kafka_row_says_what_the_cores_allow() -> None:
+    measured = _run(broker_cpu_s=0.4, query_cpu_s=0.3, cores=2)
+    assert _kafka_check(measured) == (
+        "**miss**: at the CPU it measured, 2 cores allow 444,444/s (below)"
+    )
+    assert _kafka_check(_run()) == "**miss**"  # an external broker: no arithmetic
+    assert _kafka_check({**measured, "points_per_s": 1_200_000.0}) == "pass"
 
 
 def test_an_external_broker_gets_no_arithmetic() -> None:
