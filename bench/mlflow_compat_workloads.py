@@ -101,12 +101,18 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
+def _small_runs(scale: dict[str, int]) -> int:
+    """Runs made one small request at a time (five requests each)."""
+    return scale.get("compat_small", max(10, scale["compat_runs"] // 10))
+
+
 def _side(url: str, pid: int, scale: dict[str, int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("ingest", lambda: _ingest(url, scale["compat_ingest"], scale["compat_procs"])),
         ("history", lambda: _client(url, pid, "history", str(scale["compat_history"]))),
         ("search", lambda: _client(url, pid, "search", str(scale["compat_runs"]))),
+        ("small", lambda: _client(url, pid, "small", str(_small_runs(scale)))),
     ]
     for name, run in steps:
         before = _tree_cpu(pid)
@@ -187,6 +193,70 @@ def _read_rows(name: str, d: dict[str, Any], m: dict[str, Any]) -> list[Row]:
     return rows
 
 
+SMALL_NAME = "one small request (create_run, log_param, set_tag, log_metric, set_terminated)"
+
+
+def _small_rows(d: dict[str, Any] | None, m: dict[str, Any] | None) -> list[Row]:
+    """The small requests a script makes one at a time, per request (mean of the mix)."""
+    if not d or not m:
+        return []
+    return [
+        (
+            f"{SMALL_NAME}, through the client (ms)",
+            d["ms"],
+            m["ms"],
+            _ratio(m["ms"], d["ms"]),
+            f"{_n(d['client_cpu_ms'])} ms",
+            _ratio(m["ms"], d["client_cpu_ms"]),
+            _servers_cpu(d["server_cpu_ms"], m["server_cpu_ms"]),
+        ),
+        (
+            "one small request, the server's CPU (ms)",
+            d["server_cpu_ms"],
+            m["server_cpu_ms"],
+            _ratio(m["server_cpu_ms"], d["server_cpu_ms"]),
+            "",
+            "",
+            "",
+        ),
+    ]
+
+
+def _setup_note(d: dict[str, Any], m: dict[str, Any]) -> str:
+    """The search rows' set-up (a create_run and a log_batch per run, from a few threads):
+    the servers' CPU per run made."""
+    runs = d["search"].get("runs")
+    if not runs or "server_cpu_s" not in d["search"] or "server_cpu_s" not in m["search"]:
+        return ""
+    per_run = (d["search"]["server_cpu_s"] * 1000 / runs, m["search"]["server_cpu_s"] * 1000 / runs)
+    return (
+        f" The search set-up and searches, per run made (create_run and a log_batch):"
+        f" DearDiary {per_run[0]:.1f} ms, MLflow {per_run[1]:.1f} ms of server CPU."
+    )
+
+
+def _small_note(d: dict[str, Any] | None, m: dict[str, Any] | None) -> list[str]:
+    """Each small call's wall time on both servers, and what a request costs each."""
+    if not d or not m:
+        return []
+    calls = ", ".join(
+        f"{name} {_n(d['calls_ms'][name])} / {_n(m['calls_ms'][name])} ms"
+        for name in d["calls_ms"]
+        if name in m["calls_ms"]
+    )
+    return [
+        "",
+        f"Small requests: {d['runs']:,} runs, each made as a script makes it -- create_run,"
+        " log_param, set_tag, log_metric, set_terminated, one request at a time. Per request"
+        f" (mean of the mix) the server's CPU is DearDiary {d['server_cpu_ms']:.1f} ms,"
+        f" MLflow {m['server_cpu_ms']:.1f} ms (with its uvicorn workers; "
+        f"{_ratio(m['server_cpu_ms'], d['server_cpu_ms'])}), the client's own CPU"
+        f" {d['client_cpu_ms']:.1f} ms. DearDiary's includes folding the request's events into"
+        " its tables after answering (MLflow writes its rows before answering). Each call's"
+        f" wall time, DearDiary / MLflow: {calls}.",
+    ]
+
+
 def report_section(r: dict[str, Any]) -> list[str]:
     """The docs/benchmarks.md section (empty when the workload was not run)."""
     c = r.get("mlflow_compat")
@@ -232,6 +302,7 @@ def report_section(r: dict[str, Any]) -> list[str]:
             d["search"]["filtered"],
             m["search"]["filtered"],
         ),
+        *_small_rows(d.get("small"), m.get("small")),
     ]
     bound = [  # rows where even a server costing nothing could not show 10x through the client
         f"{name} (MLflow {_n(mlflow_ms)} ms, the client's own CPU {_n(own)} ms: at most"
@@ -302,6 +373,7 @@ def report_section(r: dict[str, Any]) -> list[str]:
         ]
     if shared:
         lines += ["", shared]
+    lines += _small_note(d.get("small"), m.get("small"))
     lines += [
         "",
         "Server CPU seconds per workload, setup included (ingest / history / search),"
@@ -309,6 +381,7 @@ def report_section(r: dict[str, Any]) -> list[str]:
         f" {' / '.join(_n(d[k]['server_cpu_s']) for k in ('ingest', 'history', 'search'))};"
         f" MLflow (with its uvicorn workers):"
         f" {' / '.join(_n(m[k]['server_cpu_s']) for k in ('ingest', 'history', 'search'))}."
+        + _setup_note(d, m)
         + (
             f" Load average (1 min) when each side began: DearDiary {load['deardiary']:.1f},"
             f" MLflow {load['mlflow']:.1f}."

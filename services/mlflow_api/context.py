@@ -35,9 +35,9 @@ Ingest = Callable[[web.Request, Sequence[Envelope]], Awaitable[list[LogPosition]
 
 class RunStates:
     """(deleted, is a logged model) of runs recently written to, for `ttl_s`: a client
-    logging a batch per step must not cost a projection read per batch. This server's own
-    deletes and restores forget a run at once; a change made elsewhere (the SDK) is seen
-    within `ttl_s`."""
+    logging a batch per step must not cost a projection read per batch. Runs this server
+    creates, deletes and restores are known at once (before the projections show it); a
+    change made elsewhere (the SDK) is seen within `ttl_s`."""
 
     def __init__(self, ttl_s: float = 5.0, capacity: int = 100_000) -> None:
         self.ttl_s = ttl_s
@@ -58,6 +58,37 @@ class RunStates:
 
     def forget(self, run_id: str) -> None:
         self._known.pop(run_id, None)
+
+
+HEARTBEAT_EVERY_S = 30.0
+
+
+class Heartbeats:
+    """When this server last beat for each run it logged to (bounded: oldest forgotten).
+    Starting a run beats (its fold sets the heartbeat), so a run this server just created
+    or resumed is not beaten again until `every_s` later: the first writes after
+    ``create_run`` carry no heartbeat event (each costs the fold the run's row)."""
+
+    def __init__(self, every_s: float = HEARTBEAT_EVERY_S, capacity: int = 100_000) -> None:
+        self.every_s = every_s
+        self.capacity = capacity
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    def due(self, run_id: str) -> bool:
+        """Whether a write to the run should carry a heartbeat (then noted as sent)."""
+        now = time.monotonic()
+        last = self._last.get(run_id)
+        if last is not None and now - last < self.every_s:
+            return False
+        self.beat(run_id, now)
+        return True
+
+    def beat(self, run_id: str, now: float | None = None) -> None:
+        """Note that the run beat now (started, or a heartbeat sent)."""
+        self._last[run_id] = time.monotonic() if now is None else now
+        self._last.move_to_end(run_id)
+        while len(self._last) > self.capacity:
+            self._last.popitem(last=False)
 
 
 def _nobody(request: web.Request) -> str:
@@ -84,6 +115,7 @@ class MlflowContext:
     actor: Callable[[web.Request], str] = _nobody
     written: Callable[[], Offsets] = _nothing_written
     run_states: RunStates = field(default_factory=RunStates)
+    beats: Heartbeats = field(default_factory=Heartbeats)
 
     @property
     def default_project(self) -> str:

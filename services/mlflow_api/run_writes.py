@@ -10,8 +10,6 @@ without one our views would call a long-running MLflow run lost.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,27 +59,6 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
 MAX_STEP = 2**62
-HEARTBEAT_EVERY_S = 30.0
-
-
-class Heartbeats:
-    """When this server last beat for each run it logged to (bounded: oldest forgotten)."""
-
-    def __init__(self, every_s: float = HEARTBEAT_EVERY_S, capacity: int = 100_000) -> None:
-        self.every_s = every_s
-        self.capacity = capacity
-        self._last: OrderedDict[str, float] = OrderedDict()
-
-    def due(self, run_id: str) -> bool:
-        now = time.monotonic()
-        last = self._last.get(run_id)
-        if last is not None and now - last < self.every_s:
-            return False
-        self._last[run_id] = now
-        self._last.move_to_end(run_id)
-        while len(self._last) > self.capacity:
-            self._last.popitem(last=False)
-        return True
 
 
 def tag_events(run_id: str, tags: dict[str, str]) -> list[Event]:
@@ -144,7 +121,6 @@ def metric_events(
 class RunWrites:
     def __init__(self, ctx: MlflowContext) -> None:
         self.ctx = ctx
-        self.beats = Heartbeats()
 
     async def _writable(self, request: web.Request, run_id: str) -> None:
         """Refuse writes to a deleted run (or to a logged model's id). A run the projections
@@ -180,7 +156,7 @@ class RunWrites:
         return metric_events(run_id, metrics, frozenset(held))
 
     async def _emit(self, request: web.Request, run_id: str, events: list[Event]) -> Json:
-        if self.beats.due(run_id):
+        if self.ctx.beats.due(run_id):
             events.append(IterationHeartbeat(iteration_id=run_id))
         await self.ctx.emit(request, events)
         return {}

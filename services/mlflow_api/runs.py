@@ -114,6 +114,10 @@ class Runs:
             )
         )
         await self.ctx.emit(request, events)
+        # written: the next writes need neither a projection read to find the run writable
+        # nor a heartbeat (IterationStarted is one)
+        self.ctx.run_states.put(run_id, deleted=False, is_model=False)
+        self.ctx.beats.beat(run_id)
         actor = self.ctx.actor(request)
         created = {
             "iteration_id": run_id,
@@ -184,6 +188,8 @@ class Runs:
             row["end_ms"] = now_us() // 1000
         if events:
             await self.ctx.emit(request, events)
+            if any(isinstance(e, IterationStarted) for e in events):
+                self.ctx.beats.beat(run_id)  # resumed: IterationStarted beats
         return {"run_info": self.render.run_info(row)}
 
     async def delete(self, request: web.Request) -> Json:
@@ -192,7 +198,9 @@ class Runs:
         await self.ctx.emit(
             request, [EntityDeleted(entity=EntityKind.ITERATION, entity_id=row["iteration_id"])]
         )
-        self.ctx.run_states.forget(row["iteration_id"])
+        # known deleted at once: a write right after must not read projections that may
+        # not show the delete yet (the writable check reads without waiting)
+        self.ctx.run_states.put(row["iteration_id"], deleted=True, is_model=False)
         return {}
 
     async def restore(self, request: web.Request) -> Json:
@@ -203,7 +211,7 @@ class Runs:
         await self.ctx.emit(
             request, [EntityRestored(entity=EntityKind.ITERATION, entity_id=row["iteration_id"])]
         )
-        self.ctx.run_states.forget(row["iteration_id"])
+        self.ctx.run_states.put(row["iteration_id"], deleted=False, is_model=False)
         return {}
 
     async def search(self, request: web.Request) -> Json:

@@ -78,3 +78,48 @@ def test_the_mlflow_client_section_renders_each_row_and_its_ceiling() -> None:
     failed = report_section({"mlflow_compat": {"error": "RuntimeError: no MLflow"}})
     assert "Not run: RuntimeError: no MLflow" in failed
     assert report_section({}) == []
+
+
+def test_the_mlflow_client_section_gives_small_requests_per_request() -> None:
+    from mlflow_compat_workloads import report_section
+
+    def read(ms: float) -> dict[str, object]:
+        return {"ms": ms, "client_cpu_ms": 1.0, "server_cpu_ms": ms / 2}
+
+    def side(small_cpu: float | None) -> dict[str, object]:
+        out: dict[str, object] = {
+            "ingest": {
+                "points": 2000,
+                "procs": 2,
+                "points_per_s": 1000.0,
+                "client_cpu_s": 1.0,
+                "client_ceiling_points_per_s": 50_000.0,
+                "server_cpu_s": 1.0,
+            },
+            "history": {"points": 100, **read(10.0), "server_cpu_s": 1.0},
+            "search": {"runs": 200, "all": read(5.0), "filtered": read(2.0), "server_cpu_s": 2.0},
+        }
+        if small_cpu is not None:
+            calls = {"create_run": 4.0, "log_param": 3.0}
+            out["small"] = {
+                "runs": 20,
+                "requests": 100,
+                "ms": small_cpu * 2,
+                "client_cpu_ms": 1.5,
+                "server_cpu_ms": small_cpu,
+                "calls_ms": calls,
+            }
+        return out
+
+    results = {"mlflow_version": "3.17.2", "deardiary": side(4.0), "mlflow": side(12.0)}
+    page = "\n".join(report_section({"mlflow_compat": results}))
+    assert "{" not in page and "}" not in page
+    assert "log_metric, set_terminated), through the client (ms) | 8.0 | 24.0 | 3.0x |" in page
+    assert "| 1.5 ms | 16.0x | 4.0 / 12.0 ms (3.0x) |" in page
+    assert "| one small request, the server's CPU (ms) | 4.0 | 12.0 | 3.0x |" in page
+    assert "the server's CPU is DearDiary 4.0 ms, MLflow 12.0 ms" in page
+    assert "create_run 4.0 / 4.0 ms, log_param 3.0 / 3.0 ms" in page
+    assert "per run made (create_run and a log_batch): DearDiary 10.0 ms, MLflow 10.0 ms" in page
+    # results of a run before the small requests were measured still render
+    older = {"mlflow_version": "3.17.2", "deardiary": side(None), "mlflow": side(None)}
+    assert "one small request" not in "\n".join(report_section({"mlflow_compat": older}))
