@@ -245,7 +245,7 @@ def small(url: str, runs: int) -> dict[str, object]:
 
     warm = dict.fromkeys(SMALL_CALLS, 0.0)
     for n in range(min(10, runs)):
-        one_run(-1 - n, warm)
+        one_run(runs + n, warm)
     time.sleep(0.5)  # the warm-up's last folds are not the timed calls'
     wall = dict.fromkeys(SMALL_CALLS, 0.0)
     server, cpu, began = server_cpu_s(), time.process_time(), time.perf_counter()
