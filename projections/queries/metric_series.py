@@ -53,15 +53,12 @@ def history(
             params=params,
         ).to_arrow_table()
 
-    def read(columns: str) -> pa.Table:
-        if not split:
-            return scan(columns, "metrics")
+    def read(columns: str) -> pa.Table:  # a scan of the UNION ALL `metrics` is unordered
         return pa.concat_tables(
             [scan(columns, "metric_segment_points"), scan(columns, "metric_points_hot")]
         )
 
     with snapshot(conn):
-        split = _has_view(conn, "metric_segment_points")  # a scan of a UNION ALL is unordered
         table = read(SERIES_COLUMNS)
         if _steps_increase(table["step"]):
             return table
@@ -144,35 +141,26 @@ def _downsampled(
 ) -> pa.Table:
     buckets = max(1, max_points // 2)
     params: dict[str, object] = {"it": iteration_id, "key": key, "g": group}
-    if _has_view(conn, "metric_tiles"):
-        where = 'WHERE iteration_id = $it AND key = $key AND "group" = $g'
-        tiles = conn.sql(
-            f"SELECT tile, points, first_step, last_step, low, high FROM metric_tiles {where}",
-            params=params,
-        ).to_arrow_table()
-        hot = conn.sql(
-            f'SELECT step, value, recorded_at, client_time, "partition", "offset", seq'
-            f" FROM metric_points_hot {where}",
-            params=params,
-        ).to_arrow_table()
-        total = int(np.sum(tiles["points"].to_numpy())) + hot.num_rows
-        if total <= max_points:
-            return history(conn, iteration_id, key, group=group)
-        steps = [tiles["first_step"], tiles["last_step"], hot["step"]]
-        lo = min(int(np.min(s.to_numpy())) for s in steps if len(s))
-        hi = max(int(np.max(s.to_numpy())) for s in steps if len(s))
-        first, count = lo // TILE_STEPS, hi // TILE_STEPS - lo // TILE_STEPS + 1
-        if count * TILE_SHORTFALL >= buckets:
-            return _from_tiles(tiles, hot, first, -(-count // buckets))
+    where = 'WHERE iteration_id = $it AND key = $key AND "group" = $g'
+    tiles = conn.sql(
+        f"SELECT tile, points, first_step, last_step, low, high FROM metric_tiles {where}",
+        params=params,
+    ).to_arrow_table()
+    hot = conn.sql(
+        f'SELECT step, value, recorded_at, client_time, "partition", "offset", seq'
+        f" FROM metric_points_hot {where}",
+        params=params,
+    ).to_arrow_table()
+    total = int(np.sum(tiles["points"].to_numpy())) + hot.num_rows
+    if total <= max_points:
+        return history(conn, iteration_id, key, group=group)
+    steps = [tiles["first_step"], tiles["last_step"], hot["step"]]
+    lo = min(int(np.min(s.to_numpy())) for s in steps if len(s))
+    hi = max(int(np.max(s.to_numpy())) for s in steps if len(s))
+    first, count = lo // TILE_STEPS, hi // TILE_STEPS - lo // TILE_STEPS + 1
+    if count * TILE_SHORTFALL >= buckets:
+        return _from_tiles(tiles, hot, first, -(-count // buckets))
     return _from_points(conn, params, max_points, buckets)
-
-
-def _has_view(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """Whether this connection's store has `name` (a Kafka-mode exports view has not)."""
-    found = conn.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]
-    ).fetchall()
-    return bool(found[0][0])
 
 
 _CANDIDATE_FIELDS = (

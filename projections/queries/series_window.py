@@ -24,7 +24,6 @@ from deardiary.projections.queries.metric_series import (
     SERIES_SCHEMA,
     TILE_SHORTFALL,
     TILE_STEPS,
-    _has_view,
     _numbers,
     history,
     labelled,
@@ -144,11 +143,6 @@ def many(
     )
     if not series:
         return COMPARE_SCHEMA.empty_table()
-    if not _has_view(conn, "metric_tiles"):  # a Kafka-mode exports view: series by series
-        return pa.concat_tables(
-            labelled(window(conn, it, key, min_step, max_step, max_points, group), it, key, group)
-            for it, key, group, _ in series
-        )
     whole = min_step is None and max_step is None
     wanted = pa.table(
         {

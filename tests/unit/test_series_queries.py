@@ -12,7 +12,7 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deardiary.projections.queries.metric_series import downsampled, history
+from deardiary.projections.queries.metric_series import downsampled, history, tiles_sql
 from tests.series_reference import Point, bucket_extremes
 
 VALUES = st.one_of(
@@ -43,20 +43,30 @@ def listing(rows: list[tuple[int, float]]) -> list[tuple[int, str]]:
 
 
 def _metrics(rows: Sequence[tuple[int, float, int, int, int]]) -> duckdb.DuckDBPyConnection:
-    """A `metrics` table of (step, value, partition, offset, seq) rows, stored in that order."""
+    """A store's relations with every point still hot, as the store lays them out before
+    its first compaction: (step, value, partition, offset, seq) rows, stored in that order."""
     conn = duckdb.connect()
     conn.execute(
-        "CREATE TABLE metrics (iteration_id VARCHAR, key VARCHAR, step BIGINT, value DOUBLE,"
-        ' recorded_at TIMESTAMP, client_time TIMESTAMP, "group" VARCHAR, "partition" INTEGER,'
-        ' "offset" BIGINT, seq INTEGER)'
+        "CREATE TABLE metric_points_hot (iteration_id VARCHAR, key VARCHAR, step BIGINT,"
+        ' value DOUBLE, recorded_at TIMESTAMP, client_time TIMESTAMP, "group" VARCHAR,'
+        ' "partition" INTEGER, "offset" BIGINT, seq INTEGER)'
     )
-    conn.execute("INSERT INTO metrics VALUES ('other', 'loss', 0, -1e9, NOW(), NOW(), '', 0, 0, 0)")
+    conn.execute("CREATE VIEW metric_segment_points AS SELECT * FROM metric_points_hot WHERE false")
+    conn.execute(
+        f"CREATE VIEW metric_tiles AS SELECT * FROM ({tiles_sql('metric_points_hot')}) WHERE false"
+    )
+    conn.execute(
+        "CREATE VIEW metrics AS SELECT * FROM metric_segment_points"
+        " UNION ALL SELECT * FROM metric_points_hot"
+    )
+    insert = "INSERT INTO metric_points_hot VALUES"
+    conn.execute(f"{insert} ('other', 'loss', 0, -1e9, NOW(), NOW(), '', 0, 0, 0)")
     # the same key in another group of the same iteration: a series of its own
-    conn.execute("INSERT INTO metrics VALUES ('it', 'loss', 0, -1e9, NOW(), NOW(), 'val', 0, 0, 0)")
+    conn.execute(f"{insert} ('it', 'loss', 0, -1e9, NOW(), NOW(), 'val', 0, 0, 0)")
     if rows:
         conn.executemany(
-            "INSERT INTO metrics VALUES ('it', 'loss', ?, ?, TIMESTAMP '2026-01-01',"
-            " TIMESTAMP '2025-12-31', '', ?, ?, ?)",
+            f"{insert} ('it', 'loss', ?, ?, TIMESTAMP '2026-01-01', TIMESTAMP '2025-12-31', '',"
+            " ?, ?, ?)",
             [list(r) for r in rows],
         )
     return conn
@@ -80,8 +90,11 @@ def test_history_is_in_step_then_log_order(
 
 
 @settings(max_examples=150, deadline=None)
-@given(POINTS, st.integers(2, 12))
+@given(POINTS, st.integers(10, 40))
 def test_downsampling_matches_the_reference(raw: list[tuple[int, float]], max_points: int) -> None:
+    """Points within one tile: from 5 buckets (10 points) on they are downsampled from the
+    points themselves (fewer buckets are answered from whole tiles: tests/integration/
+    test_downsampling_tiles.py)."""
     points = [(step, value, offset) for offset, (step, value) in enumerate(raw)]
     conn = _metrics([(step, value, 0, offset, 0) for step, value, offset in points])
     got = downsampled(conn, "it", "loss", max_points)
