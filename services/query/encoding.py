@@ -74,11 +74,16 @@ def wants(request: web.Request) -> str:
 
 
 def arrow_stream(table: pa.Table) -> memoryview:
-    """The table as an Arrow IPC stream, handed to the socket without another copy."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    """The table as an Arrow IPC stream, handed to the socket without another copy. It is
+    measured first and written once into a buffer of its size: a growing buffer copied a
+    32 MB answer several times over while doubling."""
+    measured = pa.MockOutputStream()
+    with pa.ipc.new_stream(measured, table.schema) as writer:
         writer.write_table(table)
-    return memoryview(sink.getvalue())
+    buffer = pa.allocate_buffer(measured.size())
+    with pa.ipc.new_stream(pa.FixedSizeBufferWriter(buffer), table.schema) as writer:
+        writer.write_table(table)
+    return memoryview(buffer)
 
 
 def table_response(
