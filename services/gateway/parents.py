@@ -139,7 +139,9 @@ class IngestParents:
             return
         loop = asyncio.get_running_loop()
         started = {e.body.iteration_id for e in envelopes if isinstance(e.body, IterationStarted)}
-        fresh = await loop.run_in_executor(self.executor, self._fresh, started)
+        fresh: set[str] = set()
+        if started:  # a thread hop only when there is something to look up
+            fresh = await loop.run_in_executor(self.executor, self._fresh, started)
         if any(p.iteration_id not in fresh for p in params):
             await self.caught_up()  # params logged earlier are visible
         await loop.run_in_executor(self.executor, self._check_params, params, fresh)
