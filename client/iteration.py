@@ -53,9 +53,15 @@ class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
 
             self._capture = OutputCapture(client.buffer, iteration_id)
         self._lines: LogLines | None = None
+        # The instance's own log_metric (the method below says what it does): bound to
+        # this iteration's id in the buffer, one Python call a point instead of three.
+        self.log_metric = client.buffer.metric_logger(iteration_id)  # type: ignore[method-assign]
 
     # -- logging: every call only appends to the client's buffer ----------------
     def log_metric(self, key: str, value: float, step: int | None = None, group: str = "") -> None:
+        """Append one point (~1 µs, never waits on the network); `step=None` is the key's
+        next step. A bad key or value is dropped and raised by the next flush. (Each
+        instance calls its buffer's `metric_logger`, set in __init__, which does this.)"""
         self.client.buffer.log_metric(self.id, key, value, step, group)
 
     def log_metrics(

@@ -263,3 +263,68 @@ def test_log_metrics_equals_one_call_per_key(spool: Spool) -> None:
     values = {(k, s): v for _, k, s, v in strip}
     assert values[("c", 6)] == 4.2 and values[("a", 7)] == 2.3 and values[("b", 8)] == 7.0
     assert many.rejected == one.rejected == 6
+
+
+def test_known_keys_take_the_inlined_path_with_every_check_kept(spool: Spool) -> None:
+    """An iteration's bound logger appends a float of a known key at a plain or automatic
+    step in place; anything else (ints, bools, bad values or steps, a key of another
+    group or past an event) still takes the checked path -- the same points and
+    rejections as before, in calling order."""
+    buf = EventBuffer(spool, max_points_per_envelope=8)
+    log = buf.metric_logger("it")
+    log("loss", 1.0, 0)  # a new key: the checked path opens the batch
+    log("loss", math.nan, 1)  # known key: inlined, NaN kept as it is
+    log("loss", 2.0)  # automatic step
+    log("loss", 3, 3)  # an int: converted by the checked path
+    log("loss", True, 4)  # a bool is a number too
+    log("loss", "high", 5)  # type: ignore[arg-type]  # rejected, never raised
+    log("loss", 4.0, -2)  # a negative step: rejected
+    log("loss", 4.0, 1.5)  # type: ignore[arg-type]  # a float step: rejected
+    log("loss", 4.0, 1 << 70)  # past int64: rejected
+    log("loss", 5.0, 2**62 + 1)  # past MAX_STEP: appended (the server refuses it) as before
+    log("loss", 6.0, 7, "val")  # another group: another batch
+    buf.emit(ParamsLogged(iteration_id="it", params={"lr": "0.1"}))
+    log("loss", 7.0, 8)  # after an event: a new batch, after it
+    for step in range(9, 20):  # past the envelope limit: the batch closes at 8 points
+        log("loss", float(step), step)
+    assert buf.rejected == 4
+    envs = buf.drain()
+    bodies = [type(e.body).__name__ for e in envs]
+    assert bodies == ["MetricsLogged", "MetricsLogged", "ParamsLogged"] + ["MetricsLogged"] * 2
+    got = points_of(envs)
+    assert [(s, v) for _, _, s, v in got[:6] if not math.isnan(v)] == [
+        (0, 1.0), (AUTO_STEP, 2.0), (3, 3.0), (4, 1.0), (2**62 + 1, 5.0)
+    ]  # fmt: skip
+    assert math.isnan(got[1][3]) and got[1][2] == 1
+    assert got[6][2:] == (7, 6.0) and [p[2] for p in got[7:]] == list(range(8, 20))
+    val = envs[1].body
+    assert isinstance(val, MetricsLogged) and val.group == "val"
+    assert [e.body.num_points for e in envs[3:] if isinstance(e.body, MetricsLogged)] == [8, 4]
+    # the module-level entry point is the same logger
+    other = EventBuffer(spool, max_points_per_envelope=8)
+    for call in [("loss", 1.0, 0), ("loss", math.nan, 1), ("loss", 2.0, None), ("loss", 3, 3)]:
+        other.log_metric("it", *call)  # type: ignore[arg-type]
+    assert points_of(other.drain())[2:] == got[2:4]
+
+
+def test_an_iterations_log_metric_is_its_bound_logger(tmp_path: Path) -> None:
+    import deardiary as dd
+
+    c = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool")
+    try:
+        it = c.start_iteration(project="p", experiment="e", capture_env=False)
+        assert it.log_metric.__name__ == "log_metric" and "log_metric" in vars(it)
+        it.log_metric("loss", 0.5)
+        it.log_metric("loss", 0.25, 3)
+        it.log_metric("acc", 1)
+        from deardiary.iteration import Iteration
+
+        Iteration.log_metric(it, "acc", 0.5, 4)  # the class's method does the same
+        it.end()
+        c.flush(timeout=60)
+        rows = c.sql("SELECT key, step, value FROM metrics ORDER BY key DESC, step").to_pylist()
+        assert [tuple(r.values()) for r in rows] == [
+            ("loss", 0, 0.5), ("loss", 3, 0.25), ("acc", 0, 1.0), ("acc", 4, 0.5)
+        ]  # fmt: skip
+    finally:
+        c.close()
