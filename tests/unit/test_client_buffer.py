@@ -303,7 +303,7 @@ def test_known_keys_take_the_inlined_path_with_every_check_kept(spool: Spool) ->
     # the module-level entry point is the same logger
     other = EventBuffer(spool, max_points_per_envelope=8)
     for call in [("loss", 1.0, 0), ("loss", math.nan, 1), ("loss", 2.0, None), ("loss", 3, 3)]:
-        other.log_metric("it", *call)  # type: ignore[arg-type]
+        other.log_metric("it", *call)
     assert points_of(other.drain())[2:] == got[2:4]
 
 
