@@ -123,6 +123,9 @@ ORDER BY iteration_id, metric, "group", key
 """
 """Params and latest metrics of some runs in one statement (DuckDB plans each statement
 anew, ~3 ms apiece; `IN (SELECT unnest(...))` beats `list_contains` on long lists)."""
+RUN_DATA_ONE_SQL = RUN_DATA_SQL.replace("IN (SELECT unnest($1))", "= $1")
+"""The same for one run (get_run, a logged run's page): an equality on the id costs ~1.5 ms
+less than the list's subquery."""
 
 
 def run_data(
@@ -134,9 +137,10 @@ def run_data(
     metrics: dict[str, list[Row]] = {r: [] for r in ids}
     if not ids:
         return params, metrics
-    for run_id, metric, key, group, text, value, step, timestamp in conn.execute(
-        RUN_DATA_SQL, [ids]
-    ).fetchall():
+    found = (
+        conn.execute(RUN_DATA_ONE_SQL, ids) if len(ids) == 1 else conn.execute(RUN_DATA_SQL, [ids])
+    )
+    for run_id, metric, key, group, text, value, step, timestamp in found.fetchall():
         if metric:
             metrics[run_id].append(
                 {

@@ -89,3 +89,22 @@ def test_heartbeats_are_due_every_interval_after_a_start() -> None:
         small.beat(run)
     assert small.due("a")  # forgotten (bounded): beats again
     assert not small.due("c")
+
+
+def test_one_run_and_several_read_the_same_data(mlflow_server: str) -> None:
+    """get_run reads one run's params and latest metrics by equality, search_runs several
+    through a list: the same rows either way (NaN and -0.0 included)."""
+    client = MlflowClient(mlflow_server)
+    exp = client.create_experiment("small-writes-read")
+    runs = [client.create_run(exp).info.run_id for _ in range(2)]
+    for n, run_id in enumerate(runs):
+        client.log_param(run_id, "lr", f"0.{n}")
+        client.log_metric(run_id, "loss", -0.0, step=3)
+        client.log_metric(run_id, "acc/val", float("nan"), step=1)
+        client.log_metric(run_id, "acc", 0.5 + n, step=2)
+    found = {r.info.run_id: r.data for r in client.search_runs([exp])}
+    for run_id in runs:
+        one = client.get_run(run_id).data
+        assert one.params == found[run_id].params
+        assert repr(sorted(one.metrics.items())) == repr(sorted(found[run_id].metrics.items()))
+        assert set(one.metrics) == {"loss", "acc/val", "acc"}
