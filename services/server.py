@@ -87,6 +87,8 @@ class EmbeddedServer(ApiServer):
         self.artifacts = FsArtifactStore(self.embedded.paths.artifacts)
         progress = ProjectorProgress(self.embedded.store.next_offsets)
         self.projector.add_listener(progress.on_applied)
+        self.projector.linger_s = self.settings.projector_linger_ms / 1000
+        self.projector.hurry = lambda: progress.waiting() > 0  # reads waiting for writes
         self.as_of = AsOfCache(
             self.log,
             Path(self.settings.as_of_cache_dir or self.embedded.paths.root / "as-of-cache"),

@@ -102,6 +102,16 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     hot_points_limit: Annotated[
         int, Meta(ge=1, description="metric points kept in DuckDB before compaction to Parquet")
     ] = 2_000_000
+    projector_linger_ms: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=1000,
+            description="while appends stream in, the projector waits this long after a step "
+            "to apply more records in the next one (a step's fixed cost paid less often); "
+            "a read waiting for its writes ends the wait; 0 applies at once",
+        ),
+    ] = 50.0
     ready_max_lag_s: Annotated[
         float,
         Meta(gt=0, description="/readyz answers 503 when the projections are further behind"),
