@@ -52,6 +52,7 @@ _MAX_KEYS = 1 << 16  # key_index is uint16
 _pack_q = struct.Struct("=q").pack  # native order, as array("q") holds it
 _DOUBLES: dict[int, Callable[..., bytes]] = {}
 _NO_METRICS: Mapping[str, float] = {}  # what is left for the general path: nothing
+_STAGE = 1024  # staged points of a batch settled into its columns at once
 
 
 def _pack_doubles(count: int) -> Callable[..., bytes]:
@@ -81,14 +82,24 @@ class _Batch:
         "last_index",
         "last_names",
         "last_pack",
+        "limit",
+        "room",
+        "stage",
         "steps",
         "times",
         "values",
     )
 
-    def __init__(self, iteration_id: str, group: str) -> None:
+    def __init__(self, iteration_id: str, group: str, limit: int) -> None:
         self.iteration_id = iteration_id
         self.group = group
+        self.limit = limit  # points per envelope
+        # Points of the inlined log_metric, as (key index, step, value, time) tuples: a
+        # tuple and a list append cost a fraction of four array appends (each parses its
+        # value; a time, past 2**30, the slow way), and `settle` converts them into the
+        # columns in a few C calls. `room` is how many may wait before that is due.
+        self.stage: list[tuple[int, int, float, int]] = []
+        self.room = min(_STAGE, limit)
         self.keys: dict[str, int] = {}
         self.key_index: array[int] = array("H")
         self.steps: array[int] = array("q")
@@ -100,7 +111,22 @@ class _Batch:
         self.last_index = b""
         self.last_pack: Callable[..., bytes] = _pack_doubles(0)
 
+    def settle(self) -> None:
+        """Move staged points into the columns (in order, after what the columns hold);
+        the caller holds the buffer's lock or is the only one holding this batch."""
+        stage = self.stage
+        if stage:
+            n = len(stage)
+            index, steps, values, times = zip(*stage, strict=True)
+            self.key_index.frombytes(struct.pack(f"={n}H", *index))
+            self.steps.frombytes(struct.pack(f"={n}q", *steps))
+            self.values.frombytes(struct.pack(f"={n}d", *values))
+            self.times.frombytes(struct.pack(f"={n}q", *times))
+            stage.clear()
+        self.room = min(_STAGE, self.limit - len(self.key_index))
+
     def envelope(self, actor: str) -> Envelope:
+        self.settle()
         body = MetricsLogged(
             iteration_id=self.iteration_id,
             keys=list(self.keys),
@@ -209,14 +235,14 @@ class EventBuffer:
                     and type(value) is float_
                     and (step is None or (type(step) is int and 0 <= step <= max_step))
                 ):
-                    # Nothing here can fail, so the columns grow together.
-                    batch.values.append(value)
-                    batch.steps.append(auto if step is None else step)
-                    batch.key_index.append(idx)
-                    batch.times.append(t)
+                    # Nothing here can fail: the point is staged whole (see _Batch.stage).
+                    stage = batch.stage
+                    stage.append((idx, auto if step is None else step, value, t))
+                    if len(stage) >= batch.room:
+                        batch.settle()
+                        if batch.room <= 0:  # the envelope is full
+                            del batches[(iteration_id, group)]
                     points = self._points = self._points + 1
-                    if len(batch.key_index) >= self._per_envelope:
-                        del batches[(iteration_id, group)]
                     over = points >= self._check_at
                 else:
                     over = add(iteration_id, key, value, step, group, t)
@@ -239,6 +265,8 @@ class EventBuffer:
         over = False
         with self._lock:
             batch = self._open.get((iteration_id, group))
+            if batch is not None:
+                batch.settle()  # staged points come first
             if (
                 batch is not None
                 and type(step) is int
@@ -265,6 +293,7 @@ class EventBuffer:
                     batch.values.frombytes(values)
                     batch.steps.frombytes(steps)
                     batch.times.frombytes(_pack_q(t) * count)
+                    batch.room = min(_STAGE, batch.limit - len(batch.key_index))
                     points = self._points = self._points + count
                     over = points >= self._check_at
                     metrics = _NO_METRICS
@@ -282,6 +311,8 @@ class EventBuffer:
         batch = self._open.get((iteration_id, group))
         if batch is None:
             batch = self._new_batch(iteration_id, group)
+        else:
+            batch.settle()  # staged points come first
         idx = batch.keys.get(key)
         if idx is None:
             if not isinstance(key, str) or not key:
@@ -305,6 +336,7 @@ class EventBuffer:
             return False
         batch.key_index.append(idx)
         batch.times.append(t)
+        batch.room -= 1
         points = self._points = self._points + 1
         if n + 1 >= self._per_envelope:
             del self._open[(iteration_id, group)]
@@ -329,7 +361,7 @@ class EventBuffer:
         return envelope
 
     def _new_batch(self, iteration_id: str, group: str) -> _Batch:
-        batch = _Batch(iteration_id, group)
+        batch = _Batch(iteration_id, group, self._per_envelope)
         self._open[(iteration_id, group)] = batch
         self._items.append(batch)
         return batch
@@ -379,7 +411,7 @@ class EventBuffer:
         return [
             item.envelope(self.actor) if isinstance(item, _Batch) else item
             for item in items
-            if not isinstance(item, _Batch) or item.key_index
+            if not isinstance(item, _Batch) or item.key_index or item.stage
         ]
 
     def take(self) -> Taken:

@@ -328,3 +328,33 @@ def test_an_iterations_log_metric_is_its_bound_logger(tmp_path: Path) -> None:
         ]  # fmt: skip
     finally:
         c.close()
+
+
+def test_staged_points_keep_their_place_among_every_other_way_in(spool: Spool) -> None:
+    """Inlined points wait in the batch's stage (settled 1,024 at a time) while log_metrics
+    and checked calls append to the columns: every point keeps its calling order, and
+    envelopes still close at exactly the limit."""
+    buf = EventBuffer(spool, max_points_per_envelope=3000, max_points=100_000)
+    log = buf.metric_logger("it")
+    expected: list[tuple[str, int, float]] = []
+    log("a", 0.0, 0)
+    log("b", 0.0, 0)
+    expected += [("a", 0, 0.0), ("b", 0, 0.0)]
+    for i in range(1, 7000):
+        if i % 700 == 0:
+            buf.log_metrics("it", {"b": float(i), "a": -float(i)}, i)
+            expected += [("b", i, float(i)), ("a", i, -float(i))]
+        elif i % 900 == 0:
+            log("a", i, i)  # an int: the checked path
+            expected.append(("a", i, float(i)))
+        else:
+            log("a", float(i), i)
+            expected.append(("a", i, float(i)))
+        if i == 5:
+            assert len(buf._open[("it", "")].stage) == 5  # staged, not yet in the columns
+    envs = buf.drain()
+    assert [(k, s, v) for _, k, s, v in points_of(envs)] == expected
+    sizes = [e.body.num_points for e in envs if isinstance(e.body, MetricsLogged)]
+    assert sizes == [3000, 3000, len(expected) - 6000]
+    times = [t for e in envs if isinstance(e.body, MetricsLogged) for t in array("q", e.body.times)]
+    assert times == sorted(times) and len(times) == len(expected)
