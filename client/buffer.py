@@ -1,8 +1,10 @@
 """The in-memory, ordered buffer between logging calls and the background shipper.
 
 Why columnar: `log_metric` sits in training loops and must cost about a microsecond, so
-it only appends to typed arrays (`array('d')`, `array('q')`, a key index) under one
-lock. The arrays become `MetricsLogged` columns without a per-point loop at drain time.
+it only appends one tuple to its batch's stage under one lock (`_Batch.stage`); staged
+points are packed into typed arrays (`array('d')`, `array('q')`, a key index) a
+thousand at a time, and the arrays become `MetricsLogged` columns without a per-point
+loop at drain time.
 
 Why ordered: other events (params, log lines, an iteration's end) must reach the log in
 the order they were logged relative to the metric points, or a fold would see, say,
