@@ -115,7 +115,9 @@ class _Batch:
 
     def settle(self) -> None:
         """Move staged points into the columns (in order, after what the columns hold);
-        the caller holds the buffer's lock or is the only one holding this batch."""
+        the caller holds the buffer's lock or is the only one holding this batch. Whoever
+        appends to the columns directly lowers `room` as much (it never passes the
+        envelope's limit)."""
         stage = self.stage
         if stage:
             n = len(stage)
@@ -125,7 +127,7 @@ class _Batch:
             self.values.frombytes(struct.pack(f"={n}d", *values))
             self.times.frombytes(struct.pack(f"={n}q", *times))
             stage.clear()
-        self.room = min(_STAGE, self.limit - len(self.key_index))
+            self.room = min(_STAGE, self.limit - len(self.key_index))
 
     def envelope(self, actor: str) -> Envelope:
         self.settle()

@@ -358,3 +358,16 @@ def test_staged_points_keep_their_place_among_every_other_way_in(spool: Spool) -
     assert sizes == [3000, 3000, len(expected) - 6000]
     times = [t for e in envs if isinstance(e.body, MetricsLogged) for t in array("q", e.body.times)]
     assert times == sorted(times) and len(times) == len(expected)
+
+
+def test_checked_points_then_staged_ones_still_close_at_the_limit(spool: Spool) -> None:
+    buf = EventBuffer(spool, max_points_per_envelope=1500, max_points=100_000)
+    log = buf.metric_logger("it")
+    for i in range(1100):  # ints: each takes the checked path, straight into the columns
+        log("a", i, i)
+    for i in range(1100, 3200):
+        log("a", float(i), i)
+    envs = buf.drain()
+    sizes = [e.body.num_points for e in envs if isinstance(e.body, MetricsLogged)]
+    assert sizes == [1500, 1500, 200]
+    assert [s for _, _, s, _ in points_of(envs)] == list(range(3200))
