@@ -269,7 +269,7 @@ class EventBuffer:
         over = False
         with self._lock:
             batch = self._open.get((iteration_id, group))
-            if batch is not None:
+            if batch is not None and batch.stage:
                 batch.settle()  # staged points come first
             if (
                 batch is not None
@@ -297,7 +297,7 @@ class EventBuffer:
                     batch.values.frombytes(values)
                     batch.steps.frombytes(steps)
                     batch.times.frombytes(_pack_q(t) * count)
-                    batch.room = min(_STAGE, batch.limit - len(batch.key_index))
+                    batch.room -= count
                     points = self._points = self._points + count
                     over = points >= self._check_at
                     metrics = _NO_METRICS
@@ -315,7 +315,7 @@ class EventBuffer:
         batch = self._open.get((iteration_id, group))
         if batch is None:
             batch = self._new_batch(iteration_id, group)
-        else:
+        elif batch.stage:
             batch.settle()  # staged points come first
         idx = batch.keys.get(key)
         if idx is None:
