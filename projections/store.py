@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -375,14 +376,26 @@ class DuckDBProjectionStore:
         if 0 < data.num_rows <= FEW_KEYS:
             self._insert_few(table, data, replace)
             return
-        self.conn.register("_rows", data)
-        try:
+        with self._registered("_rows", data):
             if replace:
                 same = " AND ".join(f'{table}."{c}" = r."{c}"' for c in PRIMARY_KEYS[table])
                 self.conn.execute(f"DELETE FROM {table} USING _rows r WHERE {same}")
             self.conn.execute(f"INSERT INTO {table} SELECT * FROM _rows")
-        finally:
-            self.conn.unregister("_rows")
+
+    @contextmanager
+    def _registered(self, name: str, data: pa.Table) -> Iterator[None]:
+        """`data` as the view `name` for the statements inside. When one of them fails,
+        DuckDB aborts the transaction and refuses any further statement, the unregister
+        included; that refusal would hide the statement's own error, so it is dropped
+        (the rollback that follows drops the view)."""
+        self.conn.register(name, data)
+        try:
+            yield
+        except BaseException:
+            with suppress(duckdb.TransactionException):
+                self.conn.unregister(name)
+            raise
+        self.conn.unregister(name)
 
     def _insert_few(self, table: str, data: pa.Table, replace: bool) -> None:
         """`_insert` of a few rows, keys and values as parameters (FEW_KEYS). The values
@@ -506,13 +519,13 @@ class DuckDBProjectionStore:
                 ),
                 replace=False,
             )
-        self.conn.register("_points", data)
-        self.conn.execute("SET preserve_insertion_order = false")
-        try:
-            self.conn.execute("INSERT INTO metric_points_hot_data SELECT * FROM _points")
-        finally:
-            self.conn.execute("SET preserve_insertion_order = true")
-            self.conn.unregister("_points")
+        with self._registered("_points", data):
+            self.conn.execute("SET preserve_insertion_order = false")
+            try:
+                self.conn.execute("INSERT INTO metric_points_hot_data SELECT * FROM _points")
+            finally:
+                with suppress(duckdb.TransactionException):  # then `apply` sets it
+                    self.conn.execute("SET preserve_insertion_order = true")
 
     def apply(self, writes: Writes) -> None:
         """Apply one batch atomically: state, points, applied ids and offsets together."""
@@ -549,6 +562,7 @@ class DuckDBProjectionStore:
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
+                conn.execute("SET preserve_insertion_order = true")  # if `_insert_points` failed
                 raise
             self._offsets = {**self.next_offsets(), **writes.next_offsets}
             self._hot += appended  # committed: a rolled-back batch never gets here
