@@ -11,7 +11,7 @@ server over HTTP: the same pattern as tests/e2e/test_auth.py.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +27,9 @@ from deardiary.schemas.envelope import wrap
 from deardiary.schemas.events import Event, LogLinesLogged, ModelCreated, ModelVersionCreated
 from deardiary.schemas.ids import now_us
 from deardiary.services.auth.routes import new_user_event
-from deardiary.services.http import RunningServer, start_in_thread
+from deardiary.services.http import start_in_thread
 from deardiary.services.server import EmbeddedServer
+from deardiary.services.settings import ServerSettings
 
 ADMIN_PW, OLIVE_PW, RITA_PW = "root-secret-1", "olive-secret-1", "rita-secret-1"
 Headers = dict[str, str]
@@ -198,15 +199,27 @@ def people(url: str, admin: Headers, tmp: Path) -> dict[str, Any]:
 
 
 @contextmanager
+def serving_users(
+    data: Path, users: Mapping[str, str] | None = None, settings: ServerSettings | None = None
+) -> Iterator[tuple[EmbeddedServer, str]]:
+    """A server over `data` with auth on, serving HTTP on a free loopback port, and its
+    URL: root (password ADMIN_PW) an administrator and `users` (name: password) ordinary
+    users, folded before the first request."""
+    server = EmbeddedServer(data, auth=True, settings=settings)
+    server.start()
+    try:
+        accounts = {"root": (ADMIN_PW, True)} | {n: (p, False) for n, p in (users or {}).items()}
+        server.append_applied([wrap(new_user_event(n, p, a)) for n, (p, a) in accounts.items()])
+        with start_in_thread(server.app()) as running:
+            yield server, running.url
+    finally:
+        server.close()
+
+
+@contextmanager
 def auth_world(tmp: Path) -> Iterator[AuthWorld]:
     data = tmp / "data"
-    server = EmbeddedServer(data, auth=True)
-    server.start()
-    running: RunningServer | None = None
-    try:
-        server.append_applied([wrap(new_user_event("root", ADMIN_PW, True))])
-        running = start_in_thread(server.app())
-        url = running.url
+    with serving_users(data) as (server, url):
         admin = login(url, "root", ADMIN_PW)
         yield AuthWorld(
             url=url,
@@ -216,10 +229,6 @@ def auth_world(tmp: Path) -> Iterator[AuthWorld]:
             credential_hashes=credential_hashes(server.embedded.store.reader),
             **people(url, admin, tmp),
         )
-    finally:
-        if running is not None:
-            running.stop()
-        server.close()
 
 
 def leaks(response: httpx.Response, secrets_: list[str], sent: str = "") -> list[str]:

@@ -11,14 +11,12 @@ import duckdb
 import httpx
 
 from deardiary.projections.integrity import STATE_FILE
-from deardiary.schemas.envelope import wrap
-from deardiary.services.auth.routes import new_user_event
 from deardiary.services.http import start_in_thread
 from deardiary.services.server import EmbeddedServer
-from tests.faults.auth_world import login
+from tests.faults.auth_world import ADMIN_PW, login, serving_users
 from tests.faults.served_folder import wait_until
 
-ADMIN_PW, ANN_PW = "root-secret-1", "ann-secret-1"
+ANN_PW = "ann-secret-1"
 
 
 def _outdate(data: Path) -> None:
@@ -36,25 +34,12 @@ def _login(url: str, user: str, password: str) -> httpx.Response:
 
 def test_credentials_not_yet_rebuilt_answer_unavailable(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    server = EmbeddedServer(data, auth=True)
-    server.start()
-    try:
-        server.append_applied(
-            [
-                wrap(new_user_event("root", ADMIN_PW, True)),
-                wrap(new_user_event("ann", ANN_PW, False)),
-            ]
-        )
-        with start_in_thread(server.app()) as http:
-            admin = login(http.url, "root", ADMIN_PW)
-            made = httpx.post(
-                f"{http.url}/api/v1/tokens", json={"description": "ci"}, headers=admin
-            )
-            assert made.status_code == 200, made.text
-            token = {"Authorization": f"Bearer {made.json()['token']}"}
-            assert httpx.get(f"{http.url}/api/v1/auth/me", headers=token).status_code == 200
-    finally:
-        server.close()
+    with serving_users(data, {"ann": ANN_PW}) as (_, url):
+        admin = login(url, "root", ADMIN_PW)
+        made = httpx.post(f"{url}/api/v1/tokens", json={"description": "ci"}, headers=admin)
+        assert made.status_code == 200, made.text
+        token = {"Authorization": f"Bearer {made.json()['token']}"}
+        assert httpx.get(f"{url}/api/v1/auth/me", headers=token).status_code == 200
     _outdate(data)
 
     server = EmbeddedServer(data, auth=True)  # moved aside; the projector is held back

@@ -23,13 +23,12 @@ import pytest
 import deardiary as dd
 from deardiary.schemas.envelope import wrap
 from deardiary.schemas.events import LogLinesLogged, MetricsLogged
-from deardiary.services.auth.routes import new_user_event
-from deardiary.services.http import RunningServer, start_in_thread
 from deardiary.services.query.context import ProjectorProgress
 from deardiary.services.server import EmbeddedServer
 from deardiary.services.settings import ServerSettings
+from tests.faults.auth_world import ADMIN_PW, serving_users
 
-ADMIN_PW, FLOOD_PW, CALM_PW = "root-secret-1", "flood-secret-1", "calm-secret-1"
+FLOOD_PW, CALM_PW = "flood-secret-1", "calm-secret-1"
 HEAVY_POINTS = 25_000
 T = TypeVar("T")
 
@@ -65,24 +64,11 @@ def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 120) 
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("fairness")
     settings = ServerSettings(read_threads=4, read_per_caller=2, auth_threads=2, max_wait_s=120)
-    server = EmbeddedServer(root / "data", auth=True, settings=settings)
-    server.start()
-    running: RunningServer | None = None
-    try:
-        server.append_applied([wrap(new_user_event("root", ADMIN_PW, True))])
-        running = start_in_thread(server.app())
-        url = running.url
+    users = {"flood": FLOOD_PW, "calm": CALM_PW}
+    with serving_users(root / "data", users, settings) as (server, url):
         admin = _login(url, "root", ADMIN_PW)
-        for name, pw in (("flood", FLOOD_PW), ("calm", CALM_PW)):
-            r = httpx.post(
-                f"{url}/api/v1/users",
-                json={"username": name, "password": pw},
-                headers=admin,
-                timeout=120,
-            )
-            assert r.status_code == 200, r.text
         made = {}
-        for name, pw in (("flood", FLOOD_PW), ("calm", CALM_PW)):
+        for name, pw in users.items():
             c = dd.connect(url, username=name, password=pw, spool_dir=root / f"spool-{name}")
             with c.start_iteration(project=f"{name}-p", experiment="e", capture_env=False) as it:
                 it.log_metric("loss", 1.0)
@@ -107,10 +93,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             calm_iteration=made["calm"][0],
             calm_offset=made["calm"][1],
         )
-    finally:
-        if running is not None:
-            running.stop()
-        server.close()
 
 
 class Held:

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from deardiary.schemas.envelope import wrap
 from deardiary.services.auth.identity import LoginLimiter, LoginThrottle, client_network
-from deardiary.services.auth.routes import new_user_event
-from deardiary.services.http import start_in_thread
 from deardiary.services.server import EmbeddedServer
+from tests.faults.auth_world import ADMIN_PW, serving_users
 
-ADMIN_PW, ANN_PW = "root-secret-1", "ann-secret-1"
+ANN_PW = "ann-secret-1"
 
 
 @dataclass
@@ -32,19 +30,11 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    server = EmbeddedServer(tmp_path_factory.mktemp("logins") / "data", auth=True)
-    server.start()
-    try:
-        server.append_applied(
-            [
-                wrap(new_user_event("root", ADMIN_PW, True)),
-                wrap(new_user_event("ann", ANN_PW, False)),
-            ]
-        )
-        with start_in_thread(server.app()) as running:
-            yield Site(running.url, server)
-    finally:
-        server.close()
+    with serving_users(tmp_path_factory.mktemp("logins") / "data", {"ann": ANN_PW}) as (
+        server,
+        url,
+    ):
+        yield Site(url, server)
 
 
 @pytest.fixture(autouse=True)

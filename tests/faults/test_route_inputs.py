@@ -272,34 +272,21 @@ def test_every_operation_documents_its_parameters_from_one_declaration(served: S
 
 
 def test_auth_routes_declare_their_parameters_too(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from deardiary.schemas.envelope import wrap
-    from deardiary.services.auth.routes import new_user_event
-    from deardiary.services.server import EmbeddedServer
+    from tests.faults.auth_world import ADMIN_PW, login, serving_users
 
-    server = EmbeddedServer(tmp_path_factory.mktemp("auth-inputs") / "data", auth=True)
-    server.start()
-    try:
-        server.append_applied([wrap(new_user_event("root", "root-secret-1", True))])
-        with start_in_thread(server.app()) as running:
-            token = httpx.post(
-                f"{running.url}/api/v1/auth/login",
-                json={"username": "root", "password": "root-secret-1"},
-            ).json()["token"]
-            with httpx.Client(
-                base_url=running.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-            ) as http:
-                _assert_400(http.get("/api/v1/tokens", params={"all": "maybe"}), "all", "all")
-                _assert_400(http.get("/api/v1/auth/me", params={"x": "1"}), "x", "me")
-                _assert_400(http.get("/api/v1/permissions", params={"user": "a"}), "user", "p")
-                missing = http.delete("/api/v1/permissions", params={"username": "root"})
-                _assert_400(missing, "project", "revoke")
-                unknown = http.delete(
-                    "/api/v1/permissions", params={"username": "nobody", "project": "p"}
-                )
-                assert unknown.status_code == 404, unknown.text
-                assert http.get("/api/v1/tokens", params={"all": "true"}).status_code == 200
-    finally:
-        server.close()
+    data = tmp_path_factory.mktemp("auth-inputs") / "data"
+    with (
+        serving_users(data) as (_, url),
+        httpx.Client(base_url=url, headers=login(url, "root", ADMIN_PW), timeout=60) as http,
+    ):
+        _assert_400(http.get("/api/v1/tokens", params={"all": "maybe"}), "all", "all")
+        _assert_400(http.get("/api/v1/auth/me", params={"x": "1"}), "x", "me")
+        _assert_400(http.get("/api/v1/permissions", params={"user": "a"}), "user", "p")
+        missing = http.delete("/api/v1/permissions", params={"username": "root"})
+        _assert_400(missing, "project", "revoke")
+        unknown = http.delete("/api/v1/permissions", params={"username": "nobody", "project": "p"})
+        assert unknown.status_code == 404, unknown.text
+        assert http.get("/api/v1/tokens", params={"all": "true"}).status_code == 200
 
 
 def test_every_route_declaring_as_of_answers_the_past(served: Served) -> None:

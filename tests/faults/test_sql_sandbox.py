@@ -22,11 +22,9 @@ import httpx
 import pytest
 
 import deardiary as dd
-from deardiary.schemas.envelope import wrap
 from deardiary.schemas.errors import DearDiaryError
 from deardiary.services import cli
-from deardiary.services.auth.routes import new_user_event
-from deardiary.services.http import RunningServer, start_in_thread
+from deardiary.services.http import start_in_thread
 from deardiary.services.server import EmbeddedServer
 from deardiary.services.settings import settings_from
 from tests.faults.auth_world import (
@@ -38,6 +36,7 @@ from tests.faults.auth_world import (
     auth_world,
     leaks,
     login,
+    serving_users,
 )
 
 INTERNAL = (
@@ -513,29 +512,11 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Limited]:
             "DEARDIARY_SQL_MEMORY_LIMIT": "64MiB",
         }
     )
-    server = EmbeddedServer(
-        tmp_path_factory.mktemp("limits") / "data", auth=True, settings=settings
-    )
-    server.start()
-    running: RunningServer | None = None
-    try:
-        server.append_applied([wrap(new_user_event("root", ADMIN_PW, True))])
-        running = start_in_thread(server.app())
-        admin = login(running.url, "root", ADMIN_PW)
-        for name in ("ann", "ben"):
-            r = httpx.post(
-                f"{running.url}/api/v1/users",
-                json={"username": name, "password": f"{name}-secret-1"},
-                headers=admin,
-            )
-            assert r.status_code == 200, r.text
-        ann = login(running.url, "ann", "ann-secret-1")
-        ben = login(running.url, "ben", "ben-secret-1")
-        yield Limited(running.url, server, ann, ben)
-    finally:
-        if running is not None:
-            running.stop()
-        server.close()
+    users = {"ann": "ann-secret-1", "ben": "ben-secret-1"}
+    data = tmp_path_factory.mktemp("limits") / "data"
+    with serving_users(data, users, settings) as (server, url):
+        ann, ben = (login(url, name, users[name]) for name in ("ann", "ben"))
+        yield Limited(url, server, ann, ben)
 
 
 def _until(check: Callable[[], bool], timeout: float) -> float:
