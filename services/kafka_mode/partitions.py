@@ -27,6 +27,14 @@ publish is then a *base* entry holding every row (from offset 0), and readers si
 apply it over what they have. Each store has an id (`store-id` in its folder); a reader
 that sees another id for a partition (a rebuilt store) starts that partition afresh.
 
+A store that is damaged, outdated or lost is rebuilt from the log, and until it has
+caught up to where the published manifest was, that manifest stays: the new store
+publishes nothing before, so readers go on reading the old exports whole, then switch in
+one refresh. A damaged or outdated store is rebuilt *beside* the old one, in a folder of
+its own (``projections-<id>``, named by the partition's `store-folder` file), so the old
+segments and tiles stay where the old manifest names them; the old folder is moved aside
+GRACE_S after the first manifest that no longer names it, its chain's entries likewise.
+
 Files are written beside their final name, fsynced and renamed; entries merged away and
 replaced segments are kept GRACE_S, so a reader following an older manifest never finds
 a file gone. With an `ExportsUpload` the same files and manifest go to an S3-compatible
@@ -55,7 +63,7 @@ from deardiary.projections.integrity import ProjectionDamaged, ProjectionOutdate
 from deardiary.projections.store import POINT_COLUMNS, DuckDBProjectionStore
 from deardiary.projections.writes import PRIMARY_KEYS, Key, Writes, row_key
 from deardiary.services.projector import apply_or_park
-from deardiary.services.rebuild import move_aside
+from deardiary.services.rebuild import fsync_dir, move_aside
 
 _log = logging.getLogger("deardiary.exports")
 
@@ -74,6 +82,9 @@ zstd segments) and written on the ingest path: zstd cost the worker about half a
 second per million points, lz4 about 30% less than that for files ~2.7x larger (10 B
 a point), which a local folder or a bucket takes in stride. Any codec reads back."""
 STORE_ID = "store-id"
+STORE_FOLDER = "store-folder"
+"""The partition's file naming the folder its store is in (none: ``projections``)."""
+FIRST_FOLDER = "projections"
 
 Entry = dict[str, Any]
 """{"name", "from", "to", "level", "files": {relation: path relative to the partition}}."""
@@ -178,14 +189,20 @@ class PartitionStore:
     def __init__(self, data: Path, partition: int, upload: ExportsUpload | None = None) -> None:
         self.partition = partition
         self.root = partition_dir(data, partition)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._retiring: dict[str, tuple[float | None, str]] = {}  # old store folders
+        self.folder = self._open_folder()
         self.store = self._open_store()
-        self.store_id = store_id(self.root / "projections")
+        self.store_id = store_id(self.root / self.folder)
         self.exports = self.root / "export"
         self.exports.mkdir(parents=True, exist_ok=True)
         self.upload = upload
         self.chain: list[Entry] = []
         self._published_to = 0
         self._needs_base = self.next_offset() > 0  # a new store has nothing to miss
+        self.withheld_until: int | None = None
+        """While set, the manifest on disk is another store's, further on in the log and
+        whole: it stays until this store reaches its offset (see the module docstring)."""
         previous = read_manifest(self.root / MANIFEST)
         if (
             previous is not None
@@ -195,6 +212,21 @@ class PartitionStore:
             self.chain = list(previous["chain"])
             self._published_to = self.next_offset()
             self._needs_base = False
+        elif (
+            previous is not None
+            and previous.get("store_id") != self.store_id
+            and int(previous.get("next_offset", 0)) > self.next_offset()
+            and self._readable(previous)
+        ):
+            self.withheld_until = int(previous["next_offset"])
+            _log.warning(
+                "partition %d: readers keep the exports of store %s until this store has"
+                " caught up to offset %d",
+                partition,
+                previous.get("store_id"),
+                self.withheld_until,
+            )
+        self._note_old_folders(previous)
         self._published_at = 0.0
         self._due: float | None = None  # a throttled publish wanted to happen by then
         self._dirty = True
@@ -204,20 +236,63 @@ class PartitionStore:
         self._lock = threading.Lock()  # publish and close
         self._closing = False  # the last publish schedules no merge (its pool is shut down)
 
+    def _open_folder(self) -> str:
+        try:
+            return (self.root / STORE_FOLDER).read_text().strip() or FIRST_FOLDER
+        except FileNotFoundError:
+            return FIRST_FOLDER
+
     def _open_store(self) -> ExportingStore:
         """The partition's store; one that is damaged or of another projection format is
-        moved aside and rebuilt from the log (offset 0), as embedded mode does. Its
-        readers keep the old exports until the new store has caught up."""
-        folder = self.root / "projections"
+        rebuilt from the log (offset 0), as embedded mode does. While the published
+        manifest names its files, it is rebuilt beside them (in a new folder) and they
+        stay until the new store has caught up and replaced that manifest; otherwise it is
+        moved aside at once."""
+        folder = self.root / self.folder
         try:
             return ExportingStore(folder, self.partition, retire_after_s=GRACE_S)
         except ProjectionDamaged as exc:
             kind = "outdated" if isinstance(exc, ProjectionOutdated) else "damaged"
+            previous = read_manifest(self.root / MANIFEST)
+            named = previous is not None and self.folder in _folders(previous)
+            if named and previous is not None and self._readable(previous):
+                self._retiring[self.folder] = (None, kind)
+                self.folder = f"{FIRST_FOLDER}-{uuid.uuid4().hex[:12]}"
+                _atomic_write(self.root / STORE_FOLDER, self.folder)
+                fsync_dir(self.root)
+                _log.error(
+                    "partition %d: %s; rebuilding from the log into %s (the old exports are"
+                    " read meanwhile)",
+                    self.partition,
+                    exc,
+                    self.folder,
+                )
+                return ExportingStore(
+                    self.root / self.folder, self.partition, retire_after_s=GRACE_S
+                )
             moved = move_aside(folder, kind)
             _log.error(
                 "partition %d: %s; moved to %s, rebuilding from the log", self.partition, exc, moved
             )
             return ExportingStore(folder, self.partition, retire_after_s=GRACE_S)
+
+    def _readable(self, manifest: Manifest) -> bool:
+        """Whether every file `manifest` names is there (a store lost with its segments
+        leaves a manifest nobody can read: no reason to keep it)."""
+        return all((self.root / path).is_file() for path in _referenced(manifest))
+
+    def _note_old_folders(self, manifest: Manifest | None) -> None:
+        """Store folders other than this store's that `manifest` (the one readers have)
+        does not name: moved aside GRACE_S from now (a worker may have stopped between a
+        rebuilt store's first manifest and moving the old one aside)."""
+        named = _folders(manifest) if manifest is not None else set()
+        now = time.time()
+        for path in self.root.iterdir():
+            name = path.name
+            old = name == FIRST_FOLDER or name.startswith(FIRST_FOLDER + "-")
+            if old and "." not in name and name not in {self.folder, *named} and path.is_dir():
+                since, kind = self._retiring.get(name, (None, "replaced"))
+                self._retiring[name] = (since or now, kind)
 
     def next_offset(self) -> int:
         return self.store.next_offsets().get(self.partition, 0)
@@ -254,6 +329,11 @@ class PartitionStore:
                 return False
             self._due = None
             end = self.next_offset()
+            if self.withheld_until is not None:
+                if end < self.withheld_until:
+                    return False  # readers keep the old store's exports meanwhile
+                self.withheld_until, self._needs_base = None, True
+                self._note_old_folders(None)  # the manifest below names only this store
             store = self.store
             if self._needs_base:
                 self.chain = [self._write_entry(0, end, base=True)]
@@ -280,8 +360,9 @@ class PartitionStore:
             "next_offset": self._published_to,
             "next_offsets": {str(self.partition): self._published_to},
             "chain": self.chain,
-            "segments": [f"projections/segments/{name}" for name in segments],
-            "tiles": [f"projections/tiles/{name}" for name in segments],
+            "folder": self.folder,
+            "segments": [f"{self.folder}/segments/{name}" for name in segments],
+            "tiles": [f"{self.folder}/tiles/{name}" for name in segments],
             "hot_below": self.store.hot_below,
             "published_at": now,
         }
@@ -390,6 +471,12 @@ class PartitionStore:
             if now - since >= GRACE_S:
                 shutil.rmtree(folder, ignore_errors=True)
                 self._dropped.pop(name, None)
+        for name, (left, kind) in list(self._retiring.items()):
+            if left is not None and now - left >= GRACE_S:
+                del self._retiring[name]
+                if (self.root / name).is_dir():
+                    moved = move_aside(self.root / name, kind)
+                    _log.info("partition %d: the replaced store is now %s", self.partition, moved)
 
     def close(self) -> None:
         self._closing = True
@@ -469,6 +556,18 @@ def merge_entries(root: Path, entries: list[Entry], hot_below: int) -> Entry:
     os.replace(tmp, exports / name)
     level = int(first["level"]) + 1
     return {"name": name, "from": first["from"], "to": last["to"], "level": level, "files": files}
+
+
+def _referenced(manifest: Manifest) -> list[str]:
+    """The files a manifest names, relative to its partition's folder."""
+    files = [f for entry in manifest["chain"] for f in entry["files"].values()]
+    return files + list(manifest["segments"]) + list(manifest["tiles"])
+
+
+def _folders(manifest: Manifest) -> set[str]:
+    """The store folders a manifest names (older manifests: only ``projections``)."""
+    found = {str(p).split("/", 1)[0] for p in [*manifest["segments"], *manifest["tiles"]]}
+    return found | {str(manifest.get("folder", FIRST_FOLDER))}
 
 
 def read_manifest(path: Path) -> Manifest | None:

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from deardiary.projections.fold import Record, fold, lookups_for
+from deardiary.projections.integrity import STATE_FILE
 from deardiary.projections.queries import metric_series
 from deardiary.projections.store import DuckDBProjectionStore
 from deardiary.schemas.events import IterationStarted
@@ -339,3 +341,85 @@ def test_query_services_read_the_exports_from_s3(tmp_path: Path, bucket_url: str
     for store in stores.values():
         store.close()
     upload.close()
+
+
+def _outdate(folder: Path) -> None:
+    """Stamp a store with an old projection format: its next opening rebuilds it."""
+    conn = duckdb.connect(str(folder / STATE_FILE))
+    try:
+        conn.execute("UPDATE projection_format SET version = 1")
+    finally:
+        conn.close()
+
+
+def test_the_old_exports_stay_readable_while_an_outdated_store_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store rebuilt from the log (here: of an older projection format) catches up
+    slowly -- one record a publish -- and the query side reads the old exports whole all
+    through it: segments, tiles and the chain's hot points, from a view that was following
+    and from one started meanwhile. The entries and segments of the old store are removed
+    or moved aside only once no manifest names them (GRACE_S 0 here: a catch-up longer
+    than any grace). The old code moved the old segments aside at once, and removed the
+    old entries GRACE_S after the new store's first publish: queries failed until the new
+    store had caught up."""
+    monkeypatch.setattr(partitions, "GRACE_S", 0.0)
+    events: list[Any] = sweep_start(iteration="it")
+    events += [
+        metrics("it", [("loss", s / 7.0, s) for s in range(j, j + 100)])
+        for j in range(0, 3000, 100)
+    ]
+    log = records(events)
+    part = PartitionStore(tmp_path, 0)
+    part.store.hot_points_limit = 1_000
+    part.apply(log[:20])
+    part.compact_if_due()  # 1,700 points into a segment
+    part.apply(log[20:])
+    part.publish()
+    old_id, old_manifest = part.store_id, partitions.read_manifest(part.root / partitions.MANIFEST)
+    part.close()
+    assert old_manifest is not None and old_manifest["segments"] and old_manifest["hot_below"] > 0
+    _outdate(partition_dir(tmp_path, 0) / "projections")
+    following = ExportsView(tmp_path, follow=False)
+
+    def reads_everything(view: ExportsView, points: int = 3000) -> None:
+        assert view.last_error == ""
+        assert _count(view, "SELECT count(*) FROM metrics") == points
+        assert _count(view, "SELECT count(DISTINCT step) FROM metrics") == points
+        assert _count(view, "SELECT count(*) FROM metric_tiles") > 0
+        conn = view.reader()
+        try:
+            assert len(metric_series.history(conn, "it", "loss")) == points
+        finally:
+            conn.close()
+
+    reads_everything(following)
+    rebuilt = PartitionStore(tmp_path, 0)
+    rebuilt.store.hot_points_limit = 1_000
+    assert rebuilt.store_id != old_id and rebuilt.withheld_until == len(log)
+    for n in range(len(log)):
+        rebuilt.apply(log[n : n + 1])
+        rebuilt.compact_if_due()
+        rebuilt.publish()
+        following.refresh()
+        reads_everything(following)
+        assert following.parts[0].store_id == (rebuilt.store_id if n == len(log) - 1 else old_id)
+        if n % 8 == 0:
+            started = ExportsView(tmp_path, follow=False)
+            reads_everything(started)
+            started.close()
+    # the next publish removes the old entries and moves the old store aside
+    rebuilt.apply(records([metrics("it", [("loss", 0.5, 3000)])], start=len(log)))
+    rebuilt.publish()
+    following.refresh()
+    reads_everything(following, 3001)
+    root = partition_dir(tmp_path, 0)
+    assert not (root / "projections").exists() and list(root.glob("projections.outdated-*"))
+    assert not any(
+        root / "export" / e["name"] in rebuilt.exports.iterdir() for e in old_manifest["chain"]
+    )
+    following.close()
+    rebuilt.close()
+    again = PartitionStore(tmp_path, 0)  # a clean reopen finds the rebuilt store
+    assert again.store_id == rebuilt.store_id and again.withheld_until is None
+    again.close()
