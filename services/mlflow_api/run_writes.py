@@ -40,7 +40,7 @@ from deardiary.services.mlflow_api.common import (
     required,
     run_of,
 )
-from deardiary.services.mlflow_api.context import MlflowContext, read
+from deardiary.services.mlflow_api.context import MlflowContext, principal, read
 from deardiary.services.mlflow_api.endpoint import MlflowEndpoint, read_json
 from deardiary.services.mlflow_api.errors import MlflowError, not_found
 from deardiary.services.mlflow_api.fields import (
@@ -124,7 +124,9 @@ class RunWrites:
 
     async def _writable(self, request: web.Request, run_id: str) -> None:
         """Refuse writes to a deleted run (or to a logged model's id). A run the projections
-        do not show yet passes: the append path checks it exists."""
+        do not show yet passes: the append path checks it exists. The remembered state is
+        anyone's, so under --auth a refusal is said only to a caller who may read the run
+        (read once this server's own writes are folded): to others it does not exist."""
         required(run_id, "run_id")
         found = self.ctx.run_states.get(run_id)
         if found is None:
@@ -134,6 +136,10 @@ class RunWrites:
             if found is None:
                 return
             self.ctx.run_states.put(run_id, *found)
+        elif any(found) and principal(request) is not None:
+            found = await read(self.ctx, request, lambda conn: reads.run_state(conn, run_id))
+            if found is None:
+                return
         deleted, is_model = found
         if is_model:
             raise not_found(f"Run with id={run_id} not found")

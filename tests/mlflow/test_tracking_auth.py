@@ -168,3 +168,35 @@ def test_malformed_basic_credentials(world: World) -> None:
             f"{world.url}{API}/experiments/search", json={}, headers={"Authorization": header}
         )
         assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED", header
+
+
+def test_an_ungranted_user_learns_nothing_of_a_deleted_run(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes to a deleted run are refused as MLflow does ("must be in the 'active'
+    state") -- but only to callers who may see the run: to anyone else the run does not
+    exist, whatever the server remembers of it from its owner's requests."""
+    _as(monkeypatch, "ann", ANN_PW)
+    gone = MlflowClient().create_run(world.experiment_id, run_name="gone").info.run_id
+    MlflowClient().delete_run(gone)
+    with pytest.raises(MlflowException) as excinfo:
+        MlflowClient().log_metric(gone, "loss", 1.0)  # the owner is told it is deleted
+    assert excinfo.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "deleted" in str(excinfo.value)
+    made = httpx.post(
+        f"{world.url}/api/v1/users",
+        json={"username": "carl", "password": "carl-secret-1"},
+        headers=world.admin,
+    )
+    assert made.status_code == 200, made.text
+    _as(monkeypatch, "carl", "carl-secret-1")  # never granted anything (bob may be, by now)
+    for attempt in (
+        lambda: MlflowClient().log_metric(gone, "loss", 9.0),
+        lambda: MlflowClient().log_param(gone, "p", "bob"),
+        lambda: MlflowClient().set_tag(gone, "t", "bob"),
+    ):
+        with pytest.raises(MlflowException) as excinfo:
+            attempt()
+        code = excinfo.value.error_code
+        assert code in ("RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED"), code
+        assert "deleted" not in str(excinfo.value)
