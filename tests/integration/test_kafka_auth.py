@@ -17,8 +17,13 @@ import httpx
 import pytest
 
 import deardiary as dd
+from deardiary.schemas.codec import encode
+from deardiary.schemas.envelope import LogPosition, wrap
+from deardiary.schemas.events import Event
+from deardiary.services.auth.routes import new_user_event
 from deardiary.services.http import RunningServer, start_in_thread
 from deardiary.services.kafka_mode.server import KafkaServer
+from deardiary.services.log import LogRecord
 from deardiary.services.log.kafka import KafkaEventLog
 from deardiary.services.server import EmbeddedServer
 from deardiary.services.settings import ServerSettings
@@ -31,6 +36,7 @@ from tests.faults.auth_world import (
     login,
     people,
 )
+from tests.faults.served_folder import wait_until
 from tests.kafka_broker import Workers, cli, fresh_topic, kafka_bootstrap_server  # noqa: F401
 
 PARTITIONS = 2
@@ -143,3 +149,76 @@ def test_a_new_project_belongs_to_its_creator_and_reads_wait_for_writes(
         headers=world.olive,
     )
     assert sql.status_code == 200 and "rita-new" not in sql.text
+
+
+ANN_PW, BOB_PW = "ann-secret-1", "bob-secret-1"
+
+
+def _login(url: str, user: str, password: str) -> httpx.Response:
+    return httpx.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password})
+
+
+def _unavailable(answer: httpx.Response, why: str) -> None:
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "UNAVAILABLE" and error["details"]["retryable"], error
+    assert why in error["message"] and answer.headers["Retry-After"], error
+
+
+@pytest.mark.kafka
+def test_credentials_the_exports_do_not_show_yet_answer_unavailable(
+    kafka_bootstrap_server: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """While the exports lag the log -- no worker has published yet, or the worker stalls
+    while the log goes on -- a user or token the exports do not show answers 503
+    UNAVAILABLE (retryable, Retry-After, the exports' progress), not 401: an unknown user's
+    retries are not counted as guesses, a wrong password of a user already exported is.
+    Once the exports have caught up, wrong credentials answer 401 again."""
+    broker = f"kafka://{kafka_bootstrap_server}/{fresh_topic()}?partitions={PARTITIONS}"
+    log = KafkaEventLog.from_url(broker)
+    log.partitions()
+
+    def put(*events: Event) -> list[LogPosition]:  # as another query service appends
+        return log.append([LogRecord(e.event_id, e.key, encode(e)) for e in map(wrap, events)])
+
+    put(new_user_event("root", ADMIN_PW, True), new_user_event("ann", ANN_PW, False))
+    data = tmp_path / "data"
+    server = KafkaServer(broker + "&fetch_wait_ms=10", data, auth=True)
+    workers = Workers(broker, data)
+    try:
+        with start_in_thread(server.app()) as http:
+            url = http.url
+            _unavailable(_login(url, "ann", ANN_PW), "no worker has published")
+            for _ in range(8):  # not guesses: the pair's 5 a minute stay free
+                _unavailable(_login(url, "nobody", "whatever-pw-1"), "no worker has published")
+            workers.start()
+            _until_published(server, "ann", workers)
+            assert _login(url, "ann", ANN_PW).status_code == 200
+
+            workers.stop()  # the worker stalls; the log goes on
+            (bob,) = put(new_user_event("bob", BOB_PW, False))
+            lag = server.exports_lag
+            assert lag is not None
+            wait_until(lambda: lag.settled().get(bob.partition, 0) > bob.offset, 30, "probed")
+            _unavailable(_login(url, "bob", BOB_PW), "records behind the log")
+            unknown = {"Authorization": "Bearer dda.unknown-token.secret"}
+            _unavailable(httpx.get(f"{url}/api/v1/auth/me", headers=unknown), "behind the log")
+            for _ in range(5):  # ann is exported: a wrong password is a guess, counted
+                _unavailable(_login(url, "ann", "not-her-password"), "behind the log")
+            assert _login(url, "ann", "not-her-password").status_code == 429
+
+            workers.start()
+            _until_published(server, "bob", workers)
+            wait_until(lambda: lag.incomplete() is None, 30, "caught up")
+            assert _login(url, "bob", BOB_PW).status_code == 200
+            for answer in (
+                _login(url, "bob", "not-his-password"),
+                _login(url, "nobody", "whatever-pw-1"),
+                httpx.get(f"{url}/api/v1/auth/me", headers=unknown),
+            ):
+                assert answer.status_code == 401, answer.text
+    finally:
+        server.close()
+        workers.stop()
+        log.close()
