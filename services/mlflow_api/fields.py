@@ -75,12 +75,17 @@ def mlflow_key(key: str, group: str) -> str:
     return f"{key}@{group}" if group else key
 
 
+_LATEST = (
+    'FROM last_metrics m WHERE m.iteration_id = i.iteration_id AND m.key = ? AND m."group" = ?'
+)
+
+
 def _latest_metric(key: str) -> Field:
     return Field(
-        'SELECT m."last" FROM last_metrics m WHERE m.iteration_id = i.iteration_id'
-        ' AND m.key = ? AND m."group" = ?',
+        f'SELECT m."last" {_LATEST}',
         series(key),
         numeric=True,
+        compare=f"SELECT nullif(m.\"last\", 'NaN'::DOUBLE) {_LATEST}",
     )
 
 

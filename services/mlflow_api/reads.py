@@ -112,6 +112,24 @@ def run_page(
     return rows(conn, sql, [*params, limit, offset])
 
 
+def run_id_page(
+    conn: duckdb.DuckDBPyConnection,
+    where: str,
+    params: Sequence[object],
+    order: str,
+    limit: int,
+    offset: int,
+) -> list[str]:
+    """The ids of `run_page`'s runs, in its order (fetching no other column)."""
+    sql = f"SELECT i.iteration_id FROM iterations i WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+    return [str(r) for (r,) in conn.execute(sql, [*params, limit, offset]).fetchall()]
+
+
+def runs(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[Row]:
+    """These runs' rows, in no particular order."""
+    return rows(conn, RUN_SELECT + " WHERE i.iteration_id IN (SELECT unnest(?))", [list(run_ids)])
+
+
 RUN_DATA_SQL = """
 SELECT iteration_id, FALSE AS metric, key, '' AS "group", value AS text, NULL::DOUBLE AS value,
        NULL::BIGINT AS step, NULL::BIGINT AS timestamp

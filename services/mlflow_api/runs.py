@@ -56,6 +56,7 @@ from deardiary.services.mlflow_api.fields import (
 )
 from deardiary.services.mlflow_api.reads import Row
 from deardiary.services.mlflow_api.render import number
+from deardiary.services.mlflow_api.run_cache import RenderedRuns, state_version
 from deardiary.services.mlflow_api.search import compile_filter, compile_order_by
 
 Json = dict[str, Any]
@@ -66,6 +67,7 @@ ENDED = {
     "KILLED": IterationStatus.KILLED,
 }
 STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
+_json = msgspec.json.Encoder()
 MAX_RUNS_BULK = 100
 MAX_RESULTS_PER_RUN = 2500
 
@@ -74,6 +76,7 @@ class Runs:
     def __init__(self, ctx: MlflowContext) -> None:
         self.ctx = ctx
         self.render = renderer(ctx)
+        self.rendered = RenderedRuns()
 
     async def create(self, request: web.Request) -> Json:
         body = await read_json(request, wire.CreateRun)
@@ -230,14 +233,22 @@ class Runs:
         )
         params = [experiments, *where.params, *order.params]
 
-        def fetch(conn: duckdb.DuckDBPyConnection) -> list[Json]:
-            found = reads.run_page(conn, condition, params, order_sql, limit, offset)
-            run_ids = [r["iteration_id"] for r in found]
-            run_params, run_metrics = reads.run_data(conn, run_ids)
-            return [
-                self.render.run(r, run_params[i], run_metrics[i])
-                for r, i in zip(found, run_ids, strict=True)
-            ]
+        def fetch(conn: duckdb.DuckDBPyConnection) -> list[msgspec.Raw]:
+            version = state_version(conn)
+            held: dict[str, bytes] = {}
+            if version is not None and self.rendered.held(version):
+                # the page's ids alone; the runs not rendered at this state yet read
+                run_ids = reads.run_id_page(conn, condition, params, order_sql, limit, offset)
+                held = self.rendered.get(version, run_ids)
+                missing = [r for r in run_ids if r not in held]
+                found = reads.runs(conn, missing) if missing else []
+            else:
+                found = reads.run_page(conn, condition, params, order_sql, limit, offset)
+                run_ids = [r["iteration_id"] for r in found]
+            fresh = self._rendered(conn, found)
+            if version is not None:
+                self.rendered.put(version, fresh)
+            return [msgspec.Raw(held.get(r) or fresh[r]) for r in run_ids]
 
         runs = await read(self.ctx, request, fetch) if experiments else []
         out: Json = {"runs": runs}
@@ -245,6 +256,16 @@ class Runs:
         if token:
             out["next_page_token"] = token
         return out
+
+    def _rendered(self, conn: duckdb.DuckDBPyConnection, found: list[Row]) -> dict[str, bytes]:
+        """These runs as search_runs answers them (JSON), by id."""
+        run_ids = [r["iteration_id"] for r in found]
+        run_params, run_metrics = reads.run_data(conn, run_ids)
+        encode = _json.encode
+        return {
+            i: encode(self.render.run(r, run_params[i], run_metrics[i]))
+            for r, i in zip(found, run_ids, strict=True)
+        }
 
     async def metric_history(self, request: web.Request) -> Json:
         q = query(request, wire.GetMetricHistoryQuery)

@@ -125,6 +125,47 @@ def test_search_answers_runs_as_mlflow_writes_them(
     assert got["run"]["inputs"] == {} and got["run"]["data"]["metrics"][0]["step"] == 2
 
 
+def test_searches_show_every_write_since_the_last(mlflow_server: str) -> None:
+    """Runs rendered by one search are kept for the next ones only while nothing changed:
+    each write below is seen by the very next search, filtered or not, and every run a
+    search answers reads as get_run reads it."""
+    client = MlflowClient()
+    exp = client.create_experiment("search-after-writes")
+    a, b = (client.create_run(exp, run_name=n).info.run_id for n in ("a", "b"))
+    client.log_batch(a, metrics=[Metric("loss", 0.9, 0, 0)], params=[Param("lr", "0.1")])
+    client.log_batch(b, metrics=[Metric("loss", 0.2, 0, 0)], params=[Param("lr", "0.2")])
+
+    def search(text: str = "") -> list[dict[str, object]]:
+        answer = httpx.post(
+            f"{mlflow_server}{API}/runs/search",
+            json={"experiment_ids": [exp], "filter": text, "order_by": ["metrics.loss"]},
+        )
+        assert answer.status_code == 200, answer.text
+        runs: list[dict[str, object]] = answer.json()["runs"]
+        for run in runs:
+            info: dict[str, str] = run["info"]  # type: ignore[assignment]
+            got = httpx.get(f"{mlflow_server}{API}/runs/get", params={"run_id": info["run_id"]})
+            assert got.json()["run"] == run
+        return runs
+
+    def names(text: str = "") -> list[str]:
+        return [r["info"]["run_name"] for r in search(text)]  # type: ignore[index]
+
+    assert names() == names() == ["b", "a"]  # the second one from the kept runs
+    client.log_metric(a, "loss", 0.1, step=1)
+    assert names() == ["a", "b"] and names("metrics.loss < 0.5") == ["a", "b"]
+    client.set_tag(b, "team", "vision")
+    assert names("tags.team = 'vision'") == ["b"]
+    assert {t["key"] for t in search()[1]["data"]["tags"]} >= {"team"}  # type: ignore[index]
+    client.set_terminated(a, "FAILED")
+    assert search("attributes.status = 'FAILED'")[0]["info"]["status"] == "FAILED"  # type: ignore[index]
+    client.delete_run(b)
+    assert names() == ["a"]
+    client.restore_run(b)
+    client.update_run(b, name="b2")
+    assert names() == ["a", "b2"]
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 def test_logged_models_and_inputs(mlflow_server: str) -> None:
     client = MlflowClient()

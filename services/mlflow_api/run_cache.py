@@ -1,0 +1,96 @@
+"""Runs as search_runs answers them, kept for one state of the projections.
+
+Rendering a page of runs costs more than finding it: the runs' rows, their params and
+latest metrics (a statement each, ~5 ms apiece of DuckDB's planning and fetching), then
+the JSON of each. A UI or a script pages, sorts and filters the same runs again while
+nothing changes; each rendered run is kept here, as its JSON, together with the state
+it was read from -- the projections' applied offsets, which the projector commits in the
+same transaction as the rows they produced, so a read learns the exact state of its own
+snapshot. Any applied write changes the offsets and empties the cache: nothing shown is
+ever older than what a fresh read shows.
+
+A rendered run depends on the run's own rows only, never on who asks: under --auth the
+filter runs on the caller's scoped cursor, which finds only the runs the caller may read,
+and only those are taken from here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+
+import duckdb
+
+Version = tuple[tuple[int, int], ...]
+"""(partition, next offset) of every partition the state applied, by partition."""
+
+MAX_RUNS = 50_000
+"""Rendered runs kept at most (~0.7 KB of JSON each); past it new ones are not kept."""
+
+VERSION_SQL = 'SELECT "partition", next_offset FROM projection_offsets ORDER BY "partition"'
+
+
+def state_version(conn: duckdb.DuckDBPyConnection) -> Version | None:
+    """The applied offsets of the state `conn`'s snapshot reads, or None where the
+    relation does not tell (Kafka mode's view keeps its offsets in memory and leaves the
+    table empty; a store that applied nothing): then nothing is cached."""
+    try:
+        found = conn.execute(VERSION_SQL).fetchall()
+    except duckdb.CatalogException:
+        return None
+    return tuple((int(p), int(o)) for p, o in found) or None
+
+
+def _newer(a: Version, b: Version) -> bool:
+    """Whether state `a` applied everything `b` did and more."""
+    have = dict(a)
+    return a != b and all(have.get(p, 0) >= o for p, o in b)
+
+
+class RenderedRuns:
+    """Each run's rendered JSON (bytes) at one state; thread-safe. A read of an older
+    state than the one held (a snapshot begun before the newest batch) neither gets nor
+    leaves anything."""
+
+    def __init__(self, capacity: int = MAX_RUNS) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._version: Version | None = None
+        self._runs: dict[str, bytes] = {}
+
+    def held(self, version: Version | None) -> int | None:
+        """How many runs of this state are kept (a newer state replaces the one held:
+        0), or None when none can be (no version; an older state than the one held)."""
+        if version is None:
+            return None
+        with self._lock:
+            if version != self._version:
+                if self._version is not None and not _newer(version, self._version):
+                    return None
+                self._version, self._runs = version, {}
+            return len(self._runs)
+
+    def get(self, version: Version, run_ids: Iterable[str]) -> dict[str, bytes]:
+        """The runs held of those asked (none unless `version` is the state held)."""
+        with self._lock:
+            if version != self._version:
+                return {}
+            runs = self._runs
+            return {r: runs[r] for r in run_ids if r in runs}
+
+    def put(self, version: Version, rendered: Mapping[str, bytes]) -> None:
+        """Keep runs rendered from state `version` (dropped unless it is the one held)."""
+        with self._lock:
+            if version != self._version:
+                return
+            room = self.capacity - len(self._runs)
+            for run_id, body in rendered.items():
+                if room <= 0:
+                    break
+                if run_id not in self._runs:
+                    self._runs[run_id] = body
+                    room -= 1
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._runs)
