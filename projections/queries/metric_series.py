@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from deardiary.projections.queries.segment_files import segment_files, series_points
 from deardiary.projections.queries.snapshot import snapshot
 
 SERIES_COLUMNS = "step, value, recorded_at, client_time"
@@ -26,6 +27,16 @@ SERIES_SCHEMA = pa.schema(
         ("client_time", pa.timestamp("us")),
     ]
 )
+_SERIES_NAMES = SERIES_SCHEMA.names
+_READ_FIELDS = {
+    f.name: f
+    for f in [
+        *SERIES_SCHEMA,
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("seq", pa.int32()),
+    ]
+}
 
 
 def history(
@@ -45,26 +56,27 @@ def history(
     too, to sort by -- a million-point read skips both the sort and those columns."""
     params = {"it": iteration_id, "key": key, "g": group, "lo": start_step, "hi": end_step}
 
-    def scan(columns: str, relation: str) -> pa.Table:
-        return conn.sql(
-            f"SELECT {columns} FROM {relation}"
+    def read(columns: list[str]) -> pa.Table:  # a scan of the UNION ALL `metrics` is unordered
+        schema = pa.schema([_READ_FIELDS[c] for c in columns])
+        segments = series_points(
+            segment_files(conn), (iteration_id, key, group), columns, start_step, end_step, schema
+        )
+        selected = ", ".join(f'"{c}"' for c in columns)
+        hot = conn.sql(
+            f"SELECT {selected} FROM metric_points_hot"
             ' WHERE iteration_id = $it AND key = $key AND "group" = $g'
             " AND step >= coalesce($lo, step) AND step <= coalesce($hi, step)",
             params=params,
         ).to_arrow_table()
-
-    def read(columns: str) -> pa.Table:  # a scan of the UNION ALL `metrics` is unordered
-        return pa.concat_tables(
-            [scan(columns, "metric_segment_points"), scan(columns, "metric_points_hot")]
-        )
+        return pa.concat_tables([segments, hot.cast(schema)]) if hot.num_rows else segments
 
     with snapshot(conn):
-        table = read(SERIES_COLUMNS)
+        table = read(_SERIES_NAMES)
         if _steps_increase(table["step"]):
             return table
-        table = read(f'{SERIES_COLUMNS}, "partition", "offset", seq')
+        table = read([*_SERIES_NAMES, "partition", "offset", "seq"])
     order = _sort_order(table)
-    out = table.select(SERIES_COLUMNS.split(", "))
+    out = table.select(_SERIES_NAMES)
     return out if order is None else out.take(order)
 
 

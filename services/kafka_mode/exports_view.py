@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
+from deardiary.projections.queries.segment_files import FILES_VIEW, files_view_sql
 from deardiary.projections.store import POINT_COLUMNS, schema_sql
 from deardiary.projections.writes import PRIMARY_KEYS
 from deardiary.services.kafka_mode.partitions import (
@@ -206,6 +207,7 @@ class ExportsView:
                 " NULL AS low, NULL AS high WHERE false"
             )
         c.execute(f"CREATE OR REPLACE VIEW metric_segment_points AS {points}")
+        c.execute(f"CREATE OR REPLACE VIEW {FILES_VIEW} AS {files_view_sql(segments)}")
         c.execute(f"CREATE OR REPLACE VIEW metrics AS {points} UNION ALL SELECT * FROM {HOT}")
         c.execute(f"CREATE OR REPLACE VIEW metric_tiles AS {tile_rows}")
 

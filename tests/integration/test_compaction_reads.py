@@ -50,28 +50,36 @@ def test_a_reader_during_compaction_sees_every_point(
 
 
 def test_a_series_read_is_one_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """history() scans segments, then hot points: a compaction between the two scans
-    must not hide the points it moves."""
+    """history() reads segments (the files its snapshot lists), then hot points: a
+    compaction right after its first statement must not hide the points it moves."""
     store, log = _store(tmp_path / "p"), _Log()
     try:
         store.apply(log.batch(40))
         store.compact()
         store.apply(log.batch(30))
         reader = store.reader()
-        real_sql = type(reader).sql
+        real_sql, real_execute = type(reader).sql, type(reader).execute
         calls: list[str] = []
 
-        class Cursor:  # the reader, compacting the store right after its first scan
+        class Cursor:  # the reader, compacting the store right after its first statement
             def __getattr__(self, name: str) -> object:
                 return getattr(reader, name)
 
             def sql(self, query: str, **kw: object) -> object:
                 relation = real_sql(reader, query, **kw)  # type: ignore[arg-type]
                 table = relation.to_arrow_table()
-                calls.append(query)
-                if "metric_segment_points" in query and len(calls) == 1:
-                    store.compact()
+                self._after(query)
                 return _Done(table)
+
+            def execute(self, query: str, *args: object) -> object:
+                result = real_execute(reader, query, *args)
+                self._after(query)
+                return result
+
+            def _after(self, query: str) -> None:
+                calls.append(query)
+                if len(calls) == 2 and query.startswith("SELECT"):  # 1st: the BEGIN
+                    store.compact()
 
         try:
             got = metric_series.history(Cursor(), "it-1", "loss")  # type: ignore[arg-type]

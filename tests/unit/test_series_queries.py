@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deardiary.projections.queries.metric_series import downsampled, history, tiles_sql
+from deardiary.projections.queries.segment_files import FILES_VIEW, files_view_sql
 from tests.series_reference import Point, bucket_extremes
 
 VALUES = st.one_of(
@@ -52,6 +53,7 @@ def _metrics(rows: Sequence[tuple[int, float, int, int, int]]) -> duckdb.DuckDBP
         ' "partition" INTEGER, "offset" BIGINT, seq INTEGER)'
     )
     conn.execute("CREATE VIEW metric_segment_points AS SELECT * FROM metric_points_hot WHERE false")
+    conn.execute(f"CREATE VIEW {FILES_VIEW} AS {files_view_sql([])}")
     conn.execute(
         f"CREATE VIEW metric_tiles AS SELECT * FROM ({tiles_sql('metric_points_hot')}) WHERE false"
     )
