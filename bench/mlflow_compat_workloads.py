@@ -190,6 +190,19 @@ def _read_rows(name: str, d: dict[str, Any], m: dict[str, Any]) -> list[Row]:
                 _servers_cpu(d["server"].get("server_cpu_ms"), m["server"].get("server_cpu_ms")),
             )
         )
+    if "server_after_write" in d and "server_after_write" in m:
+        dw, mw = d["server_after_write"], m["server_after_write"]
+        rows.append(
+            (
+                f"{name}, the servers' answer alone after a write elsewhere (ms)",
+                dw["ms"],
+                mw["ms"],
+                _ratio(mw["ms"], dw["ms"]),
+                "",
+                "",
+                _servers_cpu(dw.get("server_cpu_ms"), mw.get("server_cpu_ms")),
+            )
+        )
     return rows
 
 

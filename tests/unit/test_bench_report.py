@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -46,15 +47,22 @@ def test_the_mlflow_client_section_renders_each_row_and_its_ceiling() -> None:
             },
         }
 
-    results = {
+    results: dict[str, Any] = {
         "mlflow_version": "3.17.2",
         "deardiary": side(20_000.0, 4.0, 4000.0),
         "mlflow": side(2_000.0, 40.0, 20_000.0),
         "load": {"deardiary": 1.0, "mlflow": 1.5},
         "cores": 2,
     }
+    for name, ms in (("deardiary", 30.0), ("mlflow", 240.0)):
+        after = {"ms": ms, "client_cpu_ms": 1.0, "server_cpu_ms": ms - 5}
+        results[name]["search"]["filtered"]["server_after_write"] = after
     page = "\n".join(report_section({"mlflow_compat": results}))
     assert "{" not in page and "}" not in page
+    assert (
+        "| search_runs, filtered on params, metrics and tags, the servers' answer alone after a"
+        " write elsewhere (ms) | 30.0 | 240 | 8.0x |  |  | 25.0 / 235 ms (9.4x) |" in page
+    )
     assert "| log_batch ingest, 4 processes (points/s) | 20,000 | 2,000 | 10.0x |" in page
     assert (
         "| log_batch, the server's CPU per 1,000-point request (ms) | 20.0 | 200 | 10.0x |" in page
