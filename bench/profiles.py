@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -103,19 +104,51 @@ def cprofile_summary(profile: cProfile.Profile, top: int = 12) -> list[tuple[flo
     return sorted(rows, reverse=True)[:top]
 
 
+class _EachStatement:
+    """A cursor whose every statement writes its own DuckDB profile (`profiling_output`
+    keeps only the last statement's: a read of several showed its last, often empty one)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, out: Path) -> None:
+        self._conn, self._out, self.files = conn, out, list[Path]()
+
+    def _next(self) -> None:
+        path = self._out / f"statement-{len(self.files):03d}.json"
+        self.files.append(path)
+        self._conn.execute(f"SET profiling_output = '{path}'")
+
+    def sql(self, query: str, **kw: Any) -> duckdb.DuckDBPyRelation:
+        self._next()  # a relation runs when fetched, before the next statement is made
+        return self._conn.sql(query, **kw)
+
+    def execute(self, query: str, *args: Any) -> duckdb.DuckDBPyConnection:
+        self._next()
+        return self._conn.execute(query, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 def duckdb_profile(
-    conn: duckdb.DuckDBPyConnection, run: Callable[[], object], out: Path, top: int = 8
+    conn: duckdb.DuckDBPyConnection,
+    run: Callable[[duckdb.DuckDBPyConnection], object],
+    out: Path,
+    top: int = 8,
 ) -> dict[str, Any]:
-    """DuckDB's own profile of the queries `run` makes on `conn`: time per operator type."""
+    """DuckDB's own profile of every statement `run` makes on the cursor it is given (time
+    per operator type, summed), beside the whole read's time in-process: what a read
+    spends outside DuckDB (Arrow, numpy, pyarrow's Parquet reads) is the difference."""
+    out.mkdir(parents=True, exist_ok=True)
+    each = _EachStatement(conn, out)
     conn.execute("SET enable_profiling = 'json'")
-    conn.execute(f"SET profiling_output = '{out}'")
     try:
-        run()
+        wall, cpu = time.perf_counter(), time.process_time()
+        run(each)  # type: ignore[arg-type]
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         conn.execute("SET enable_profiling = 'no_output'")
-    tree = json.loads(out.read_text())
     by_type: Counter[str] = Counter()
     rows: Counter[str] = Counter()
+    total = cpu_time = 0.0
 
     def walk(node: dict[str, Any]) -> None:
         by_type[node["type"]] += node.get("timing", 0.0)
@@ -123,12 +156,19 @@ def duckdb_profile(
         for child in node.get("children", []):
             walk(child)
 
-    for op in tree.get("operator", []):
-        walk(op)
-    query = tree.get("query", {})
+    statements = [json.loads(p.read_text()) for p in each.files if p.is_file()]
+    for tree in statements:
+        for op in tree.get("operator", []):
+            walk(op)
+        query = tree.get("query", {})
+        total += query.get("total_time", 0.0)
+        cpu_time += query.get("cpu_time", 0.0)
     return {
-        "total_ms": round(1000 * query.get("total_time", 0.0), 1),
-        "cpu_ms": round(1000 * query.get("cpu_time", 0.0), 1),
+        "statements": len(each.files),
+        "total_ms": round(1000 * total, 1),
+        "cpu_ms": round(1000 * cpu_time, 1),
+        "read_ms": round(1000 * wall, 1),
+        "read_cpu_ms": round(1000 * cpu, 1),
         "operators": [
             (round(1000 * t, 1), f"{name} ({rows[name]:,} rows)")
             for name, t in by_type.most_common(top)

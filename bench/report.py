@@ -594,8 +594,10 @@ def _why(r: dict[str, Any]) -> list[str]:
             prof = dd["series"][f"{kind}_profile"]
             ops = ", ".join(f"{name} {t:.1f} ms" for t, name in prof["operators"][:3])
             out.append(
-                f"- **Series read ({kind})** took {ms:.1f} ms over HTTP; DuckDB itself spent"
-                f" {prof['total_ms']:.1f} ms in the query, most of it in {ops}."
+                f"- **Series read ({kind})** took {ms:.1f} ms over HTTP; in-process the read"
+                f" took {prof.get('read_ms', '?')} ms, of which DuckDB spent"
+                f" {prof['total_ms']:.1f} ms in {prof.get('statements', 1)} statements, most of"
+                f" it in {ops}."
             )
     if not out:
         return []
@@ -634,8 +636,10 @@ def _profiles(dd: dict[str, Any]) -> list[str]:
     for kind in ("full", "downsampled"):
         prof = dd["series"][f"{kind}_profile"]
         lines += [
-            f"Series read ({kind}) under DuckDB's profiler: {prof['total_ms']} ms in the"
-            f" query, {prof['cpu_ms']} ms of CPU; by operator:",
+            f"Series read ({kind}) in-process: {prof.get('read_ms', '?')} ms"
+            f" ({prof.get('read_cpu_ms', '?')} ms of CPU); under DuckDB's profiler its"
+            f" {prof.get('statements', 1)} statements took {prof['total_ms']} ms,"
+            f" {prof['cpu_ms']} ms of CPU; by operator, summed over them:",
             "",
             *_ranked(prof["operators"], " ms"),
             "",
