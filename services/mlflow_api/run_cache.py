@@ -24,8 +24,9 @@ import duckdb
 Version = tuple[tuple[int, int], ...]
 """(partition, next offset) of every partition the state applied, by partition."""
 
-MAX_RUNS = 50_000
-"""Rendered runs kept at most (~0.7 KB of JSON each); past it new ones are not kept."""
+MAX_BYTES = 64 << 20
+"""JSON kept at most (a run of a few params and metrics is ~0.7 KB, one of 1,000 params
+~50 KB); past it new runs are not kept (they are rendered again when asked)."""
 
 VERSION_SQL = 'SELECT "partition", next_offset FROM projection_offsets ORDER BY "partition"'
 
@@ -52,11 +53,12 @@ class RenderedRuns:
     state than the one held (a snapshot begun before the newest batch) neither gets nor
     leaves anything."""
 
-    def __init__(self, capacity: int = MAX_RUNS) -> None:
+    def __init__(self, capacity: int = MAX_BYTES) -> None:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._version: Version | None = None
         self._runs: dict[str, bytes] = {}
+        self._bytes = 0
 
     def held(self, version: Version | None) -> int | None:
         """How many runs of this state are kept (a newer state replaces the one held:
@@ -67,7 +69,7 @@ class RenderedRuns:
             if version != self._version:
                 if self._version is not None and not _newer(version, self._version):
                     return None
-                self._version, self._runs = version, {}
+                self._version, self._runs, self._bytes = version, {}, 0
             return len(self._runs)
 
     def get(self, version: Version, run_ids: Iterable[str]) -> dict[str, bytes]:
@@ -83,13 +85,10 @@ class RenderedRuns:
         with self._lock:
             if version != self._version:
                 return
-            room = self.capacity - len(self._runs)
             for run_id, body in rendered.items():
-                if room <= 0:
-                    break
-                if run_id not in self._runs:
+                if run_id not in self._runs and self._bytes + len(body) <= self.capacity:
                     self._runs[run_id] = body
-                    room -= 1
+                    self._bytes += len(body)
 
     def __len__(self) -> int:
         with self._lock:

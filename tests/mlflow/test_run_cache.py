@@ -37,7 +37,7 @@ def test_a_snapshot_tells_the_offsets_of_the_state_it_reads(store: DuckDBProject
 
 
 def test_rendered_runs_are_kept_for_one_state_and_the_newest_wins() -> None:
-    runs = RenderedRuns(capacity=3)
+    runs = RenderedRuns(capacity=6)  # bytes
     old, new = ((0, 5), (1, 2)), ((0, 6), (1, 2))
     assert runs.held(None) is None  # a state nobody can name is never cached
     assert runs.held(old) == 0
@@ -50,6 +50,7 @@ def test_rendered_runs_are_kept_for_one_state_and_the_newest_wins() -> None:
     assert runs.held(old) is None and runs.get(new, ["c"]) == {}
     runs.put(new, {"a": b"A2", "b": b"B2", "c": b"C2", "d": b"D2"})
     assert len(runs) == 3  # capacity: the rest is not kept (rendered again when asked)
+    assert runs.get(new, "abcd") == {"a": b"A2", "b": b"B2", "c": b"C2"}
     runs.put(new, {"a": b"other"})
     assert runs.get(new, ["a"]) == {"a": b"A2"}
     assert runs.held(((0, 6),)) is None  # not newer (partition 1 went missing): not taken
