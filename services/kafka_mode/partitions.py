@@ -442,6 +442,8 @@ class PartitionStore:
             return False
         names, future = self._merging
         self._merging = None
+        if future.cancelled():  # by close(): the entries stay in the chain, unmerged
+            return False
         try:
             merged = future.result()
         except Exception:

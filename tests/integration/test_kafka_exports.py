@@ -6,8 +6,10 @@ stopped uncleanly or was rebuilt, and two query services answering alike."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -423,3 +425,33 @@ def test_the_old_exports_stay_readable_while_an_outdated_store_is_rebuilt(
     again = PartitionStore(tmp_path, 0)  # a clean reopen finds the rebuilt store
     assert again.store_id == rebuilt.store_id and again.withheld_until is None
     again.close()
+
+
+def test_closing_with_a_merge_queued_logs_no_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A merge still queued when the store closes is cancelled: its entries stay in the
+    chain, unmerged, which is no failure (it was logged as one, with a traceback)."""
+    monkeypatch.setattr(partitions, "FANOUT", 2)
+    part = PartitionStore(tmp_path, 0)
+    part._merger = ThreadPoolExecutor(1)
+    release = threading.Event()
+    part._merger.submit(release.wait)  # the merge below waits behind this
+    log = records(_iterations(4))
+    for n in range(len(log)):
+        part.apply(log[n : n + 1])
+        part.publish()
+    assert part._merging is not None
+    queued = part._merging[1]
+    closing = threading.Thread(target=part.close)
+    closing.start()
+    deadline = time.monotonic() + 10
+    while not queued.cancelled() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    closing.join(timeout=30)
+    assert queued.cancelled() and not closing.is_alive()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    view = ExportsView(tmp_path, follow=False)  # the unmerged chain reads whole
+    assert _count(view, "SELECT count(*) FROM iterations") == 4
+    view.close()
