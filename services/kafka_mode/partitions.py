@@ -85,6 +85,8 @@ STORE_ID = "store-id"
 STORE_FOLDER = "store-folder"
 """The partition's file naming the folder its store is in (none: ``projections``)."""
 FIRST_FOLDER = "projections"
+WHY_REPLACED = "replaced-as"
+"""In a store folder rebuilt beside: damaged or outdated, the name it is moved aside as."""
 
 Entry = dict[str, Any]
 """{"name", "from", "to", "level", "files": {relation: path relative to the partition}}."""
@@ -257,6 +259,7 @@ class PartitionStore:
             named = previous is not None and self.folder in _folders(previous)
             if named and previous is not None and self._readable(previous):
                 self._retiring[self.folder] = (None, kind)
+                _atomic_write(folder / WHY_REPLACED, kind)  # for a worker started later
                 self.folder = f"{FIRST_FOLDER}-{uuid.uuid4().hex[:12]}"
                 _atomic_write(self.root / STORE_FOLDER, self.folder)
                 fsync_dir(self.root)
@@ -291,7 +294,12 @@ class PartitionStore:
             name = path.name
             old = name == FIRST_FOLDER or name.startswith(FIRST_FOLDER + "-")
             if old and "." not in name and name not in {self.folder, *named} and path.is_dir():
-                since, kind = self._retiring.get(name, (None, "replaced"))
+                since, kind = self._retiring.get(name, (None, ""))
+                if not kind:
+                    try:
+                        kind = (path / WHY_REPLACED).read_text().strip() or "replaced"
+                    except OSError:
+                        kind = "replaced"
                 self._retiring[name] = (since or now, kind)
 
     def next_offset(self) -> int:

@@ -358,13 +358,13 @@ def test_the_old_exports_stay_readable_while_an_outdated_store_is_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store rebuilt from the log (here: of an older projection format) catches up
-    slowly -- one record a publish -- and the query side reads the old exports whole all
-    through it: segments, tiles and the chain's hot points, from a view that was following
-    and from one started meanwhile. The entries and segments of the old store are removed
-    or moved aside only once no manifest names them (GRACE_S 0 here: a catch-up longer
-    than any grace). The old code moved the old segments aside at once, and removed the
-    old entries GRACE_S after the new store's first publish: queries failed until the new
-    store had caught up."""
+    slowly -- one record a publish, and a worker restart halfway -- and the query side
+    reads the old exports whole all through it: segments, tiles and the chain's hot
+    points, from a view that was following and from one started meanwhile. The entries
+    and segments of the old store are removed or moved aside only once no manifest names
+    them (GRACE_S 0 here: a catch-up longer than any grace). The old code moved the old
+    segments aside at once, and removed the old entries GRACE_S after the new store's
+    first publish: queries failed until the new store had caught up."""
     monkeypatch.setattr(partitions, "GRACE_S", 0.0)
     events: list[Any] = sweep_start(iteration="it")
     events += [
@@ -400,6 +400,11 @@ def test_the_old_exports_stay_readable_while_an_outdated_store_is_rebuilt(
     rebuilt.store.hot_points_limit = 1_000
     assert rebuilt.store_id != old_id and rebuilt.withheld_until == len(log)
     for n in range(len(log)):
+        if n == len(log) // 2:  # the worker stops and starts again meanwhile
+            rebuilt.close()
+            rebuilt = PartitionStore(tmp_path, 0)
+            rebuilt.store.hot_points_limit = 1_000
+            assert rebuilt.withheld_until == len(log) and rebuilt.next_offset() == n
         rebuilt.apply(log[n : n + 1])
         rebuilt.compact_if_due()
         rebuilt.publish()
