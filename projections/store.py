@@ -711,7 +711,10 @@ class DuckDBProjectionStore:
             tile_files = [self.tiles_dir / p.name for p in paths]
             tiles = f"SELECT * FROM read_parquet({_parquet_list(tile_files)})"
         self.conn.execute(f"CREATE OR REPLACE VIEW metric_segment_points AS {segments}")
-        files = files_view_sql([str(p) for p in paths])  # series reads open them directly
+        # series reads open these directly
+        files = files_view_sql(
+            [str(p) for p in paths], [str(self.tiles_dir / p.name) for p in paths]
+        )
         self.conn.execute(f"CREATE OR REPLACE VIEW {FILES_VIEW} AS {files}")
         self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {segments} UNION ALL {hot}")
         self.conn.execute(f"CREATE OR REPLACE VIEW metric_tiles AS {tiles}")

@@ -59,7 +59,12 @@ def history(
     def read(columns: list[str]) -> pa.Table:  # a scan of the UNION ALL `metrics` is unordered
         schema = pa.schema([_READ_FIELDS[c] for c in columns])
         segments = series_points(
-            segment_files(conn), (iteration_id, key, group), columns, start_step, end_step, schema
+            segment_files(conn)[0],
+            (iteration_id, key, group),
+            columns,
+            start_step,
+            end_step,
+            schema,
         )
         selected = ", ".join(f'"{c}"' for c in columns)
         hot = conn.sql(
@@ -101,6 +106,25 @@ def _sort_order(table: pa.Table) -> np.ndarray | None:
     return np.lexsort(cols[::-1])
 
 
+_TILE_POINT = pa.struct(
+    [
+        *SERIES_SCHEMA,
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("seq", pa.int32()),
+    ]
+)
+TILE_SCHEMA = pa.schema(
+    [
+        ("tile", pa.int64()),
+        ("points", pa.int64()),
+        ("first_step", pa.int64()),
+        ("last_step", pa.int64()),
+        ("low", _TILE_POINT),
+        ("high", _TILE_POINT),
+    ]
+)
+"""The columns of a series' tiles that downsampling reads (`tiles_sql` writes them)."""
 TILE_STEPS = 256
 """Steps per tile: each Parquet segment has a companion file with, per series and tile,
 the point count, step range, and min and max points (see `tiles_sql`)."""
@@ -154,10 +178,12 @@ def _downsampled(
     buckets = max(1, max_points // 2)
     params: dict[str, object] = {"it": iteration_id, "key": key, "g": group}
     where = 'WHERE iteration_id = $it AND key = $key AND "group" = $g'
-    tiles = conn.sql(
-        f"SELECT tile, points, first_step, last_step, low, high FROM metric_tiles {where}",
-        params=params,
-    ).to_arrow_table()
+    # the tiles `metric_tiles` holds, read from their files (pyarrow: ~1.8 ms of CPU for
+    # a million points' 3,907 tiles here, DuckDB ~6)
+    tile_files = segment_files(conn)[1]
+    tiles = series_points(
+        tile_files, (iteration_id, key, group), TILE_SCHEMA.names, None, None, TILE_SCHEMA
+    )
     hot = conn.sql(
         f'SELECT step, value, recorded_at, client_time, "partition", "offset", seq'
         f" FROM metric_points_hot {where}",

@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 NAMES = ("iteration_id", "key", "group")
 FILES_VIEW = "metric_segment_files"
 """The view listing the segment files of a snapshot: one row, `paths` (VARCHAR[]), in
-the order `metric_segment_points` scans them."""
+the order `metric_segment_points` scans them, and `tiles`, their tile files (those
+`metric_tiles` reads)."""
 EXACT_STATS_BYTES = 255
 """A string statistic at least this long may be a truncated bound (DuckDB cuts them at
 256 bytes): such a row group is never taken as the series' alone."""
@@ -36,16 +37,22 @@ FOOTERS_LIMIT = 4096
 """Files whose footers are kept (a few KiB each); cleared when full."""
 
 
-def files_view_sql(paths: list[str]) -> str:
-    """The `metric_segment_files` view's query for these files (scan order)."""
-    quoted = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-    return f"SELECT [{quoted}]::VARCHAR[] AS paths"
+def files_view_sql(paths: list[str], tiles: list[str]) -> str:
+    """The `metric_segment_files` view's query for these segments (scan order) and their
+    tile files."""
+
+    def listed(files: list[str]) -> str:
+        return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in files) + "]::VARCHAR[]"
+
+    return f"SELECT {listed(paths)} AS paths, {listed(tiles)} AS tiles"
 
 
-def segment_files(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """The segment files of the reader's snapshot, in scan order."""
-    found = conn.execute(f"SELECT paths FROM {FILES_VIEW}").fetchall()
-    return [str(p) for p in found[0][0]] if found else []
+def segment_files(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
+    """The segment files of the reader's snapshot, in scan order, and their tile files."""
+    found = conn.execute(f"SELECT paths, tiles FROM {FILES_VIEW}").fetchall()
+    if not found:
+        return [], []
+    return [str(p) for p in found[0][0]], [str(p) for p in found[0][1]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +87,7 @@ def _footer(path: str) -> _Footer:
     for g in range(metadata.num_row_groups):
         rg = metadata.row_group(g)
         names = tuple(_bounds(rg.column(columns[n]).statistics) for n in NAMES)
-        step = rg.column(columns["step"]).statistics
+        step = rg.column(columns["step"]).statistics if "step" in columns else None  # tiles: none
         steps = (int(step.min), int(step.max)) if step is not None and step.has_min_max else None
         groups.append(_Group(names, steps))
     footer = _Footer(identity, metadata, tuple(groups))
@@ -122,8 +129,8 @@ def series_points(
     hi: int | None,
     schema: pa.Schema,
 ) -> pa.Table:
-    """`columns` of the series' points in `files`, in file then row order, with
-    lo <= step <= hi (None: unbounded), as `schema`."""
+    """`columns` of the series' rows in `files` (segments, or tile files with lo = hi =
+    None), in file then row order, with lo <= step <= hi (None: unbounded), as `schema`."""
     wanted = tuple(v.encode() for v in series)
     parts: list[pa.Table] = []
     for path in files:

@@ -207,7 +207,7 @@ class ExportsView:
                 " NULL AS low, NULL AS high WHERE false"
             )
         c.execute(f"CREATE OR REPLACE VIEW metric_segment_points AS {points}")
-        c.execute(f"CREATE OR REPLACE VIEW {FILES_VIEW} AS {files_view_sql(segments)}")
+        c.execute(f"CREATE OR REPLACE VIEW {FILES_VIEW} AS {files_view_sql(segments, tiles)}")
         c.execute(f"CREATE OR REPLACE VIEW metrics AS {points} UNION ALL SELECT * FROM {HOT}")
         c.execute(f"CREATE OR REPLACE VIEW metric_tiles AS {tile_rows}")
 

@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 
 from deardiary.projections.folds.metrics import POINT_SCHEMA
 from deardiary.projections.queries import metric_series
+from deardiary.projections.queries.metric_series import TILE_SCHEMA
+from deardiary.projections.queries.segment_files import segment_files, series_points
 from deardiary.projections.store import DuckDBProjectionStore
 from deardiary.projections.writes import Writes
 
@@ -60,6 +62,15 @@ def _scanned(
     ).to_arrow_table()
 
 
+def _tiles(conn: duckdb.DuckDBPyConnection, series: tuple[str, str, str]) -> pa.Table:
+    """The series' tiles as DuckDB reads them (a tile cut by two segments is in both)."""
+    return conn.sql(
+        f"SELECT {', '.join(TILE_SCHEMA.names)} FROM metric_tiles"
+        ' WHERE iteration_id = $it AND key = $key AND "group" = $g ORDER BY tile, first_step',
+        params={"it": series[0], "key": series[1], "g": series[2]},
+    ).to_arrow_table()
+
+
 def test_new_segments_are_written_in_parquet_format_2(tmp_path: Path) -> None:
     store = DuckDBProjectionStore(tmp_path / "p")
     try:
@@ -102,6 +113,10 @@ def test_series_read_from_files_equals_the_scan(tmp_path: Path) -> None:
                     want = _scanned(reader, series, lo, hi)
                     assert got.schema == metric_series.SERIES_SCHEMA
                     assert got.equals(want.cast(metric_series.SERIES_SCHEMA)), (series, lo, hi)
+                tiles = series_points(
+                    segment_files(reader)[1], series, TILE_SCHEMA.names, None, None, TILE_SCHEMA
+                )
+                assert tiles.equals(_tiles(reader, series).cast(TILE_SCHEMA)), series
         finally:
             reader.close()
     finally:

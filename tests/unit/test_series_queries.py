@@ -53,7 +53,7 @@ def _metrics(rows: Sequence[tuple[int, float, int, int, int]]) -> duckdb.DuckDBP
         ' "partition" INTEGER, "offset" BIGINT, seq INTEGER)'
     )
     conn.execute("CREATE VIEW metric_segment_points AS SELECT * FROM metric_points_hot WHERE false")
-    conn.execute(f"CREATE VIEW {FILES_VIEW} AS {files_view_sql([])}")
+    conn.execute(f"CREATE VIEW {FILES_VIEW} AS {files_view_sql([], [])}")
     conn.execute(
         f"CREATE VIEW metric_tiles AS SELECT * FROM ({tiles_sql('metric_points_hot')}) WHERE false"
     )
