@@ -54,7 +54,9 @@ def past(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Past]:
     root = tmp_path_factory.mktemp("time-travel")
     with embedded_server(root / "data") as server:
         running = start_in_thread(server.app())
-        c = dd.connect(running.url, spool_dir=root / "spool")
+        # `end` must stay the log's end while the tests run: no heartbeat of the open run
+        # (every 10 s by default; a slow machine ran past one)
+        c = dd.connect(running.url, spool_dir=root / "spool", heartbeat_interval=3600.0)
         try:
             it = c.start_iteration(
                 project="p",
