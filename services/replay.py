@@ -96,7 +96,9 @@ def replay(log: EventLog, into: Path, as_of: AsOf | None = None) -> dict[int, in
     clear_partials(final)
     partial = final.with_name(f"{final.name}{PARTIAL}{os.getpid()}")
     target = partial / "projections" if final == into else partial
-    store = DuckDBProjectionStore(target)
+    # Replay's batches (2000 records) carry millions of points: each goes straight into a
+    # segment, not through the hot table (see DuckDBProjectionStore.segment_big_batches).
+    store = DuckDBProjectionStore(target, segment_big_batches=True)
     try:
         stop = (as_of or AsOf()).stop_condition()
         projector = Projector(log, store, max_records=2000, stop_before=stop)

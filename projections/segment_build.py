@@ -1,0 +1,186 @@
+"""A segment and its tiles built in memory from a batch's metric points (numpy, no SQL).
+
+Replay folds the log in big batches; writing such a batch straight into a Parquet
+segment skips the hot table (an insert, a sort of its rows in SQL, a delete) and the
+re-read of the segment for its tiles. What comes out is what compaction writes from
+the hot table for the same points: rows in SEGMENT_ORDER, and the tiles `tiles_sql`
+computes (queries/metric_series.py), row for row and bit for bit
+(tests/integration/test_segment_build.py holds the two side by side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from deardiary.projections.folds.metrics import POINT_SCHEMA
+from deardiary.projections.queries.metric_series import TILE_STEPS
+
+Series = tuple[str, str, str]  # (iteration_id, key, group)
+POSITION = ("step", "partition", "offset", "seq")
+"""The columns after the series that SEGMENT_ORDER sorts by, in that order."""
+_POINT_FIELDS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
+
+
+def series_codes(points: pa.Table, number: Callable[[Series], int]) -> np.ndarray:
+    """`number((iteration_id, key, group))` of every point, as int32."""
+    chunks = []
+    for batch in points.select(["iteration_id", "key", "group"]).to_batches():
+        iters, keys, groups = (batch.column(i) for i in range(3))
+        if len(iters.dictionary) == 1 and len(groups.dictionary) == 1:
+            # The usual chunk: one event, so one iteration and group, a few keys.
+            it, group = iters.dictionary[0].as_py(), groups.dictionary[0].as_py()
+            lookup = [number((it, k, group)) for k in keys.dictionary.to_pylist()]
+            chunks.append(np.asarray(lookup, np.int32)[keys.indices.to_numpy()])
+            continue
+        codes = (
+            iters.indices.to_numpy().astype(np.int64) * len(keys.dictionary)
+            + keys.indices.to_numpy()
+        ) * len(groups.dictionary) + groups.indices.to_numpy()
+        distinct, inverse = np.unique(codes, return_inverse=True)
+        names = []
+        for code in distinct.tolist():
+            rest, g = divmod(code, len(groups.dictionary))
+            i, k = divmod(rest, len(keys.dictionary))
+            names.append(
+                number(
+                    (
+                        iters.dictionary[i].as_py(),
+                        keys.dictionary[k].as_py(),
+                        groups.dictionary[g].as_py(),
+                    )
+                )
+            )
+        chunks.append(np.asarray(names, dtype=np.int32)[inverse.reshape(-1)])
+    if not chunks:
+        return np.zeros(0, np.int32)
+    return np.concatenate(chunks)
+
+
+def _in_order(columns: list[np.ndarray]) -> bool:
+    """Whether rows are sorted by these columns (the first the most significant)."""
+    n = len(columns[0])
+    if n < 2:
+        return True
+    ahead = np.zeros(n - 1, dtype=bool)  # row i+1 sorts after row i
+    tied = np.ones(n - 1, dtype=bool)  # equal on every column so far
+    for col in columns:
+        a, b = col[:-1], col[1:]
+        ahead |= tied & (b > a)
+        tied &= b == a
+    return bool((ahead | tied).all())
+
+
+class SortedPoints:
+    """Points in SEGMENT_ORDER: (iteration_id, key, group) -- by their strings' code points,
+    as DuckDB sorts VARCHAR -- then step, partition, offset, seq."""
+
+    def __init__(self, points: pa.Table) -> None:
+        numbers: dict[Series, int] = {}
+        codes = series_codes(points, lambda s: numbers.setdefault(s, len(numbers)))
+        self.names: list[Series] = sorted(numbers)
+        rank_of = np.empty(len(numbers), np.int32)
+        for rank, name in enumerate(self.names):
+            rank_of[numbers[name]] = rank
+        ranks = rank_of[codes]
+        columns = {c: _numbers(points[c]) for c in _POINT_FIELDS}
+        # Folded points come in log order, so within a series nearly always in step order
+        # already: a stable sort by series alone (a radix sort while ranks fit 16 bits),
+        # checked; a full sort only when it is not.
+        small = ranks.astype(np.uint16) if len(numbers) <= 1 << 16 else ranks
+        order = np.argsort(small, kind="stable")
+        self.ranks = ranks.take(order)
+        if not _in_order([self.ranks, *(columns[c].take(order) for c in POSITION)]):
+            order = np.lexsort([*(columns[c] for c in POSITION[::-1]), ranks])
+            self.ranks = ranks.take(order)
+        self.columns = {c: v.take(order) for c, v in columns.items()}
+        """Each point field in SEGMENT_ORDER (timestamps as int64 microseconds)."""
+
+    def _names(self, part: int, ranks: np.ndarray) -> pa.DictionaryArray:
+        dictionary = pa.array([n[part] for n in self.names], pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(ranks, pa.int32()), dictionary)
+
+    def table(self) -> pa.Table:
+        """The points, POINT_SCHEMA's columns."""
+        columns = {
+            "iteration_id": self._names(0, self.ranks),
+            "key": self._names(1, self.ranks),
+            "group": self._names(2, self.ranks),
+            **{c: pa.array(self.columns[c], POINT_SCHEMA.field(c).type) for c in _POINT_FIELDS},
+        }
+        return pa.table([columns[f.name] for f in POINT_SCHEMA], schema=POINT_SCHEMA)
+
+    def tiles(self) -> pa.Table:
+        """What `tiles_sql` gives for these points: per series and tile (step // TILE_STEPS,
+        truncated as SQL's integer division), the point count, the step range, and the
+        min point (lowest value, a NaN only where all are NaN) and the max point (highest
+        number, a NaN only where all are NaN), ties to the earliest in SEGMENT_ORDER.
+        -0.0 equals 0.0 here as in SQL (the earlier of the two is the one kept), and a kept
+        -0.0 reads 0.0: DuckDB's arg_min/arg_max give a point (a struct) so."""
+        step = self.columns["step"]
+        n = len(step)
+        if not n:
+            raise ValueError("no points, no tiles")
+        tile = step // TILE_STEPS
+        tile += (step < 0) & (tile * TILE_STEPS != step)  # truncate toward zero, as SQL
+        change = np.ones(n, dtype=bool)
+        change[1:] = (self.ranks[1:] != self.ranks[:-1]) | (tile[1:] != tile[:-1])
+        starts = np.flatnonzero(change)
+        ends = np.append(starts[1:], n) - 1
+        group_of = np.cumsum(change) - 1
+        values = self.columns["value"]
+        number = ~np.isnan(values)
+        has_number = np.logical_or.reduceat(number, starts)
+        lowest = np.minimum.reduceat(np.where(number, values, np.inf), starts)
+        highest = np.maximum.reduceat(np.where(number, values, -np.inf), starts)
+        low = self._first(values == lowest[group_of], number, group_of, starts, has_number)
+        high = self._first(values == highest[group_of], number, group_of, starts, has_number)
+        ranks = self.ranks[starts]
+        return pa.table(
+            {
+                "iteration_id": self._names(0, ranks).cast(pa.string()),
+                "key": self._names(1, ranks).cast(pa.string()),
+                "group": self._names(2, ranks).cast(pa.string()),
+                "tile": pa.array(tile[starts], pa.int64()),
+                "points": pa.array(ends - starts + 1, pa.int64()),
+                "first_step": pa.array(step[starts], pa.int64()),
+                "last_step": pa.array(step[ends], pa.int64()),
+                "low": self._points_at(low),
+                "high": self._points_at(high),
+            }
+        )
+
+    @staticmethod
+    def _first(
+        matches: np.ndarray,
+        number: np.ndarray,
+        group_of: np.ndarray,
+        starts: np.ndarray,
+        has_number: np.ndarray,
+    ) -> np.ndarray:
+        """Per tile, the first row that `matches` (and is a number) where the tile has a
+        number, else its first row (all NaN, all equal)."""
+        hits = np.flatnonzero(matches & number)
+        groups = group_of[hits]
+        first_hit = np.ones(len(hits), dtype=bool)
+        first_hit[1:] = groups[1:] != groups[:-1]
+        chosen = starts.copy()
+        chosen[groups[first_hit]] = hits[first_hit]
+        return np.where(has_number, chosen, starts)
+
+    def _points_at(self, rows: np.ndarray) -> pa.StructArray:
+        fields = [
+            pa.array(self.columns[c].take(rows), POINT_SCHEMA.field(c).type) for c in _POINT_FIELDS
+        ]
+        fields[1] = pa.array(self.columns["value"].take(rows) + 0.0)  # -0.0 as 0.0, as SQL
+        return pa.StructArray.from_arrays(fields, names=list(_POINT_FIELDS))
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as one numpy array; timestamps as int64 (microseconds)."""
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    array: np.ndarray = column.to_numpy()
+    return array
