@@ -85,18 +85,20 @@ class SortedPoints:
         for rank, name in enumerate(self.names):
             rank_of[numbers[name]] = rank
         ranks = rank_of[codes]
-        columns = {c: _numbers(points[c]) for c in _POINT_FIELDS}
         # Folded points come in log order, so within a series nearly always in step order
         # already: a stable sort by series alone (a radix sort while ranks fit 16 bits),
-        # checked; a full sort only when it is not.
+        # checked; a full sort only when it is not. Each column is gathered straight from
+        # its chunks copied into one scratch buffer (fresh memory costs page faults).
         small = ranks.astype(np.uint16) if len(numbers) <= 1 << 16 else ranks
         order = np.argsort(small, kind="stable")
+        scratch = np.empty(len(ranks), np.int64)
         self.ranks = ranks.take(order)
-        if not _in_order([self.ranks, *(columns[c].take(order) for c in POSITION)]):
-            order = np.lexsort([*(columns[c] for c in POSITION[::-1]), ranks])
-            self.ranks = ranks.take(order)
-        self.columns = {c: v.take(order) for c, v in columns.items()}
+        self.columns = {c: _gathered(points[c], order, scratch) for c in _POINT_FIELDS}
         """Each point field in SEGMENT_ORDER (timestamps as int64 microseconds)."""
+        if not _in_order([self.ranks, *(self.columns[c] for c in POSITION)]):
+            again = np.lexsort([*(self.columns[c] for c in POSITION[::-1]), self.ranks])
+            self.ranks = self.ranks.take(again)
+            self.columns = {c: v.take(again) for c, v in self.columns.items()}
 
     def _names(self, part: int, ranks: np.ndarray) -> pa.DictionaryArray:
         dictionary = pa.array([n[part] for n in self.names], pa.string())
@@ -178,9 +180,15 @@ class SortedPoints:
         return pa.StructArray.from_arrays(fields, names=list(_POINT_FIELDS))
 
 
-def _numbers(column: pa.ChunkedArray) -> np.ndarray:
-    """A column as one numpy array; timestamps as int64 (microseconds)."""
+def _gathered(column: pa.ChunkedArray, order: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """`column`'s values at `order`, as numpy (timestamps as int64 microseconds); its
+    chunks are copied into `scratch` (as many int64 as there are rows) on the way."""
     if pa.types.is_timestamp(column.type):
         column = column.cast(pa.int64())
-    array: np.ndarray = column.to_numpy()
-    return array
+    dtype = column.type.to_pandas_dtype()
+    if not column.num_chunks:
+        return np.empty(0, dtype)
+    whole = scratch.view(dtype)[: len(order)]
+    np.concatenate([chunk.to_numpy() for chunk in column.chunks], out=whole)
+    gathered: np.ndarray = whole.take(order)
+    return gathered
