@@ -228,7 +228,10 @@ class AsOfCache:
         target = dict(key)
         path = self.folder / f"{'-'.join(f'{p}_{o}' for p, o in key)}-{uuid.uuid4().hex[:8]}"
         started = time.monotonic()
-        store = DuckDBProjectionStore(path, hot_points_limit=self.hot_points_limit)
+        # as replay does: a batch of many points goes straight into a segment
+        store = DuckDBProjectionStore(
+            path, hot_points_limit=self.hot_points_limit, segment_big_batches=True
+        )
         try:
 
             def past(pos: LogPosition) -> bool:
