@@ -86,8 +86,17 @@ def history(
 
 
 def _steps_increase(steps: pa.ChunkedArray) -> bool:
-    values = steps.to_numpy()
-    return bool(np.all(values[1:] > values[:-1]))
+    """Whether steps strictly increase, chunk by chunk (no copy of a million steps into
+    one array first)."""
+    last: int | None = None
+    for chunk in steps.chunks:
+        values = chunk.to_numpy()
+        if not len(values):
+            continue
+        if (last is not None and values[0] <= last) or not np.all(values[1:] > values[:-1]):
+            return False
+        last = int(values[-1])
+    return True
 
 
 def _sort_order(table: pa.Table) -> np.ndarray | None:
