@@ -41,7 +41,11 @@ from deardiary.projections.integrity import (
     open_error,
 )
 from deardiary.projections.queries.metric_series import tiles_sql
-from deardiary.projections.queries.segment_files import FILES_VIEW, files_view_sql
+from deardiary.projections.queries.segment_files import (
+    FILES_VIEW,
+    HOT_SERIES_VIEW,
+    files_view_sql,
+)
 from deardiary.projections.segment_build import SortedPoints, series_codes
 from deardiary.projections.writes import (
     JSON_COLUMNS,
@@ -742,6 +746,10 @@ class DuckDBProjectionStore:
             [str(p) for p in paths], [str(self.tiles_dir / p.name) for p in paths]
         )
         self.conn.execute(f"CREATE OR REPLACE VIEW {FILES_VIEW} AS {files}")
+        self.conn.execute(
+            f"CREATE OR REPLACE VIEW {HOT_SERIES_VIEW} AS"
+            ' SELECT iteration_id, key, "group" FROM metric_series_hot'
+        )
         self.conn.execute(f"CREATE OR REPLACE VIEW metrics AS {segments} UNION ALL {hot}")
         self.conn.execute(f"CREATE OR REPLACE VIEW metric_tiles AS {tiles}")
 

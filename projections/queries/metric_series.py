@@ -15,7 +15,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from deardiary.projections.queries.segment_files import segment_files, series_points
+from deardiary.projections.queries.segment_files import (
+    SeriesFiles,
+    segment_files,
+    series_points,
+)
 from deardiary.projections.queries.snapshot import snapshot
 
 SERIES_COLUMNS = "step, value, recorded_at, client_time"
@@ -56,16 +60,13 @@ def history(
     too, to sort by -- a million-point read skips both the sort and those columns."""
     params = {"it": iteration_id, "key": key, "g": group, "lo": start_step, "hi": end_step}
 
-    def read(columns: list[str]) -> pa.Table:  # a scan of the UNION ALL `metrics` is unordered
+    series = (iteration_id, key, group)
+
+    def read(files: SeriesFiles, columns: list[str]) -> pa.Table:  # `metrics` is unordered
         schema = pa.schema([_READ_FIELDS[c] for c in columns])
-        segments = series_points(
-            segment_files(conn)[0],
-            (iteration_id, key, group),
-            columns,
-            start_step,
-            end_step,
-            schema,
-        )
+        segments = series_points(files.paths, series, columns, start_step, end_step, schema)
+        if not files.hot:
+            return segments
         selected = ", ".join(f'"{c}"' for c in columns)
         hot = conn.sql(
             f"SELECT {selected} FROM metric_points_hot"
@@ -76,10 +77,11 @@ def history(
         return pa.concat_tables([segments, hot.cast(schema)]) if hot.num_rows else segments
 
     with snapshot(conn):
-        table = read(_SERIES_NAMES)
+        files = segment_files(conn, series)
+        table = read(files, _SERIES_NAMES)
         if _steps_increase(table["step"]):
             return table
-        table = read([*_SERIES_NAMES, "partition", "offset", "seq"])
+        table = read(files, [*_SERIES_NAMES, "partition", "offset", "seq"])
     order = _sort_order(table)
     out = table.select(_SERIES_NAMES)
     return out if order is None else out.take(order)
@@ -123,6 +125,7 @@ _TILE_POINT = pa.struct(
         pa.field("seq", pa.int32()),
     ]
 )
+_HOT_SCHEMA = pa.schema(list(_TILE_POINT))
 TILE_SCHEMA = pa.schema(
     [
         ("tile", pa.int64()),
@@ -189,15 +192,19 @@ def _downsampled(
     where = 'WHERE iteration_id = $it AND key = $key AND "group" = $g'
     # the tiles `metric_tiles` holds, read from their files (pyarrow: ~1.8 ms of CPU for
     # a million points' 3,907 tiles here, DuckDB ~6)
-    tile_files = segment_files(conn)[1]
+    files = segment_files(conn, (iteration_id, key, group))
     tiles = series_points(
-        tile_files, (iteration_id, key, group), TILE_SCHEMA.names, None, None, TILE_SCHEMA
+        files.tiles, (iteration_id, key, group), TILE_SCHEMA.names, None, None, TILE_SCHEMA
     )
-    hot = conn.sql(
-        f'SELECT step, value, recorded_at, client_time, "partition", "offset", seq'
-        f" FROM metric_points_hot {where}",
-        params=params,
-    ).to_arrow_table()
+    hot = (
+        conn.sql(
+            f'SELECT step, value, recorded_at, client_time, "partition", "offset", seq'
+            f" FROM metric_points_hot {where}",
+            params=params,
+        ).to_arrow_table()
+        if files.hot
+        else _HOT_SCHEMA.empty_table()
+    )
     total = int(np.sum(tiles["points"].to_numpy())) + hot.num_rows
     if total <= max_points:
         return history(conn, iteration_id, key, group=group)

@@ -47,12 +47,36 @@ def files_view_sql(paths: list[str], tiles: list[str]) -> str:
     return f"SELECT {listed(paths)} AS paths, {listed(tiles)} AS tiles"
 
 
-def segment_files(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:
-    """The segment files of the reader's snapshot, in scan order, and their tile files."""
-    found = conn.execute(f"SELECT paths, tiles FROM {FILES_VIEW}").fetchall()
+HOT_SERIES_VIEW = "metric_hot_series"
+"""The series that have points not compacted yet (iteration_id, key, group); a row of
+NULLs where the store cannot tell (every series may: the Kafka exports view)."""
+UNKNOWN_HOT_SERIES = (
+    'SELECT NULL::VARCHAR AS iteration_id, NULL::VARCHAR AS key, NULL::VARCHAR AS "group"'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesFiles:
+    """Where a snapshot holds one series: its segment files (scan order), their tile
+    files, and whether it may have points not compacted yet (else their query, ~3 ms of
+    CPU here even when it finds nothing, is skipped)."""
+
+    paths: list[str]
+    tiles: list[str]
+    hot: bool
+
+
+def segment_files(conn: duckdb.DuckDBPyConnection, series: tuple[str, str, str]) -> SeriesFiles:
+    """The files of the reader's snapshot, and whether `series` has hot points in it."""
+    found = conn.execute(
+        f"SELECT paths, tiles, EXISTS (SELECT 1 FROM {HOT_SERIES_VIEW} WHERE iteration_id IS NULL"
+        ' OR (iteration_id = $it AND key = $key AND "group" = $g)) FROM ' + FILES_VIEW,
+        {"it": series[0], "key": series[1], "g": series[2]},
+    ).fetchall()
     if not found:
-        return [], []
-    return [str(p) for p in found[0][0]], [str(p) for p in found[0][1]]
+        return SeriesFiles([], [], True)
+    paths, tiles, hot = found[0]
+    return SeriesFiles([str(p) for p in paths], [str(p) for p in tiles], bool(hot))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,12 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
-from deardiary.projections.queries.segment_files import FILES_VIEW, files_view_sql
+from deardiary.projections.queries.segment_files import (
+    FILES_VIEW,
+    HOT_SERIES_VIEW,
+    UNKNOWN_HOT_SERIES,
+    files_view_sql,
+)
 from deardiary.projections.store import POINT_COLUMNS, schema_sql
 from deardiary.projections.writes import PRIMARY_KEYS
 from deardiary.services.kafka_mode.partitions import (
@@ -179,6 +184,7 @@ class ExportsView:
         # never holds a row: the typed start of the points' views, whatever files follow
         c.execute(f"CREATE TABLE m.no_points AS SELECT {POINT_COLUMNS} FROM store.{HOT} LIMIT 0")
         self._point_views({})
+        c.execute(f"CREATE VIEW {HOT_SERIES_VIEW} AS {UNKNOWN_HOT_SERIES}")  # hot: any series
         c.execute("DROP SCHEMA store CASCADE")
 
     def _point_views(self, parts: dict[int, _Partition]) -> None:

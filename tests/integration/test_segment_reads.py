@@ -114,9 +114,50 @@ def test_series_read_from_files_equals_the_scan(tmp_path: Path) -> None:
                     assert got.schema == metric_series.SERIES_SCHEMA
                     assert got.equals(want.cast(metric_series.SERIES_SCHEMA)), (series, lo, hi)
                 tiles = series_points(
-                    segment_files(reader)[1], series, TILE_SCHEMA.names, None, None, TILE_SCHEMA
+                    segment_files(reader, series).tiles,
+                    series,
+                    TILE_SCHEMA.names,
+                    None,
+                    None,
+                    TILE_SCHEMA,
                 )
                 assert tiles.equals(_tiles(reader, series).cast(TILE_SCHEMA)), series
+        finally:
+            reader.close()
+    finally:
+        store.close()
+
+
+def test_a_series_without_hot_points_skips_their_query(tmp_path: Path) -> None:
+    """The snapshot says which series have points not compacted yet; only those pay the
+    hot points' query (~3 ms even when it finds nothing)."""
+    store = DuckDBProjectionStore(tmp_path / "p")
+    try:
+        store.apply(_batch(0, range(100)))
+        store.compact()
+        reader = store.reader()
+        statements: list[str] = []
+
+        class Cursor:  # the reader, noting each statement it is given
+            def __getattr__(self, name: str) -> object:
+                return getattr(reader, name)
+
+            def sql(self, query: str, **kw: object) -> object:
+                statements.append(query)
+                return reader.sql(query, **kw)  # type: ignore[arg-type]
+
+            def execute(self, query: str, *args: object) -> object:
+                statements.append(query)
+                return reader.execute(query, *args)
+
+        try:
+            cursor: duckdb.DuckDBPyConnection = Cursor()  # type: ignore[assignment]
+            assert metric_series.history(cursor, "it-a", "loss").num_rows == 100
+            assert metric_series.downsampled(cursor, "it-a", "loss", 10).num_rows <= 10
+            assert not [q for q in statements if "metric_points_hot" in q]
+            store.apply(_batch(10**6, range(100, 110)))  # hot points, this series' among them
+            assert metric_series.history(cursor, "it-a", "loss").num_rows == 110
+            assert [q for q in statements if "metric_points_hot" in q]
         finally:
             reader.close()
     finally:

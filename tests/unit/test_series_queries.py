@@ -13,7 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deardiary.projections.queries.metric_series import downsampled, history, tiles_sql
-from deardiary.projections.queries.segment_files import FILES_VIEW, files_view_sql
+from deardiary.projections.queries.segment_files import (
+    FILES_VIEW,
+    HOT_SERIES_VIEW,
+    files_view_sql,
+)
 from tests.series_reference import Point, bucket_extremes
 
 VALUES = st.one_of(
@@ -54,6 +58,9 @@ def _metrics(rows: Sequence[tuple[int, float, int, int, int]]) -> duckdb.DuckDBP
     )
     conn.execute("CREATE VIEW metric_segment_points AS SELECT * FROM metric_points_hot WHERE false")
     conn.execute(f"CREATE VIEW {FILES_VIEW} AS {files_view_sql([], [])}")
+    conn.execute(
+        f'CREATE VIEW {HOT_SERIES_VIEW} AS SELECT iteration_id, key, "group" FROM metric_points_hot'
+    )
     conn.execute(
         f"CREATE VIEW metric_tiles AS SELECT * FROM ({tiles_sql('metric_points_hot')}) WHERE false"
     )
