@@ -8,7 +8,7 @@ Metric points land first in the hot tables (`metric_points_hot` is their view) a
 compacted into sorted Parquet segments (written to a temp file, fsynced, renamed, then
 registered in `metric_segments` in a transaction); small segments are merged so a long
 sweep does not leave thousands of tiny files. The `metrics` view unions both. A store
-made with `segment_big_batches` (replay) writes a batch of a million points or more
+made with `segment_big_batches` (replay) writes a batch of 250,000 points or more
 straight into a segment instead (segment_build.py sorts it and computes its tiles).
 
 One process owns the database (DuckDB's own file lock enforces it); one thread in it
@@ -61,7 +61,9 @@ from deardiary.projections.writes import (
 _JSON_INSERT_COLUMNS: dict[str, tuple[str, ...]] = {**JSON_COLUMNS, "events": ("summary",)}
 POINT_COLUMNS = ", ".join(f'"{name}"' for name in POINT_SCHEMA.names)
 SEGMENT_ORDER = 'iteration_id, key, "group", step, "partition", "offset", seq'
-SEGMENT_PARQUET = "ROW_GROUP_SIZE 122880, PARQUET_VERSION V2"
+ROW_GROUP_ROWS = 122_880
+"""DuckDB's row group (and our segments'): the unit its threads split a table's rows by."""
+SEGMENT_PARQUET = f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, PARQUET_VERSION V2"
 """How segments are written, by compaction and by `segment_big_batches` alike (COPY
 options besides zstd; see `_publish_segment`)."""
 # The hot points in SEGMENT_ORDER, sorted by each series' rank rather than its strings: the
@@ -177,12 +179,13 @@ class DuckDBProjectionStore:
         self.max_small_segments = max_small_segments
         self.retire_after_s = retire_after_s
         self.segment_big_batches = segment_big_batches
-        """A batch of at least `merge_below_rows` points that finds the hot table empty is
-        written straight into a segment and its tiles (segment_build.py), registered in the
-        batch's own transaction, instead of into the hot table and compacted from there
-        (replay of the benchmark's 5M points: about a third less CPU). Replay folds such
-        batches. Off where something follows the hot points by log offset (Kafka mode's
-        exporting stores)."""
+        """A batch of at least a quarter of `merge_below_rows` points (a merge of more than
+        `max_small_segments` (8) such segments then makes one that is not small) that finds
+        the hot table empty is written straight into a segment and its tiles
+        (segment_build.py), registered in the batch's own transaction, instead of into the
+        hot table and compacted from there (replay of the benchmark's 5M points: about a
+        third less CPU). Replay and time travel fold such batches. Off where something
+        follows the hot points by log offset (Kafka mode's exporting stores)."""
         self._retired: dict[str, float] = {}
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._offsets: dict[int, int] | None = None
@@ -488,7 +491,9 @@ class DuckDBProjectionStore:
     def _insert_points(self, points: pa.Table, new: dict[tuple[str, str, str], int]) -> None:
         """Append points to the hot table, on all of DuckDB's threads: the hot table's row
         order means nothing, so insertion order is not kept for this statement (the setting
-        is database-wide; a read planned meanwhile merely sorts what it gets)."""
+        is database-wide; a read planned meanwhile merely sorts what it gets). A batch of at
+        most ROW_GROUP_ROWS points is one thread's work anyway and leaves the setting be
+        (its two statements cost ~0.5-0.8 ms, most of a small batch's insert)."""
         data = pa.table(
             {
                 "series": self._series_numbers(points, new),
@@ -510,6 +515,9 @@ class DuckDBProjectionStore:
                 replace=False,
             )
         with self._registered("_points", data):
+            if data.num_rows <= ROW_GROUP_ROWS:  # one thread's work anyway: no settings
+                self.conn.execute("INSERT INTO metric_points_hot_data SELECT * FROM _points")
+                return
             self.conn.execute("SET preserve_insertion_order = false")
             try:
                 self.conn.execute("INSERT INTO metric_points_hot_data SELECT * FROM _points")
@@ -582,7 +590,7 @@ class DuckDBProjectionStore:
         if (
             not self.segment_big_batches
             or points is None
-            or points.num_rows < max(1, self.merge_below_rows)
+            or points.num_rows < max(1, self.merge_below_rows // 4)
             or self._hot
         ):
             return None

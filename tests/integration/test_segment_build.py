@@ -116,7 +116,7 @@ def test_points_out_of_step_order_are_sorted() -> None:
 
 def _stores(tmp_path: Path) -> tuple[DuckDBProjectionStore, DuckDBProjectionStore]:
     direct = DuckDBProjectionStore(
-        tmp_path / "direct", merge_below_rows=5, segment_big_batches=True
+        tmp_path / "direct", merge_below_rows=20, segment_big_batches=True
     )
     return direct, DuckDBProjectionStore(tmp_path / "hot")
 
@@ -151,7 +151,7 @@ def test_a_big_batch_is_a_segment_that_answers_as_compaction_does(tmp_path: Path
     assert _files(direct, direct.tiles_dir) == _files(hot, hot.tiles_dir)
     assert snapshot(direct.reader()) == snapshot(hot.reader())
     more = records([metrics("Z", [("loss", 5.0, -1), ("acc", 1.0, 1)], "val")], start=len(batch))
-    _apply(direct, more)  # a small batch goes into the hot table as ever
+    _apply(direct, more)  # a small batch (below 20 // 4 points) goes into the hot table
     _apply(hot, more)
     assert direct.hot_points() == 2
     assert snapshot(direct.reader()) == snapshot(hot.reader())
