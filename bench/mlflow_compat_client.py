@@ -83,7 +83,8 @@ def _timed(fn: Callable[[], object], repeat: int = 3) -> dict[str, Any]:
 
 def _timed_after(write: Callable[[], object], fn: Callable[[], object]) -> dict[str, Any]:
     """`_timed`, each call after a write elsewhere (untimed; then a pause, so the call does
-    not wait for it to be applied): nothing a server kept from the calls before is of use."""
+    not wait for it to be applied): what a server kept from the calls before is of use only
+    if it knows which runs the write changed."""
     timed: list[dict[str, Any]] = []
     for _ in range(3):
         write()
@@ -223,8 +224,8 @@ def search(url: str, runs: int) -> dict[str, object]:
     filtered_runs = _timed(filtered)
     filtered_body = {**all_body, "order_by": ["metrics.acc DESC"], "filter": FILTER}
     filtered_runs["server"] = _timed(raw(filtered_body))
-    # the same after a write to another experiment: DearDiary keeps the runs a search
-    # rendered only until the next write is applied
+    # the same after a write to another experiment: a server that keeps what it rendered
+    # must see that the write left these runs as they were
     other = client.create_run(_experiment(client, "compat-search-writes")).info.run_id
     writes = iter(range(1_000_000))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
@@ -186,6 +186,10 @@ class DuckDBProjectionStore:
         hot table and compacted from there (replay of the benchmark's 5M points: about a
         third less CPU). Replay and time travel fold such batches. Off where something
         follows the hot points by log offset (Kafka mode's exporting stores)."""
+        self.on_commit: Callable[[dict[int, int], dict[int, int], Writes], None] | None = None
+        """Called on the writing thread after each batch commits with (offsets before,
+        offsets after, its writes): projections/changes.py's record. Its errors are
+        dropped (the batch is in; a cache that misses one starts afresh)."""
         self._retired: dict[str, float] = {}
         self._arrow_schemas: dict[str, pa.Schema] = {}
         self._offsets: dict[int, int] | None = None
@@ -569,6 +573,9 @@ class DuckDBProjectionStore:
                     self._unlink_segment(str(direct[0]))
                 raise
             self._offsets = {**self.next_offsets(), **writes.next_offsets}
+            if self.on_commit is not None:
+                with suppress(Exception):
+                    self.on_commit(stored, self._offsets, writes)
             self._hot += appended  # committed: a rolled-back batch never gets here
             for table in self._cached:
                 if table in writes.upserts:

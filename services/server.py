@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp.typedefs import Middleware
 
+from deardiary.projections.changes import Changes
 from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, LogPosition
 from deardiary.schemas.errors import InvalidArgument
@@ -86,6 +87,8 @@ class EmbeddedServer(ApiServer):
         self.stop_event, self.wake = threading.Event(), threading.Event()
         self.artifacts = FsArtifactStore(self.embedded.paths.artifacts)
         progress = ProjectorProgress(self.embedded.store.next_offsets)
+        changes = Changes()  # what each batch wrote, for the MLflow search's rendered runs
+        self.embedded.store.on_commit = changes.record
         self.projector.add_listener(progress.on_applied)
         self.projector.linger_s = self.settings.projector_linger_ms / 1000
         self.projector.hurry = lambda: progress.waiting() > 0  # reads waiting for writes
@@ -108,6 +111,7 @@ class EmbeddedServer(ApiServer):
             read_per_caller=self.settings.read_per_caller,
             as_of=self.as_of,
             as_of_scoper=past_scoper if auth else None,
+            changes=changes,
         )
         self.sandbox = SqlSandbox(
             StoreRelations(self.embedded.store),

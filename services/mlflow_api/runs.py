@@ -76,7 +76,7 @@ class Runs:
     def __init__(self, ctx: MlflowContext) -> None:
         self.ctx = ctx
         self.render = renderer(ctx)
-        self.rendered = RenderedRuns()
+        self.rendered = RenderedRuns(changes=ctx.query.changes)
 
     async def create(self, request: web.Request) -> Json:
         body = await read_json(request, wire.CreateRun)

@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar
 import duckdb
 from aiohttp import web
 
+from deardiary.projections.changes import Changes
 from deardiary.projections.queries.snapshot import snapshot
 from deardiary.schemas.errors import DearDiaryError, InvalidArgument, Unavailable
 from deardiary.services.artifacts import ArtifactStore
@@ -302,6 +303,9 @@ class QueryContext:
     # to the caller by today's grants (a live cursor, then the past one); None in Kafka mode.
     as_of: AsOfCache | None = None
     as_of_scoper: Callable[[], Callable[[Conn, Conn], None] | None] | None = None
+    # What each batch the store commits wrote (projections/changes.py): caches of what is
+    # read from a few rows keep what a newer state did not touch. None in Kafka mode.
+    changes: Changes | None = None
     reads: FairPool = field(init=False)
     log_end: LogEnd | None = field(init=False)
 

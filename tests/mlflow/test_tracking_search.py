@@ -7,7 +7,9 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -16,7 +18,15 @@ import pandas as pd  # type: ignore[import-untyped]
 import pytest
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
-from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
 
 import deardiary as dd
@@ -164,6 +174,68 @@ def test_searches_show_every_write_since_the_last(mlflow_server: str) -> None:
     client.restore_run(b)
     client.update_run(b, name="b2")
     assert names() == ["a", "b2"]
+
+
+def _searched(url: str, exp: str, text: str = "") -> dict[str, Any]:
+    """search_runs' answer (every run, deleted too), by run id in its order; each run as
+    get_run reads it (a fresh read: search's kept runs are never older)."""
+    answer = httpx.post(
+        f"{url}{API}/runs/search",
+        json={
+            "experiment_ids": [exp],
+            "filter": text,
+            "order_by": ["metrics.loss"],
+            "run_view_type": "ALL",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    runs = {r["info"]["run_id"]: r for r in answer.json()["runs"]}
+    for run_id, run in runs.items():
+        got = httpx.get(f"{url}{API}/runs/get", params={"run_id": run_id})
+        assert got.json()["run"] == run
+    return runs
+
+
+def test_a_write_elsewhere_keeps_the_page_and_a_write_to_a_run_of_it_shows(
+    mlflow_server: str,
+) -> None:
+    """Runs a search rendered are kept across writes to other runs -- another experiment's,
+    then the page's other run -- and a run is dropped once any of its own rows change: each
+    kind of write to a kept run is seen by the very next search (and equals get_run)."""
+    client = MlflowClient()
+    exp = client.create_experiment("kept-runs")
+    elsewhere = client.create_experiment("kept-runs-elsewhere")
+    a, b = (client.create_run(exp, run_name=n).info.run_id for n in ("a", "b"))
+    c = client.create_run(elsewhere, run_name="c").info.run_id
+    client.log_batch(a, metrics=[Metric("loss", 0.9, 0, 0)], params=[Param("lr", "0.1")])
+    client.log_batch(b, metrics=[Metric("loss", 0.2, 0, 0)], params=[Param("lr", "0.2")])
+    train = Dataset("train", "d-1", "local", "file:///train.csv")
+    writes: dict[str, Callable[[], object]] = {
+        "param": lambda: client.log_param(a, "extra", "1"),
+        "new metric": lambda: client.log_metric(a, "acc", 0.5, step=3),
+        "later point": lambda: client.log_metric(a, "loss", 0.05, step=1),  # reorders
+        "tag": lambda: client.set_tag(a, "team", "nlp"),
+        "dataset": lambda: client.log_inputs(
+            a, datasets=[DatasetInput(train, [InputTag("mlflow.data.context", "training")])]
+        ),
+        "status": lambda: client.set_terminated(a, "FAILED"),
+        "name": lambda: client.update_run(a, name="a2"),
+        "delete": lambda: client.delete_run(a),
+        "restore": lambda: client.restore_run(a),
+    }
+    for round_, (what, write) in enumerate(writes.items()):
+        before = _searched(mlflow_server, exp)
+        client.log_metric(c, "loss", 1.0 / (round_ + 1), step=round_)  # another experiment
+        client.set_tag(c, "round", str(round_))
+        assert _searched(mlflow_server, exp) == before, what
+        client.set_tag(b, "round", str(round_))  # the page's other run
+        seen = _searched(mlflow_server, exp)
+        assert seen[a] == before[a] and seen[b] != before[b], what
+        write()
+        after = _searched(mlflow_server, exp)
+        assert after[a] != seen[a] and after[b] == seen[b], what
+        assert set(_searched(mlflow_server, exp, "params.lr = '0.1'")) == {a}, what
+    assert _searched(mlflow_server, elsewhere)[c]["data"]["tags"] != []
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
