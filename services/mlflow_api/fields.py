@@ -66,12 +66,14 @@ def _tag(alias: str, key: str) -> Field:
 
 def series(mlflow_key: str) -> tuple[str, str]:
     """(key, group) of an MLflow metric key: ``loss`` is the ungrouped series, ``loss@val``
-    the series ``loss`` of group ``val`` (our keys never hold an ``@``)."""
+    the series ``loss`` of group ``val``; likewise (key, section) of a param key: ``lr@opt``
+    is the param ``lr`` of the SDK's section ``opt`` (MLflow's keys never hold an ``@``)."""
     key, at, group = mlflow_key.rpartition("@")
     return (key, group) if at else (mlflow_key, "")
 
 
 def mlflow_key(key: str, group: str) -> str:
+    """The MLflow key of a series of a group, or of a param of a section (`series`)."""
     return f"{key}@{group}" if group else key
 
 
@@ -91,7 +93,9 @@ def _latest_metric(key: str) -> Field:
 
 def _param(key: str) -> Field:
     return Field(
-        "SELECT p.value FROM params p WHERE p.iteration_id = i.iteration_id AND p.key = ?", (key,)
+        "SELECT p.value FROM params p"
+        " WHERE p.iteration_id = i.iteration_id AND p.key = ? AND p.section = ?",
+        series(key),
     )
 
 

@@ -131,7 +131,7 @@ def runs(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[Row]:
 
 
 RUN_DATA_SQL = """
-SELECT iteration_id, FALSE AS metric, key, '' AS "group", value AS text, NULL::DOUBLE AS value,
+SELECT iteration_id, FALSE AS metric, key, section AS "group", value AS text, NULL::DOUBLE AS value,
        NULL::BIGINT AS step, NULL::BIGINT AS timestamp
 FROM params WHERE iteration_id IN (SELECT unnest($1))
 UNION ALL
@@ -170,7 +170,9 @@ def run_data(
                 }
             )
         else:
-            params[run_id].append({"iteration_id": run_id, "key": key, "value": text})
+            params[run_id].append(
+                {"iteration_id": run_id, "key": mlflow_key(key, group), "value": text}
+            )
     return params, metrics
 
 

@@ -394,3 +394,36 @@ def test_tags_of_any_key_are_found_by_path_or_by_scan(mlflow_server: str) -> Non
         tag = RunResolve("")("tags", key)
         got = conn.execute(f"SELECT {tag.sql} FROM i", list(tag.params)).fetchall()
         assert got == [(None if key == "missing" else key,)], key
+
+
+def test_sdk_params_of_sections_are_keys_of_their_own(mlflow_server: str, tmp_path: Path) -> None:
+    """The SDK keeps the same param key in two config sections as two params; MLflow has
+    one flat namespace, so a section's param is ``key@section`` (as a group's series is
+    ``key@group``): both are shown, searched and ordered by, and nothing collides."""
+    sdk = dd.connect(mlflow_server, spool_dir=tmp_path / "spool")
+    try:
+        for lr, train_lr in ((0.1, 0.3), (0.2, 0.4)):
+            with sdk.start_iteration(project="p", experiment="sections", capture_env=False) as it:
+                it.log_params({"lr": lr})
+                it.log_params({"lr": train_lr, "epochs": 3}, section="train")
+        sdk.flush()
+    finally:
+        sdk.close()
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("p/sections")
+    assert exp is not None
+
+    def found(text: str, order: list[str] | None = None) -> list[dict[str, str]]:
+        runs = client.search_runs([exp.experiment_id], filter_string=text, order_by=order)
+        return [r.data.params for r in runs]
+
+    both = [
+        {"lr": "0.1", "lr@train": "0.3", "epochs@train": "3"},
+        {"lr": "0.2", "lr@train": "0.4", "epochs@train": "3"},
+    ]
+    assert found("params.lr = '0.1'") == both[:1]
+    assert found("params.`lr@train` = '0.4'") == both[1:]
+    assert found("params.`epochs@train` = '3'", ["params.`lr@train` DESC"]) == both[::-1]
+    assert found("params.epochs = '3'") == []  # the key of the default section only
+    run_id = client.search_runs([exp.experiment_id], filter_string="params.lr = '0.2'")[0]
+    assert client.get_run(run_id.info.run_id).data.params == both[1]
