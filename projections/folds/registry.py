@@ -107,9 +107,16 @@ def _versions_lookups(
     want.model_versions_of.add(event.model_id)
 
 
+def _version_created_lookups(want: Lookups, event: ModelVersionCreated) -> None:
+    """The version itself too: an id created before under another model is a repeat (the
+    fold ignores it), whichever batch created it -- not a new version of this model."""
+    _versions_lookups(want, event)
+    want.want("model_versions", event.model_version_id)
+
+
 SPECS: Specs = {
     ModelCreated: FoldSpec(fold_model_created, _model_lookups),
-    ModelVersionCreated: FoldSpec(fold_model_version_created, _versions_lookups),
+    ModelVersionCreated: FoldSpec(fold_model_version_created, _version_created_lookups),
     ModelVersionStaged: FoldSpec(fold_model_version_staged, _versions_lookups),
     ModelAliasSet: FoldSpec(fold_model_alias_set, _versions_lookups),
 }
