@@ -178,8 +178,14 @@ class Experiments:
         found = await read(
             self.ctx,
             request,
-            lambda conn: reads.experiment_page(
-                conn, condition, [*where.params, *order.params], order_sql, limit, offset
+            lambda conn: reads.page(
+                conn,
+                reads.EXPERIMENT_SELECT,
+                condition,
+                [*where.params, *order.params],
+                order_sql,
+                limit,
+                offset,
             ),
         )
         out: Json = {"experiments": [self.render.experiment(r) for r in found]}

@@ -222,7 +222,7 @@ class LoggedModels:
         params = [experiments, *where.params, *order.params]
 
         def fetch(conn: duckdb.DuckDBPyConnection) -> list[Json]:
-            found = reads.run_page(conn, condition, params, order_sql, limit, offset)
+            found = reads.page(conn, reads.RUN_SELECT, condition, params, order_sql, limit, offset)
             return [self._view(conn, r) for r in found]
 
         models = await read(self.ctx, request, fetch) if experiments else []

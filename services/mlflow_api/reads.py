@@ -74,16 +74,22 @@ def project_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(conn.execute("SELECT 1 FROM projects WHERE name = ?", [name]).fetchall())
 
 
-def experiment_page(
+def page(
     conn: duckdb.DuckDBPyConnection,
+    select: str,
     where: str,
     params: Sequence[object],
     order: str,
     limit: int,
     offset: int,
 ) -> list[Row]:
-    sql = f"{EXPERIMENT_SELECT} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+    """One page of `select` (EXPERIMENT_SELECT, RUN_SELECT, RUN_IDS_SELECT) rows."""
+    sql = f"{select} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
     return rows(conn, sql, [*params, limit, offset])
+
+
+RUN_IDS_SELECT = "SELECT i.iteration_id FROM iterations i"
+"""The ids of RUN_SELECT's runs (fetching no other column)."""
 
 
 def run(conn: duckdb.DuckDBPyConnection, run_id: str) -> Row | None:
@@ -98,31 +104,6 @@ def run_state(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[bool, bool]
         [run_id],
     ).fetchall()
     return (bool(found[0][0]), bool(found[0][1])) if found else None
-
-
-def run_page(
-    conn: duckdb.DuckDBPyConnection,
-    where: str,
-    params: Sequence[object],
-    order: str,
-    limit: int,
-    offset: int,
-) -> list[Row]:
-    sql = f"{RUN_SELECT} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
-    return rows(conn, sql, [*params, limit, offset])
-
-
-def run_id_page(
-    conn: duckdb.DuckDBPyConnection,
-    where: str,
-    params: Sequence[object],
-    order: str,
-    limit: int,
-    offset: int,
-) -> list[str]:
-    """The ids of `run_page`'s runs, in its order (fetching no other column)."""
-    sql = f"SELECT i.iteration_id FROM iterations i WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
-    return [str(r) for (r,) in conn.execute(sql, [*params, limit, offset]).fetchall()]
 
 
 def runs(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[Row]:

@@ -238,12 +238,17 @@ class Runs:
             held: dict[str, bytes] = {}
             if version is not None and self.rendered.held(version):
                 # the page's ids alone; the runs not rendered at this state yet read
-                run_ids = reads.run_id_page(conn, condition, params, order_sql, limit, offset)
+                ids = reads.page(
+                    conn, reads.RUN_IDS_SELECT, condition, params, order_sql, limit, offset
+                )
+                run_ids = [str(r["iteration_id"]) for r in ids]
                 held = self.rendered.get(version, run_ids)
                 missing = [r for r in run_ids if r not in held]
                 found = reads.runs(conn, missing) if missing else []
             else:
-                found = reads.run_page(conn, condition, params, order_sql, limit, offset)
+                found = reads.page(
+                    conn, reads.RUN_SELECT, condition, params, order_sql, limit, offset
+                )
                 run_ids = [r["iteration_id"] for r in found]
             fresh = self._rendered(conn, found)
             if version is not None:

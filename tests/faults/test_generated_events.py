@@ -10,7 +10,8 @@ sizes) must answer the same.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -75,6 +76,23 @@ def _fold_in(store: DuckDBProjectionStore, records: Sequence[Record], size: int)
         store.apply(fold(store.load_prior(lookups_for(part)), part))
 
 
+@contextmanager
+def _live_and_rebuilt(
+    records: Sequence[Record], size: int
+) -> Iterator[tuple[DuckDBProjectionStore, DuckDBProjectionStore]]:
+    """Two stores of `records`: folded live in batches of `size`, and rebuilt in one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        live = DuckDBProjectionStore(Path(tmp) / "live")
+        rebuilt = DuckDBProjectionStore(Path(tmp) / "rebuilt")
+        try:
+            _fold_in(live, records, size)
+            _fold_in(rebuilt, records, len(records))
+            yield live, rebuilt
+        finally:
+            live.close()
+            rebuilt.close()
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -84,21 +102,12 @@ def _fold_in(store: DuckDBProjectionStore, records: Sequence[Record], size: int)
 )
 @given(st.lists(envelopes(), min_size=1, max_size=8), st.integers(1, 5))
 def test_every_declared_event_folds_and_rebuilds_the_same(batch: list[Envelope], size: int) -> None:
-    records = _records(batch)
-    with tempfile.TemporaryDirectory() as tmp:
-        live = DuckDBProjectionStore(Path(tmp) / "live")
-        rebuilt = DuckDBProjectionStore(Path(tmp) / "rebuilt")
-        try:
-            _fold_in(live, records, size)
-            _fold_in(rebuilt, records, len(records))
-            parked = live.conn.execute("SELECT event_type, error FROM parked_events").fetchall()
-            assert parked == []
-            applied = live.conn.execute("SELECT count(*) FROM events").fetchall()[0][0]
-            assert applied == len(PARENTS) + len({e.event_id for e in batch})
-            assert snapshot(live.reader()) == snapshot(rebuilt.reader())
-        finally:
-            live.close()
-            rebuilt.close()
+    with _live_and_rebuilt(_records(batch), size) as (live, rebuilt):
+        parked = live.conn.execute("SELECT event_type, error FROM parked_events").fetchall()
+        assert parked == []
+        applied = live.conn.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        assert applied == len(PARENTS) + len({e.event_id for e in batch})
+        assert snapshot(live.reader()) == snapshot(rebuilt.reader())
 
 
 def _type_and_kind() -> list[tuple[type[Event], EntityKind | None]]:
@@ -145,15 +154,6 @@ def test_a_version_id_created_before_under_another_model_is_a_repeat_in_any_batc
     only model `b`'s versions, so it recorded `missing_parent` where a rebuild, meeting
     both in one batch, recorded nothing (found by the generated test above)."""
     again = wrap(ModelVersionCreated(model_version_id="a", model_id="b"), client_time=T0)
-    records = _records([again])
-    with tempfile.TemporaryDirectory() as tmp:
-        live = DuckDBProjectionStore(Path(tmp) / "live")
-        rebuilt = DuckDBProjectionStore(Path(tmp) / "rebuilt")
-        try:
-            _fold_in(live, records, size)
-            _fold_in(rebuilt, records, len(records))
-            assert live.conn.execute("SELECT * FROM conflicts").fetchall() == []
-            assert snapshot(live.reader()) == snapshot(rebuilt.reader())
-        finally:
-            live.close()
-            rebuilt.close()
+    with _live_and_rebuilt(_records([again]), size) as (live, rebuilt):
+        assert live.conn.execute("SELECT * FROM conflicts").fetchall() == []
+        assert snapshot(live.reader()) == snapshot(rebuilt.reader())
