@@ -5,6 +5,10 @@ durable when acknowledged; a killed appender leaves either its whole transaction
 none of it; concurrent appenders are serialised by SQLite's lock. Offsets are the
 rowid minus one: rows are never deleted and a rolled-back insert leaves no gap, so
 offsets are dense and ordered. The event id is UNIQUE, so a resent event is stored once.
+
+Big payloads (metric batches: 26 raw bytes per point) are stored zstd-compressed, ~10x
+smaller for typical curves; `codec` says how each row is stored, so logs written before
+compression existed read unchanged (their rows are all `PLAIN`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import TYPE_CHECKING
 
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import Unavailable
 from deardiary.schemas.ids import now_us
 from deardiary.services.log import LogRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -26,12 +35,49 @@ CREATE TABLE IF NOT EXISTS records (
     event_id TEXT NOT NULL UNIQUE,
     key TEXT NOT NULL,
     log_time INTEGER NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    codec INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS records_log_time ON records (log_time)
 """
 
 PARTITION = 0
+
+# How a row's payload is stored. Never renumber: the numbers are on disk.
+PLAIN = 0
+ZSTD = 1  # 8-byte little-endian length of the payload, then one zstd frame
+COMPRESS_AT = 4096  # smaller payloads (every event but big batches) gain little
+_LEVEL = 1  # ~450 MB/s a core here, within 10% of level 3's size on metric columns
+
+
+@cache
+def _zstd() -> pa.Codec:
+    import pyarrow as pa  # the server has it; imported when a first big payload comes
+
+    return pa.Codec("zstd", _LEVEL)
+
+
+def stored(payload: bytes) -> tuple[bytes, int]:
+    """A payload as the log keeps it, and its codec."""
+    if len(payload) < COMPRESS_AT:
+        return payload, PLAIN
+    packed = _zstd().compress(payload, asbytes=True)
+    if len(packed) + 8 >= len(payload):
+        return payload, PLAIN
+    return len(payload).to_bytes(8, "little") + packed, ZSTD
+
+
+def loaded(data: bytes, codec: int) -> bytes:
+    """A payload as it was appended. A row this release cannot unpack (a newer codec, a
+    damaged frame) comes back as stored: it fails to decode and is parked, never folded
+    as something else."""
+    if codec != ZSTD:
+        return data
+    try:
+        size = int.from_bytes(data[:8], "little")
+        return _zstd().decompress(data[8:], decompressed_size=size, asbytes=True)
+    except (OSError, ValueError):  # pyarrow's errors for a damaged frame
+        return data
 
 
 class SqliteEventLog:
@@ -43,7 +89,9 @@ class SqliteEventLog:
         self._local = threading.local()
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        _add_codec_column(conn)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -61,6 +109,7 @@ class SqliteEventLog:
     def append(self, records: Sequence[LogRecord]) -> list[LogPosition]:
         if not records:
             return []
+        rows = [(r.event_id, r.key, *stored(r.payload)) for r in records]  # outside the lock
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -70,9 +119,9 @@ class SqliteEventLog:
                 last = conn.execute("SELECT MAX(log_time) FROM records").fetchone()
                 log_time = max(now_us(), int(last[0] or 0))
                 conn.executemany(
-                    "INSERT OR IGNORE INTO records (event_id, key, log_time, payload)"
-                    " VALUES (?, ?, ?, ?)",
-                    [(r.event_id, r.key, log_time, r.payload) for r in records],
+                    "INSERT OR IGNORE INTO records (event_id, key, log_time, payload, codec)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(e, k, log_time, p, c) for e, k, p, c in rows],
                 )
                 positions = self._positions(conn, [r.event_id for r in records])
                 conn.execute("COMMIT")
@@ -104,13 +153,17 @@ class SqliteEventLog:
         while True:
             try:
                 rows = conn.execute(
-                    "SELECT rid, log_time, payload FROM records WHERE rid > ? ORDER BY rid LIMIT ?",
+                    "SELECT rid, log_time, payload, codec FROM records"
+                    " WHERE rid > ? ORDER BY rid LIMIT ?",
                     (first, max_records),
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise Unavailable(f"the log at {self.path} cannot be read: {exc}") from exc
             if rows or time.monotonic() >= deadline:
-                return [(LogPosition(PARTITION, rid - 1, t), bytes(p)) for rid, t, p in rows]
+                return [
+                    (LogPosition(PARTITION, rid - 1, t), loaded(bytes(p), c))
+                    for rid, t, p, c in rows
+                ]
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
 
     def partitions(self) -> list[int]:
@@ -144,3 +197,16 @@ class SqliteEventLog:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _add_codec_column(conn: sqlite3.Connection) -> None:
+    """Logs written before compression lack `codec`; adding it (all rows PLAIN) is a
+    schema change only, whatever the log's size. Another process may add it first."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+    if "codec" in columns:
+        return
+    try:
+        conn.execute("ALTER TABLE records ADD COLUMN codec INTEGER NOT NULL DEFAULT 0")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise Unavailable(f"cannot upgrade the log: {exc}") from exc
