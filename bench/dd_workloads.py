@@ -235,6 +235,65 @@ def build_series(data: Path, points: int) -> str:
     return it
 
 
+def disk_noisy(work: Path, points: int) -> dict[str, Any]:
+    """Bytes a point on disk for curves like real training: five keys, each a random walk
+    with noise in every mantissa bit, client times a few ms apart with jitter, logged in
+    batches of 10,000 points and folded as a live server does (compacting whenever the
+    hot table reaches its limit). The ingest rows log one smooth value for all five keys,
+    which compresses far better than real curves do."""
+    import numpy as np
+
+    data = work / "disk-noisy"
+    log = SqliteEventLog(str(data / "log.db"))
+    pid = ids.project_id("bench")
+    eid = ids.experiment_id(pid, "disk")
+    it = "disk-1"
+    _append(
+        log,
+        [
+            ProjectCreated(project_id=pid, name="bench"),
+            ExperimentCreated(experiment_id=eid, project_id=pid, name="disk"),
+            IterationStarted(iteration_id=it, experiment_id=eid, project_id=pid),
+        ],
+    )
+    rng = np.random.default_rng(20261126)
+    keys = ["loss", "acc", "lr", "grad_norm", "val_loss"]
+    steps = points // len(keys)
+    walks = np.cumsum(rng.normal(0, 0.01, (steps, len(keys))), axis=0) + 1.0
+    clock = 1_764_000_000_000_000 + np.cumsum(rng.integers(2_000, 4_000, steps))
+    batch, fold_every = 10_000 // len(keys), 1_000_000 // len(keys)
+    with EmbeddedStore(data) as store:
+        for first in range(0, steps, batch):
+            rows = range(first, min(first + batch, steps))
+            _append(
+                log,
+                [
+                    MetricsLogged(
+                        iteration_id=it,
+                        keys=keys,
+                        key_index=np.tile(np.arange(5, dtype="<u2"), len(rows)).tobytes(),
+                        steps=np.repeat(np.arange(rows.start, rows.stop, dtype="<i8"), 5).tobytes(),
+                        values=walks[rows.start : rows.stop].astype("<f8").tobytes(),
+                        times=np.repeat(clock[rows.start : rows.stop], 5).astype("<i8").tobytes(),
+                    )
+                ],
+            )
+            if rows.stop % fold_every == 0 or rows.stop == steps:
+                store.catch_up()
+                store.store.maybe_compact()
+        store.store.compact()  # what a server does when it next idles
+    log.close()
+    total = steps * len(keys)
+    duckdb_file = sum(f.stat().st_size for f in (data / "projections").glob("state.duckdb*"))
+    return {
+        "points": total,
+        "bytes_per_point": folder_bytes(data) / total,
+        "log_bytes_per_point": sum(f.stat().st_size for f in data.glob("log.db*")) / total,
+        "segments_bytes_per_point": (folder_bytes(data / "projections") - duckdb_file) / total,
+        "duckdb_file_mb": duckdb_file / 1e6,
+    }
+
+
 def _median_ms(fn: Any, runs: int = 7) -> float:
     fn()
     times = []

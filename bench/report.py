@@ -151,6 +151,7 @@ def render(r: dict[str, Any]) -> str:
     mlc, mli, mls, mlw = (ml.get(k, {}) for k in ("call", "ingest", "series", "sweep"))
     hi = dd["ingest_http"]
     sus = hi["sustained"]
+    noisy = dd.get("disk_noisy")  # results from before this row have none
     kafka = dd.get("ingest_kafka", {"skipped": "--no-kafka"})
     s = r["scale"]
     ml_note = (
@@ -283,6 +284,18 @@ def render(r: dict[str, Any]) -> str:
             ml.get("bytes_per_point"),
             _ratio(dd["ingest_http"]["bytes_per_point"], ml.get("bytes_per_point"), False),
             "",
+        ),
+        (
+            "f. bytes on disk per metric point, noisy curves: all (log + segments and tiles"
+            " per point; the DuckDB file, bounded by the hot-table limit)",
+            f"{_fmt(noisy['bytes_per_point'])} ({_fmt(noisy['log_bytes_per_point'])}"
+            f" + {_fmt(noisy['segments_bytes_per_point'])};"
+            f" {_fmt(noisy['duckdb_file_mb'])} MB)"
+            if noisy
+            else None,
+            None,
+            "",
+            _check(noisy["bytes_per_point"], 16, False) if noisy else "",
         ),
         (
             "f. peak RSS, server (MB)",

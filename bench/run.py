@@ -142,6 +142,8 @@ def main() -> int:
         _phase("replay")
         source = Path(dd["ingest_http"].pop("data"))
         dd["replay"] = ddw.replay_rate(source, work, dd["ingest_http"]["log_points"])
+        _phase("disk per point, noisy curves")
+        dd["disk_noisy"] = ddw.disk_noisy(work, scale["ingest"] * (scale["sustained_rounds"] + 1))
         _phase("series read")
         dd["series"] = ddw.series_read(work, scale["series"])
         _phase("sweep queries")
