@@ -11,7 +11,14 @@ from deardiary.schemas.envelope import wrap
 from deardiary.schemas.events import ProjectCreated
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.log import EventLog, LogRecord
-from deardiary.services.log.sqlite import COMPRESS_AT, PLAIN, ZSTD, SqliteEventLog
+from deardiary.services.log.sqlite import (
+    COMPRESS_AT,
+    PLAIN,
+    ZSTD,
+    SqliteEventLog,
+    loaded,
+    stored,
+)
 from tests.contract.event_log_contract import EventLogContract
 
 
@@ -92,3 +99,13 @@ def test_a_damaged_frame_is_parked_not_folded(tmp_path: Path) -> None:
         parked = store.sql("SELECT count(*) AS n FROM parked_events").to_pylist()
     assert [r["name"] for r in names] == ["p", "q"]
     assert parked == [{"n": 1}]
+
+
+def test_a_damaged_length_or_frame_comes_back_as_stored() -> None:
+    packed, codec_id = stored(_big(3_000))
+    assert codec_id == ZSTD
+    huge_length = (1 << 62).to_bytes(8, "little") + packed[8:]  # nothing allocated for it
+    for damaged in (huge_length, packed[:40], packed[:8] + b"\0" * 64, b""):
+        assert loaded(damaged, ZSTD) == damaged
+    assert loaded(packed, ZSTD) == _big(3_000)
+    assert loaded(packed, 7) == packed  # a codec of a newer release: parked, not guessed
