@@ -31,7 +31,7 @@ import msgspec
 from deardiary.schemas.codec import encode
 from deardiary.schemas.envelope import Envelope, wrap
 from deardiary.schemas.errors import DearDiaryError, InvalidArgument, ResourceExhausted
-from deardiary.schemas.events import AUTO_STEP, Event, MetricsLogged
+from deardiary.schemas.events.metrics import AUTO_STEP, MetricsLogged
 from deardiary.schemas.ids import new_id
 from deardiary.schemas.limits import MAX_STEP
 
@@ -40,6 +40,8 @@ from .spool import Spool, encode_records
 
 if TYPE_CHECKING:  # a Protocol class costs every trial process's import to create
     from typing import Protocol
+
+    from deardiary.schemas.events import Event  # the union: loads every event module
 
     class MetricLogger(Protocol):
         """`log_metric` of one iteration (`EventBuffer.metric_logger`)."""

@@ -13,16 +13,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from deardiary.schemas import ids
+from deardiary.schemas import events, ids
 from deardiary.schemas.errors import InvalidArgument, NotFound
-from deardiary.schemas.events import (
-    CheckpointDiscarded,
-    CheckpointFile,
-    CheckpointSaved,
-    ModelCreated,
-    ModelVersionCreated,
-    ModelVersionUsed,
-)
 
 from .manage import offsets_param
 from .media import next_step, store_content
@@ -171,10 +163,12 @@ class CheckpointMixin:
         files = []
         for relative, file in _files_of(Path(path)):
             content_hash, size = store_content(self.client, self.id, file.read_bytes())
-            files.append(CheckpointFile(path=relative, content_hash=content_hash, size_bytes=size))
+            files.append(
+                events.CheckpointFile(path=relative, content_hash=content_hash, size_bytes=size)
+            )
         checkpoint_id = ids.new_id()
         self.client.buffer.emit(
-            CheckpointSaved(
+            events.CheckpointSaved(
                 iteration_id=self.id,
                 checkpoint_id=checkpoint_id,
                 step=next_step(self.client, self.id, "checkpoint:", step),
@@ -192,7 +186,7 @@ class CheckpointMixin:
         """Record that this iteration used a model version (evaluated it, started from
         it): the model then leads to this run too (`c.model_iterations`)."""
         self.client.buffer.emit(
-            ModelVersionUsed(
+            events.ModelVersionUsed(
                 iteration_id=self.id, model_version_id=model_version_id, purpose=purpose
             )
         )
@@ -273,7 +267,9 @@ class ClientCheckpointsMixin:
         reason = f"keep {keep}" + (f" best by {order_by}" if order_by else "")
         for checkpoint_id in discard:
             self.buffer.emit(
-                CheckpointDiscarded(iteration_id=it, checkpoint_id=checkpoint_id, reason=reason)
+                events.CheckpointDiscarded(
+                    iteration_id=it, checkpoint_id=checkpoint_id, reason=reason
+                )
             )
 
         def free(store: EmbeddedStore) -> list[str]:
@@ -353,9 +349,9 @@ class ClientCheckpointsMixin:
         it, project_id = str(rows[0]["iteration_id"]), str(rows[0]["project_id"])
         model_id = ids.model_id(project_id, model)
         version_id = ids.new_id()
-        self.buffer.emit(ModelCreated(model_id=model_id, project_id=project_id, name=model))
+        self.buffer.emit(events.ModelCreated(model_id=model_id, project_id=project_id, name=model))
         self.buffer.emit(
-            ModelVersionCreated(
+            events.ModelVersionCreated(
                 model_version_id=version_id,
                 model_id=model_id,
                 iteration_id=it,

@@ -10,14 +10,11 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from deardiary.schemas import events
 from deardiary.schemas.events import (
-    EntityKind,
     IterationEnded,
     IterationStatus,
-    MetadataSet,
-    NotesSet,
     ParamsLogged,
-    TagsSet,
 )
 
 from .checkpoints import CheckpointMixin
@@ -118,17 +115,19 @@ class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.client.buffer.emit(
-            TagsSet(entity=EntityKind.ITERATION, entity_id=self.id, tags=dict(tags))
+            events.TagsSet(entity=events.EntityKind.ITERATION, entity_id=self.id, tags=dict(tags))
         )
 
     def set_notes(self, notes: str) -> None:
         self.client.buffer.emit(
-            NotesSet(entity=EntityKind.ITERATION, entity_id=self.id, notes=notes)
+            events.NotesSet(entity=events.EntityKind.ITERATION, entity_id=self.id, notes=notes)
         )
 
     def set_metadata(self, metadata: Mapping[str, Any]) -> None:
         self.client.buffer.emit(
-            MetadataSet(entity=EntityKind.ITERATION, entity_id=self.id, metadata=dict(metadata))
+            events.MetadataSet(
+                entity=events.EntityKind.ITERATION, entity_id=self.id, metadata=dict(metadata)
+            )
         )
 
     def log_artifact(self, path: str | Path, name: str | None = None, description: str = "") -> str:

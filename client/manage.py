@@ -13,24 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deardiary.schemas import events
 from deardiary.schemas.errors import InvalidArgument, NotFound
-from deardiary.schemas.events import (
-    DescriptionSet,
-    EntityArchived,
-    EntityDeleted,
-    EntityKind,
-    EntityRenamed,
-    EntityRestored,
-    Event,
-    ExperimentCreated,
-    ExperimentStatus,
-    ExperimentStatusChanged,
-    IterationMoved,
-    MetadataSet,
-    NotesSet,
-    TagsDeleted,
-    TagsSet,
-)
 
 from .transport import Acked
 
@@ -41,8 +25,8 @@ if TYPE_CHECKING:
     from .iteration import Iteration
     from .reads import HttpReader, Reader
 
-Make = Callable[[EntityKind, str, str], Sequence[Event]]
-"""(kind, entity id, project id) -> the events of a change."""
+    # (kind, entity id, project id) -> the events of a change (the union: annotations only)
+    Make = Callable[[events.EntityKind, str, str], Sequence[events.Event]]
 
 
 if TYPE_CHECKING:  # annotations only: a Protocol class costs every trial process
@@ -67,7 +51,7 @@ def _id(entity: str | Iteration) -> str:
     return entity if isinstance(entity, str) else entity.id
 
 
-def _local_kind(store: EmbeddedStore, entity_id: str) -> tuple[EntityKind, str] | None:
+def _local_kind(store: EmbeddedStore, entity_id: str) -> tuple[events.EntityKind, str] | None:
     from deardiary.projections.queries.entities import kind_of
 
     conn = store.store.reader()
@@ -103,7 +87,7 @@ def change(
         return remote(reader, at)
     if not isinstance(reader, LocalReader):
         raise InvalidArgument("management changes need a server or a data folder to ask")
-    answer: dict[str, Any] | tuple[EntityKind, str] | None = reader.read(
+    answer: dict[str, Any] | tuple[events.EntityKind, str] | None = reader.read(
         remote, lambda store: _local_kind(store, entity_id), at
     )
     if isinstance(answer, dict):  # a server owns the folder and answered
@@ -134,7 +118,7 @@ class ManageMixin:
             _entity("tags", i),
             body,
             i,
-            lambda k, e, _: [TagsSet(entity=k, entity_id=e, tags=dict(tags))],
+            lambda k, e, _: [events.TagsSet(entity=k, entity_id=e, tags=dict(tags))],
         )
 
     def delete_tags(self: _Client, entity: str | Iteration, keys: Sequence[str]) -> None:
@@ -145,7 +129,7 @@ class ManageMixin:
             _entity("tags", i),
             None,
             i,
-            lambda k, e, _: [TagsDeleted(entity=k, entity_id=e, keys=list(keys))],
+            lambda k, e, _: [events.TagsDeleted(entity=k, entity_id=e, keys=list(keys))],
             params={"key": list(keys)},
         )
 
@@ -157,7 +141,7 @@ class ManageMixin:
             _entity("notes", i),
             {"notes": notes},
             i,
-            lambda k, e, _: [NotesSet(entity=k, entity_id=e, notes=notes)],
+            lambda k, e, _: [events.NotesSet(entity=k, entity_id=e, notes=notes)],
         )
 
     def set_description(self: _Client, entity: str | Iteration, description: str) -> None:
@@ -168,7 +152,7 @@ class ManageMixin:
             _entity("description", i),
             {"description": description},
             i,
-            lambda k, e, _: [DescriptionSet(entity=k, entity_id=e, description=description)],
+            lambda k, e, _: [events.DescriptionSet(entity=k, entity_id=e, description=description)],
         )
 
     def set_metadata(self: _Client, entity: str | Iteration, metadata: Mapping[str, Any]) -> None:
@@ -180,7 +164,7 @@ class ManageMixin:
             _entity("metadata", i),
             {"metadata": dict(metadata)},
             i,
-            lambda k, e, _: [MetadataSet(entity=k, entity_id=e, metadata=dict(metadata))],
+            lambda k, e, _: [events.MetadataSet(entity=k, entity_id=e, metadata=dict(metadata))],
         )
 
     def rename(self: _Client, entity: str | Iteration, name: str) -> None:
@@ -193,7 +177,7 @@ class ManageMixin:
             _entity("name", i),
             {"name": name},
             i,
-            lambda k, e, _: [EntityRenamed(entity=k, entity_id=e, name=name)],
+            lambda k, e, _: [events.EntityRenamed(entity=k, entity_id=e, name=name)],
         )
 
     def archive(self: _Client, entity: str | Iteration) -> None:
@@ -204,7 +188,7 @@ class ManageMixin:
             _entity("archive", i),
             None,
             i,
-            lambda k, e, _: [EntityArchived(entity=k, entity_id=e, archived=True)],
+            lambda k, e, _: [events.EntityArchived(entity=k, entity_id=e, archived=True)],
         )
 
     def unarchive(self: _Client, entity: str | Iteration) -> None:
@@ -215,7 +199,7 @@ class ManageMixin:
             _entity("unarchive", i),
             None,
             i,
-            lambda k, e, _: [EntityArchived(entity=k, entity_id=e, archived=False)],
+            lambda k, e, _: [events.EntityArchived(entity=k, entity_id=e, archived=False)],
         )
 
     def delete(self: _Client, entity: str | Iteration) -> None:
@@ -227,7 +211,7 @@ class ManageMixin:
             _entity("delete", i),
             None,
             i,
-            lambda k, e, _: [EntityDeleted(entity=k, entity_id=e)],
+            lambda k, e, _: [events.EntityDeleted(entity=k, entity_id=e)],
         )
 
     def restore_entity(self: _Client, entity: str | Iteration) -> None:
@@ -239,7 +223,7 @@ class ManageMixin:
             _entity("restore", i),
             None,
             i,
-            lambda k, e, _: [EntityRestored(entity=k, entity_id=e)],
+            lambda k, e, _: [events.EntityRestored(entity=k, entity_id=e)],
         )
 
     def move(
@@ -257,16 +241,16 @@ class ManageMixin:
             raise InvalidArgument("give one of experiment (a name) or experiment_id")
         i = _id(iteration)
 
-        def make(kind: EntityKind, e: str, project: str) -> list[Event]:
-            if kind is not EntityKind.ITERATION:
+        def make(kind: events.EntityKind, e: str, project: str) -> list[events.Event]:
+            if kind is not events.EntityKind.ITERATION:
                 raise InvalidArgument(f"{e!r} is a {kind.value}, not an iteration")
             if experiment is None:
                 assert experiment_id is not None
-                return [IterationMoved(iteration_id=e, experiment_id=experiment_id)]
+                return [events.IterationMoved(iteration_id=e, experiment_id=experiment_id)]
             target = ids.experiment_id(project, experiment)
             return [
-                ExperimentCreated(experiment_id=target, project_id=project, name=experiment),
-                IterationMoved(iteration_id=e, experiment_id=target),
+                events.ExperimentCreated(experiment_id=target, project_id=project, name=experiment),
+                events.IterationMoved(iteration_id=e, experiment_id=target),
             ]
 
         body = {"experiment": experiment} if experiment is not None else {}
@@ -277,12 +261,12 @@ class ManageMixin:
     def set_experiment_status(self: _Client, experiment_id: str, status: str) -> None:
         """COMPLETED, FAILED or CANCELED end the experiment (its end time is set); ACTIVE
         reopens it."""
-        wanted = ExperimentStatus(status.upper())
+        wanted = events.ExperimentStatus(status.upper())
 
-        def make(kind: EntityKind, e: str, project: str) -> list[Event]:
-            if kind is not EntityKind.EXPERIMENT:
+        def make(kind: events.EntityKind, e: str, project: str) -> list[events.Event]:
+            if kind is not events.EntityKind.EXPERIMENT:
                 raise InvalidArgument(f"{e!r} is a {kind.value}, not an experiment")
-            return [ExperimentStatusChanged(experiment_id=e, status=wanted)]
+            return [events.ExperimentStatusChanged(experiment_id=e, status=wanted)]
 
         path = f"/api/v1/experiments/{experiment_id}/status"
         change(self, "PUT", path, {"status": wanted.value}, experiment_id, make)

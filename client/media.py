@@ -17,8 +17,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deardiary.schemas import events
 from deardiary.schemas.errors import InvalidArgument
-from deardiary.schemas.events import HistogramLogged, MediaKind, MediaLogged
 
 if TYPE_CHECKING:
     import weakref
@@ -291,12 +291,12 @@ class MediaMixin:
             data, media_type, width, height = _image(image)
             content_hash, size = store_content(client, iteration_id, data)
             client.buffer.emit(
-                MediaLogged(
+                events.MediaLogged(
                     iteration_id=iteration_id,
                     key=key,
                     step=at,
                     index=index,
-                    kind=MediaKind.IMAGE,
+                    kind=events.MediaKind.IMAGE,
                     content_hash=content_hash,
                     size_bytes=size,
                     media_type=media_type,
@@ -317,11 +317,11 @@ class MediaMixin:
         data, kind = _figure_json(figure)
         content_hash, size = store_content(self.client, self.id, data)
         _buffer(self).emit(
-            MediaLogged(
+            events.MediaLogged(
                 iteration_id=self.id,
                 key=key,
                 step=next_step(self.client, self.id, key, step),
-                kind=MediaKind.FIGURE,
+                kind=events.MediaKind.FIGURE,
                 content_hash=content_hash,
                 size_bytes=size,
                 media_type="application/json",
@@ -336,22 +336,22 @@ class MediaMixin:
         """A text sample (a generated sentence, a prediction); long ones are stored."""
         step = next_step(self.client, self.id, key, step)
         if len(text) <= INLINE_TEXT_CHARS:
-            event = MediaLogged(
+            event = events.MediaLogged(
                 iteration_id=self.id,
                 key=key,
                 step=step,
-                kind=MediaKind.TEXT,
+                kind=events.MediaKind.TEXT,
                 media_type="text/plain",
                 caption=caption,
                 text=text,
             )
         else:
             content_hash, size = store_content(self.client, self.id, text.encode())
-            event = MediaLogged(
+            event = events.MediaLogged(
                 iteration_id=self.id,
                 key=key,
                 step=step,
-                kind=MediaKind.TEXT,
+                kind=events.MediaKind.TEXT,
                 content_hash=content_hash,
                 size_bytes=size,
                 media_type="text/plain",
@@ -384,11 +384,11 @@ class MediaMixin:
         data = json.dumps(table, default=_json_default, separators=(",", ":")).encode()
         content_hash, size = store_content(self.client, self.id, data)
         _buffer(self).emit(
-            MediaLogged(
+            events.MediaLogged(
                 iteration_id=self.id,
                 key=key,
                 step=next_step(self.client, self.id, key, step),
-                kind=MediaKind.TABLE,
+                kind=events.MediaKind.TABLE,
                 content_hash=content_hash,
                 size_bytes=size,
                 media_type="application/json",
@@ -420,7 +420,7 @@ class MediaMixin:
             hist, edge_array = np.histogram(flat, bins=bins)
             edges, counts = edge_array.tolist(), hist.astype(np.float64).tolist()
         _buffer(self).emit(
-            HistogramLogged(
+            events.HistogramLogged(
                 iteration_id=self.id,
                 key=key,
                 step=next_step(self.client, self.id, f"histogram:{key}", step),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from deardiary.schemas.events import Event, partition_key
+from deardiary.schemas import events
+from deardiary.schemas.events import partition_key
 from deardiary.schemas.ids import new_id, now_us
 from deardiary.schemas.limits import Id, Name, TimeUs
 
@@ -17,7 +18,9 @@ SCHEMA_VERSION = 1
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     event_id: Id
-    body: Event
+    # `events.Event`, not the name imported: the union (every event module) is loaded when
+    # a decoder first resolves this annotation, never by a process that only encodes.
+    body: events.Event
     key: Id
     client_time: TimeUs
     actor: Name = ""
@@ -32,7 +35,7 @@ class LogPosition(msgspec.Struct, frozen=True, order=True):
     log_time: int
 
 
-def wrap(body: Event, actor: str = "", client_time: int | None = None) -> Envelope:
+def wrap(body: events.Event, actor: str = "", client_time: int | None = None) -> Envelope:
     """A new envelope with a fresh event id and the event's natural partition key."""
     return Envelope(
         event_id=new_id(),

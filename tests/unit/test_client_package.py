@@ -142,6 +142,12 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     assert not [m for m in seen["import"] if m in lazy]
     assert "deardiary.lines" in seen["end"]  # it.log(...) loaded it
     assert "deardiary.registry" not in seen["end"]  # no registry call: never loaded
+    # the event classes a trial writes are created, no other (and no union: it decodes none)
+    written = {"base", "iterations", "projects", "params", "metrics", "logs"}
+    events = {
+        m.rpartition(".")[2] for m in seen["end"] if m.startswith("deardiary.schemas.events.")
+    }
+    assert events == written
     assert "_socket" in seen["end"]  # it did talk over the network ...
     assert "socket" not in seen["end"]  # ... on the C socket (`socket` builds enums: ~5 ms)
     # ... to 127.0.0.1 without the idna codec (getaddrinfo of a str host loads it)

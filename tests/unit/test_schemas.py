@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
 import struct
+import subprocess
+import sys
+import textwrap
 
 import msgspec
 import pytest
 
-from deardiary.schemas import codec, ids
+from deardiary.schemas import codec, events, ids
 from deardiary.schemas.codec import ParkedRecord
 from deardiary.schemas.envelope import wrap
 from deardiary.schemas.errors import InvalidArgument
@@ -27,6 +32,52 @@ def test_examples_cover_every_event_type() -> None:
     assert {type(e) for e in EXAMPLES} == set(EVENT_TYPES)
     tags = [t.__struct_config__.tag for t in EVENT_TYPES]
     assert len(tags) == len(set(tags)) and all(isinstance(t, str) for t in tags)
+
+
+def test_the_package_loads_each_name_from_its_module_on_first_use() -> None:
+    """Importing `deardiary.schemas.events` creates no event class; a name loads its
+    module only, and `Event` / `EVENT_TYPES` (union.py) every module. In a fresh
+    interpreter (this one has loaded them all), where the package's parent `deardiary`
+    (the SDK) loads what a trial writes: iterations, projects, params, metrics."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        def loaded():
+            prefix = "deardiary.schemas.events."
+            return sorted(m[len(prefix):] for m in sys.modules if m.startswith(prefix))
+        import deardiary.schemas.events as ev
+        seen = [loaded()]
+        from deardiary.schemas.events import TagsSet
+        seen.append(loaded())
+        from deardiary.schemas.envelope import wrap  # its body annotation: not resolved yet
+        seen.append(loaded())
+        ev.Event
+        seen.append(loaded())
+        print(json.dumps(seen))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    sdk, tags, enveloped, union = json.loads(out)
+    assert sdk == ["base", "iterations", "metrics", "params", "projects"]
+    assert tags == sorted([*sdk, "entities"])
+    assert enveloped == tags
+    rest = {"access", "artifacts", "checkpoints", "logs", "media", "registry", "usage"}
+    assert set(union) == set(tags) | rest | {"union"}
+
+
+def test_every_name_of_the_package_is_its_module_s() -> None:
+    for name in events.__all__:
+        value = getattr(events, name)
+        if name in ("Event", "EVENT_TYPES", "event_tag", "partition_key"):
+            continue
+        module = importlib.import_module(f"deardiary.schemas.events.{events._WHERE[name]}")
+        assert getattr(module, name) is value, name
+    assert set(events._WHERE) | {"event_tag", "partition_key"} == set(events.__all__)
+    assert events.Event.__args__ == EVENT_TYPES
+    with pytest.raises(AttributeError):
+        getattr(events, "NoSuchEvent")  # noqa: B009
 
 
 @pytest.mark.parametrize("event", EXAMPLES, ids=event_tag)
