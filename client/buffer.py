@@ -50,12 +50,21 @@ if TYPE_CHECKING:  # a Protocol class costs every trial process's import to crea
             self, key: str, value: float, step: int | None = None, group: str = ""
         ) -> None: ...
 
+    class MetricsLogger(Protocol):
+        """`log_metrics` of one iteration (`EventBuffer.metrics_logger`)."""
+
+        def __call__(
+            self, metrics: Mapping[str, float], step: int | None = None, group: str = ""
+        ) -> None: ...
+
 
 _now_ns = time.time_ns
 _MAX_KEYS = 1 << 16  # key_index is uint16
 _pack_q = struct.Struct("=q").pack  # native order, as array("q") holds it
 _DOUBLES: dict[int, Callable[..., bytes]] = {}
 _NO_METRICS: Mapping[str, float] = {}  # what is left for the general path: nothing
+# what the fast path of log_metrics leaves to the general one (which checks point by point)
+_FAST_PATH_ERRORS = (KeyError, TypeError, ValueError, OverflowError, struct.error)
 _STAGE = 1024  # staged points of a batch settled into its columns at once
 
 
@@ -267,48 +276,69 @@ class EventBuffer:
         group: str = "",
     ) -> None:
         """Several keys at the same step (and time), under one lock."""
-        t = _now_ns() // 1000
-        over = False
-        with self._lock:
-            batch = self._open.get((iteration_id, group))
-            if batch is not None and batch.stage:
-                batch.settle()  # staged points come first
-            if (
-                batch is not None
-                and type(step) is int
-                and step >= 0
-                and len(batch.key_index) + len(metrics) < self._per_envelope
-            ):
-                # The common case of a training loop: known keys, into the open batch,
-                # each column extended by bytes packed in one call (nothing is appended
-                # until every value converted).
-                try:
-                    names = tuple(metrics)
-                    if names != batch.last_names:
-                        keys = batch.keys
-                        batch.last_index = array("H", [keys[key] for key in names]).tobytes()
-                        batch.last_pack = _pack_doubles(len(names))
-                        batch.last_names = names
-                    values = batch.last_pack(*metrics.values())
-                    count = len(names)
-                    steps = _pack_q(step) * count  # a step past int64 raises here
-                except (KeyError, TypeError, ValueError, OverflowError, struct.error):
-                    pass  # the general path below sorts it out, point by point
-                else:
-                    batch.key_index.frombytes(batch.last_index)
-                    batch.values.frombytes(values)
-                    batch.steps.frombytes(steps)
-                    batch.times.frombytes(_pack_q(t) * count)
-                    batch.room -= count
-                    points = self._points = self._points + count
-                    over = points >= self._check_at
-                    metrics = _NO_METRICS
-            if metrics:
-                add = self._add
-                for key, value in metrics.items():
-                    over = add(iteration_id, key, value, step, group, t) or over
-        if over:
-            self._pressure()
+        self.metrics_logger(iteration_id)(metrics, step, group)
+
+    def metrics_logger(self, iteration_id: str) -> MetricsLogger:
+        """`log_metrics` bound to one iteration (an Iteration keeps one for its life): the
+        closure holds what each call would look up (lock, open batches, limits), as
+        `metric_logger` does; the lock is taken with acquire/release."""
+        lock = self._lock
+        acquire, release = lock.acquire, lock.release
+        batches = self._open  # cleared in place, never replaced
+        add = self._add
+        now_ns = _now_ns
+        per_envelope = self._per_envelope
+        int_, no_metrics, pack_q, bad = int, _NO_METRICS, _pack_q, _FAST_PATH_ERRORS
+
+        def log_metrics(
+            metrics: Mapping[str, float], step: int | None = None, group: str = ""
+        ) -> None:
+            t = now_ns() // 1000
+            over = False
+            acquire()
+            try:
+                batch = batches.get((iteration_id, group))
+                if batch is not None:
+                    if batch.stage:
+                        batch.settle()  # staged points come first
+                    if (
+                        type(step) is int_
+                        and step >= 0
+                        and len(batch.key_index) + len(metrics) < per_envelope
+                    ):
+                        # The common case of a training loop: known keys, into the open
+                        # batch, each column extended by bytes packed in one call (nothing
+                        # is appended until every value converted).
+                        try:
+                            names = tuple(metrics)
+                            if names != batch.last_names:
+                                keys = batch.keys
+                                batch.last_index = array("H", [keys[k] for k in names]).tobytes()
+                                batch.last_pack = _pack_doubles(len(names))
+                                batch.last_names = names
+                            values = batch.last_pack(*metrics.values())
+                            count = len(names)
+                            steps = pack_q(step) * count  # a step past int64 raises here
+                        except bad:
+                            pass  # the general path below sorts it out, point by point
+                        else:
+                            batch.key_index.frombytes(batch.last_index)
+                            batch.values.frombytes(values)
+                            batch.steps.frombytes(steps)
+                            batch.times.frombytes(pack_q(t) * count)
+                            batch.room -= count
+                            points = self._points = self._points + count
+                            over = points >= self._check_at
+                            metrics = no_metrics
+                if metrics:
+                    for key, value in metrics.items():
+                        over = add(iteration_id, key, value, step, group, t) or over
+            finally:
+                release()
+            if over:
+                self._pressure()
+
+        return log_metrics
 
     def _add(
         self, iteration_id: str, key: str, value: float, step: int | None, group: str, t: int

@@ -53,6 +53,7 @@ class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
         # The instance's own log_metric (the method below says what it does): bound to
         # this iteration's id in the buffer, one Python call a point instead of three.
         self.log_metric = client.buffer.metric_logger(iteration_id)  # type: ignore[method-assign]
+        self.log_metrics = client.buffer.metrics_logger(iteration_id)  # type: ignore[method-assign]
 
     # -- logging: every call only appends to the client's buffer ----------------
     def log_metric(self, key: str, value: float, step: int | None = None, group: str = "") -> None:
@@ -64,6 +65,8 @@ class Iteration(MediaMixin, CheckpointMixin, SystemMetricsMixin):
     def log_metrics(
         self, metrics: Mapping[str, float], step: int | None = None, group: str = ""
     ) -> None:
+        """Several keys at one step (and time), in one call: a training loop's usual call.
+        (Each instance calls its buffer's `metrics_logger`, set in __init__.)"""
         self.client.buffer.log_metrics(self.id, metrics, step, group)
 
     def log(

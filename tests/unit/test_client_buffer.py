@@ -314,17 +314,26 @@ def test_an_iterations_log_metric_is_its_bound_logger(tmp_path: Path) -> None:
     try:
         it = c.start_iteration(project="p", experiment="e", capture_env=False)
         assert it.log_metric.__name__ == "log_metric" and "log_metric" in vars(it)
+        assert it.log_metrics.__name__ == "log_metrics" and "log_metrics" in vars(it)
         it.log_metric("loss", 0.5)
         it.log_metric("loss", 0.25, 3)
         it.log_metric("acc", 1)
         from deardiary.iteration import Iteration
 
         Iteration.log_metric(it, "acc", 0.5, 4)  # the class's method does the same
+        it.log_metrics({"acc": 0.75, "loss": 0.125}, 5)
+        it.log_metrics({"loss": 0.0625, "acc": 0.875}, 6, group="val")
+        Iteration.log_metrics(it, {"acc": 1.0}, 7)
         it.end()
         c.flush(timeout=60)
-        rows = c.sql("SELECT key, step, value FROM metrics ORDER BY key DESC, step").to_pylist()
+        rows = c.sql(
+            'SELECT key, step, value, "group" FROM metrics ORDER BY key DESC, "group", step'
+        ).to_pylist()
         assert [tuple(r.values()) for r in rows] == [
-            ("loss", 0, 0.5), ("loss", 3, 0.25), ("acc", 0, 1.0), ("acc", 4, 0.5)
+            ("loss", 0, 0.5, ""), ("loss", 3, 0.25, ""), ("loss", 5, 0.125, ""),
+            ("loss", 6, 0.0625, "val"),
+            ("acc", 0, 1.0, ""), ("acc", 4, 0.5, ""), ("acc", 5, 0.75, ""), ("acc", 7, 1.0, ""),
+            ("acc", 6, 0.875, "val"),
         ]  # fmt: skip
     finally:
         c.close()
