@@ -59,7 +59,7 @@ from typing import Any, Protocol
 import duckdb
 
 from deardiary.projections.fold import Record
-from deardiary.projections.integrity import ProjectionDamaged, ProjectionOutdated
+from deardiary.projections.integrity import STATE_FILE, ProjectionDamaged, ProjectionOutdated
 from deardiary.projections.store import POINT_COLUMNS, DuckDBProjectionStore
 from deardiary.projections.writes import PRIMARY_KEYS, Key, Writes, row_key
 from deardiary.services.projector import apply_or_park
@@ -79,8 +79,20 @@ MANIFEST = "manifest.json"
 COMPRESSION = "lz4_raw"
 """Of the export entries. They are short-lived (merged, and their points compacted into
 zstd segments) and written on the ingest path: zstd cost the worker about half a CPU
-second per million points, lz4 about 30% less than that for files ~2.7x larger (10 B
-a point), which a local folder or a bucket takes in stride. Any codec reads back."""
+second per million points, lz4 about 30% less than that. Any codec reads back."""
+ENTRY_FORMAT = "V2"
+"""The Parquet format of the entries: 2's delta encodings (steps, times, offsets and
+sequence numbers; the store's segments use them too) hold the benchmark's points in ~3.1
+bytes each instead of format 1's ~10.7, at the same CPU to write. Entries that older
+releases wrote in format 1 read (and merge) as before: readers take either."""
+STATE_BLOCK_SIZE = 65_536
+"""DuckDB block size of a new partition store's state.duckdb (DuckDB's default: 256
+KiB). Each table with rows and each primary-key index takes whole blocks, so a store
+held ~2.5 MB before its first point, and its hot points' last blocks part-filled: the
+benchmark's four stores of 250,000 points took 4.5-5.8 MB each, ~21 bytes a point; at 64
+KiB ~9 (an empty store ~0.5 MB). Below 64 KiB DuckDB stops bit-packing integers (at 16
+KiB the same points took more than at 256). A store keeps the block size it was made
+with: a folder of an older release opens and grows as it is."""
 STORE_ID = "store-id"
 STORE_FOLDER = "store-folder"
 """The partition's file naming the folder its store is in (none: ``projections``)."""
@@ -154,6 +166,7 @@ class ExportingStore(DuckDBProjectionStore):
         self.appended: set[str] = set()
         self._segments: list[Path] | None = None
         self._compacting = False
+        _create_state_file(Path(directory))
         super().__init__(directory, **kwargs)
         first = self.conn.execute('SELECT min("offset") FROM metric_points_hot_data').fetchall()
         self.hot_below = (
@@ -499,12 +512,27 @@ class PartitionStore:
             _log.warning("partition %d: its last manifest is not uploaded yet", self.partition)
 
 
+def _create_state_file(directory: Path) -> None:
+    """A new store's empty state.duckdb, made with STATE_BLOCK_SIZE blocks (DuckDB keeps a
+    file's block size in its header: the store opens it as any other)."""
+    state = directory / STATE_FILE
+    if state.exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{STATE_FILE}.tmp"
+    tmp.unlink(missing_ok=True)
+    duckdb.connect(str(tmp), config={"default_block_size": str(STATE_BLOCK_SIZE)}).close()
+    _fsync(tmp)
+    os.replace(tmp, state)
+
+
 def _copy(
     conn: duckdb.DuckDBPyConnection, query: str, path: Path, params: list[Any] | None = None
 ) -> int:
     """`query` (with `params`) as a Parquet file; returns its row count."""
     found = conn.execute(
-        f"COPY ({query}) TO {quote(str(path))} (FORMAT parquet, COMPRESSION {COMPRESSION})",
+        f"COPY ({query}) TO {quote(str(path))} (FORMAT parquet, COMPRESSION {COMPRESSION},"
+        f" PARQUET_VERSION {ENTRY_FORMAT})",
         params,
     ).fetchall()
     return int(found[0][0]) if found else 0

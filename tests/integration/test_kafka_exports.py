@@ -121,11 +121,12 @@ def test_the_chain_is_merged_in_the_background_and_reads_alike(
     part.close()
 
 
-def test_entries_of_an_older_worker_in_zstd_and_newer_in_lz4_read_alike(
+def test_entries_of_older_workers_in_zstd_and_format_1_and_newer_ones_read_alike(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Entries are written with lz4 now (cheaper on the ingest path); a chain an older worker
-    began with zstd entries goes on, and readers and merges take both. Closing a store whose
+    """Entries are written with lz4 (cheaper on the ingest path) in Parquet format 2 now
+    (delta encodings: ~3x smaller); a chain older workers began with zstd, then lz4 entries
+    in format 1 goes on, and readers and merges take all of them. Closing a store whose
     chain is due a merge closes it (its last publish scheduled a merge on the pool that
     close had shut down, and raised)."""
     monkeypatch.setattr(partitions, "FANOUT", 2)
@@ -133,20 +134,76 @@ def test_entries_of_an_older_worker_in_zstd_and_newer_in_lz4_read_alike(
     log = records(sweep_start(iteration="it"))
     offset = len(log)
     part.apply(log)
-    codecs = []
-    for n, codec in enumerate(("zstd", "zstd", "lz4_raw", "lz4_raw")):
-        monkeypatch.setattr(partitions, "COMPRESSION", codec)
-        part.apply(records([metrics("it", [("loss", float(n), n)])], start=offset))
+    written = []
+    releases = (("zstd", "V1"), ("zstd", "V1"), ("lz4_raw", "V1"), ("lz4_raw", "V1"), None, None)
+    for n, release in enumerate(releases):
+        if release is None:
+            monkeypatch.undo()  # this release's own settings
+            monkeypatch.setattr(partitions, "FANOUT", 2)
+        else:
+            monkeypatch.setattr(partitions, "COMPRESSION", release[0])
+            monkeypatch.setattr(partitions, "ENTRY_FORMAT", release[1])
+        steps = [("loss", float(n * 100 + i), n * 100 + i) for i in range(100)]
+        part.apply(records([metrics("it", steps)], start=offset))
         offset += 1
         part.publish()
-        hot = part.root / part.chain[-1]["files"]["metric_points_hot"]
-        codecs.append(pq.read_metadata(hot).row_group(0).column(0).compression)
-    assert codecs == ["ZSTD", "ZSTD", "LZ4", "LZ4"]  # pyarrow's name for Parquet's LZ4_RAW
+        meta = pq.read_metadata(part.root / part.chain[-1]["files"]["metric_points_hot"])
+        step = meta.schema.to_arrow_schema().get_field_index("step")
+        delta = "DELTA_BINARY_PACKED" in meta.row_group(0).column(step).encodings
+        written.append((meta.row_group(0).column(0).compression, meta.format_version, delta))
+    old = [("ZSTD", "1.0", False)] * 2 + [("LZ4", "1.0", False)] * 2  # pyarrow's LZ4: LZ4_RAW
+    assert written == [*old, ("LZ4", "2.6", True), ("LZ4", "2.6", True)], written
+    deadline = time.monotonic() + 10
+    while part._merging is not None and time.monotonic() < deadline:
+        part._merging[1].result()
+        part.publish()  # merges of format-1 entries, and of format 1 with 2
+    assert max(e["level"] for e in part.chain) >= 2, part.chain
     view = ExportsView(tmp_path, follow=False)
     assert asyncio.run(view.reached({0: offset}, timeout=5))
-    assert _count(view, "SELECT count(*) FROM metrics") == 4
+    assert _count(view, "SELECT count(*) FROM metrics") == 600
+    assert _count(view, "SELECT count(DISTINCT step) FROM metrics") == 600
     view.close()
     part.close()
+
+
+def _block_size(state: Path) -> int:
+    conn = duckdb.connect(str(state), read_only=True)
+    try:
+        return int(conn.execute("SELECT block_size FROM pragma_database_size()").fetchall()[0][0])
+    finally:
+        conn.close()
+
+
+def test_a_new_store_takes_small_blocks_and_an_older_release_s_store_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """A new partition store's state.duckdb has STATE_BLOCK_SIZE (64 KiB) blocks: its
+    tables and their keys take whole blocks, at DuckDB's default 256 KiB ~2.5 MB before
+    the first point. A store folder an older release made (DuckDB's default blocks) opens,
+    folds, publishes and reads as before, and keeps its block size."""
+    log = records(_iterations(20))
+    points = [metrics(f"it-{i}", [("loss", float(s), s) for s in range(2_000)]) for i in range(20)]
+    log += records(points, start=len(log))
+    old = partition_dir(tmp_path / "old", 0) / "projections"
+    DuckDBProjectionStore(old).close()  # as the older release's worker made it
+    sizes = {}
+    for name in ("old", "new"):
+        part = PartitionStore(tmp_path / name, 0)
+        part.apply(log[: len(log) // 2])
+        part.publish()
+        part.close()
+        part = PartitionStore(tmp_path / name, 0)  # reopened: a clean stop goes on
+        part.apply(log[len(log) // 2 :])
+        part.publish()
+        part.close()
+        state = partition_dir(tmp_path / name, 0) / "projections" / STATE_FILE
+        sizes[name] = (_block_size(state), state.stat().st_size)
+        view = ExportsView(tmp_path / name, follow=False)
+        assert _count(view, "SELECT count(*) FROM metrics") == 40_000
+        assert _count(view, "SELECT count(*) FROM iterations") == 20
+        view.close()
+    assert sizes["old"][0] == 256 * 1024 and sizes["new"][0] == partitions.STATE_BLOCK_SIZE
+    assert sizes["new"][1] * 3 < sizes["old"][1], sizes
 
 
 def test_a_following_view_counts_compacted_points_once(tmp_path: Path) -> None:
