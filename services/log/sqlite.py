@@ -6,15 +6,17 @@ none of it; concurrent appenders are serialised by SQLite's lock. Offsets are th
 rowid minus one: rows are never deleted and a rolled-back insert leaves no gap, so
 offsets are dense and ordered. The event id is UNIQUE, so a resent event is stored once.
 
-Big payloads (metric batches: 26 raw bytes per point) are stored zstd-compressed, ~10x
-smaller for typical curves; `codec` says how each row is stored, so logs written before
-compression existed read unchanged (their rows are all `PLAIN`).
+Big payloads are stored zstd-compressed, metric batches (26 raw bytes a point) column by
+column (`metric_columns`): ~6-7 bytes a point for noisy curves, ~1-2 for smooth ones;
+`codec` says how each row is stored, so logs written before compression existed read
+unchanged (their rows are all `PLAIN`).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import Unavailable
 from deardiary.schemas.ids import now_us
-from deardiary.services.log import LogRecord
+from deardiary.services.log import LogRecord, metric_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -46,6 +48,7 @@ PARTITION = 0
 # How a row's payload is stored. Never renumber: the numbers are on disk.
 PLAIN = 0
 ZSTD = 1  # 8-byte little-endian length of the payload, then one zstd frame
+METRIC_COLUMNS = 2  # a metric batch's columns apart, each zstd (`metric_columns`)
 COMPRESS_AT = 4096  # smaller payloads (every event but big batches) gain little
 _MAX_PAYLOAD = 1 << 31  # far above any request body the gateway takes
 _LEVEL = 1  # ~450 MB/s a core here, within 10% of level 3's size on metric columns
@@ -58,30 +61,42 @@ def _zstd() -> pa.Codec:
     return pa.Codec("zstd", _LEVEL)
 
 
+def _compress(data: bytes) -> bytes:
+    packed: bytes = _zstd().compress(data, asbytes=True)
+    return packed
+
+
+def _decompress(data: bytes | memoryview, size: int) -> bytes:
+    if size > _MAX_PAYLOAD:  # a damaged length: never allocate what it claims
+        raise ValueError("a stored length past any payload")
+    payload: bytes = _zstd().decompress(data, decompressed_size=size, asbytes=True)
+    return payload
+
+
 def stored(payload: bytes) -> tuple[bytes, int]:
     """A payload as the log keeps it, and its codec."""
     if len(payload) < COMPRESS_AT:
         return payload, PLAIN
-    packed = _zstd().compress(payload, asbytes=True)
-    if len(packed) + 8 >= len(payload):
-        return payload, PLAIN
-    return len(payload).to_bytes(8, "little") + packed, ZSTD
+    columns = metric_columns.pack(payload, _compress)
+    if columns is not None:
+        data, codec = columns, METRIC_COLUMNS
+    else:
+        data, codec = len(payload).to_bytes(8, "little") + _compress(payload), ZSTD
+    return (data, codec) if len(data) < len(payload) else (payload, PLAIN)
 
 
 def loaded(data: bytes, codec: int) -> bytes:
     """A payload as it was appended. A row this release cannot unpack (a newer codec, a
     damaged frame) comes back as stored: it fails to decode and is parked, never folded
     as something else."""
-    if codec != ZSTD:
-        return data
-    size = int.from_bytes(data[:8], "little")
-    if size > _MAX_PAYLOAD:  # a damaged length: never allocate what it claims
-        return data
     try:
-        payload: bytes = _zstd().decompress(data[8:], decompressed_size=size, asbytes=True)
-    except (OSError, ValueError):  # pyarrow's errors for a damaged frame
+        if codec == ZSTD:
+            return _decompress(data[8:], int.from_bytes(data[:8], "little"))
+        if codec == METRIC_COLUMNS:
+            return metric_columns.unpack(data, _decompress)
+    except (OSError, ValueError, struct.error):  # pyarrow's errors for a damaged frame
         return data
-    return payload
+    return data
 
 
 class SqliteEventLog:
