@@ -171,7 +171,22 @@ class Draft:
             upserts=upserts,
             inserts=self.inserts,
             metric_points=points,
+            stored={table: self._stored(table, rows) for table, rows in upserts.items()},
         )
+
+    def _stored(self, table: str, rows: list[Row]) -> dict[Key, bool]:
+        """Whether the store holds each row's key, where the prior load said (Writes.stored)."""
+        held = self._prior.rows.get(table, {})
+        exists = self._prior.existing.get(table, set())
+        absent = self._prior.absent.get(table, set())
+        found: dict[Key, bool] = {}
+        for row in rows:
+            key = row_key(table, row)
+            if key in held or key in exists:
+                found[key] = True
+            elif key in absent:
+                found[key] = False
+        return found
 
 
 def json_value(obj: Any) -> Any:

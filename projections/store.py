@@ -304,6 +304,10 @@ class DuckDBProjectionStore:
         if lookups.model_versions_of:
             rows = self._rows_where("model_versions", "model_id", lookups.model_versions_of)
             prior.rows.setdefault("model_versions", {}).update(rows)
+        for table in lookups.keys.keys() | lookups.exists.keys():
+            asked = lookups.keys.get(table, set()) | lookups.exists.get(table, set())
+            held = prior.rows.get(table, {}).keys() | prior.existing.get(table, set())
+            prior.absent[table] = asked - held
         return prior
 
     def _cache(self, table: str, rows: Iterable[Row]) -> None:
@@ -391,6 +395,60 @@ class DuckDBProjectionStore:
                 for row in rows
             ]
         return pa.Table.from_pylist(rows, schema=schema)
+
+    def _upsert(self, table: str, rows: list[Row], stored: dict[Key, bool]) -> None:
+        """Rows replacing any under their keys, in as few statements as what the batch's
+        prior load said of the keys allows (`Writes.stored`; a statement is ~0.5-1 ms here
+        however small): a new row is inserted with no delete first, and a single held row
+        is updated in place (one statement instead of a delete and an insert) unless its
+        table has floating-point columns -- DuckDB's UPDATE may keep a stored 0.0 where
+        -0.0 is written (they compare equal), and replays must be bit-identical."""
+        data = self._to_arrow(table, rows)
+        marks = [stored.get(row_key(table, row)) for row in rows]  # held, new, or unknown
+        held = [i for i, mark in enumerate(marks) if mark]
+        if len(held) == 1 and not self._has_floats(table):
+            self._update_row(table, data.slice(held[0], 1))
+            rest = [i for i in range(len(rows)) if i != held[0]]
+            if not rest:
+                return
+            data, marks = data.take(pa.array(rest, pa.int64())), [marks[i] for i in rest]
+        replaced = [i for i, mark in enumerate(marks) if mark is not False]
+        if replaced and len(replaced) < len(marks):  # some new, some not
+            self._delete(table, data.take(pa.array(replaced, pa.int64())))
+            replaced = []
+        self._insert(table, data, replace=bool(replaced))
+
+    def _has_floats(self, table: str) -> bool:
+        """Whether a table has a floating-point column (lists of them included)."""
+        return any(
+            pa.types.is_floating(f.type)
+            or (pa.types.is_list(f.type) and pa.types.is_floating(f.type.value_type))
+            for f in self._arrow_schema(table)
+        )
+
+    def _update_row(self, table: str, data: pa.Table) -> None:
+        """Overwrite the one stored row under this one row's key with its values."""
+        keys = PRIMARY_KEYS[table]
+        row = data.to_pylist()[0]
+        columns = [c for c in data.column_names if c not in keys]
+        assignments = ", ".join(f'"{c}" = ?' for c in columns)
+        where = " AND ".join(f'"{c}" = ?' for c in keys)
+        self.conn.execute(
+            f"UPDATE {table} SET {assignments} WHERE {where}",
+            [row[c] for c in columns] + [row[c] for c in keys],
+        )
+
+    def _delete(self, table: str, data: pa.Table) -> None:
+        """Delete the stored rows under these rows' keys."""
+        keys = PRIMARY_KEYS[table]
+        if data.num_rows <= FEW_KEYS:
+            found = [tuple(r[c] for c in keys) for r in data.select(list(keys)).to_pylist()]
+            where = _keys_where(keys, len(found))
+            self.conn.execute(f"DELETE FROM {table} {where}", [v for k in found for v in k])
+            return
+        with self._registered("_gone", data.select(list(keys))):
+            same = " AND ".join(f'{table}."{c}" = r."{c}"' for c in keys)
+            self.conn.execute(f"DELETE FROM {table} USING _gone r WHERE {same}")
 
     def _insert(self, table: str, data: pa.Table, replace: bool) -> None:
         """Insert rows; with `replace`, rows with the same primary key are replaced whole.
@@ -537,7 +595,7 @@ class DuckDBProjectionStore:
             conn.execute("BEGIN TRANSACTION")
             try:
                 for table, rows in writes.upserts.items():
-                    self._insert(table, self._to_arrow(table, rows), replace=True)
+                    self._upsert(table, rows, writes.stored.get(table, {}))
                 for table, rows in writes.inserts.items():
                     if rows:
                         self._insert(table, self._to_arrow(table, rows), replace=False)

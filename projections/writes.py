@@ -78,6 +78,9 @@ class PriorState:
     seen_event_ids: set[str] = field(default_factory=set)
     rows: dict[str, dict[Key, Row]] = field(default_factory=dict)
     existing: dict[str, set[Key]] = field(default_factory=dict)
+    absent: dict[str, set[Key]] = field(default_factory=dict)
+    """Keys the store was asked for (rows or existence) and does not hold: a row the
+    batch writes under one of them is new (`Writes.stored`)."""
 
 
 @dataclass
@@ -89,6 +92,10 @@ class Writes:
     upserts: dict[str, list[Row]] = field(default_factory=dict)
     inserts: dict[str, list[Row]] = field(default_factory=dict)
     metric_points: pa.Table | None = None
+    stored: dict[str, dict[Key, bool]] = field(default_factory=dict)
+    """Per upserted table, what the batch's prior load said of its rows' keys: True, the
+    store holds a row under the key (it is replaced); False, it holds none (the row is
+    inserted, with no delete first). Keys not here are replaced as if held."""
 
     @property
     def num_points(self) -> int:

@@ -23,6 +23,7 @@ import duckdb
 
 from deardiary.projections.fold import Record, fold, lookups_for
 from deardiary.projections.store import DuckDBProjectionStore
+from deardiary.projections.writes import Writes
 from deardiary.schemas.codec import ParkedRecord, decode_record, encode
 from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import Unavailable
@@ -47,26 +48,44 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def apply_or_park(store: DuckDBProjectionStore, batch: Sequence[Record]) -> None:
+def apply_or_park(
+    store: DuckDBProjectionStore, batch: Sequence[Record], log_dedups: bool = False
+) -> None:
     """Apply a batch in one transaction. A batch the store refuses is applied again record
     by record, and the one record it cannot take is parked with the error, so the rest go
     in. Raises only errors of the machinery (TRANSIENT_ERRORS), after which nothing of the
-    failing part was applied."""
+    failing part was applied.
+
+    `log_dedups`: the log holds an event id once (its `dedups_on_append`, the SQLite
+    log's UNIQUE event_id), so the store neither looks the batch's ids up among the
+    applied ones nor records them (two statements of a small batch's ~15); redelivery is
+    still skipped by the offsets committed with the rows. Kafka stores a resent event
+    again: its folds keep checking."""
     try:
-        store.apply(fold(store.load_prior(lookups_for(batch)), batch))
+        store.apply(_folded(store, batch, log_dedups))
         return
     except TRANSIENT_ERRORS:
         raise
     except Exception as exc:
         if len(batch) == 1:
-            _park(store, batch[0], exc)
+            _park(store, batch[0], exc, log_dedups)
             return
         _log.warning("%d records failed together (%s); one by one now", len(batch), exc)
     for record in batch:
-        apply_or_park(store, [record])
+        apply_or_park(store, [record], log_dedups)
 
 
-def _park(store: DuckDBProjectionStore, record: Record, exc: Exception) -> None:
+def _folded(store: DuckDBProjectionStore, batch: Sequence[Record], log_dedups: bool) -> Writes:
+    lookups = lookups_for(batch)
+    if log_dedups:
+        lookups.event_ids.clear()
+    writes = fold(store.load_prior(lookups), batch)
+    if log_dedups:
+        writes.applied_event_ids = []
+    return writes
+
+
+def _park(store: DuckDBProjectionStore, record: Record, exc: Exception, log_dedups: bool) -> None:
     """The store refused this one record: keep it in parked_events with the error."""
     pos, body = record
     error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -76,8 +95,7 @@ def _park(store: DuckDBProjectionStore, record: Record, exc: Exception) -> None:
     parked = ParkedRecord(
         event_id=body.event_id, event_type=event_tag(body.body), error=error, payload=encode(body)
     )
-    batch: list[Record] = [(pos, parked)]
-    store.apply(fold(store.load_prior(lookups_for(batch)), batch))
+    store.apply(_folded(store, [(pos, parked)], log_dedups))
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,8 @@ class Projector:
     ) -> None:
         self.log = log
         self.store = store
+        self.log_dedups = bool(getattr(log, "dedups_on_append", False))
+        """The log holds an event id once: see `apply_or_park`."""
         self.max_records = max_records
         self.stop_before = stop_before
         self.linger_s = linger_s
@@ -171,7 +191,8 @@ class Projector:
         return kept
 
     def _apply(self, raw: Sequence[tuple[LogPosition, bytes]]) -> None:
-        apply_or_park(self.store, [(pos, decode_record(payload)) for pos, payload in raw])
+        batch = [(pos, decode_record(payload)) for pos, payload in raw]
+        apply_or_park(self.store, batch, self.log_dedups)
 
     def catch_up(self, retries: int = 5) -> None:
         """Apply everything appended before this call (transient errors retried a few times,

@@ -102,6 +102,8 @@ def loaded(data: bytes, codec: int) -> bytes:
 class SqliteEventLog:
     """A single-partition durable log in a SQLite file."""
 
+    dedups_on_append = True  # event_id is UNIQUE: the projector need not check ids again
+
     def __init__(self, path: str, busy_timeout_s: float = 60.0) -> None:
         self.path = path
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
