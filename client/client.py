@@ -7,6 +7,7 @@ buffer, spool and background shipper; only the transport and the reader differ.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,7 @@ from deardiary.schemas.events import (
 
 from .auth import Session, SessionTransport
 from .buffer import EventBuffer
-from .checkpoints import ClientCheckpointsMixin
-from .iteration import Iteration
-from .manage import CloneMixin, ManageMixin
+from .iteration import Iteration, lazy_mixins
 from .pool import HttpPool
 from .reads import HttpReader, LocalReader, NoReader, Reader
 from .shipper import Shipper
@@ -50,7 +49,30 @@ def _looks_like_host_port(target: str) -> bool:
     return host[0].isalnum() and all(c.isalnum() or c in ".-" for c in host)
 
 
-class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
+if TYPE_CHECKING:
+    from .checkpoints import ClientCheckpointsMixin
+    from .manage import CloneMixin, ManageMixin
+
+    class _Mixins(ManageMixin, CloneMixin, ClientCheckpointsMixin):
+        pass
+
+else:  # loaded on first use (a sweep's trial uses none of them)
+    _Mixins = lazy_mixins(
+        ("manage", "ManageMixin"),
+        ("manage", "CloneMixin"),
+        ("checkpoints", "ClientCheckpointsMixin"),
+    )
+
+
+def _drain_media(client: Client, raise_error: bool = True) -> None:
+    """Media logged so far: stored, and their events in the buffer. A process that logged
+    none never loaded the media module (nor loads it here)."""
+    media = sys.modules.get(f"{__package__}.media")
+    if media is not None:
+        media.drain(client, raise_error)
+
+
+class Client(_Mixins):
     """A connection handle: where it points, who it is, and the logging machinery (the
     management verbs -- set_tags, rename, delete, move, ... -- come from ManageMixin;
     checkpoints, retention and downloads from ClientCheckpointsMixin)."""
@@ -169,9 +191,7 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
         """Block until everything logged so far is durable in the log; returns its offset.
         With a `timeout`, raises `Unavailable` saying how many events wait, and where,
         when they are not acknowledged in time (they stay in the spool)."""
-        from .media import drain
-
-        drain(self)  # media logged so far: stored, and their events in the buffer
+        _drain_media(self)
         return self.shipper.flush(timeout)
 
     def undelivered(self) -> int:
@@ -300,9 +320,7 @@ class Client(ManageMixin, CloneMixin, ClientCheckpointsMixin):
     def close(self, timeout: float | None = None) -> None:
         """Deliver what is pending (for at most `timeout` seconds, default the client's
         `exit_timeout`), then stop; what is left waits in the spool (and is said so)."""
-        from .media import drain
-
-        drain(self, raise_error=False)
+        _drain_media(self, raise_error=False)
         self.shipper.close(timeout)
         self.reader.close()
         if self.session is not None:

@@ -142,6 +142,9 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     assert not [m for m in seen["import"] if m in lazy]
     assert "deardiary.lines" in seen["end"]  # it.log(...) loaded it
     assert "deardiary.registry" not in seen["end"]  # no registry call: never loaded
+    # nor the mixins' modules: media, checkpoints, management, system metrics
+    mixins = ["deardiary.media", "deardiary.checkpoints", "deardiary.manage"]
+    assert not [m for m in seen["end"] if m in [*mixins, "deardiary.system_metrics"]]
     # the event classes a trial writes are created, no other (and no union: it decodes none)
     written = {"base", "iterations", "projects", "params", "metrics", "logs"}
     events = {
@@ -272,3 +275,91 @@ def test_plain_install_needs_msgspec_only_and_extras_name_the_rest() -> None:
     assert any("aiokafka" in d for d in extras["kafka"])
     assert any("boto3" in d for d in extras["s3"])
     assert any(d.startswith("deardiary[") and "server" in d for d in extras["dev"])
+
+
+MIXINS = {
+    "Client": [
+        ("manage", "ManageMixin"),
+        ("manage", "CloneMixin"),
+        ("checkpoints", "ClientCheckpointsMixin"),
+    ],
+    "Iteration": [
+        ("media", "MediaMixin"),
+        ("checkpoints", "CheckpointMixin"),
+        ("system_metrics", "SystemMetricsMixin"),
+    ],
+}
+LOADED = {  # what the first lookup loads: the mixins' modules and theirs (checkpoints':)
+    "Client": ["checkpoints", "manage", "media"],
+    "Iteration": ["checkpoints", "manage", "media", "system_metrics"],
+}
+
+LAZY_PROBE = """
+import json, sys
+import deardiary as dd
+def mixin_modules():
+    names = ("media", "checkpoints", "manage", "system_metrics")
+    return sorted(n for n in names if "deardiary." + n in sys.modules)
+seen = {"import": mixin_modules()}
+getattr(dd, sys.argv[1]).__dict__  # the class itself: nothing loaded
+seen["dict"] = mixin_modules()
+try:
+    getattr(dd, sys.argv[1]).no_such_name
+except AttributeError as exc:
+    seen["missing"] = str(exc)
+seen["after"] = mixin_modules()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("cls", sorted(MIXINS))
+def test_the_mixins_load_on_first_use_and_are_the_real_ones(cls: str) -> None:
+    """Client's and Iteration's mixin methods (management, checkpoints, media, system
+    metrics) are the mixins' own functions, by class and by instance, in MRO order, in
+    dir(); their modules load at the first name looked up, not at import."""
+    seen = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", LAZY_PROBE, cls], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert seen["import"] == seen["dict"] == []
+    assert seen["missing"] == f"type object {cls!r} has no attribute 'no_such_name'"
+    assert seen["after"] == LOADED[cls]
+
+    import importlib
+
+    klass = getattr(dd, cls)
+    owner: dict[str, object] = {}
+    for module, name in reversed(MIXINS[cls]):  # the first mixin's names win
+        mixin = getattr(importlib.import_module(f"deardiary.{module}"), name)
+        owner.update({k: v for k, v in vars(mixin).items() if not k.startswith("__")})
+    assert owner
+    for name, value in owner.items():
+        if name not in vars(klass):  # the class's own method (Iteration.set_tags) wins
+            assert getattr(klass, name) is value, name
+            assert name in dir(klass)
+
+
+def test_an_instance_finds_a_mixin_method_first(tmp_path: Path) -> None:
+    probe = """
+import sys, tempfile
+import deardiary as dd
+c = dd.connect(sys.argv[1], spool_dir=sys.argv[2])
+it = c.start_iteration(project="p", experiment="e", capture_env=False)
+assert "deardiary.media" not in sys.modules
+assert it.log_text.__func__.__qualname__ == "MediaMixin.log_text"
+assert c.retain_checkpoints.__func__.__qualname__ == "ClientCheckpointsMixin.retain_checkpoints"
+try:
+    it.no_such_name
+except AttributeError as exc:
+    assert str(exc) == "'Iteration' object has no attribute 'no_such_name'", exc
+else:
+    raise AssertionError("no AttributeError")
+it.end()
+c.close()
+"""
+    subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "data"), str(tmp_path / "spool")],
+        check=True,
+        timeout=120,
+    )
