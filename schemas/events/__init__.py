@@ -146,9 +146,8 @@ if not TYPE_CHECKING:  # hidden from mypy, which checks every name against the i
         module = _WHERE.get(name)
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        # __import__, not importlib.import_module: the C import path (and seen by -X importtime)
+        value = getattr(__import__(f"{__name__}.{module}", None, None, (name,)), name)
         globals()[name] = value  # the next lookup is a plain attribute
         return value
 
