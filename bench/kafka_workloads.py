@@ -96,13 +96,46 @@ def ingest_kafka(work: Path, total: int, procs: int) -> dict[str, Any]:
         result["load_avg"] = os.getloadavg()[0]  # a shared machine: what else ran meanwhile
         result["cores"] = os.cpu_count() or 1
         result["server_peak_rss_mb"] = sum(peak_rss_mb(w.pid) for w in workers)
+        # the folder while the workers run: their stores' hot points are in DuckDB's WAL
+        result["bytes_per_point_running"] = folder_bytes(data) / total
         _stop(workers)  # the ceiling is measured on a quiet broker
         view.close()
         result["broker_alone"] = broker_alone(bootstrap, _topic_payloads(broker), total)
-    result["bytes_per_point"] = folder_bytes(data) / total
+    result["bytes_per_point"] = folder_bytes(data) / total  # stopped: checkpointed
+    result["bytes_per_point_parts"] = {
+        part: size / total for part, size in folder_parts(data).items()
+    }
     result["partitions"] = PARTITIONS
     result["workers"] = WORKERS
     return result
+
+
+FOLDER_PARTS = ("stores", "segments and tiles", "exports", "other")
+
+
+def folder_parts(data: Path) -> dict[str, int]:
+    """The workers' folder by part, in bytes: the partition stores' DuckDB files (and
+    WALs), their segments and tiles (read in place by the query side: the manifests name
+    them), the export entries (points not in segments yet, changed rows), the rest
+    (manifests, store ids, moved-aside folders: named by their own part)."""
+    sizes = dict.fromkeys(FOLDER_PARTS, 0)
+    for path in Path(data).rglob("*"):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(data).parts
+        inside = rel[2:] if rel[0] == "partitions" and len(rel) > 3 else ()
+        if inside and inside[0] == "export":
+            part = "exports"
+        elif inside and "." in inside[0]:  # projections.outdated-<time>, ...
+            part = "other"
+        elif inside and inside[1] in ("segments", "tiles"):
+            part = "segments and tiles"
+        elif inside and inside[1].startswith("state.duckdb"):
+            part = "stores"
+        else:
+            part = "other"
+        sizes[part] += path.stat().st_size
+    return sizes
 
 
 @contextmanager

@@ -38,6 +38,40 @@ def _check(value: float | None, target: float, higher_is_better: bool) -> str:
     return "pass" if ok else "**miss**"
 
 
+BYTES_PER_POINT = 16
+"""BRIEF §5: disk ≤ 16 bytes per metric point (embedded and Kafka mode)."""
+
+
+def _bytes_check(value: float | None) -> str:
+    verdict = _check(value, BYTES_PER_POINT, False)
+    return verdict if verdict == "—" else f"{verdict} (≤ {BYTES_PER_POINT})"
+
+
+def _kafka_bytes_rows(kafka: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
+    """Kafka mode's disk per point: the workers' folder once they stopped, by part
+    (bench/kafka_workloads.py folder_parts), and while they ran (their WALs)."""
+    if not kafka.get("bytes_per_point"):
+        return []
+    parts = kafka.get("bytes_per_point_parts") or {}
+    running = kafka.get("bytes_per_point_running")
+    value = _fmt(kafka["bytes_per_point"])
+    if parts:
+        value += " (" + " + ".join(f"{name} {_fmt(v)}" for name, v in parts.items()) + ")"
+    if running is not None:
+        value += f"; while the workers ran {_fmt(running)}"
+    return [
+        (
+            f"f. bytes on disk per metric point, Kafka mode: the workers' folder after"
+            f" {kafka['points']:,} points, stopped (partition stores' DuckDB files, their"
+            " segments and tiles, export entries, the rest)",
+            value,
+            None,
+            "",
+            _bytes_check(kafka["bytes_per_point"]),
+        )
+    ]
+
+
 def _flat(rss: list[float]) -> str:
     """Flat: after the first round (warm-up), the last round's RSS is within 10% of the
     second's."""
@@ -285,8 +319,9 @@ def render(r: dict[str, Any]) -> str:
             dd["ingest_http"]["bytes_per_point"],
             ml.get("bytes_per_point"),
             _ratio(dd["ingest_http"]["bytes_per_point"], ml.get("bytes_per_point"), False),
-            "",
+            _bytes_check(dd["ingest_http"]["bytes_per_point"]),
         ),
+        *_kafka_bytes_rows(kafka),
         (
             "f. bytes on disk per metric point, noisy curves: all (log + segments and tiles"
             " per point; the DuckDB file, bounded by the hot-table limit)",
@@ -297,7 +332,7 @@ def render(r: dict[str, Any]) -> str:
             else None,
             None,
             "",
-            _check(noisy["bytes_per_point"], 16, False) if noisy else "",
+            _bytes_check(noisy["bytes_per_point"]) if noisy else "",
         ),
         (
             "f. peak RSS, server (MB)",
@@ -346,7 +381,8 @@ def render(r: dict[str, Any]) -> str:
         "",
         "Targets: call ≤ 2 µs median; ingest ≥ 1,000,000 points/s and ≥ 100x MLflow's batched",
         "ingest; 1M-point series ≤ 100 ms full and ≤ 20 ms downsampled; 10,000-iteration",
-        "summary ≤ 200 ms; replay ≥ 1,000,000 points/s; memory flat under load; a",
+        "summary ≤ 200 ms; replay ≥ 1,000,000 points/s; disk ≤ 16 bytes per metric point",
+        "(embedded and Kafka mode); memory flat under load; a",
         "process-per-trial sweep ≥ 100x MLflow, `import deardiary` ≤ 30 ms over a bare",
         "interpreter, `dd.connect(url)` ≤ 2 ms (issue 13).",
         "",

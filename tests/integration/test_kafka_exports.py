@@ -517,3 +517,30 @@ def test_closing_with_a_merge_queued_logs_no_failure(
     view = ExportsView(tmp_path, follow=False)  # the unmerged chain reads whole
     assert _count(view, "SELECT count(*) FROM iterations") == 4
     view.close()
+
+
+def test_a_backlog_batch_leaves_no_free_blocks_in_the_store_file(tmp_path: Path) -> None:
+    """A batch of more than a row group's points (a worker reading a backlog) between
+    small ones: DuckDB would write it into the file while it applies, and the checkpoint
+    that rewrites its part-filled row group leaves its blocks free inside the file. The
+    exporting store keeps such batches in memory and the WAL, compressed once."""
+    log = records(sweep_start(iteration="it"))
+    batches = [log]
+    for n, size in enumerate((50, 130_000, 50)):
+        steps = [("loss", float(s % 7), n * 1_000_000 + s) for s in range(size)]
+        batches.append(records([metrics("it", steps)], start=len(log) + n))
+    part = PartitionStore(tmp_path, 0)
+    for batch in batches:
+        part.apply(batch)
+        part.publish()
+    part.close()
+    state = partition_dir(tmp_path, 0) / "projections" / STATE_FILE
+    conn = duckdb.connect(str(state), read_only=True)
+    try:
+        free, points = conn.execute(
+            "SELECT free_blocks, (SELECT count(*) FROM metric_points_hot_data)"
+            " FROM pragma_database_size()"
+        ).fetchall()[0]
+    finally:
+        conn.close()
+    assert (free, points) == (0, 130_100)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -51,3 +52,45 @@ def test_a_missed_kafka_row_says_what_the_cores_allow() -> None:
 def test_an_external_broker_gets_no_arithmetic() -> None:
     rows = _kafka_rows(_run())  # DEARDIARY_TEST_KAFKA: its CPU is not ours to see
     assert len(rows) == 2 and rows[1][1] == "2.00 / 1.80 / — / —"
+
+
+def test_bytes_per_point_rows_carry_the_target_for_embedded_and_kafka_mode() -> None:
+    from report import _bytes_check, _kafka_bytes_rows
+
+    assert _bytes_check(15.9) == "pass (≤ 16)" and _bytes_check(16.1) == "**miss** (≤ 16)"
+    assert _bytes_check(None) == "—"
+    parts = {"stores": 8.4, "segments and tiles": 0.0, "exports": 3.5, "other": 0.1}
+    measured: dict[str, Any] = {**_run(bytes_per_point=12.0), "bytes_per_point_parts": parts}
+    (row,) = _kafka_bytes_rows({**measured, "bytes_per_point_running": 41.0})
+    assert "Kafka mode" in row[0] and row[4] == "pass (≤ 16)"
+    assert row[1] == (
+        "12.0 (stores 8.4 + segments and tiles 0 + exports 3.5 + other 0.1);"
+        " while the workers ran 41.0"
+    )
+    assert _kafka_bytes_rows({**measured, "bytes_per_point": 28.7})[0][4] == "**miss** (≤ 16)"
+    assert _kafka_bytes_rows({"skipped": "--no-kafka"}) == []
+
+
+def test_the_workers_folder_is_told_apart_by_part(tmp_path: Path) -> None:
+    from kafka_workloads import folder_parts
+
+    files = {
+        "partitions/p0/projections/state.duckdb": 100,
+        "partitions/p0/projections/state.duckdb.wal": 50,
+        "partitions/p0/projections-ab12/state.duckdb": 10,
+        "partitions/p0/projections/segments/seg-1.parquet": 20,
+        "partitions/p0/projections/tiles/seg-1.parquet": 5,
+        "partitions/p0/export/e1/metric_points_hot.parquet": 30,
+        "partitions/p0/projections.outdated-20261126/state.duckdb": 7,
+        "partitions/p0/manifest.json": 3,
+        "partitions/p0/projections/store-id": 1,
+    }
+    for name, size in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * size)
+    assert folder_parts(tmp_path) == {
+        "stores": 160,
+        "segments and tiles": 25,
+        "exports": 30,
+        "other": 11,
+    }
