@@ -6,9 +6,11 @@ with c.start_iteration(project="p", experiment="e", params={"lr": 0.01}) as it:
     it.log_metric("loss", 0.5)
 c.sql("SELECT * FROM last_metrics")       # a pyarrow.Table
 
-Importing this package loads only what logging needs (msgspec, the event schemas and
-the SDK's own modules); Arrow, DuckDB and the server's modules are imported when a
-read or a local folder first needs them, so a trial process of a sweep starts fast.
+Importing this package loads only what logging needs (msgspec, the event classes a
+trial writes and the SDK's logging path); the other event classes, the SDK's media,
+checkpoint, management and system-metrics code (Client's and Iteration's mixins), Arrow,
+DuckDB and the server's modules are imported when first used, so a trial process of a
+sweep starts fast.
 """
 
 from __future__ import annotations
