@@ -113,12 +113,20 @@ def _git(root: str, timeout: float) -> _Git | None:
     )
 
 
+_STDLIB = frozenset(
+    (os.path.dirname(os.__file__), os.path.join(os.path.dirname(os.__file__), "lib-dynload"))
+)
+"""The standard library's folders on sys.path: they never hold a distribution's metadata."""
+
+
 def installed_packages() -> str:
     """The installed distributions as a requirements list, one ``name==version`` a line
     (``-e path`` for editable installs, ``name @ url`` for ones installed from a URL),
     read from the ``*.dist-info``/``*.egg-info`` folder names on ``sys.path``."""
     lines: dict[str, str] = {}
     for entry in sys.path:
+        if entry in _STDLIB:  # ~280 names scanned for none: ~0.4 ms of every trial here
+            continue
         try:
             found = list(os.scandir(entry or "."))
         except OSError:

@@ -165,3 +165,29 @@ def test_a_package_installed_from_a_url_or_a_folder_is_frozen_as_such(
         "plain==5.0",
         "wheelfile==3.0",
     ]
+
+
+def test_the_standard_library_s_folders_are_not_scanned_and_hold_no_distribution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """installed_packages skips the standard library's folders (hundreds of names each
+    trial): they hold no distribution, so the list is what scanning every folder finds."""
+    import os
+
+    from deardiary.environment import _STDLIB, installed_packages
+
+    stdlib = os.path.dirname(os.__file__)
+    assert {stdlib, os.path.join(stdlib, "lib-dynload")} == _STDLIB
+    assert set(sys.path) & _STDLIB  # they are on this interpreter's path ...
+    for folder in _STDLIB:
+        assert not [n for n in os.listdir(folder) if n.endswith((".dist-info", ".egg-info"))]
+    scanned: list[str] = []
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        scanned.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert installed_packages().count("\n") > 10  # this environment's packages are there
+    assert scanned and not set(scanned) & _STDLIB  # ... and skipped
