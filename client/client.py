@@ -24,17 +24,17 @@ from .auth import Session, SessionTransport
 from .buffer import EventBuffer
 from .iteration import Iteration, lazy_mixins
 from .pool import HttpPool
-from .reads import HttpReader, LocalReader, NoReader, Reader
 from .shipper import Shipper
 from .snapshot import EnvironmentSnapshot
 from .spool import Spool, default_spool_dir
-from .transport import Acked, HttpTransport, LocalTransport, Transport
+from .transport import Acked, HttpReader, HttpTransport, LocalTransport, Transport
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import pyarrow as pa
 
+    from .reads import Reader
     from .registry import Registry
 
 
@@ -384,6 +384,7 @@ def connect(
         return client
     if target.startswith("kafka://"):
         from .kafka_transport import KafkaTransport
+        from .reads import NoReader
 
         query_url = options.pop("query_url", None)
         reader: Reader = (
@@ -413,6 +414,8 @@ def connect(
             " (a path without a scheme is a local data folder)"
         )
     folder = folder.resolve()
+    from .reads import LocalReader
+
     return Client(
         str(folder),
         LocalTransport(folder),

@@ -21,10 +21,12 @@ from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import DearDiaryError, ErrorCode, Unavailable, error_for
 from deardiary.schemas.records import LogRecord
 
-from .pool import HttpPool
+from .pool import HttpPool, Response
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pyarrow as pa
 
     from deardiary.services.log.sqlite import SqliteEventLog  # local-folder mode only
 
@@ -33,6 +35,7 @@ _RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 # ... and of those, the ones that say the request was not processed at all (a rate or
 # fairness limit, too many connections): safe to send again, whatever the method.
 NOT_PROCESSED_STATUS = frozenset({429, 503})
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 RETRY_AFTER_MAX_S = 60.0
 """The longest wait a Retry-After header gets: a server asking for more is asked again
 after this (the shipper and reads still give up at their own deadlines)."""
@@ -222,3 +225,78 @@ class HttpTransport:
     def close(self) -> None:
         if self._owned:
             self._pool.close()
+
+
+class HttpReader:
+    """Reads over HTTP through the client's connection pool (`http`). (Here, not in
+    reads.py with the other readers: every HTTP client makes one, and a sweep's trial,
+    which reads nothing, then loads no reads module.)"""
+
+    def __init__(self, pool: HttpPool, token: Callable[[], str | None]) -> None:
+        self.http = pool
+        self.token = token
+
+    def headers(self, accept: str = "application/json") -> dict[str, str]:
+        token = self.token()
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return {"Accept": accept, **auth}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A JSON call (used by the admin methods); errors raised as typed errors."""
+        response = self._send(method, path, headers=self.headers(), **kwargs)
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.content, response.headers)
+        return response.json()
+
+    def _get(self, path: str, params: dict[str, Any], at: Acked, accept: str) -> bytes:
+        query = {k: v for k, v in params.items() if v is not None}
+        if at:
+            query["min_offset"] = ",".join(f"{p}:{o}" for p, o in sorted(at.items()))
+        response = self._send("GET", path, params=query, headers=self.headers(accept))
+        if response.status_code != 200:
+            raise error_from_response(response.status_code, response.content, response.headers)
+        return response.content
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Response:
+        """One call, sent again while the server answers that it did not process it (429
+        or 503: a fairness or rate limit, too many connections), after the wait its
+        ``Retry-After`` asks or a backoff (0.1 s, doubling up to 5 s), whichever is longer,
+        until the pool's timeout would pass; then that answer is returned for the caller
+        to raise."""
+        deadline = time.monotonic() + self.http.timeout
+        delay = 0.1
+        while True:
+            response = self.http.request(method, path, **kwargs)
+            if response.status_code not in NOT_PROCESSED_STATUS:
+                return response
+            wait = max(retry_after(response.headers) or 0.0, delay)
+            delay = min(delay * 2, 5.0)
+            if time.monotonic() + wait > deadline:
+                return response
+            time.sleep(wait)
+
+    def _arrow(self, path: str, params: dict[str, Any], at: Acked) -> pa.Table:
+        from .reads import _pyarrow
+
+        body = self._get(path, params, at, ARROW_STREAM)
+        return _pyarrow().ipc.open_stream(body).read_all()
+
+    def sql(self, query: str, at: Acked) -> pa.Table:
+        return self._arrow("/api/v1/sql", {"q": query}, at)
+
+    def metric_history(
+        self, iteration_id: str, key: str, max_points: int | None, at: Acked
+    ) -> pa.Table:
+        return self._arrow(
+            f"/api/v1/iterations/{iteration_id}/metric-history",
+            {"key": key, "max_points": max_points},
+            at,
+        )
+
+    def get_json(self, path: str, params: dict[str, Any], at: Acked) -> Any:
+        import msgspec
+
+        return msgspec.json.decode(self._get(path, params, at, "application/json"))
+
+    def close(self) -> None:
+        self.http.close()

@@ -142,9 +142,11 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     assert not [m for m in seen["import"] if m in lazy]
     assert "deardiary.lines" in seen["end"]  # it.log(...) loaded it
     assert "deardiary.registry" not in seen["end"]  # no registry call: never loaded
-    # nor the mixins' modules: media, checkpoints, management, system metrics
+    # nor the mixins' modules: media, checkpoints, management, system metrics; nor the
+    # local and Kafka readers (its JSON read went through the HTTP reader, in transport.py)
     mixins = ["deardiary.media", "deardiary.checkpoints", "deardiary.manage"]
     assert not [m for m in seen["end"] if m in [*mixins, "deardiary.system_metrics"]]
+    assert "deardiary.reads" not in seen["end"]
     # the event classes a trial writes are created, no other (and no union: it decodes none)
     written = {"base", "iterations", "projects", "params", "metrics", "logs"}
     events = {
