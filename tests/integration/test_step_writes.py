@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, cast
 
 import duckdb
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deardiary.projections.draft import Draft
 from deardiary.projections.fold import Record
 from deardiary.projections.store import FEW_KEYS, DuckDBProjectionStore
-from deardiary.projections.writes import Lookups, PriorState, Writes
+from deardiary.projections.writes import CHILD_OF, PRIMARY_KEYS, Lookups, PriorState, Writes
 from deardiary.schemas import codec
 from deardiary.schemas.envelope import LogPosition, wrap
 from deardiary.schemas.events import (
@@ -33,7 +36,10 @@ from deardiary.services.log import EventLog, LogRecord
 from deardiary.services.log.sqlite import SqliteEventLog
 from deardiary.services.projector import Projector, apply_or_park
 from tests.builders import T0, envelope, metrics, sweep_start
+from tests.faults.test_generated_events import _fold_in
+from tests.faults.test_generated_events import _records as _generated
 from tests.store_snapshot import snapshot
+from tests.strategies import envelopes
 
 MANY = FEW_KEYS + 4  # more rows than FEW_KEYS: the registered-table statements
 
@@ -73,6 +79,12 @@ def _groups() -> list[list[Any]]:
         [ParamsLogged(iteration_id="it-0", params={"lr": "0.1"})],
         [ParamsLogged(iteration_id="it-0", params={"lr": "0.2"})],  # refused: write-once
         [IterationEnded(iteration_id="it-0", status=IterationStatus.FAILED)],
+        sweep_start(iteration="it-0"),  # announced again (a sweep's every trial): repeats
+        [TagsSet(entity=EntityKind.PROJECT, entity_id=first.project_id, tags={"a": "1"})],
+        [TagsSet(entity=EntityKind.PROJECT, entity_id=first.project_id, tags={"b": "2"})],
+        [TagsSet(entity=EntityKind.EXPERIMENT, entity_id=first.experiment_id, tags={"c": "3"})],
+        [metrics("it-404", [("loss", 1.0, 0)]), ParamsLogged(iteration_id="it-404", params={})],
+        [TagsSet(entity=EntityKind.EXPERIMENT, entity_id=first.experiment_id, tags={"d": "4"})],
     ]
 
 
@@ -113,6 +125,8 @@ def test_batches_of_every_shape_store_what_one_batch_stores(tmp_path: Path) -> N
     assert [r[3] for r in loss] == ["nan"]  # "last"
     tags = {r[0]: r[9] for r in stepped["iterations"]}
     assert tags["it-0"] == '{"t":"w0"}' and tags[f"it-{MANY - 1}"] == f'{{"t":"w{MANY - 1}"}}'
+    assert [r[4] for r in stepped["projects"]] == ['{"a":"1","b":"2"}']  # tags
+    assert [r[6] for r in stepped["experiments"]] == ['{"c":"3","d":"4"}']
 
 
 def test_a_held_float_row_keeps_negative_zero(tmp_path: Path) -> None:
@@ -132,10 +146,10 @@ class _Statements:
 
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
         self._conn = conn
-        self.sql: list[str] = []
+        self.executed: list[str] = []
 
     def execute(self, sql: str, *args: Any) -> Any:
-        self.sql.append(" ".join(sql.split()))
+        self.executed.append(" ".join(sql.split()))
         return self._conn.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -148,18 +162,29 @@ def test_new_and_single_held_rows_take_one_statement_and_ids_none(tmp_path: Path
         store.catch_up()
         watched = _Statements(store.store.conn)
         store.store.conn = watched  # type: ignore[assignment]
-        _append(tmp_path, [_started(1, sweep_start()[-1])])  # a new row
+        trial = [
+            *sweep_start(iteration="it-1"),  # project and experiment again, a new iteration
+            ParamsLogged(iteration_id="it-1", params={"lr": "0.1"}),
+            metrics("it-1", [("loss", 1.0, 0)]),
+        ]
+        _append(tmp_path, trial)
         store.catch_up()
         _append(tmp_path, _tag(0))  # a held row
         store.catch_up()
         store.store.conn = watched._conn
         tagged = store.store.conn.execute("SELECT tags FROM iterations ORDER BY 1").fetchall()
         ids = store.store.conn.execute("SELECT count(*) FROM applied_events").fetchall()
-    writes = [s for s in watched.sql if s.split()[0] in ("DELETE", "INSERT", "UPDATE")]
+    writes = [s for s in watched.executed if s.split()[0] in ("DELETE", "INSERT", "UPDATE")]
     assert not [s for s in writes if "iterations" in s and s.startswith("DELETE")]
     assert len([s for s in writes if s.startswith("INSERT INTO iterations")]) == 1
     assert len([s for s in writes if s.startswith("UPDATE iterations")]) == 1
-    assert not [s for s in watched.sql if "applied_events" in s]
+    assert not [s for s in watched.executed if "applied_events" in s]
+    reads = [s for s in watched.executed if s.startswith("SELECT")]
+    # the new iteration's params and summaries cannot be stored yet; the project and
+    # experiment rows are remembered: of the rows, only the iterations' are looked up
+    read = {s.split(" FROM ")[1].split()[0] for s in reads}
+    assert "iterations" in read
+    assert not read & {"params", "last_metrics", "projects", "experiments"}
     assert tagged == [('{"t":"x0"}',), ("{}",)] and ids == [(0,)]
 
 
@@ -242,3 +267,28 @@ def test_the_writes_say_only_what_the_prior_load_found() -> None:
     assert draft.writes({}, []).stored == {
         "iterations": {"held": True, "exists": True, "new": False}
     }
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(envelopes(), min_size=1, max_size=8), st.integers(1, 3))
+def test_folds_write_a_child_only_under_a_stored_parent(batch: list[Any], size: int) -> None:
+    """What the store's skipped lookups rely on (CHILD_OF): whatever the events, no child
+    row is stored without its parent's row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = DuckDBProjectionStore(Path(tmp))
+        try:
+            _fold_in(store, _generated(batch), size)
+            for child, parent in CHILD_OF.items():
+                column = PRIMARY_KEYS[parent][0]
+                orphans = store.conn.execute(
+                    f"SELECT count(*) FROM {child} c ANTI JOIN {parent} p USING ({column})"
+                ).fetchall()
+                assert orphans == [(0,)], child
+        finally:
+            store.close()
