@@ -58,7 +58,7 @@ def _kafka_bytes_rows(kafka: dict[str, Any]) -> list[tuple[str, Any, Any, str, s
     if parts:
         value += " (" + " + ".join(f"{name} {_fmt(v)}" for name, v in parts.items()) + ")"
     if running is not None:
-        value += f"; while the workers ran {_fmt(running)}"
+        value += f"; while the workers ran (hot points uncompressed in WALs) {_fmt(running)}"
     return [
         (
             f"f. bytes on disk per metric point, Kafka mode: the workers' folder after"

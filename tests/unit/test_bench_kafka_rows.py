@@ -65,7 +65,7 @@ def test_bytes_per_point_rows_carry_the_target_for_embedded_and_kafka_mode() -> 
     assert "Kafka mode" in row[0] and row[4] == "pass (≤ 16)"
     assert row[1] == (
         "12.0 (stores 8.4 + segments and tiles 0 + exports 3.5 + other 0.1);"
-        " while the workers ran 41.0"
+        " while the workers ran (hot points uncompressed in WALs) 41.0"
     )
     assert _kafka_bytes_rows({**measured, "bytes_per_point": 28.7})[0][4] == "**miss** (≤ 16)"
     assert _kafka_bytes_rows({"skipped": "--no-kafka"}) == []
