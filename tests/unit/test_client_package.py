@@ -365,3 +365,31 @@ c.close()
         check=True,
         timeout=120,
     )
+
+
+GC_PROBE = """
+import gc, json, sys
+import msgspec  # its own import is not ours to count
+if sys.argv[1] == "off":
+    gc.disable()
+runs = []
+gc.callbacks.append(lambda phase, info: phase == "start" and runs.append(info["generation"]))
+import deardiary
+print(json.dumps({"collections": len(runs), "enabled": gc.isenabled()}))
+"""
+
+
+@pytest.mark.parametrize("state", ["on", "off"])
+def test_the_import_pauses_garbage_collection_and_leaves_the_collector_as_it_was(
+    state: str,
+) -> None:
+    """`import deardiary` (the schemas and the SDK: thousands of lasting objects) pauses
+    the cyclic collector, which ran 7 young collections during it for nothing to collect,
+    and resumes it only if it was on: then one collection of what the import made follows."""
+    seen = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", GC_PROBE, state], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert seen["enabled"] == (state == "on")
+    assert seen["collections"] <= int(state == "on")
