@@ -219,6 +219,10 @@ class PartitionStore:
         self.store_id = store_id(self.root / self.folder)
         self.exports = self.root / "export"
         self.exports.mkdir(parents=True, exist_ok=True)
+        for folder in self.exports.glob(".*.tmp"):
+            # an entry or a merge a stop cut short (`_prune` leaves folders being written
+            # alone); with the store open here, nothing else writes this partition's
+            shutil.rmtree(folder, ignore_errors=True)
         self.upload = upload
         self.chain: list[Entry] = []
         self._published_to = 0

@@ -544,3 +544,21 @@ def test_a_backlog_batch_leaves_no_free_blocks_in_the_store_file(tmp_path: Path)
     finally:
         conn.close()
     assert (free, points) == (0, 130_100)
+
+
+def test_an_entry_a_stop_cut_short_is_removed_when_the_store_opens(tmp_path: Path) -> None:
+    """An entry or a merge is written in `export/.<name>.tmp` and renamed; one a crash
+    left half-written is no part of any chain and was kept forever (pruning skips folders
+    being written). The next owner, holding the store, removes it."""
+    part = PartitionStore(tmp_path, 0)
+    part.apply(records(sweep_start(iteration="it")))
+    part.publish()
+    part.close()
+    exports = partition_dir(tmp_path, 0) / "export"
+    cut = exports / ".e000000000099-1.tmp"
+    cut.mkdir()
+    (cut / "metric_points_hot.parquet").write_bytes(b"half")
+    entries = sorted(p.name for p in exports.iterdir() if p != cut)
+    part = PartitionStore(tmp_path, 0)
+    assert sorted(p.name for p in exports.iterdir()) == entries  # the chain's stay
+    part.close()
