@@ -81,12 +81,19 @@ ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
 """
 KNOWN_KEYS_LIMIT = 200_000
 """The most keys the store remembers as existing, per table (~100 bytes each)."""
-CACHED_TABLES = {"last_metrics": KNOWN_KEYS_LIMIT, "projects": 10_000, "experiments": 10_000}
+CACHED_TABLES = {
+    "last_metrics": KNOWN_KEYS_LIMIT,
+    "projects": 10_000,
+    "experiments": 10_000,
+    "iterations": 512,
+}
 """Tables whose committed rows the store keeps in memory for folds to read, and how many
-rows at most (each batch of points reads and replaces its series' summaries; every
-trial process of a sweep announces its project and experiment again: a query for them
-cost ~1.2-2.7 ms a batch). Rows handed out are the fold's to copy (Draft.get copies),
-never to change."""
+rows at most (cleared when full). Each batch of points reads and replaces its series'
+summaries; every trial process of a sweep announces its project and experiment again;
+each small request of a run (a tag, a status, an SDK heartbeat) reads and replaces its
+iteration's row: a query for them cost ~1.2-2.7 ms a batch. Iterations are the fewest
+(a row holds the environment snapshot, a few KB): the runs being written to. Rows handed
+out are the fold's to copy (Draft.get copies), never to change."""
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
 PROJECTION_FORMAT = 7
 """What the tables hold and how the folds fill them. Bump it with any change of schema.sql
@@ -610,7 +617,8 @@ class DuckDBProjectionStore:
                 replace=False,
             )
         if data.num_rows <= ROW_GROUP_ROWS:  # one thread's work anyway: no settings
-            self._append("metric_points_hot_data", data)
+            # a few points (an MLflow log_metric: one) as values: ~0.8 ms less for one
+            self._insert("metric_points_hot_data", data, replace=False)
             return
         self.conn.execute("SET preserve_insertion_order = false")
         try:

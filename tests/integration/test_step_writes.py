@@ -169,7 +169,8 @@ def test_new_and_single_held_rows_take_one_statement_and_ids_none(tmp_path: Path
         ]
         _append(tmp_path, trial)
         store.catch_up()
-        _append(tmp_path, _tag(0))  # a held row
+        first_batch = len(watched.executed)
+        _append(tmp_path, _tag(0))  # a held row, written to lately (a run's small request)
         store.catch_up()
         store.store.conn = watched._conn
         tagged = store.store.conn.execute("SELECT tags FROM iterations ORDER BY 1").fetchall()
@@ -185,6 +186,10 @@ def test_new_and_single_held_rows_take_one_statement_and_ids_none(tmp_path: Path
     read = {s.split(" FROM ")[1].split()[0] for s in reads}
     assert "iterations" in read
     assert not read & {"params", "last_metrics", "projects", "experiments"}
+    later = watched.executed[first_batch:]
+    assert not [s for s in later if s.startswith("SELECT") and "iterations" in s]  # remembered
+    points = [s for s in writes if s.startswith("INSERT INTO metric_points_hot_data")]
+    assert len(points) == 1 and "VALUES" in points[0]  # one point: as values
     assert tagged == [('{"t":"x0"}',), ("{}",)] and ids == [(0,)]
 
 
