@@ -75,6 +75,8 @@ def test_every_name_of_the_package_is_its_module_s() -> None:
         module = importlib.import_module(f"deardiary.schemas.events.{events._WHERE[name]}")
         assert getattr(module, name) is value, name
     assert set(events._WHERE) | {"event_tag", "partition_key"} == set(events.__all__)
+    for event_type in EVENT_TYPES:  # every type of the union is a name of the package
+        assert getattr(events, event_type.__name__) is event_type
     assert events.Event.__args__ == EVENT_TYPES
     with pytest.raises(AttributeError):
         getattr(events, "NoSuchEvent")  # noqa: B009
