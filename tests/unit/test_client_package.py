@@ -115,8 +115,10 @@ with c.start_iteration(project="p", experiment="e", params={"lr": 0.1}) as it:
 c.flush(timeout=60)
 items = c.get("/api/v1/iterations")["items"]
 c.close()
+from deardiary.schemas import rules
 print(json.dumps({"import": after_import, "connect": after_connect,
-                  "end": sorted(sys.modules), "iterations": len(items)}))
+                  "end": sorted(sys.modules), "iterations": len(items),
+                  "key_pattern": rules._key_pattern.cache_info().currsize}))
 """
 
 
@@ -133,6 +135,7 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     )
     seen = json.loads(done.stdout)
     assert seen["iterations"] == 1
+    assert seen["key_pattern"] == 0  # the keys' regular expression: the server's to compile
     for stage in ("import", "connect", "end"):
         loaded = [m for m in seen[stage] if m.startswith(SERVER_SIDE + HEAVY)]
         assert not loaded, f"after {stage}: {loaded}"
