@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from deardiary.projections.writes import Key, PriorState, Row, Writes, row_key
+from deardiary.projections.writes import JSON_COLUMNS, Key, PriorState, Row, Writes, row_key
 from deardiary.schemas.envelope import Envelope, LogPosition
 
 _EPOCH = datetime(1970, 1, 1)
@@ -172,7 +172,26 @@ class Draft:
             inserts=self.inserts,
             metric_points=points,
             stored={table: self._stored(table, rows) for table, rows in upserts.items()},
+            changed={table: self._changed(table, rows) for table, rows in upserts.items()},
         )
+
+    def _changed(self, table: str, rows: list[Row]) -> dict[Key, tuple[str, ...]]:
+        """For each row the fold read from the store, the columns it changed (Writes.changed):
+        JSON columns by their stored text, others by type and value (1 is not True)."""
+        held = self._prior.rows.get(table, {})
+        json_cols = JSON_COLUMNS.get(table, ())
+        out: dict[Key, tuple[str, ...]] = {}
+        for row in rows:
+            key = row_key(table, row)
+            before = held.get(key)
+            if before is None:
+                continue
+            out[key] = tuple(
+                c
+                for c in before.keys() | row.keys()
+                if not _same(before.get(c, _MISSING), row.get(c, _MISSING), c in json_cols)
+            )
+        return out
 
     def _stored(self, table: str, rows: list[Row]) -> dict[Key, bool]:
         """Whether the store holds each row's key, where the prior load said (Writes.stored)."""
@@ -187,6 +206,21 @@ class Draft:
             elif key in absent:
                 found[key] = False
         return found
+
+
+def _same(before: Any, after: Any, as_json: bool) -> bool:
+    """Whether a column's value is unchanged as the store keeps it."""
+    if before is _MISSING or after is _MISSING:
+        return before is after
+    if as_json:
+        if before is None or after is None:
+            return before is after
+        return bool(_json(before) == _json(after))
+    return type(before) is type(after) and before == after
+
+
+def _json(value: Any) -> bytes:
+    return msgspec.json.encode(value, order="sorted")
 
 
 def json_value(obj: Any) -> Any:

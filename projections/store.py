@@ -432,7 +432,13 @@ class DuckDBProjectionStore:
             ]
         return pa.Table.from_pylist(rows, schema=schema)
 
-    def _upsert(self, table: str, rows: list[Row], stored: dict[Key, bool]) -> None:
+    def _upsert(
+        self,
+        table: str,
+        rows: list[Row],
+        stored: dict[Key, bool],
+        changed: dict[Key, tuple[str, ...]],
+    ) -> None:
         """Rows replacing any under their keys, in as few statements as what the batch's
         prior load said of the keys allows (`Writes.stored`; a statement is ~0.5-1 ms here
         however small): a new row is inserted with no delete first, and a single held row
@@ -443,7 +449,8 @@ class DuckDBProjectionStore:
         marks = [stored.get(row_key(table, row)) for row in rows]  # held, new, or unknown
         held = [i for i, mark in enumerate(marks) if mark]
         if len(held) == 1 and not self._has_floats(table):
-            self._update_row(table, data.slice(held[0], 1))
+            columns = changed.get(row_key(table, rows[held[0]]))
+            self._update_row(table, data.slice(held[0], 1), columns)
             rest = [i for i in range(len(rows)) if i != held[0]]
             if not rest:
                 return
@@ -462,11 +469,17 @@ class DuckDBProjectionStore:
             for f in self._arrow_schema(table)
         )
 
-    def _update_row(self, table: str, data: pa.Table) -> None:
-        """Overwrite the one stored row under this one row's key with its values."""
+    def _update_row(self, table: str, data: pa.Table, changed: tuple[str, ...] | None) -> None:
+        """Overwrite the one stored row under this one row's key with its values: only the
+        `changed` columns where the fold said which (an UPDATE of 2 columns costs ~half one
+        of 21), none if it changed nothing."""
         keys = PRIMARY_KEYS[table]
         row = data.to_pylist()[0]
         columns = [c for c in data.column_names if c not in keys]
+        if changed is not None:
+            columns = [c for c in columns if c in changed]
+            if not columns:
+                return
         assignments = ", ".join(f'"{c}" = ?' for c in columns)
         where = " AND ".join(f'"{c}" = ?' for c in keys)
         self.conn.execute(
@@ -635,7 +648,9 @@ class DuckDBProjectionStore:
             conn.execute("BEGIN TRANSACTION")
             try:
                 for table, rows in writes.upserts.items():
-                    self._upsert(table, rows, writes.stored.get(table, {}))
+                    self._upsert(
+                        table, rows, writes.stored.get(table, {}), writes.changed.get(table, {})
+                    )
                 for table, rows in writes.inserts.items():
                     if rows:
                         self._insert(table, self._to_arrow(table, rows), replace=False)

@@ -102,6 +102,10 @@ class Writes:
     """Per upserted table, what the batch's prior load said of its rows' keys: True, the
     store holds a row under the key (it is replaced); False, it holds none (the row is
     inserted, with no delete first). Keys not here are replaced as if held."""
+    changed: dict[str, dict[Key, tuple[str, ...]]] = field(default_factory=dict)
+    """Per upserted table, for a held row the fold read (its prior row), the columns whose
+    values differ from that row's (JSON columns compared by their stored text): the store
+    may write just those. Keys not here may differ in any column."""
 
     @property
     def num_points(self) -> int:

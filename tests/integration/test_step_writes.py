@@ -28,6 +28,7 @@ from deardiary.schemas.events import (
     IterationEnded,
     IterationStarted,
     IterationStatus,
+    MetadataSet,
     ParamsLogged,
     TagsSet,
 )
@@ -85,6 +86,10 @@ def _groups() -> list[list[Any]]:
         [TagsSet(entity=EntityKind.EXPERIMENT, entity_id=first.experiment_id, tags={"c": "3"})],
         [metrics("it-404", [("loss", 1.0, 0)]), ParamsLogged(iteration_id="it-404", params={})],
         [TagsSet(entity=EntityKind.EXPERIMENT, entity_id=first.experiment_id, tags={"d": "4"})],
+        [MetadataSet(entity=EntityKind.ITERATION, entity_id="it-1", metadata={"x": 1})],
+        [MetadataSet(entity=EntityKind.ITERATION, entity_id="it-1", metadata={"x": 1.0})],
+        [MetadataSet(entity=EntityKind.ITERATION, entity_id="it-1", metadata={"x": 1.0})],
+        [MetadataSet(entity=EntityKind.ITERATION, entity_id="it-1", metadata={"x": True})],
     ]
 
 
@@ -127,6 +132,7 @@ def test_batches_of_every_shape_store_what_one_batch_stores(tmp_path: Path) -> N
     assert tags["it-0"] == '{"t":"w0"}' and tags[f"it-{MANY - 1}"] == f'{{"t":"w{MANY - 1}"}}'
     assert [r[4] for r in stepped["projects"]] == ['{"a":"1","b":"2"}']  # tags
     assert [r[6] for r in stepped["experiments"]] == ['{"c":"3","d":"4"}']
+    assert {r[0]: r[10] for r in stepped["iterations"]}["it-1"] == '{"x":true}'  # metadata
 
 
 def test_a_held_float_row_keeps_negative_zero(tmp_path: Path) -> None:
@@ -297,3 +303,23 @@ def test_folds_write_a_child_only_under_a_stored_parent(batch: list[Any], size: 
                 assert orphans == [(0,)], child
         finally:
             store.close()
+
+
+def test_the_writes_name_the_columns_a_fold_changed() -> None:
+    """JSON columns by their stored text (1 and 1.0 differ), the rest by type and value."""
+    held = {"iteration_id": "i", "name": "n", "archived": False, "metadata": {"x": 1}}
+    draft = Draft(PriorState(rows={"iterations": {"i": held}}))
+    for metadata, archived, want in (
+        ({"x": 1}, False, ()),
+        ({"x": 1.0}, False, ("metadata",)),
+        ({"x": 1}, 0, ("archived",)),
+    ):
+        draft.put("iterations", dict(held, metadata=metadata, archived=archived))
+        changed = draft.writes({}, []).changed["iterations"]["i"]
+        assert sorted(changed) == list(want)
+    draft.put("iterations", {"iteration_id": "i", "name": "m"})  # fields left out: NULL
+    assert sorted(draft.writes({}, []).changed["iterations"]["i"]) == [
+        "archived",
+        "metadata",
+        "name",
+    ]
