@@ -200,19 +200,25 @@ def _append(log: SqliteEventLog, events: list[Event]) -> None:
     log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
 
 
-def build_series(data: Path, points: int) -> str:
+def _one_iteration_log(data: Path, experiment: str, iteration: str) -> SqliteEventLog:
+    """A new log of project "bench" holding `experiment` with `iteration` started in it."""
     log = SqliteEventLog(str(data / "log.db"))
     pid = ids.project_id("bench")
-    eid = ids.experiment_id(pid, "series")
-    it = "series-1"
+    eid = ids.experiment_id(pid, experiment)
     _append(
         log,
         [
             ProjectCreated(project_id=pid, name="bench"),
-            ExperimentCreated(experiment_id=eid, project_id=pid, name="series"),
-            IterationStarted(iteration_id=it, experiment_id=eid, project_id=pid),
+            ExperimentCreated(experiment_id=eid, project_id=pid, name=experiment),
+            IterationStarted(iteration_id=iteration, experiment_id=eid, project_id=pid),
         ],
     )
+    return log
+
+
+def build_series(data: Path, points: int) -> str:
+    it = "series-1"
+    log = _one_iteration_log(data, "series", it)
     chunk = 50_000
     for start in range(0, points, chunk):
         n = min(chunk, points - start)
@@ -244,18 +250,8 @@ def disk_noisy(work: Path, points: int) -> dict[str, Any]:
     import numpy as np
 
     data = work / "disk-noisy"
-    log = SqliteEventLog(str(data / "log.db"))
-    pid = ids.project_id("bench")
-    eid = ids.experiment_id(pid, "disk")
     it = "disk-1"
-    _append(
-        log,
-        [
-            ProjectCreated(project_id=pid, name="bench"),
-            ExperimentCreated(experiment_id=eid, project_id=pid, name="disk"),
-            IterationStarted(iteration_id=it, experiment_id=eid, project_id=pid),
-        ],
-    )
+    log = _one_iteration_log(data, "disk", it)
     rng = np.random.default_rng(20261126)
     keys = ["loss", "acc", "lr", "grad_norm", "val_loss"]
     steps = points // len(keys)
