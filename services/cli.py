@@ -48,13 +48,15 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from deardiary.services.status import folder_status, render_status
+    from deardiary.services.status import disk_usage, folder_status, render_disk, render_status
 
     found, source = folder_status(Path(args.data))
+    disk = disk_usage(Path(args.data))
     if args.format == "json":
-        print(msgspec.json.encode(found).decode())
+        fields = msgspec.to_builtins(found)
+        print(msgspec.json.encode({**fields, "disk": disk}).decode())
     else:
-        sys.stdout.write(render_status(found, source))
+        sys.stdout.write(render_status(found, source) + render_disk(disk))
     return 0 if found.ready else 1
 
 

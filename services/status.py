@@ -275,6 +275,64 @@ def folder_status(data: Path, timeout: float = 10.0) -> tuple[Readiness, str]:
                 log.close()
 
 
+class DiskPart(msgspec.Struct, frozen=True):
+    """One part of a data folder and the bytes it takes."""
+
+    name: str
+    bytes: int
+    moved_aside: bool = False
+
+
+def disk_usage(data: Path) -> list[DiskPart]:
+    """What a data folder holds on disk: the log (the source of truth), the projections
+    (a cache of it), the artifacts, and each projections folder moved aside (damaged, or
+    of an older format). Moved-aside folders are never deleted by us: they are kept for
+    inspection and may be deleted by hand once the rebuild that replaced them is done,
+    which is why status lists them -- a format change doubles the projections' size."""
+    root = Path(data)
+    parts = [
+        DiskPart("log", sum(_size(p) for p in root.glob("log.db*"))),
+        DiskPart("projections", _size(root / "projections")),
+        DiskPart("artifacts", _size(root / "artifacts")),
+    ]
+    for moved in sorted(root.glob("projections.*")):
+        if moved.is_dir():
+            parts.append(DiskPart(moved.name, _size(moved), moved_aside=True))
+    return parts
+
+
+def _size(path: Path) -> int:
+    """Bytes under `path` (a file or a folder); files vanishing meanwhile count 0."""
+    files = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+    total = 0
+    for f in files:
+        try:
+            total += f.stat().st_size if f.is_file() else 0
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def render_disk(parts: list[DiskPart]) -> str:
+    main = ", ".join(f"{p.name} {_human(p.bytes)}" for p in parts if not p.moved_aside)
+    lines = [f"{'disk:':<15}{main}\n"]
+    for p in (p for p in parts if p.moved_aside):
+        lines.append(
+            f"{'moved aside:':<15}{p.name} {_human(p.bytes)} (kept for inspection; safe to"
+            " delete once the rebuild is done)\n"
+        )
+    return "".join(lines)
+
+
 def render_status(found: Readiness, source: str) -> str:
     lines = [
         ("state", f"{found.state} ({'ready' if found.ready else 'not ready'})"),

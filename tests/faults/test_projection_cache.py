@@ -10,6 +10,7 @@ A replay killed midway leaves no folder behind, and the next one succeeds.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -157,6 +158,11 @@ def test_serve_rebuilds_damaged_projections(
         assert points == 3 * 6 * 100
         code, out = _status(capsys, data)
         assert code == 0 and "the server at" in out, out
+        # the damaged copy is listed with its size: kept by us, the user's to delete
+        size = sum(f.stat().st_size for f in moved.rglob("*") if f.is_file())
+        assert size > 0
+        line = next(x for x in out.splitlines() if x.startswith("moved aside:"))
+        assert moved.name in line and "safe to delete" in line, out
         assert server.stop() == 0
     log = server.stderr()
     assert "WARNING" in log and "damaged" in log and str(moved) in log, log
@@ -170,6 +176,12 @@ def test_status_exit_codes_without_a_server(
     data = _copy(base, tmp_path)
     code, out = _status(capsys, data, "--format", "json")
     assert code == 0 and '"lag_events":0' in out and '"state":"stopped"' in out, out
+    disk = {p["name"]: p for p in json.loads(out)["disk"]}
+    assert disk["log"]["bytes"] == (data / "log.db").stat().st_size + sum(
+        f.stat().st_size for f in data.glob("log.db-*")
+    )
+    assert disk["projections"]["bytes"] > 0 and not disk["projections"]["moved_aside"]
+    assert "artifacts" in disk and not [p for p in disk.values() if p["moved_aside"]]
     log = SqliteEventLog(str(data / "log.db"))
     try:
         log.append(records([metric_batch("it-0", 10_000, 10)]))
