@@ -23,23 +23,38 @@ _LAST_JSON = """CASE
                   WHEN isfinite(m.last) THEN to_json(m.last)
                   WHEN isnan(m.last) THEN to_json('NaN')
                   WHEN m.last > 0 THEN to_json('Infinity') ELSE to_json('-Infinity') END"""
-_SELECT = f"""
-SELECT i.*,
+
+
+def _rows(page: str) -> str:
+    """Iteration rows as reads show them, for the iterations `page` selects: a query over
+    `iterations i` keeping its columns plus `_pos`, their order. The params and latest
+    metrics are grouped for the page's rows only; as correlated subqueries per row,
+    DuckDB scanned and grouped the whole params and last_metrics tables for each read
+    (one row of 10,000 iterations: ~44 -> ~29 ms of CPU, single-threaded). Parameters:
+    the page's, then the heartbeat bound (LOST before it) and now."""
+    return f"""
+WITH page AS ({page}),
+p AS (SELECT p.iteration_id, json_group_object(
+          CASE WHEN p.section = '' THEN p.key ELSE p.section || '/' || p.key END,
+          p.value) AS params
+      FROM params p SEMI JOIN page USING (iteration_id) GROUP BY p.iteration_id),
+ms AS (SELECT m.iteration_id, m."group", json_group_object(m.key, {_LAST_JSON}) AS series
+       FROM last_metrics m SEMI JOIN page USING (iteration_id)
+       GROUP BY m.iteration_id, m."group"),
+g AS (SELECT iteration_id, json_group_object("group", series) AS group_metrics
+      FROM ms WHERE "group" != '' GROUP BY iteration_id)
+SELECT i.* EXCLUDE (_pos),
     CASE WHEN i.status = 'RUNNING' AND i.last_heartbeat < ? THEN 'LOST' ELSE i.status END
         AS display_status,
     epoch(coalesce(i.end_date, ?) - i.created_at) AS duration_s,
-    coalesce((SELECT json_group_object(
-                  CASE WHEN p.section = '' THEN p.key ELSE p.section || '/' || p.key END,
-                  p.value) FROM params p
-              WHERE p.iteration_id = i.iteration_id), '{{}}') AS params,
-    coalesce((SELECT json_group_object(m.key, {_LAST_JSON})
-              FROM last_metrics m WHERE m.iteration_id = i.iteration_id AND m."group" = ''),
-             '{{}}') AS metrics,
-    coalesce((SELECT json_group_object(g."group", g.series) FROM (
-                  SELECT m."group", json_group_object(m.key, {_LAST_JSON}) AS series
-                  FROM last_metrics m WHERE m.iteration_id = i.iteration_id AND m."group" != ''
-                  GROUP BY m."group") g), '{{}}') AS group_metrics
-FROM iterations i
+    coalesce(p.params, '{{}}') AS params,
+    coalesce(m.series, '{{}}') AS metrics,
+    coalesce(g.group_metrics, '{{}}') AS group_metrics
+FROM page i
+LEFT JOIN p USING (iteration_id)
+LEFT JOIN ms m ON m.iteration_id = i.iteration_id AND m."group" = ''
+LEFT JOIN g USING (iteration_id)
+ORDER BY i._pos
 """
 
 
@@ -77,9 +92,12 @@ def search_iterations(
     where_sql = " AND ".join(where)
     total = conn.execute(f"SELECT count(*) FROM iterations i WHERE {where_sql}", params).fetchall()
     order = compile_order_by(order_by or "created_at DESC", lost_before)
+    page = (
+        f"SELECT i.*, row_number() OVER (ORDER BY {order.sql}) AS _pos FROM iterations i"
+        f" WHERE {where_sql} QUALIFY _pos > {int(offset)} AND _pos <= {int(offset) + int(limit)}"
+    )
     items = conn.sql(
-        f"{_SELECT} WHERE {where_sql} ORDER BY {order.sql} LIMIT {int(limit)} OFFSET {int(offset)}",
-        params=[lost_before, now, *params, *order.params],
+        _rows(page), params=[*order.params, *params, lost_before, now]
     ).to_arrow_table()
     return Page(items, int(total[0][0]), limit, offset)
 
@@ -87,10 +105,11 @@ def search_iterations(
 def get_iteration(
     conn: duckdb.DuckDBPyConnection, iteration_id: str, *, now: datetime, lost_before: datetime
 ) -> pa.Table:
-    row = conn.sql(
-        f"{_SELECT} WHERE i.iteration_id = ? AND {visible('iterations', 'i')}",
-        params=[lost_before, now, iteration_id],
-    ).to_arrow_table()
+    page = (
+        "SELECT i.*, 0 AS _pos FROM iterations i"
+        f" WHERE i.iteration_id = ? AND {visible('iterations', 'i')}"
+    )
+    row = conn.sql(_rows(page), params=[iteration_id, lost_before, now]).to_arrow_table()
     if row.num_rows == 0:
         raise NotFound(f"iteration {iteration_id!r} not found")
     return row
