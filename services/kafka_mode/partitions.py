@@ -168,14 +168,6 @@ class ExportingStore(DuckDBProjectionStore):
         self._compacting = False
         _create_state_file(Path(directory))
         super().__init__(directory, **kwargs)
-        # A batch of more than a row group's points (a backlog read at once) is written
-        # straight into the file while it applies, as DuckDB does by default; the next
-        # checkpoint rewrites its part-filled last row group and the blocks it leaves are
-        # free but stay in the file (~3 MB of the benchmark's ~12, 1M points). Kept in
-        # memory and the WAL instead, the points are compressed once, at the checkpoint
-        # (the file truncates what compaction frees; checkpoints are rare, see the store):
-        # ~10% less CPU per batch, ~30% more at the checkpoint, a smaller file.
-        self.conn.execute("SET enable_optimistic_write = false")
         first = self.conn.execute('SELECT min("offset") FROM metric_points_hot_data').fetchall()
         self.hot_below = (
             int(first[0][0]) if first[0][0] is not None else self.next_offsets().get(partition, 0)

@@ -149,3 +149,23 @@ def test_a_burst_is_compacted_when_the_projector_is_idle(tmp_path: Path) -> None
         follower.join()
         assert store.store.hot_points() == 0 and len(store.store.segment_paths()) == 1
     assert _counts(tmp_path) == (150, 150, 0, 149)
+
+
+def test_a_big_batch_leaves_no_free_blocks_in_the_state_file(tmp_path: Path) -> None:
+    """A catch-up folds batches of more than a row group's points (122,880): DuckDB would
+    write them into the file as they apply, and once compaction moved the points into a
+    segment their blocks stay in the file, free, forever."""
+    _fill(tmp_path, batches=3, points=150_000)
+    with EmbeddedStore(tmp_path) as store:
+        store.catch_up()
+        store.store.compact()
+    state = tmp_path / "projections" / "state.duckdb"
+    conn = duckdb.connect(str(state), read_only=True)
+    try:
+        free, total = conn.execute(
+            "SELECT free_blocks, total_blocks FROM pragma_database_size()"
+        ).fetchall()[0]
+    finally:
+        conn.close()
+    assert free <= 2, (free, total)
+    assert _counts(tmp_path)[0] == 450_000
