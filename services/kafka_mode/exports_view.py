@@ -50,6 +50,7 @@ from deardiary.services.kafka_mode.partitions import (
     HOT,
     MANIFEST,
     Manifest,
+    entry_points,
     partition_dir,
     quote,
     read_manifest,
@@ -348,9 +349,7 @@ class ExportsView:
             entries={e["name"] for e in manifest["chain"]},
             segments=[fetch(p, manifest, s) for s in manifest["segments"]],
             tiles=[fetch(p, manifest, t) for t in manifest["tiles"]],
-            hot=[
-                fetch(p, manifest, e["files"][HOT]) for e in manifest["chain"] if HOT in e["files"]
-            ],
+            hot=[fetch(p, manifest, f) for e in manifest["chain"] for f, _ in entry_points(e)],
             files=(list(manifest["segments"]), int(manifest["hot_below"])),
         )
 

@@ -30,7 +30,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from deardiary.schemas.errors import InvalidArgument, Unavailable
-from deardiary.services.kafka_mode.partitions import EXPORT_VERSION, GRACE_S, MANIFEST, Manifest
+from deardiary.services.kafka_mode.partitions import (
+    GRACE_S,
+    MANIFEST,
+    READ_VERSIONS,
+    Manifest,
+    referenced_files,
+)
 
 _log = logging.getLogger("deardiary.exports")
 LIST_EVERY_S = 5.0  # how often a reader looks for partitions it has not seen
@@ -64,11 +70,6 @@ class Bucket:
 
     def manifest_key(self, partition: int) -> str:
         return f"{self.prefix}p{partition}/{MANIFEST}"
-
-
-def _referenced(manifest: Manifest) -> list[str]:
-    files = [f for entry in manifest["chain"] for f in entry["files"].values()]
-    return files + list(manifest["segments"]) + list(manifest["tiles"])
 
 
 class S3Upload:
@@ -149,7 +150,7 @@ class S3Upload:
         bucket, store = self.bucket, str(manifest["store_id"])
         known = self._known(partition, store)
         named = set()
-        for path in _referenced(manifest):
+        for path in referenced_files(manifest):
             key = bucket.key(partition, store, path)
             named.add(key)
             if key not in known:
@@ -241,7 +242,7 @@ class S3Source:
                 manifest = json.loads(got["Body"].read())
             except ValueError:
                 continue
-            if manifest.get("version") != EXPORT_VERSION:
+            if manifest.get("version") not in READ_VERSIONS:
                 continue
             self._seen[p] = (str(got.get("ETag", "")), manifest)
             found[p] = manifest

@@ -9,6 +9,11 @@ what changed over a range of offsets [from, to):
 * rows of the appended relations (events, logs, conflicts, parked_events) and the metric
   points not compacted yet, by offset: everything at or after `from`.
 
+A merged entry does not rewrite the points: it names the files of points its entries
+held (`points`: [path, end offset] pairs, in offset order), which stay where they were
+written until they are all below `hot_below`; re-encoding them at every level of the
+merge cost about as much CPU as writing them the first time.
+
 The manifest lists the chain (oldest first), the partition's metric segments and their
 tiles (immutable Parquet files written by the store's compaction), and `hot_below`: the
 points below that offset are in the segments, those at or after it in the chain. A reader
@@ -67,7 +72,12 @@ from deardiary.services.rebuild import fsync_dir, move_aside
 
 _log = logging.getLogger("deardiary.exports")
 
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
+"""Of the manifests this release writes. 3: merged entries name their points' files
+(`points`) instead of holding a copy; a reader of version 2 would miss those points, so
+it sees no manifest at all. Manifests of version 2 (whose entries all hold their own
+points) are read as before."""
+READ_VERSIONS = frozenset({2, EXPORT_VERSION})
 UPSERTED: tuple[str, ...] = tuple(PRIMARY_KEYS)
 APPENDED: tuple[str, ...] = ("events", "logs", "conflicts", "parked_events")
 HOT = "metric_points_hot"
@@ -101,8 +111,23 @@ WHY_REPLACED = "replaced-as"
 """In a store folder rebuilt beside: damaged or outdated, the name it is moved aside as."""
 
 Entry = dict[str, Any]
-"""{"name", "from", "to", "level", "files": {relation: path relative to the partition}}."""
+"""{"name", "from", "to", "level", "files": {relation: path relative to the partition},
+and in a merged entry "points": [[path of a points file, the offset it ends before]]}."""
 Manifest = dict[str, Any]
+
+
+def entry_points(entry: Entry) -> list[tuple[str, int]]:
+    """The files of hot points `entry` stands for, each with the offset its points end
+    before: those its merged entries held, then its own."""
+    found = [(str(path), int(to)) for path, to in entry.get("points", ())]
+    if HOT in entry["files"]:
+        found.append((str(entry["files"][HOT]), int(entry["to"])))
+    return found
+
+
+def entry_files(entry: Entry) -> list[str]:
+    """Every file an entry names, relative to its partition's folder."""
+    return [*entry["files"].values(), *(path for path, _ in entry.get("points", ()))]
 
 
 def partition_dir(data: Path, partition: int) -> Path:
@@ -250,6 +275,7 @@ class PartitionStore:
         self._due: float | None = None  # a throttled publish wanted to happen by then
         self._dirty = True
         self._merger: ThreadPoolExecutor | None = None
+        self._merge_conn: duckdb.DuckDBPyConnection | None = None  # the merger thread's
         self._merging: tuple[list[str], Future[Entry]] | None = None
         self._dropped: dict[str, float] = {}  # entry folder -> when it left the chain
         self._lock = threading.Lock()  # publish and close
@@ -299,7 +325,7 @@ class PartitionStore:
     def _readable(self, manifest: Manifest) -> bool:
         """Whether every file `manifest` names is there (a store lost with its segments
         leaves a manifest nobody can read: no reason to keep it)."""
-        return all((self.root / path).is_file() for path in _referenced(manifest))
+        return all((self.root / path).is_file() for path in referenced_files(manifest))
 
     def _note_old_folders(self, manifest: Manifest | None) -> None:
         """Store folders other than this store's that `manifest` (the one readers have)
@@ -366,6 +392,7 @@ class PartitionStore:
             elif end > self._published_to or store.changed or store.appended:
                 self.chain.append(self._write_entry(self._published_to, end))
             store.changed, store.appended = {}, set()
+            self._forget_compacted(store.hot_below)
             self._published_to = end
             manifest = self.manifest(now)
             _atomic_write(self.root / MANIFEST, json.dumps(manifest))
@@ -375,6 +402,14 @@ class PartitionStore:
             self._schedule_merge()
             self._prune(now)
             return True
+
+    def _forget_compacted(self, hot_below: int) -> None:
+        """Merged entries stop naming files of points now all in segments (their folders
+        are then removed GRACE_S later, as entries merged away are)."""
+        for entry in self.chain:
+            held = entry.get("points")
+            if held and any(to <= hot_below for _, to in held):
+                entry["points"] = [pt for pt in held if pt[1] > hot_below]  # a new list
 
     def manifest(self, now: float) -> Manifest:
         segments = [p.name for p in self.store.segment_paths()]
@@ -458,8 +493,16 @@ class PartitionStore:
         if self._merger is None:
             self._merger = ThreadPoolExecutor(1, thread_name_prefix=f"merge-p{self.partition}")
         entries = [dict(e) for e in run]
-        future = self._merger.submit(merge_entries, self.root, entries, self.store.hot_below)
+        future = self._merger.submit(self._merge, entries, self.store.hot_below)
         self._merging = ([e["name"] for e in entries], future)
+
+    def _merge(self, entries: list[Entry], hot_below: int) -> Entry:
+        """On the merger thread, with a DuckDB connection kept for every merge (making one
+        cost ~25 ms of CPU, most of a merge of a few changed rows)."""
+        if self._merge_conn is None:
+            self._merge_conn = duckdb.connect()
+            self._merge_conn.execute("SET threads = 1")  # a chore: leave the cores to folding
+        return merge_entries(self.root, entries, hot_below, self._merge_conn)
 
     def _take_merge(self) -> bool:
         """Swap a finished merge into the chain (if its entries are still there)."""
@@ -488,6 +531,8 @@ class PartitionStore:
         """Remove entry folders that left the chain more than GRACE_S ago (and leftovers
         of a crash: folders in no chain, not being written)."""
         live = {e["name"] for e in self.chain}
+        for entry in self.chain:  # a merged entry's points stay in the entries they came in
+            live.update(path.split("/")[1] for path, _ in entry.get("points", ()))
         if self._merging is not None:
             live.update(self._merging[0])
         for folder in self.exports.iterdir():
@@ -509,6 +554,8 @@ class PartitionStore:
         self._closing = True
         if self._merger is not None:
             self._merger.shutdown(wait=True, cancel_futures=True)
+        if self._merge_conn is not None:
+            self._merge_conn.close()
         self._dirty = True
         self.publish()
         self.store.close()
@@ -555,19 +602,28 @@ def _mergeable(chain: list[Entry]) -> list[Entry] | None:
     return None
 
 
-def merge_entries(root: Path, entries: list[Entry], hot_below: int) -> Entry:
+def merge_entries(
+    root: Path,
+    entries: list[Entry],
+    hot_below: int,
+    conn: duckdb.DuckDBPyConnection | None = None,
+) -> Entry:
     """One entry equal to `entries` applied in order: the last version of each upserted
-    row, every appended row, the points not in segments yet."""
+    row, every appended row, and the names of their files of points not all in segments
+    yet (never a copy of them). Runs on `conn` (an in-memory DuckDB), else on its own."""
     first, last = entries[0], entries[-1]
     name = f"e{last['to']:012d}-{time.time_ns()}"
     exports = root / "export"
     tmp = exports / f".{name}.tmp"
     tmp.mkdir()
     files: dict[str, str] = {}
-    conn = duckdb.connect()
-    try:
+    points = [[path, to] for e in entries for path, to in entry_points(e) if to > hot_below]
+    own = conn is None
+    if conn is None:
+        conn = duckdb.connect()
         conn.execute("SET threads = 1")  # a background chore: leave the cores to folding
-        for table in EXPORTED:
+    try:
+        for table in (*UPSERTED, *APPENDED):  # points are named, not copied (`points`)
             parts = [
                 (i, root / e["files"][table]) for i, e in enumerate(entries) if table in e["files"]
             ]
@@ -582,8 +638,6 @@ def merge_entries(root: Path, entries: list[Entry], hot_below: int) -> Entry:
                     f"SELECT * EXCLUDE (_entry) FROM ({union}) QUALIFY row_number() OVER"
                     f" (PARTITION BY {key_columns(table)} ORDER BY _entry DESC) = 1"
                 )
-            elif table == HOT:
-                query = f'SELECT * FROM read_parquet({listed}) WHERE "offset" >= {hot_below}'
             else:
                 query = f"SELECT * FROM read_parquet({listed})"
             path = tmp / f"{table}.parquet"
@@ -592,17 +646,19 @@ def merge_entries(root: Path, entries: list[Entry], hot_below: int) -> Entry:
             else:
                 path.unlink()
     finally:
-        conn.close()
+        if own:
+            conn.close()
     for f in tmp.iterdir():
         _fsync(f)
     os.replace(tmp, exports / name)
     level = int(first["level"]) + 1
-    return {"name": name, "from": first["from"], "to": last["to"], "level": level, "files": files}
+    merged: Entry = {"name": name, "from": first["from"], "to": last["to"], "level": level}
+    return {**merged, "files": files, "points": points}
 
 
-def _referenced(manifest: Manifest) -> list[str]:
+def referenced_files(manifest: Manifest) -> list[str]:
     """The files a manifest names, relative to its partition's folder."""
-    files = [f for entry in manifest["chain"] for f in entry["files"].values()]
+    files = [f for entry in manifest["chain"] for f in entry_files(entry)]
     return files + list(manifest["segments"]) + list(manifest["tiles"])
 
 
@@ -617,8 +673,8 @@ def read_manifest(path: Path) -> Manifest | None:
         found = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # none yet, or being replaced right now: the next look sees it
-    if not isinstance(found, dict) or found.get("version") != EXPORT_VERSION:
-        return None  # written by an older release: the store publishes a base
+    if not isinstance(found, dict) or found.get("version") not in READ_VERSIONS:
+        return None  # written by an older (or newer) release: the store publishes a base
     return found
 
 

@@ -6,6 +6,7 @@ stopped uncleanly or was rebuilt, and two query services answering alike."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -562,3 +563,97 @@ def test_an_entry_a_stop_cut_short_is_removed_when_the_store_opens(tmp_path: Pat
     part = PartitionStore(tmp_path, 0)
     assert sorted(p.name for p in exports.iterdir()) == entries  # the chain's stay
     part.close()
+
+
+def _merge_all(part: PartitionStore) -> None:
+    deadline = time.monotonic() + 10
+    while part._merging is not None and time.monotonic() < deadline:
+        part._merging[1].result()
+        part.publish()  # swaps the merged entry in
+
+
+def test_a_merge_names_the_points_files_and_copies_none_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merging the chain rewrote every hot point at each level (about as much CPU as
+    writing it the first time); a merged entry now names the files of points its entries
+    held, which stay in their entries' folders (kept, though those entries left the chain)
+    until compaction moves their points into segments; then the manifest stops naming them
+    and their folders go. Readers count every point once throughout."""
+    monkeypatch.setattr(partitions, "FANOUT", 2)
+    monkeypatch.setattr(partitions, "GRACE_S", 0.0)
+    view = ExportsView(tmp_path, follow=False)
+    part = PartitionStore(tmp_path, 0)
+    log = records(sweep_start(iteration="it"))
+    part.apply(log)
+    offset, points = len(log), 0
+    for n in range(9):
+        batch = [("loss", float(n), n * 10 + s) for s in range(10)]
+        part.apply(records([metrics("it", batch)], start=offset))
+        offset, points = offset + 1, points + len(batch)
+        part.publish()
+        _merge_all(part)
+        view.refresh()
+        assert _count(view, "SELECT count(*) FROM metrics") == points
+    merged = [e for e in part.chain if e["level"] >= 1]
+    assert merged and max(e["level"] for e in merged) >= 2, part.chain
+    for entry in merged:
+        assert "metric_points_hot" not in entry["files"]
+        assert not (part.exports / entry["name"] / "metric_points_hot.parquet").exists()
+        assert entry["points"] and all((part.root / f).is_file() for f, _ in entry["points"])
+    named = [f for e in part.chain for f, _ in partitions.entry_points(e)]
+    assert len(named) == len(set(named)) == 9  # every batch's own file, once
+    fresh = ExportsView(tmp_path, follow=False)
+    assert _count(fresh, "SELECT count(*) FROM metrics") == points
+    assert _count(fresh, "SELECT count(DISTINCT step) FROM metrics") == points
+    fresh.close()
+    part.store.compact()  # every point into a segment
+    part.apply(records([metrics("it", [("loss", 1.0, 1000)])], start=offset))
+    offset, points = offset + 1, points + 1
+    part.publish()
+    _merge_all(part)
+    below = part.store.hot_below
+    assert below == offset - 1  # the last point is the only hot one
+    assert [to for e in part.chain for _, to in e.get("points", ())] == [offset], part.chain
+    part.apply(records([metrics("it", [("loss", 2.0, 1001)])], start=offset))
+    offset, points = offset + 1, points + 1
+    part.publish()  # removes the folders nothing names any more (no grace here)
+    _merge_all(part)
+    named_folders = {f.split("/")[1] for e in part.chain for f, _ in partitions.entry_points(e)}
+    live = {e["name"] for e in part.chain} | named_folders
+    left = {p.name for p in part.exports.iterdir() if not p.name.startswith(".")}
+    assert left == live, (left, part.chain)
+    assert len(left) <= 4  # not the eleven entries' folders
+    view.refresh()
+    assert _count(view, "SELECT count(*) FROM metrics") == points
+    view.close()
+    part.close()
+
+
+def test_a_chain_of_the_previous_export_version_reads_and_goes_on(tmp_path: Path) -> None:
+    """Version 2 manifests (an older release's worker: no merged entry names points) are
+    read by the view, and a store reopened on one goes on with its chain (no base)."""
+    part = PartitionStore(tmp_path, 0)
+    log = records(sweep_start(iteration="it"))
+    part.apply(log)
+    offset = len(log)
+    for n in range(3):
+        part.apply(records([metrics("it", [("loss", float(n), n)])], start=offset))
+        offset += 1
+        part.publish()
+    part.close()
+    manifest_path = part.root / partitions.MANIFEST
+    old = {**json.loads(manifest_path.read_text()), "version": 2}
+    manifest_path.write_text(json.dumps(old))
+    view = ExportsView(tmp_path, follow=False)
+    assert _count(view, "SELECT count(*) FROM metrics") == 3
+    again = PartitionStore(tmp_path, 0)
+    assert again.chain == old["chain"]  # a clean stop: no base entry
+    again.apply(records([metrics("it", [("loss", 9.0, 9)])], start=offset))
+    again.publish()
+    assert json.loads(manifest_path.read_text())["version"] == partitions.EXPORT_VERSION
+    assert [e["level"] for e in again.chain] == [0, 0, 0, 0]
+    view.refresh()
+    assert _count(view, "SELECT count(*) FROM metrics") == 4
+    view.close()
+    again.close()
