@@ -96,6 +96,11 @@ each small request of a run (a tag, a status, an SDK heartbeat) reads and replac
 iteration's row: a query for them cost ~1.2-2.7 ms a batch. Iterations are the fewest
 (a row holds the environment snapshot, a few KB): the runs being written to. Rows handed
 out are the fold's to copy (Draft.get copies), never to change."""
+COMPLETE_TABLES = ("projects", "experiments", "iterations")
+"""Tables whose every key the store keeps in memory while they hold at most
+KNOWN_KEYS_LIMIT rows: a key not among them is not stored, so the batch that creates a
+row (each trial of a sweep starts a new iteration) looks nothing up for it, and the
+gateway's checks of a new entity ask no query (`certainly_absent`)."""
 HOT_VALUE_COLUMNS = ("step", "value", "recorded_at", "client_time", "partition", "offset", "seq")
 PROJECTION_FORMAT = 7
 """What the tables hold and how the folds fill them. Bump it with any change of schema.sql
@@ -218,6 +223,10 @@ class DuckDBProjectionStore:
         # only `apply` changes these tables, so a batch of points finds its series'
         # summaries here instead of in a query. Bounded: cleared when full.
         self._cached: dict[str, dict[Key, Row]] = {t: {} for t in CACHED_TABLES}
+        # Every key of COMPLETE_TABLES that is stored or being written (a superset of the
+        # committed ones: a key is added before its batch commits); None for a table with
+        # more rows than KNOWN_KEYS_LIMIT, whose keys are looked up as before.
+        self._every_key: dict[str, set[Key] | None] = {}
         self._write_lock = threading.RLock()
         self._reader_lock = threading.Lock()
         try:
@@ -258,6 +267,8 @@ class DuckDBProjectionStore:
         check_files(registered, self.segments_dir, self.tiles_dir)
         self._refresh_metrics_view()
         self.next_offsets()  # cached from here on: waiting readers never touch self.conn
+        for table in COMPLETE_TABLES:
+            self._every_key[table] = self._all_keys(table)
         self._hot = int(self._scalar("SELECT count(*) FROM metric_points_hot_data"))
 
     def _check_format(self) -> None:
@@ -280,6 +291,38 @@ class DuckDBProjectionStore:
                 f"they were written in projection format {version}; this release reads"
                 f" format {PROJECTION_FORMAT}",
             )
+
+    def _all_keys(self, table: str) -> set[Key] | None:
+        """Every stored key of `table`, or None when it has more than KNOWN_KEYS_LIMIT."""
+        cols = ", ".join(f'"{c}"' for c in PRIMARY_KEYS[table])
+        found = self.conn.execute(
+            f"SELECT {cols} FROM {table} LIMIT {KNOWN_KEYS_LIMIT + 1}"
+        ).fetchall()
+        if len(found) > KNOWN_KEYS_LIMIT:
+            return None
+        return {str(r[0]) if len(r) == 1 else tuple(str(v) for v in r) for r in found}
+
+    def certainly_absent(self, table: str, key: Key) -> bool:
+        """True when no row of `table` is stored under `key` (a table of COMPLETE_TABLES
+        whose keys the store holds); False when it may be. Any thread may ask: a key is
+        known before the batch that writes it commits."""
+        every = self._every_key.get(table)
+        return every is not None and key not in every
+
+    def _maybe_stored(self, table: str, keys: set[Key]) -> set[Key]:
+        """`keys` without those certainly not stored (`certainly_absent`)."""
+        every = self._every_key.get(table)
+        return keys if every is None or not keys else keys & every
+
+    def _note_keys(self, table: str, rows: list[Row]) -> None:
+        """Keys being written to a table of COMPLETE_TABLES (called before the commit)."""
+        every = self._every_key.get(table)
+        if every is None:
+            return
+        if len(every) + len(rows) > KNOWN_KEYS_LIMIT:
+            self._every_key[table] = None  # too many to keep: looked up from here on
+            return
+        every.update(row_key(table, row) for row in rows)
 
     # -- reading state -----------------------------------------------------
     def _scalar(self, sql: str, params: list[Any] | None = None) -> Any:
@@ -317,18 +360,18 @@ class DuckDBProjectionStore:
             keys = lookups.keys.get(table, set()) - orphans
             cached = self._cached.get(table)
             if cached is None:
-                prior.rows[table] = self._rows_by_key(table, keys)
+                prior.rows[table] = self._rows_by_key(table, self._maybe_stored(table, keys))
             else:
                 hits = {k: cached[k] for k in keys if k in cached}
-                loaded = (
-                    self._rows_by_key(table, keys - hits.keys()) if len(hits) < len(keys) else {}
-                )
+                missed = self._maybe_stored(table, keys - hits.keys())
+                loaded = self._rows_by_key(table, missed) if missed else {}
                 self._cache(table, loaded.values())
                 prior.rows[table] = hits | loaded
             asked = lookups.exists.get(table, set())
             if asked:  # keys loaded as rows above are answered already
                 known = self._known.get(table, set())
-                present = self._existing_keys(table, asked - known - keys - orphans)
+                unknown = self._maybe_stored(table, asked - known - keys - orphans)
+                present = self._existing_keys(table, unknown)
                 self._remember(table, present)
                 prior.existing[table] = present | (asked & known)
         if lookups.model_versions_of:
@@ -664,6 +707,9 @@ class DuckDBProjectionStore:
                 for table, rows in writes.inserts.items():
                     if rows:
                         self._insert(table, self._to_arrow(table, rows), replace=False)
+                for table in COMPLETE_TABLES:  # known before they are committed
+                    self._note_keys(table, writes.upserts.get(table, []))
+                    self._note_keys(table, writes.inserts.get(table, []))
                 new_series: dict[tuple[str, str, str], int] = {}
                 appended = 0
                 if direct is not None:

@@ -134,7 +134,10 @@ class EmbeddedServer(ApiServer):
         # Ingest's own lookups (parents, params, permissions): never behind slow reads.
         self.ingest_checks = ThreadPoolExecutor(2, "deardiary-ingest-checks")
         self.parents = IngestParents(
-            self.embedded.store.reader, self._caught_up, self.ingest_checks
+            self.embedded.store.reader,
+            self._caught_up,
+            self.ingest_checks,
+            absent=self.embedded.store.certainly_absent,
         )
 
     def _rebuilding(self) -> str | None:

@@ -40,6 +40,11 @@ from deardiary.schemas.events.entities import EntityEvent
 Reader = Callable[[], duckdb.DuckDBPyConnection]
 CaughtUp = Callable[[], Awaitable[None]]
 """Waits until the projections have applied everything appended so far."""
+Absent = Callable[[str, str], bool]
+"""(table, id) -> True when the projections certainly hold no such row (the embedded
+store knows every key of its projects, experiments and iterations: `certainly_absent`)."""
+
+_TABLE_OF = {"project": "projects", "experiment": "experiments", "iteration": "iterations"}
 
 # How each kind of entity finds its project in the (unscoped) projections.
 _PROJECT_OF: dict[str, str] = {
@@ -116,11 +121,19 @@ class IngestParents:
     """Resolves a batch's parents and checks its params, against the projections."""
 
     def __init__(
-        self, reader: Reader, caught_up: CaughtUp, executor: Executor | None = None
+        self,
+        reader: Reader,
+        caught_up: CaughtUp,
+        executor: Executor | None = None,
+        absent: Absent | None = None,
     ) -> None:
         self.reader = reader
         self.caught_up = caught_up
         self.executor = executor
+        self.absent = absent
+        """Answers, without a query, that an entity is not stored: a batch that creates
+        one (a sweep trial's new iteration) is checked on the event loop, no thread hop
+        and no query."""
         self.known = KnownEntities()
         self.owners = KnownEntities()  # (kind, id) -> owner, for the kinds of _OWNER_OF
 
@@ -139,12 +152,19 @@ class IngestParents:
             return
         loop = asyncio.get_running_loop()
         started = {e.body.iteration_id for e in envelopes if isinstance(e.body, IterationStarted)}
-        fresh: set[str] = set()
-        if started:  # a thread hop only when there is something to look up
-            fresh = await loop.run_in_executor(self.executor, self._fresh, started)
+        fresh = {i for i in started if self._certainly_absent("iteration", i)}
+        if started - fresh:  # a thread hop only when there is something to look up
+            fresh |= await loop.run_in_executor(self.executor, self._fresh, started - fresh)
         if any(p.iteration_id not in fresh for p in params):
             await self.caught_up()  # params logged earlier are visible
-        await loop.run_in_executor(self.executor, self._check_params, params, fresh)
+        try:  # params of new iterations only: nothing to look up, no thread hop
+            self._check_params(params, fresh, self._no_database)
+        except _NeedsDatabase:
+            await loop.run_in_executor(self.executor, self._check_params, params, fresh)
+
+    def _certainly_absent(self, kind: str, entity_id: str) -> bool:
+        table = _TABLE_OF.get(kind)
+        return self.absent is not None and table is not None and self.absent(table, entity_id)
 
     def _fresh(self, started: set[str]) -> set[str]:
         """Iterations this batch starts that did not exist: they have no stored params."""
@@ -206,7 +226,7 @@ class IngestParents:
             """The project of an entity: earlier in the batch, remembered, or stored."""
             nonlocal conn
             project = batch.get((kind, entity_id)) or self.known.get(kind, entity_id)
-            if project is None and entity_id:
+            if project is None and entity_id and not self._certainly_absent(kind, entity_id):
                 conn = conn or connect()
                 project = stored_project(conn, kind, entity_id)
                 if project is not None:
@@ -232,7 +252,11 @@ class IngestParents:
                 batch[key] = project
                 subject = env.body.subject()
                 elsewhere = subject != key and subject not in batch and project
-                if elsewhere and self.known.get(*subject) != project:
+                if (
+                    elsewhere
+                    and self.known.get(*subject) != project
+                    and not self._certainly_absent(*subject)
+                ):
                     conn = conn or connect()
                     self._check_not_elsewhere(conn, subject, project)
                 batch[subject] = project
@@ -278,9 +302,15 @@ class IngestParents:
                 {"kind": kind, "id": entity_id},
             )
 
-    def _check_params(self, events: Sequence[ParamsLogged], fresh: set[str]) -> None:
+    def _check_params(
+        self, events: Sequence[ParamsLogged], fresh: set[str], connect: Reader | None = None
+    ) -> None:
+        """Conflict for a param that differs from one stored or earlier in the batch; the
+        stored ones are looked up only for iterations not `fresh` (on `connect`, opened
+        when first needed)."""
+        connect = connect or self.reader
         values: dict[tuple[str, str, str], str] = {}  # (iteration, section, key)
-        conn = self.reader()
+        conn: duckdb.DuckDBPyConnection | None = None
         try:
             for event in events:
                 for key, value in sorted(event.params.items()):
@@ -288,6 +318,7 @@ class IngestParents:
                     if wanted not in values and event.iteration_id in fresh:
                         values[wanted] = value
                     elif wanted not in values:
+                        conn = conn or connect()
                         rows = conn.execute(
                             "SELECT value FROM params WHERE iteration_id = ? AND section = ?"
                             " AND key = ?",
@@ -303,7 +334,8 @@ class IngestParents:
                             | ({"section": event.section} if event.section else {}),
                         )
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
 
 def _owned(env: Envelope, body: EntityEvent, owner: str) -> Envelope:

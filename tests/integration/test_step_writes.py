@@ -187,11 +187,10 @@ def test_new_and_single_held_rows_take_one_statement_and_ids_none(tmp_path: Path
     assert len([s for s in writes if s.startswith("UPDATE iterations")]) == 1
     assert not [s for s in watched.executed if "applied_events" in s]
     reads = [s for s in watched.executed if s.startswith("SELECT")]
-    # the new iteration's params and summaries cannot be stored yet; the project and
-    # experiment rows are remembered: of the rows, only the iterations' are looked up
+    # the new iteration is not among the store's keys, so neither are its params and
+    # summaries; the project and experiment rows are remembered: no row is looked up
     read = {s.split(" FROM ")[1].split()[0] for s in reads}
-    assert "iterations" in read
-    assert not read & {"params", "last_metrics", "projects", "experiments"}
+    assert not read & {"iterations", "params", "last_metrics", "projects", "experiments"}
     later = watched.executed[first_batch:]
     assert not [s for s in later if s.startswith("SELECT") and "iterations" in s]  # remembered
     points = [s for s in writes if s.startswith("INSERT INTO metric_points_hot_data")]
