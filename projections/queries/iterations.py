@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from deardiary.projections.queries.catalog import Page, check_page
-from deardiary.projections.queries.filter import compile_filter, compile_order_by
+from deardiary.projections.queries.filter import compile_search
 from deardiary.projections.queries.visibility import visible
 from deardiary.schemas.errors import NotFound
 
@@ -86,20 +86,30 @@ def search_iterations(
         params.append(parent_iteration_id)
     if not include_archived:
         where.append("NOT i.archived")
-    compiled = compile_filter(filter_expression, lost_before)
-    where.append(f"({compiled.sql})")
-    params += compiled.params
+    search = compile_search(filter_expression, order_by or "created_at DESC", lost_before)
+    where.append(f"({search.where.sql})")
+    params += search.where.params
     where_sql = " AND ".join(where)
-    total = conn.execute(f"SELECT count(*) FROM iterations i WHERE {where_sql}", params).fetchall()
-    order = compile_order_by(order_by or "created_at DESC", lost_before)
+    # the page's rows carry the total (of all the rows numbered), so a page that has rows
+    # costs one statement; an empty page (limit 0, an offset past the end) counts apart
     page = (
-        f"SELECT i.*, row_number() OVER (ORDER BY {order.sql}) AS _pos FROM iterations i"
-        f" WHERE {where_sql} QUALIFY _pos > {int(offset)} AND _pos <= {int(offset) + int(limit)}"
+        f"SELECT i.*, row_number() OVER (ORDER BY {search.order.sql}) AS _pos,"
+        f" count(*) OVER () AS _total FROM {search.source.sql} WHERE {where_sql}"
+        f" QUALIFY _pos > {int(offset)} AND _pos <= {int(offset) + int(limit)}"
     )
     items = conn.sql(
-        _rows(page), params=[*order.params, *params, lost_before, now]
+        _rows(page),
+        params=[*search.order.params, *search.source.params, *params, lost_before, now],
     ).to_arrow_table()
-    return Page(items, int(total[0][0]), limit, offset)
+    if items.num_rows:
+        total = int(items.column("_total")[0].as_py())
+    else:
+        counted = conn.execute(
+            f"SELECT count(*) FROM {search.source.sql} WHERE {where_sql}",
+            [*search.source.params, *params],
+        ).fetchall()
+        total = int(counted[0][0])
+    return Page(items.drop_columns(["_total"]), total, limit, offset)
 
 
 def get_iteration(

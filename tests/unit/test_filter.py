@@ -21,6 +21,7 @@ from deardiary.projections.queries.filter import (
     CompiledFilter,
     compile_filter,
     compile_order_by,
+    compile_search,
 )
 from deardiary.schemas.errors import ErrorCode, InvalidArgument
 
@@ -113,19 +114,35 @@ def conn() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def ids(conn: duckdb.DuckDBPyConnection, expression: str) -> set[str]:
+    """The ids the filter selects; the joined form (compile_search) selects the same."""
     compiled = compile_filter(expression)
     rows = conn.execute(
         f"SELECT i.iteration_id FROM iterations i WHERE {compiled.sql}", compiled.params
     ).fetchall()
-    return {row[0] for row in rows}
+    found = {row[0] for row in rows}
+    assert searched(conn, expression, "") == sorted(found)
+    return found
 
 
 def ordered(conn: duckdb.DuckDBPyConnection, spec: str) -> list[str]:
+    """The ids in that order; the joined form (compile_search) gives the same order."""
     order = compile_order_by(spec)
     rows = conn.execute(
         f"SELECT i.iteration_id FROM iterations i ORDER BY {order.sql}", order.params
     ).fetchall()
-    return [row[0] for row in rows]
+    found = [row[0] for row in rows]
+    assert searched(conn, "", spec) == found
+    return found
+
+
+def searched(conn: duckdb.DuckDBPyConnection, expression: str, spec: str) -> list[str]:
+    search = compile_search(expression, spec)
+    sql = (
+        f"SELECT i.iteration_id FROM {search.source.sql} WHERE {search.where.sql}"
+        f" ORDER BY {search.order.sql}"
+    )
+    params = [*search.source.params, *search.where.params, *search.order.params]
+    return [row[0] for row in conn.execute(sql, params).fetchall()]
 
 
 def _error(call: object, text: str) -> InvalidArgument:
@@ -346,6 +363,11 @@ def test_filter_and_order_combine(conn: duckdb.DuckDBPyConnection) -> None:
         where.params + order.params,
     ).fetchall()
     assert [r[0] for r in rows] == ["it3", "it1", "it2"]
+    assert searched(conn, "experiment_id = 'e1' OR metrics.acc > 0", "metrics.acc DESC") == [
+        "it3",
+        "it1",
+        "it2",
+    ]
 
 
 ERRORS: list[tuple[str, int]] = [
@@ -486,8 +508,11 @@ def _runs(conn: duckdb.DuckDBPyConnection, expression: str) -> None:
     try:
         where = compile_filter(expression)
     except InvalidArgument:
+        with pytest.raises(InvalidArgument):
+            compile_search(expression, "")
         return
     conn.execute(f"SELECT count(*) FROM iterations i WHERE {where.sql}", where.params).fetchall()
+    ids(conn, expression)
 
 
 TOKENS = st.sampled_from(
@@ -581,8 +606,11 @@ def test_order_by_soup_compiles_and_runs_or_is_invalid(
     try:
         order = compile_order_by(spec)
     except InvalidArgument:
+        with pytest.raises(InvalidArgument):
+            compile_search("", spec)
         return
     conn.execute(f"SELECT 1 FROM iterations i ORDER BY {order.sql}", order.params).fetchall()
+    ordered(conn, spec)
 
 
 def test_time_literals_bind_as_naive_utc() -> None:
