@@ -22,7 +22,7 @@ import pytest
 from deardiary.projections.fold import Record, fold, lookups_for
 from deardiary.projections.integrity import STATE_FILE
 from deardiary.projections.queries import metric_series
-from deardiary.projections.store import DuckDBProjectionStore
+from deardiary.projections.store import POINT_COLUMNS, DuckDBProjectionStore
 from deardiary.schemas.events import IterationStarted
 from deardiary.services.kafka_mode import partitions
 from deardiary.services.kafka_mode.exports_view import ExportsView
@@ -676,7 +676,7 @@ def _entry_points(part: PartitionStore) -> tuple[list[tuple[object, ...]], list[
 
 def _hot_rows(part: PartitionStore, start: int, end: int) -> list[tuple[object, ...]]:
     return part.store.conn.execute(
-        f"SELECT * REPLACE (value::VARCHAR AS value) FROM (SELECT {partitions.POINT_COLUMNS}"
+        f"SELECT * REPLACE (value::VARCHAR AS value) FROM (SELECT {POINT_COLUMNS}"
         ' FROM metric_points_hot WHERE "offset" >= ? AND "offset" < ?) ORDER BY 9, 10',
         [start, end],
     ).fetchall()
