@@ -92,6 +92,7 @@ class EmbeddedServer(ApiServer):
         self.projector.add_listener(progress.on_applied)
         self.projector.linger_s = self.settings.projector_linger_ms / 1000
         self.projector.hurry = lambda: progress.waiting() > 0  # reads waiting for writes
+        progress.on_wait = self.projector.hurry_now  # a read that starts waiting: at once
         self.as_of = AsOfCache(
             self.log,
             Path(self.settings.as_of_cache_dir or self.embedded.paths.root / "as-of-cache"),

@@ -111,7 +111,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
             "to apply more records in the next one (a step's fixed cost paid less often); "
             "a read waiting for its writes ends the wait; 0 applies at once",
         ),
-    ] = 50.0
+    ] = 250.0
     ready_max_lag_s: Annotated[
         float,
         Meta(gt=0, description="/readyz answers 503 when the projections are further behind"),

@@ -175,6 +175,8 @@ class ProjectorProgress:
         self._applied = applied
         self._lock = threading.Lock()
         self._waiters: list[tuple[Offsets, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.on_wait: Callable[[], None] | None = None
+        """Called when a read starts waiting (the projector's `hurry_now`: no lingering)."""
 
     def applied(self) -> Offsets:
         return self._applied()
@@ -202,6 +204,8 @@ class ProjectorProgress:
         entry = (dict(target), loop, loop.create_future())
         with self._lock:
             self._waiters.append(entry)
+        if self.on_wait is not None:
+            self.on_wait()
         try:
             if reached(self.applied(), target):  # applied between the check and the append
                 return True

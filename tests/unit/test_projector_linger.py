@@ -5,6 +5,7 @@ minutes, so whatever ends it early is one of those rules, not the clock."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import time
@@ -19,6 +20,7 @@ from deardiary.schemas.events import Event
 from deardiary.services.log import LogRecord
 from deardiary.services.log.sqlite import SqliteEventLog
 from deardiary.services.projector import Projector
+from deardiary.services.query.context import ProjectorProgress
 from deardiary.services.settings import ServerSettings
 from tests.builders import envelope, metrics, sweep_start
 
@@ -81,7 +83,7 @@ def test_a_step_after_a_step_lingers_until_a_read_waits(
 
 def test_no_linger_without_a_setting_and_the_server_default() -> None:
     assert inspect.signature(Projector).parameters["linger_s"].default == 0.0
-    assert ServerSettings().projector_linger_ms == 50.0
+    assert ServerSettings().projector_linger_ms == 250.0
 
 
 def test_stop_ends_a_linger(running: tuple[SqliteEventLog, Projector, threading.Event]) -> None:
@@ -90,3 +92,23 @@ def test_stop_ends_a_linger(running: tuple[SqliteEventLog, Projector, threading.
     append(sweep_start())
     assert _until(lambda: projector.store.next_offsets() == {0: 3})
     # lingering now; the fixture's teardown stops the thread and checks it ended
+
+
+def test_a_read_that_starts_waiting_ends_a_linger_at_once(
+    running: tuple[SqliteEventLog, Projector, threading.Event],
+) -> None:
+    """The server's reads wait through ProjectorProgress, which tells the projector
+    (`hurry_now`) instead of being asked every few ms (`hurry` stays unset here: the
+    linger would last its ten minutes)."""
+    _, projector, _ = running
+    progress = ProjectorProgress(projector.store.next_offsets)
+    projector.add_listener(progress.on_applied)
+    progress.on_wait = projector.hurry_now
+    append = projector.append  # type: ignore[attr-defined]
+    start = sweep_start()
+    append(start[:1])
+    assert _until(lambda: projector.store.next_offsets() == {0: 1})
+    append(start[1:])  # lingering now
+    time.sleep(0.2)
+    assert projector.store.next_offsets() == {0: 1}
+    assert asyncio.run(progress.reached({0: 3}, timeout=30))
