@@ -90,12 +90,16 @@ def search_iterations(
     where.append(f"({search.where.sql})")
     params += search.where.params
     where_sql = " AND ".join(where)
-    # the page's rows carry the total (of all the rows numbered), so a page that has rows
-    # costs one statement; an empty page (limit 0, an offset past the end) counts apart
+    # The rows are numbered by their ids alone (a window over whole rows, JSON columns and
+    # all, cost ~5 ms more here) and the page's ids joined back to their rows. The page's
+    # rows carry the total (of all the rows numbered), so a page that has rows costs one
+    # statement; an empty page (limit 0, an offset past the end) counts apart.
     page = (
-        f"SELECT i.*, row_number() OVER (ORDER BY {search.order.sql}) AS _pos,"
-        f" count(*) OVER () AS _total FROM {search.source.sql} WHERE {where_sql}"
-        f" QUALIFY _pos > {int(offset)} AND _pos <= {int(offset) + int(limit)}"
+        "SELECT i.*, r._pos, r._total FROM (SELECT i.iteration_id,"
+        f" row_number() OVER (ORDER BY {search.order.sql}) AS _pos, count(*) OVER () AS _total"
+        f" FROM {search.source.sql} WHERE {where_sql}"
+        f" QUALIFY _pos > {int(offset)} AND _pos <= {int(offset) + int(limit)}) r"
+        " JOIN iterations i ON i.iteration_id = r.iteration_id"
     )
     items = conn.sql(
         _rows(page),
