@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from deardiary.projections.queries.filter import compile_filter
+from deardiary.projections.queries.filter import compile_search
 from deardiary.schemas.errors import InvalidArgument
 
 SUMMARIES = ("last", "min", "max", "mean", "count", "last_step")
@@ -75,15 +75,15 @@ def parse_column(name: str) -> Column:
 
 
 def _rows_sql(
-    filter_expression: str, lost_before: datetime | None = None
+    experiment_id: str, filter_expression: str, lost_before: datetime | None = None
 ) -> tuple[str, list[object]]:
     """A SELECT of the filtered iterations' ids in table order (`ord` from 0)."""
-    compiled = compile_filter(filter_expression, lost_before)
+    search = compile_search(filter_expression, "", lost_before)
     return (
         "SELECT i.iteration_id, (row_number() OVER (ORDER BY i.created_at, i.iteration_id))"
-        " - 1 AS ord FROM iterations i"
-        f" WHERE i.experiment_id = ? AND NOT i.deleted AND ({compiled.sql})",
-        compiled.params,
+        f" - 1 AS ord FROM {search.source.sql}"
+        f" WHERE i.experiment_id = ? AND NOT i.deleted AND ({search.where.sql})",
+        [*search.source.params, experiment_id, *search.where.params],
     )
 
 
@@ -105,8 +105,7 @@ def runs_table(
     wanted = [parse_column(c) for c in dict.fromkeys(columns)]
     if len(wanted) > MAX_COLUMNS:
         raise InvalidArgument(f"at most {MAX_COLUMNS} columns at once", {"parameter": "columns"})
-    rows_sql, rows_params = _rows_sql(filter_expression, lost_before)
-    lead = [experiment_id, *rows_params]
+    rows_sql, lead = _rows_sql(experiment_id, filter_expression, lost_before)
     if base:
         out = conn.sql(
             f"WITH r AS ({rows_sql}) {_BASE} JOIN r USING (iteration_id) ORDER BY r.ord",

@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deardiary.projections.queries.iterations import search_iterations
+from deardiary.projections.queries.runs_table import runs_table
 
 NOW = datetime(2026, 3, 1)
 LOST = datetime(2026, 1, 1, 12)
@@ -480,3 +481,22 @@ def test_the_reading_is_not_vacuous() -> None:
     for clause in samples:
         answers = {clause.holds(it) for it in rows}
         assert answers == {True, False}, clause.text()
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(tree=FILTERS)
+def test_runs_table_filters_alike(
+    store: tuple[list[Iteration], duckdb.DuckDBPyConnection], tree: Tree
+) -> None:
+    """The runs table's rows (an experiment's, in creation order) pass the same filter."""
+    rows, conn = store
+    table = runs_table(
+        conn, "e1", [], now=NOW, lost_before=LOST, filter_expression=text_of(tree), base=False
+    )
+    # created_at is start + (n % 7) minutes, n the position in `rows`; ties by id
+    chosen = sorted(
+        (n % 7, it.iteration_id)
+        for n, it in enumerate(rows)
+        if it.experiment_id == "e1" and holds(tree, it)
+    )
+    assert table["iteration_id"].to_pylist() == [i for _, i in chosen], text_of(tree)
