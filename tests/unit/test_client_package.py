@@ -141,8 +141,10 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
         assert not loaded, f"after {stage}: {loaded}"
     # `import deardiary` leaves even the light parts to the first use
     lazy = ["socket", "logging", "hashlib", "subprocess", "importlib.metadata", "zlib"]
+    lazy += ["fcntl"]  # the spool's lock: taken with its first file (it wrote none)
     lazy += ["deardiary.registry", "deardiary.lines"]  # the SDK's own, on first use
     assert not [m for m in seen["import"] if m in lazy]
+    assert "fcntl" not in seen["end"]
     assert "deardiary.lines" in seen["end"]  # it.log(...) loaded it
     assert "deardiary.registry" not in seen["end"]  # no registry call: never loaded
     # nor the mixins' modules: media, checkpoints, management, system metrics; nor the

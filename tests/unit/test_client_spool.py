@@ -52,6 +52,26 @@ def test_a_restarted_process_adopts_what_the_last_one_left(tmp_path: Path) -> No
     assert os.listdir(tmp_path) == []
 
 
+def test_a_spool_takes_its_lock_with_its_first_file(tmp_path: Path) -> None:
+    """A process that never spools (most never do) makes no lock file: with no files of
+    its own there is nothing to guard; the lock is held from the first file on."""
+    spool = Spool(tmp_path)
+    assert spool.adopt() == 0
+    assert os.listdir(tmp_path) == []
+    name = spool.write(records("a"))
+    assert sorted(os.listdir(tmp_path)) == sorted([name, f"{spool.owner}.lock"])
+    other = Spool(tmp_path)
+    assert other.adopt() == 0  # its owner lives: held
+    other.close()
+    spool.close()
+    assert sorted(os.listdir(tmp_path)) == sorted([name, f"{spool.owner}.lock"])
+    heir = Spool(tmp_path)
+    assert heir.adopt() == 1  # released at close: adopted, lock file and all
+    heir.remove(name)
+    heir.close()
+    assert os.listdir(tmp_path) == []
+
+
 def test_files_of_a_living_process_are_not_adopted(tmp_path: Path) -> None:
     alive = Spool(tmp_path)
     alive.write(records("alive"))
