@@ -112,7 +112,8 @@ def test_kill_9_during_ingest_and_compaction_loses_and_duplicates_nothing(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    small = {"DEARDIARY_HOT_POINTS_LIMIT": "1500"}  # compacts every few requests
+    # compacts every few requests; no linger: a step (and its compaction) per request
+    small = {"DEARDIARY_HOT_POINTS_LIMIT": "1500", "DEARDIARY_PROJECTOR_LINGER_MS": "0"}
     acked: list[str] = []
     points = 0
 
