@@ -83,6 +83,7 @@ class EmbeddedServer(ApiServer):
         )
         assert self.embedded.log is not None and self.embedded.projector is not None
         self.log = self.embedded.log
+        self.log.keep_unread()  # the projector reads what the gateway appended from memory
         self.projector = self.embedded.projector
         self.stop_event, self.wake = threading.Event(), threading.Event()
         self.artifacts = FsArtifactStore(self.embedded.paths.artifacts)

@@ -99,6 +99,38 @@ def loaded(data: bytes, codec: int) -> bytes:
     return data
 
 
+class _Unread:
+    """Records this process appended and no read has returned yet, up to `limit` payload
+    bytes (the oldest dropped first): rows as the log holds them, so a read served from
+    here returns what a query would."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._rows: dict[int, tuple[int, bytes]] = {}  # rid -> (log time, payload)
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, rows: list[tuple[int, int, bytes]]) -> None:
+        with self._lock:
+            for rid, log_time, payload in rows:
+                self._rows[rid] = (log_time, payload)
+                self._bytes += len(payload)
+            while self._bytes > self.limit and self._rows:
+                oldest = next(iter(self._rows))
+                self._bytes -= len(self._rows.pop(oldest)[1])
+
+    def take(self, rid: int, max_records: int) -> list[tuple[int, int, bytes]]:
+        """The rows from `rid` on that are all here (none if `rid` is not), removed."""
+        out: list[tuple[int, int, bytes]] = []
+        with self._lock:
+            while len(out) < max_records and rid in self._rows:
+                log_time, payload = self._rows.pop(rid)
+                self._bytes -= len(payload)
+                out.append((rid, log_time, payload))
+                rid += 1
+        return out
+
+
 class SqliteEventLog:
     """A single-partition durable log in a SQLite file."""
 
@@ -108,6 +140,7 @@ class SqliteEventLog:
         self.path = path
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._local = threading.local()
+        self._unread: _Unread | None = None
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
         conn = self._conn()
@@ -127,6 +160,14 @@ class SqliteEventLog:
             self._local.conn = conn
         return conn
 
+    def keep_unread(self, limit_bytes: int = 64 << 20) -> None:
+        """Keep what this process appends in memory until a read returns it (at most
+        `limit_bytes` of payloads): the projector of the same process then reads a batch
+        without a query and without unpacking its stored columns (~1.5 ms a 20,000-point
+        batch here). The embedded server turns it on; records appended by other processes,
+        or dropped past the limit, are read from the file as before."""
+        self._unread = _Unread(limit_bytes)
+
     def append(self, records: Sequence[LogRecord]) -> list[LogPosition]:
         if not records:
             return []
@@ -137,7 +178,9 @@ class SqliteEventLog:
             try:
                 # Taken under the write lock and never behind the previous record, so log
                 # time is non-decreasing with offset (as-of-time rebuilds rely on it).
-                last = conn.execute("SELECT MAX(log_time) FROM records").fetchone()
+                last = conn.execute(  # each max() alone: found by an index, no scan
+                    "SELECT (SELECT MAX(log_time) FROM records), (SELECT MAX(rid) FROM records)"
+                ).fetchone()
                 log_time = max(now_us(), int(last[0] or 0))
                 conn.executemany(
                     "INSERT OR IGNORE INTO records (event_id, key, log_time, payload, codec)"
@@ -151,6 +194,13 @@ class SqliteEventLog:
                 raise
         except sqlite3.Error as exc:
             raise Unavailable(f"the log at {self.path} cannot be written: {exc}") from exc
+        if self._unread is not None:
+            # rows inserted now (a resent id keeps its first row: at or before the old end)
+            before, new = int(last[1] or 0), {}
+            for record, pos in zip(records, positions, strict=True):
+                if pos.offset + 1 > before and pos.offset + 1 not in new:
+                    new[pos.offset + 1] = (pos.offset + 1, log_time, record.payload)
+            self._unread.add(list(new.values()))
         return positions
 
     @staticmethod
@@ -168,8 +218,12 @@ class SqliteEventLog:
     def read(
         self, start: Mapping[int, int], max_records: int, timeout: float = 0.0
     ) -> list[tuple[LogPosition, bytes]]:
-        conn = self._conn()
         first = start.get(PARTITION, 0)
+        if self._unread is not None:
+            kept = self._unread.take(first + 1, max_records)
+            if kept:
+                return [(LogPosition(PARTITION, rid - 1, t), p) for rid, t, p in kept]
+        conn = self._conn()
         deadline = time.monotonic() + timeout
         while True:
             try:
