@@ -182,14 +182,17 @@ _LOST_STATUS = (
 
 class _Compiler:
     def __init__(
-        self, text: str, lost_before: datetime | None = None, joined: bool = False
+        self,
+        text: str,
+        lost_before: datetime | None = None,
+        pivots: tuple[_Pivot, _Pivot] | None = None,
     ) -> None:
-        """`joined`: read params and metrics from the pivots (`compile_search`), not
-        through correlated subqueries."""
+        """`pivots` (of last_metrics, of params): read metrics and params as their
+        columns (`compile_search`), not through correlated subqueries."""
         self.text = text
         self.lost_before = lost_before
-        self.metrics = _Pivot("last_metrics", "m", "_m") if joined else None
-        self.params = _Pivot("params", "p", "_p") if joined else None
+        self.metrics: _Pivot | None = pivots[0] if pivots else None
+        self.params: _Pivot | None = pivots[1] if pivots else None
 
     def error(self, pos: int, message: str) -> InvalidArgument:
         return syntax_error(self.text, pos, message)
@@ -532,14 +535,12 @@ def compile_search(
     """`compile_filter` and `compile_order_by` with the same meaning, but each distinct
     metric value or param test the two read is a column of one join per table instead of
     a subquery per clause."""
-    compiler = _Compiler(expression, lost_before, joined=True)
+    metrics, params = _Pivot("last_metrics", "m", "_m"), _Pivot("params", "p", "_p")
     node = parse_filter(expression)
+    compiler = _Compiler(expression, lost_before, (metrics, params))
     where = _Frag("TRUE") if node is None else compiler.node(node)
-    sorter = _Compiler(order_by, lost_before)
-    sorter.metrics, sorter.params = compiler.metrics, compiler.params
-    order = _order(sorter, order_by)
-    assert compiler.metrics is not None and compiler.params is not None
-    source = _join("iterations i", compiler.metrics.join(), compiler.params.join())
+    order = _order(_Compiler(order_by, lost_before, (metrics, params)), order_by)
+    source = _join("iterations i", metrics.join(), params.join())
     return CompiledSearch(
         CompiledFilter(source.sql, list(source.params)),
         CompiledFilter(where.sql, list(where.params)),
