@@ -452,10 +452,12 @@ def build_app(
 
 def _warm_up() -> None:
     """DuckDB imports pandas the first time it is handed an Arrow table (about a second of
-    CPU); done here, while the consumer group forms, the first batch does not wait for it."""
+    CPU), and the envelope decoder compiles the whole event union on first use (~10-50 ms);
+    done here, while the consumer group forms, the first batch does not wait for them."""
     import duckdb
     import pyarrow as pa
 
+    decode_record(b"")  # builds the decoders (and parks the empty record it is given)
     conn = duckdb.connect()
     try:
         conn.register("_warm", pa.table({"a": [1]}))

@@ -691,6 +691,8 @@ def test_an_entry_s_points_are_written_as_folded_and_equal_the_hot_table_s(
     groups --, and the same again when more points than HELD_POINTS wait (then COPY) or
     when a compaction moved some of them into segments meanwhile (only those after it)."""
     part = PartitionStore(tmp_path, 0)
+    threads = part.store.conn.execute("SELECT current_setting('threads')").fetchall()
+    assert threads == [(partitions.STORE_THREADS,)] == [(1,)]
     log = records(sweep_start(iteration="it"))
     part.apply(log)
     offset = len(log)
