@@ -30,7 +30,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthWorld]:
 def test_filtered_search_shows_only_readable_iterations(
     world: AuthWorld, expression: str, order: str
 ) -> None:
-    params = {"filter": expression, "order_by": order, "limit": 100}
+    params: dict[str, str | int] = {"filter": expression, "order_by": order, "limit": 100}
     url = f"{world.url}/api/v1/iterations"
     admin = httpx.get(url, params=params, headers=world.admin, timeout=60)
     assert admin.status_code == 200, admin.text
