@@ -120,9 +120,12 @@ class _Unread:
                 self._bytes -= len(self._rows.pop(oldest)[1])
 
     def take(self, rid: int, max_records: int) -> list[tuple[int, int, bytes]]:
-        """The rows from `rid` on that are all here (none if `rid` is not), removed."""
+        """The rows from `rid` on that are all here (none if `rid` is not), removed; rows
+        before `rid` (read from the file while their append was finishing) are dropped."""
         out: list[tuple[int, int, bytes]] = []
         with self._lock:
+            while self._rows and (oldest := next(iter(self._rows))) < rid:
+                self._bytes -= len(self._rows.pop(oldest)[1])
             while len(out) < max_records and rid in self._rows:
                 log_time, payload = self._rows.pop(rid)
                 self._bytes -= len(payload)

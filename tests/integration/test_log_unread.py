@@ -82,3 +82,18 @@ def test_the_unread_come_from_memory_and_past_the_limit_from_the_file(
     assert log.read({0: 4}, 10) == expected[4:]  # the kept one: memory alone
     monkeypatch.setattr(log, "_conn", file_conn)
     log.close()
+
+
+def test_rows_read_from_the_file_first_are_not_kept(tmp_path: Path) -> None:
+    """A read can reach the file's new rows before their append has put them in memory
+    (between its commit and its return): they are dropped, not kept forever."""
+    log = SqliteEventLog(str(tmp_path / "log.db"))
+    log.keep_unread()
+    log.append(_records(sweep_start()))
+    unread = log._unread
+    assert unread is not None
+    kept = unread.take(1, 0)  # nothing taken yet
+    assert kept == [] and unread._bytes > 0
+    assert log.read({0: 3}, 10) == []  # past all three: they were read elsewhere
+    assert unread._rows == {} and unread._bytes == 0
+    log.close()
