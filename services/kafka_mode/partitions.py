@@ -62,12 +62,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from deardiary.projections.fold import Record
-from deardiary.projections.folds.metrics import POINT_SCHEMA
 from deardiary.projections.integrity import STATE_FILE, ProjectionDamaged, ProjectionOutdated
 from deardiary.projections.store import POINT_COLUMNS, DuckDBProjectionStore
 from deardiary.projections.writes import PRIMARY_KEYS, Key, Writes, row_key
@@ -107,22 +103,6 @@ benchmark's four stores of 250,000 points took 4.5-5.8 MB each, ~21 bytes a poin
 KiB ~9 (an empty store ~0.5 MB). Below 64 KiB DuckDB stops bit-packing integers (at 16
 KiB the same points took more than at 256). A store keeps the block size it was made
 with: a folder of an older release opens and grows as it is."""
-HELD_POINTS = 1_000_000
-"""Points a store keeps in memory, as folded, for the next entry (~60 bytes each): an entry's
-points are written from them with pyarrow (~0.1 us a point here) rather than selected from
-the hot table and written by DuckDB (~0.3-0.55). Past this many (a publish withheld, a
-long throttle) the entry is written from the hot table as before."""
-POINT_ENCODINGS = {
-    "step": "DELTA_BINARY_PACKED",
-    "recorded_at": "DELTA_BINARY_PACKED",
-    "client_time": "DELTA_BINARY_PACKED",
-    "partition": "DELTA_BINARY_PACKED",
-    "offset": "DELTA_BINARY_PACKED",
-    "seq": "DELTA_BINARY_PACKED",
-}
-"""Of the points' columns in an entry written with pyarrow; the dictionary-encoded names
-(iteration, key, group) keep their dictionaries, values are plain (byte-stream-split
-values took ~10% more CPU and, on the benchmark's points, 3.9 bytes a point against 2.3)."""
 STORE_THREADS = 1
 """DuckDB threads of a partition store (the worker's projector thread is the only writer)."""
 STORE_ID = "store-id"
@@ -211,10 +191,6 @@ class ExportingStore(DuckDBProjectionStore):
         self.partition = partition
         self.changed: dict[str, set[Key]] = {}
         self.appended: set[str] = set()
-        self.new_points: list[pa.Table] | None = []
-        """The points applied since the last publish, as folded (None: more than
-        HELD_POINTS, or not known since the store opened: read from the hot table)."""
-        self._new_rows = 0
         self._segments: list[Path] | None = None
         self._compacting = False
         _create_state_file(Path(directory))
@@ -236,16 +212,10 @@ class ExportingStore(DuckDBProjectionStore):
         self.appended.update(t for t, rows in writes.inserts.items() if rows)
         if writes.num_points:
             self.appended.add(HOT)
-            self._new_rows += writes.num_points
-            if self.new_points is not None and writes.metric_points is not None:
-                self.new_points.append(writes.metric_points)
-            if self._new_rows > HELD_POINTS:
-                self.new_points = None
 
     def published(self) -> None:
         """What changed has been exported: start noting anew."""
         self.changed, self.appended = {}, set()
-        self.new_points, self._new_rows = [], 0
 
     def compact(self) -> None:
         self._compacting = True  # segments change meanwhile, maybe more than once
@@ -490,11 +460,8 @@ class PartitionStore:
                 elif table == HOT:
                     if not (base or HOT in store.appended):
                         continue
-                    if not base and store.new_points is not None:
-                        rows = _write_points(store.new_points, hot_from, path)
-                    else:
-                        source = f'SELECT {POINT_COLUMNS} FROM {HOT} WHERE "offset" >= {hot_from}'
-                        rows = _copy(conn, source, path)
+                    source = f'SELECT {POINT_COLUMNS} FROM {HOT} WHERE "offset" >= {hot_from}'
+                    rows = _copy(conn, source, path)
                 else:
                     if not (base or table in store.appended):
                         continue
@@ -502,7 +469,7 @@ class PartitionStore:
                 if rows:
                     files[table] = f"export/{name}/{table}.parquet"
                 else:
-                    path.unlink(missing_ok=True)  # (`_write_points` writes no empty file)
+                    path.unlink()
         finally:
             conn.execute("COMMIT")
         for f in tmp.iterdir():
@@ -630,27 +597,6 @@ def _copy(
         params,
     ).fetchall()
     return int(found[0][0]) if found else 0
-
-
-def _write_points(tables: list[pa.Table], hot_from: int, path: Path) -> int:
-    """Points as folded (POINT_SCHEMA tables, in offset order) at or after `hot_from` as an
-    entry's Parquet file: the columns and types a COPY of the hot table writes, LZ4_RAW,
-    format 2 with delta encodings. Returns the rows written."""
-    points = pa.concat_tables([t.select(POINT_SCHEMA.names) for t in tables])
-    if points.num_rows and pc.min(points["offset"]).as_py() < hot_from:  # compacted since
-        points = points.filter(pc.greater_equal(points["offset"], hot_from))
-    if not points.num_rows:
-        return 0
-    pq.write_table(
-        points,
-        path,
-        compression="lz4",  # LZ4_RAW
-        use_dictionary=["iteration_id", "key", "group"],
-        column_encoding=POINT_ENCODINGS,
-        data_page_version="2.0",
-        store_schema=False,  # read by DuckDB, as the hot table's COPY: no Arrow types
-    )
-    return int(points.num_rows)
 
 
 def _mergeable(chain: list[Entry]) -> list[Entry] | None:
