@@ -238,13 +238,19 @@ def test_a_following_view_counts_compacted_points_once(tmp_path: Path) -> None:
     part.close()
 
 
-def test_the_view_reads_points_in_place_and_follows_a_merged_chain(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The query side copies no metric point into its own database (it was most of its CPU
-    under ingest): it reads the chain's files in place, so once merges replace entries and
-    the entries merged away are removed (here at once: no grace), the view follows the
-    newest chain and still counts every point once."""
+def _merge_all(part: PartitionStore) -> None:
+    deadline = time.monotonic() + 10
+    while part._merging is not None and time.monotonic() < deadline:
+        part._merging[1].result()
+        part.publish()  # swaps the merged entry in; removes the entries it replaced
+
+
+def _merging_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batches: int, size: int
+) -> tuple[ExportsView, PartitionStore, int, int]:
+    """A store publishing `batches` batches of `size` points, merging its chain (fan-out 2,
+    no grace) after each, and a view that counts every point once after each: (view,
+    store, next offset, points)."""
     monkeypatch.setattr(partitions, "FANOUT", 2)
     monkeypatch.setattr(partitions, "GRACE_S", 0.0)
     view = ExportsView(tmp_path, follow=False)
@@ -252,17 +258,25 @@ def test_the_view_reads_points_in_place_and_follows_a_merged_chain(
     log = records(sweep_start(iteration="it"))
     part.apply(log)
     offset, points = len(log), 0
-    for n in range(12):
-        batch = [("loss", float(n), n * 100 + s) for s in range(100)]
+    for n in range(batches):
+        batch = [("loss", float(n), n * size + s) for s in range(size)]
         part.apply(records([metrics("it", batch)], start=offset))
         offset, points = offset + 1, points + len(batch)
         part.publish()
-        deadline = time.monotonic() + 10
-        while part._merging is not None and time.monotonic() < deadline:
-            part._merging[1].result()
-            part.publish()  # swaps the merged entry in; removes the entries it replaced
+        _merge_all(part)
         view.refresh()
         assert _count(view, "SELECT count(*) FROM metrics") == points
+    return view, part, offset, points
+
+
+def test_the_view_reads_points_in_place_and_follows_a_merged_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query side copies no metric point into its own database (it was most of its CPU
+    under ingest): it reads the chain's files in place, so once merges replace entries and
+    the entries merged away are removed (here at once: no grace), the view follows the
+    newest chain and still counts every point once."""
+    view, part, _, points = _merging_chain(tmp_path, monkeypatch, batches=12, size=100)
     assert max(e["level"] for e in part.chain) >= 2  # entries were merged (and removed)
     assert _count(view, "SELECT count(DISTINCT step) FROM metrics") == points
     held = "SELECT coalesce(sum(estimated_size), 0) FROM duckdb_tables() WHERE schema_name = 'm'"
@@ -565,13 +579,6 @@ def test_an_entry_a_stop_cut_short_is_removed_when_the_store_opens(tmp_path: Pat
     part.close()
 
 
-def _merge_all(part: PartitionStore) -> None:
-    deadline = time.monotonic() + 10
-    while part._merging is not None and time.monotonic() < deadline:
-        part._merging[1].result()
-        part.publish()  # swaps the merged entry in
-
-
 def test_a_merge_names_the_points_files_and_copies_none_of_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -580,21 +587,7 @@ def test_a_merge_names_the_points_files_and_copies_none_of_them(
     held, which stay in their entries' folders (kept, though those entries left the chain)
     until compaction moves their points into segments; then the manifest stops naming them
     and their folders go. Readers count every point once throughout."""
-    monkeypatch.setattr(partitions, "FANOUT", 2)
-    monkeypatch.setattr(partitions, "GRACE_S", 0.0)
-    view = ExportsView(tmp_path, follow=False)
-    part = PartitionStore(tmp_path, 0)
-    log = records(sweep_start(iteration="it"))
-    part.apply(log)
-    offset, points = len(log), 0
-    for n in range(9):
-        batch = [("loss", float(n), n * 10 + s) for s in range(10)]
-        part.apply(records([metrics("it", batch)], start=offset))
-        offset, points = offset + 1, points + len(batch)
-        part.publish()
-        _merge_all(part)
-        view.refresh()
-        assert _count(view, "SELECT count(*) FROM metrics") == points
+    view, part, offset, points = _merging_chain(tmp_path, monkeypatch, batches=9, size=10)
     merged = [e for e in part.chain if e["level"] >= 1]
     assert merged and max(e["level"] for e in merged) >= 2, part.chain
     for entry in merged:
