@@ -66,11 +66,14 @@ def open_error(directory: Path, exc: duckdb.Error) -> DearDiaryError:
 
 
 def check_size(conn: duckdb.DuckDBPyConnection, state: Path) -> None:
-    """The database file holds every block its header counts. DuckDB reads blocks only
-    when a query needs them, so a truncated file opens fine and fails later, mid-read;
-    this catches it at once, at the cost of one pragma."""
+    """The database file can hold every block in use. DuckDB reads blocks only when a
+    query needs them, so a truncated file opens fine and fails later, mid-read; this
+    catches it at once, at the cost of one pragma. Blocks in use, not all the header
+    counts: a checkpoint cuts free blocks off the file's end and still counts them
+    (a store that ran millions of points: 83 blocks counted, 13 in use, 40 in the file),
+    so the file's size is only bounded below by what is in use."""
     row = conn.execute(
-        "SELECT block_size, total_blocks FROM pragma_database_size()"
+        "SELECT block_size, used_blocks FROM pragma_database_size()"
         " WHERE database_name = current_database()"
     ).fetchone()
     if row is None or not row[1]:
@@ -79,7 +82,8 @@ def check_size(conn: duckdb.DuckDBPyConnection, state: Path) -> None:
     size = state.stat().st_size
     if size < needed:
         raise ProjectionDamaged(
-            state.parent, f"{state} is truncated: {size} bytes, its {row[1]} blocks need {needed}"
+            state.parent,
+            f"{state} is truncated: {size} bytes, its {row[1]} blocks in use need {needed}",
         )
 
 
