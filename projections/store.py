@@ -858,6 +858,13 @@ class DuckDBProjectionStore:
         if not replaced:
             self._series = {}  # numbering starts again with the next hot point
             self._hot = 0
+            # The hot rows just deleted stay in memory (optimistic writes are off) until a
+            # checkpoint, which the 256 MiB WAL threshold would put off for millions of
+            # points more: the server's RSS grew by them from one compaction to the next.
+            # With the hot table empty, the checkpoint writes only the small tables. If a
+            # reader's transaction stops it, the next checkpoint frees them.
+            with suppress(duckdb.Error):
+                conn.execute("CHECKPOINT")
         self._retire(replaced)
 
     def _retire(self, names: list[str]) -> None:

@@ -67,6 +67,12 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Snapshot
     try:
         store.catch_up()
         assert store.store.segment_paths(), "the fixture wants segments"
+        log = SqliteEventLog(str(data / "log.db"))  # and hot points after the last compaction
+        try:
+            log.append(records([metric_batch("it-0", 1_000, 100)]))
+        finally:
+            log.close()
+        store.catch_up()
         assert (data / "projections" / "state.duckdb.wal").exists()
         shutil.copytree(data / "projections", crashed)  # the files as a kill -9 leaves them
     finally:
@@ -161,7 +167,7 @@ def test_serve_rebuilds_damaged_projections(
             points = client.sql("SELECT count(*) AS n FROM metrics").to_pylist()[0]["n"]
         finally:
             client.close()
-        assert points == 3 * 6 * 100
+        assert points == 3 * 6 * 100 + 100  # with the fixture's last batch
         code, out = _status(capsys, data)
         assert code == 0 and "the server at" in out, out
         # the damaged copy is listed with its size: kept by us, the user's to delete
