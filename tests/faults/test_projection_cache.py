@@ -20,24 +20,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import msgspec
 import pytest
 
 import deardiary as dd
-from deardiary.projections.store import DuckDBProjectionStore
-from deardiary.schemas import codec
-from deardiary.schemas.envelope import wrap
 from deardiary.services.cli import main
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.http import start_in_thread
-from deardiary.services.log import LogRecord
 from deardiary.services.log.sqlite import SqliteEventLog
 from deardiary.services.replay import replay
 from deardiary.services.server import EmbeddedServer
 from deardiary.transport import HttpTransport
-from tests.builders import metrics, sweep_start
 from tests.faults.served_folder import (
     CLI,
     Serve,
@@ -319,41 +313,3 @@ def test_readyz_says_rebuilding_while_healthz_answers(
             assert body["state"] == "running" and body["rebuild"]["fraction"] == 1.0
     finally:
         server.close()
-
-
-def test_a_file_whose_free_end_a_checkpoint_cut_off_is_not_called_truncated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A checkpoint after compaction cuts the free blocks off the file's end while the
-    header still counts them: the store opens as it is, not moved aside and rebuilt
-    (it was: a server restarted after millions of points replayed its whole log)."""
-    publish = DuckDBProjectionStore._publish_segment
-
-    def publish_and_checkpoint(self: DuckDBProjectionStore, *args: Any) -> None:
-        publish(self, *args)
-        self.conn.execute("CHECKPOINT")
-
-    monkeypatch.setattr(DuckDBProjectionStore, "_publish_segment", publish_and_checkpoint)
-    log = SqliteEventLog(str(tmp_path / "log.db"))
-    envs = [wrap(e) for e in sweep_start()]
-    for b in range(60):
-        envs.append(wrap(metrics("it-1", [("loss", float(b), b * 100 + i) for i in range(100)])))
-    log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
-    log.close()
-    with EmbeddedStore(tmp_path) as store:
-        store.store.hot_points_limit = 100
-        store.store.merge_below_rows = 1000
-        store.store.max_small_segments = 4
-        assert store.projector is not None
-        store.projector.max_records = 1
-        store.catch_up()
-    state = tmp_path / "projections" / "state.duckdb"
-    conn = duckdb.connect(str(state), read_only=True)
-    sizes = "SELECT block_size, total_blocks FROM pragma_database_size()"
-    block, counted = conn.execute(sizes).fetchall()[0]
-    conn.close()
-    assert state.stat().st_size < block * counted  # the case: counted blocks cut off
-    monkeypatch.undo()
-    with EmbeddedStore(tmp_path) as store:
-        assert store.sql("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 6000}]
-    assert not list(tmp_path.glob("projections.damaged-*"))

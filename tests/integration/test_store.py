@@ -39,15 +39,20 @@ def _counts(data: Path) -> tuple[int, int, int, int]:
     return row["n"], row["steps"], row["lo"], row["hi"]
 
 
+def _catch_up_compacting_often(store: EmbeddedStore) -> None:
+    """Fold one record a step, compacting every 100 points and merging small segments."""
+    store.store.hot_points_limit = 100
+    store.store.merge_below_rows = 1000
+    store.store.max_small_segments = 4
+    assert store.projector is not None
+    store.projector.max_records = 1
+    store.catch_up()
+
+
 def test_compaction_keeps_segment_count_bounded(tmp_path: Path) -> None:
     _fill(tmp_path, batches=60, points=100)
     with EmbeddedStore(tmp_path) as store:
-        store.store.hot_points_limit = 100
-        store.store.merge_below_rows = 1000
-        store.store.max_small_segments = 4
-        assert store.projector is not None
-        store.projector.max_records = 1
-        store.catch_up()
+        _catch_up_compacting_often(store)
         registered = {p.name for p in store.store.segment_paths()}
         assert len(registered) <= 4 + 6  # merged small ones plus a few full-size segments
     # merged-away segments wait out RETIRE_AFTER_S (reads begun before a merge still scan
@@ -169,3 +174,21 @@ def test_a_big_batch_leaves_no_free_blocks_in_the_state_file(tmp_path: Path) -> 
         conn.close()
     assert free <= 2, (free, total)
     assert _counts(tmp_path)[0] == 450_000
+
+
+def test_a_file_whose_free_end_a_checkpoint_cut_off_opens_as_it_is(tmp_path: Path) -> None:
+    """The checkpoint after each compaction cuts the free blocks off the file's end while
+    the header still counts them: the store opens as it is, not called truncated, moved
+    aside and rebuilt (it was: a server restarted after millions of points replayed its
+    whole log)."""
+    _fill(tmp_path, batches=60, points=100)
+    with EmbeddedStore(tmp_path) as store:
+        _catch_up_compacting_often(store)
+    state = tmp_path / "projections" / "state.duckdb"
+    conn = duckdb.connect(str(state), read_only=True)
+    sizes = "SELECT block_size, total_blocks FROM pragma_database_size()"
+    block, counted = conn.execute(sizes).fetchall()[0]
+    conn.close()
+    assert state.stat().st_size < block * counted  # the case: counted blocks cut off
+    assert _counts(tmp_path) == (6000, 6000, 0, 5999)
+    assert not list(tmp_path.glob("projections.damaged-*"))
