@@ -1,14 +1,12 @@
 """Compile the iteration filter / order-by language to parameterised DuckDB SQL.
 
-Two forms. `compile_search` (what searches use) gives a FROM source -- `iterations i`
-left-joined with one grouped scan of last_metrics (`_m`) and one of params (`_p`) over
-the keys the filter and order name, a column per metric value or param test -- and a
-WHERE and ORDER BY over it. `compile_filter` / `compile_order_by` give fragments over
-`iterations i` alone that read params / last_metrics through correlated subqueries, one
-per clause, for callers that cannot add a join; DuckDB runs each such subquery as a
-scan and grouping of its whole table (and a metric order as three), which made a
-10,000-iteration search ordered by a metric cost ~3x one in the default order. Both
-forms mean the same: a missing param or metric makes a comparison false. The SQL text
+`compile_search` gives a FROM source -- `iterations i` left-joined with one grouped
+scan of last_metrics (`_m`) and one of params (`_p`) over the keys the filter and order
+name, a column per metric value or param test -- and a WHERE and ORDER BY over it. Why
+joins: a correlated subquery per clause made DuckDB scan and group a whole table per
+clause (a metric order three times), and a 10,000-iteration search ordered by a metric
+cost ~3x one in the default order. A missing param or metric makes a comparison false.
+The SQL text
 is assembled only from fixed snippets chosen by field and operator; keys and values
 always travel as bound parameters, which is what makes the language safe to expose
 over HTTP.
@@ -184,15 +182,16 @@ class _Compiler:
     def __init__(
         self,
         text: str,
-        lost_before: datetime | None = None,
-        pivots: tuple[_Pivot, _Pivot] | None = None,
+        lost_before: datetime | None,
+        metrics: _Pivot,
+        params: _Pivot,
     ) -> None:
-        """`pivots` (of last_metrics, of params): read metrics and params as their
-        columns (`compile_search`), not through correlated subqueries."""
+        """`metrics` and `params`: the joined scans that metric values and param tests
+        become columns of."""
         self.text = text
         self.lost_before = lost_before
-        self.metrics: _Pivot | None = pivots[0] if pivots else None
-        self.params: _Pivot | None = pivots[1] if pivots else None
+        self.metrics = metrics
+        self.params = params
 
     def error(self, pos: int, message: str) -> InvalidArgument:
         return syntax_error(self.text, pos, message)
@@ -279,8 +278,6 @@ class _Compiler:
             test = _join("COALESCE(", pred, ", FALSE)")
         if isinstance(target, _Param):
             return self.param_test(target, test)
-        if isinstance(target, _Metric) and self.metrics is None:
-            return _join(self.metric_exists(target), " AND ", test, ")")
         return _join("(", test, ")")
 
     def attribute_value(self, target: _Attribute) -> _Frag:
@@ -292,11 +289,8 @@ class _Compiler:
     def null_test(self, target: _Target, is_null: bool) -> _Frag:
         if isinstance(target, _Param):
             exists = self.param_test(target, _Frag("TRUE"))
-        elif isinstance(target, _Metric):
-            if self.metrics is None:
-                exists = _join(self.metric_exists(target), " AND ", target.column, " IS NOT NULL)")
-            else:  # a metric row's value is NULL (a mean of no finite point) or missing
-                exists = _join("(", self.metric_value(target), " IS NOT NULL)")
+        elif isinstance(target, _Metric):  # a row's value is NULL (a mean of no finite point)
+            exists = _join("(", self.metric_value(target), " IS NOT NULL)")  # or missing
         else:
             value = (
                 self.tag_value(target.key)
@@ -324,35 +318,17 @@ class _Compiler:
             _bind(target.group, "VARCHAR"),
         )
 
-    def param_where(self, target: _Param) -> _Frag:
-        """The params of the row (`p`) that `target` names."""
-        return _join("p.iteration_id = i.iteration_id AND ", self.param_match(target))
-
-    def metric_where(self, target: _Metric) -> _Frag:
-        """The summary of the row (`m`) that `target` names."""
-        return _join("m.iteration_id = i.iteration_id AND ", self.metric_match(target))
-
     def metric_value(self, target: _Metric) -> _Frag:
-        """The value `target` names: the correlated row's column, or the pivot's column
-        (NULL when the iteration has no such series; there is one row per series)."""
-        if self.metrics is None:
-            return _Frag(target.column)
+        """The value `target` names: the pivot's column (NULL when the iteration has no
+        such series; there is one row per series)."""
         aggregate = _join(f"first({target.column}) FILTER (WHERE ", self.metric_match(target), ")")
         return self.metrics.column(aggregate, target.key)
 
     def param_test(self, target: _Param, test: _Frag) -> _Frag:
         """Whether some param `target` names (a key may be in several sections) passes
         `test`, a condition on `p.value`."""
-        if self.params is None:
-            return _join(self.param_exists(target), " AND ", test, ")")
         aggregate = _join("bool_or(", test, ") FILTER (WHERE ", self.param_match(target), ")")
         return _join("COALESCE(", self.params.column(aggregate, target.key), ", FALSE)")
-
-    def param_exists(self, target: _Param) -> _Frag:
-        return _join("EXISTS (SELECT 1 FROM params p WHERE ", self.param_where(target))
-
-    def metric_exists(self, target: _Metric) -> _Frag:
-        return _join("EXISTS (SELECT 1 FROM last_metrics m WHERE ", self.metric_where(target))
 
     @staticmethod
     def tag_value(key: str) -> _Frag:
@@ -469,52 +445,16 @@ class _Compiler:
     # -- order by -----------------------------------------------------------
 
     def sort_value(self, target: _Target) -> _Frag:
-        if isinstance(target, _Param) and self.params is not None:
+        if isinstance(target, _Param):  # of several sections, the first by name
             first = _join(
                 "arg_min(p.value, p.section) FILTER (WHERE ", self.param_match(target), ")"
             )
             return self.params.column(first, target.key)
-        if isinstance(target, _Metric) and self.metrics is not None:
-            return self.metric_value(target)
-        if isinstance(target, _Param):
-            return _join(
-                "(SELECT p.value FROM params p WHERE ",
-                self.param_where(target),
-                " ORDER BY p.section LIMIT 1)",
-            )
         if isinstance(target, _Metric):
-            return _join(
-                f"(SELECT {target.column} FROM last_metrics m WHERE ",
-                self.metric_where(target),
-                ")",
-            )
+            return self.metric_value(target)
         if isinstance(target, _Tag):
             return self.tag_value(target.key)
         return self.attribute_value(target)
-
-
-def compile_filter(expression: str, lost_before: datetime | None = None) -> CompiledFilter:
-    """Compile a filter expression to a WHERE fragment over `iterations i` alone
-    (correlated subqueries); "" matches everything. With `lost_before`, `status` is the
-    displayed one: LOST for a RUNNING iteration whose last heartbeat is older."""
-    node = parse_filter(expression)
-    if node is None:
-        return CompiledFilter("TRUE", [])
-    frag = _Compiler(expression, lost_before).node(node)
-    return CompiledFilter(frag.sql, list(frag.params))
-
-
-def compile_order_by(spec: str, lost_before: datetime | None = None) -> CompiledFilter:
-    """Compile `field [ASC|DESC], ...` to an ORDER BY list (without ORDER BY) over
-    `iterations i` alone (correlated subqueries).
-
-    Missing values sort last in either direction, and so do NaN metrics (DuckDB
-    would put NaN first in DESC, the wrong end of a leaderboard). Params and tags
-    sort numerically when they parse as numbers, then as text. The list always ends
-    with i.iteration_id so pages never shuffle between requests.
-    """
-    frag = _order(_Compiler(spec, lost_before), spec)
-    return CompiledFilter(frag.sql, list(frag.params))
 
 
 @dataclass(frozen=True)
@@ -532,14 +472,20 @@ class CompiledSearch:
 def compile_search(
     expression: str, order_by: str, lost_before: datetime | None = None
 ) -> CompiledSearch:
-    """`compile_filter` and `compile_order_by` with the same meaning, but each distinct
-    metric value or param test the two read is a column of one join per table instead of
-    a subquery per clause."""
+    """Compile a filter expression ("" matches everything) and an order-by spec
+    (`field [ASC|DESC], ...`) over one source. With `lost_before`, `status` is the
+    displayed one: LOST for a RUNNING iteration whose last heartbeat is older.
+
+    Missing values sort last in either direction, and so do NaN metrics (DuckDB would put
+    NaN first in DESC, the wrong end of a leaderboard). Params and tags sort numerically
+    when they parse as numbers, then as text. The order always ends with i.iteration_id
+    so pages never shuffle between requests.
+    """
     metrics, params = _Pivot("last_metrics", "m", "_m"), _Pivot("params", "p", "_p")
     node = parse_filter(expression)
-    compiler = _Compiler(expression, lost_before, (metrics, params))
+    compiler = _Compiler(expression, lost_before, metrics, params)
     where = _Frag("TRUE") if node is None else compiler.node(node)
-    order = _order(_Compiler(order_by, lost_before, (metrics, params)), order_by)
+    order = _order(_Compiler(order_by, lost_before, metrics, params), order_by)
     source = _join("iterations i", metrics.join(), params.join())
     return CompiledSearch(
         CompiledFilter(source.sql, list(source.params)),

@@ -17,12 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deardiary.projections.queries.filter import (
-    CompiledFilter,
-    compile_filter,
-    compile_order_by,
-    compile_search,
-)
+from deardiary.projections.queries.filter import CompiledFilter, CompiledSearch, compile_search
 from deardiary.schemas.errors import ErrorCode, InvalidArgument
 
 ALL = {"it1", "it2", "it3", "it4"}
@@ -113,26 +108,12 @@ def conn() -> Iterator[duckdb.DuckDBPyConnection]:
     connection.close()
 
 
-def ids(conn: duckdb.DuckDBPyConnection, expression: str) -> set[str]:
-    """The ids the filter selects; the joined form (compile_search) selects the same."""
-    compiled = compile_filter(expression)
-    rows = conn.execute(
-        f"SELECT i.iteration_id FROM iterations i WHERE {compiled.sql}", compiled.params
-    ).fetchall()
-    found = {row[0] for row in rows}
-    assert searched(conn, expression, "") == sorted(found)
-    return found
+def search_filter(expression: str) -> CompiledSearch:
+    return compile_search(expression, "")
 
 
-def ordered(conn: duckdb.DuckDBPyConnection, spec: str) -> list[str]:
-    """The ids in that order; the joined form (compile_search) gives the same order."""
-    order = compile_order_by(spec)
-    rows = conn.execute(
-        f"SELECT i.iteration_id FROM iterations i ORDER BY {order.sql}", order.params
-    ).fetchall()
-    found = [row[0] for row in rows]
-    assert searched(conn, "", spec) == found
-    return found
+def search_order(spec: str) -> CompiledSearch:
+    return compile_search("", spec)
 
 
 def searched(conn: duckdb.DuckDBPyConnection, expression: str, spec: str) -> list[str]:
@@ -143,6 +124,18 @@ def searched(conn: duckdb.DuckDBPyConnection, expression: str, spec: str) -> lis
     )
     params = [*search.source.params, *search.where.params, *search.order.params]
     return [row[0] for row in conn.execute(sql, params).fetchall()]
+
+
+def ids(conn: duckdb.DuckDBPyConnection, expression: str) -> set[str]:
+    """The ids the filter selects (no id twice: the joins keep one row per iteration)."""
+    found = searched(conn, expression, "")
+    assert len(found) == len(set(found))
+    return set(found)
+
+
+def ordered(conn: duckdb.DuckDBPyConnection, spec: str) -> list[str]:
+    """The ids in that order."""
+    return searched(conn, "", spec)
 
 
 def _error(call: object, text: str) -> InvalidArgument:
@@ -313,11 +306,18 @@ def test_not_is_the_exact_complement(conn: duckdb.DuckDBPyConnection, expression
 
 
 def test_values_are_bound_never_pasted() -> None:
-    compiled = compile_filter("params.`k'q` = 'zz''zz' AND metrics.m > 1.5 AND tags.t = 'x'")
-    assert "k'q" not in compiled.sql and "zz" not in compiled.sql and "1.5" not in compiled.sql
-    assert compiled.params == ["k'q", "zz'zz", "m", "", 1.5, "/t", "x"]  # "": metric group
-    assert compiled.sql.count("?") == len(compiled.params)
-    assert compile_filter("") == CompiledFilter("TRUE", [])
+    search = search_filter("params.`k'q` = 'zz''zz' AND metrics.m > 1.5 AND tags.t = 'x'")
+    for part in (search.source, search.where):
+        assert "k'q" not in part.sql and "zz" not in part.sql and "1.5" not in part.sql
+        assert part.sql.count("?") == len(part.params)
+    # the metric's key and group ("") and the key scanned; the param's test, key and key
+    assert search.source.params == ["m", "", "m", "zz'zz", "k'q", "k'q"]
+    assert search.where.params == [1.5, "/t", "x"]
+    empty = search_filter("")
+    assert (empty.source, empty.where) == (
+        CompiledFilter("iterations i", []),
+        CompiledFilter("TRUE", []),
+    )
 
 
 ORDERS: list[tuple[str, list[str]]] = [
@@ -349,20 +349,14 @@ def test_order_by(conn: duckdb.DuckDBPyConnection, spec: str, expected: list[str
 
 
 def test_order_by_ends_with_tiebreak_and_binds_keys() -> None:
-    order = compile_order_by("params.`a'b` DESC")
-    assert order.sql.endswith("i.iteration_id ASC")
-    assert "a'b" not in order.sql and order.params == ["a'b", "a'b"]
-    assert compile_order_by("") == CompiledFilter("i.iteration_id ASC", [])
+    search = search_order("params.`a'b` DESC")
+    assert search.order.sql.endswith("i.iteration_id ASC")
+    assert "a'b" not in search.source.sql + search.order.sql
+    assert search.source.params == ["a'b", "a'b"] and search.order.params == []
+    assert search_order("").order == CompiledFilter("i.iteration_id ASC", [])
 
 
 def test_filter_and_order_combine(conn: duckdb.DuckDBPyConnection) -> None:
-    where = compile_filter("experiment_id = 'e1' OR metrics.acc > 0")
-    order = compile_order_by("metrics.acc DESC")
-    rows = conn.execute(
-        f"SELECT i.iteration_id FROM iterations i WHERE {where.sql} ORDER BY {order.sql}",
-        where.params + order.params,
-    ).fetchall()
-    assert [r[0] for r in rows] == ["it3", "it1", "it2"]
     assert searched(conn, "experiment_id = 'e1' OR metrics.acc > 0", "metrics.acc DESC") == [
         "it3",
         "it1",
@@ -415,13 +409,13 @@ ERRORS: list[tuple[str, int]] = [
 
 @pytest.mark.parametrize(("expression", "column"), ERRORS)
 def test_errors_point_at_the_column(expression: str, column: int) -> None:
-    error = _error(compile_filter, expression)
+    error = _error(search_filter, expression)
     assert error.details["column"] == column, error.message
     assert f"column {column}" in error.message
 
 
 def test_errors_on_later_lines_give_line_and_column() -> None:
-    error = _error(compile_filter, "status = 'a'\n  AND foo = 1")
+    error = _error(search_filter, "status = 'a'\n  AND foo = 1")
     assert (error.details["line"], error.details["column"]) == (2, 7)
     assert "line 2, column 7" in error.message
 
@@ -431,21 +425,21 @@ def test_errors_on_later_lines_give_line_and_column() -> None:
     [("metrics.loss UP", 14), ("foo", 1), ("created_at DESC,", 17), ("ASC", 1), ("a b", 3)],
 )
 def test_order_by_errors(spec: str, column: int) -> None:
-    assert _error(compile_order_by, spec).details["column"] == column
+    assert _error(search_order, spec).details["column"] == column
 
 
 def test_limits(conn: duckdb.DuckDBPyConnection) -> None:
-    _error(compile_filter, "status = '" + "x" * 10_000 + "'")
-    _error(compile_order_by, ", ".join(["created_at"] * 17))
+    _error(search_filter, "status = '" + "x" * 10_000 + "'")
+    _error(search_order, ", ".join(["created_at"] * 17))
     assert len(ordered(conn, ", ".join(["created_at"] * 16))) == 4
     deep = "(" * 64 + "status = 'RUNNING'" + ")" * 64
     assert ids(conn, deep) == {"it1"}
     assert ids(conn, "NOT " * 64 + "status = 'RUNNING'") == {"it1"}
-    _error(compile_filter, "(" * 65 + "status = 'RUNNING'" + ")" * 65)
-    _error(compile_filter, "NOT " * 65 + "status = 'RUNNING'")
+    _error(search_filter, "(" * 65 + "status = 'RUNNING'" + ")" * 65)
+    _error(search_filter, "NOT " * 65 + "status = 'RUNNING'")
     wide = " OR ".join(["metrics.loss = 0.5"] * 100)
     assert ids(conn, wide) == {"it1"}
-    error = _error(compile_filter, wide + " OR status = 'x'")
+    error = _error(search_filter, wide + " OR status = 'x'")
     assert error.details["column"] == len(wide) + 5
 
 
@@ -499,19 +493,16 @@ def test_injection_attempts_stay_literals(
     ],
 )
 def test_injection_attempts_are_rejected(conn: duckdb.DuckDBPyConnection, expression: str) -> None:
-    _error(compile_filter, expression)
+    _error(search_filter, expression)
     assert conn.execute("SELECT count(*) FROM iterations").fetchone() == (4,)
 
 
 def _runs(conn: duckdb.DuckDBPyConnection, expression: str) -> None:
     """Compile or raise InvalidArgument; whatever compiles must execute."""
     try:
-        where = compile_filter(expression)
+        search_filter(expression)
     except InvalidArgument:
-        with pytest.raises(InvalidArgument):
-            compile_search(expression, "")
         return
-    conn.execute(f"SELECT count(*) FROM iterations i WHERE {where.sql}", where.params).fetchall()
     ids(conn, expression)
 
 
@@ -604,15 +595,12 @@ def test_order_by_soup_compiles_and_runs_or_is_invalid(
     conn: duckdb.DuckDBPyConnection, spec: str
 ) -> None:
     try:
-        order = compile_order_by(spec)
+        search_order(spec)
     except InvalidArgument:
-        with pytest.raises(InvalidArgument):
-            compile_search("", spec)
         return
-    conn.execute(f"SELECT 1 FROM iterations i ORDER BY {order.sql}", order.params).fetchall()
-    ordered(conn, spec)
+    assert sorted(ordered(conn, spec)) == sorted(ALL)
 
 
 def test_time_literals_bind_as_naive_utc() -> None:
-    compiled = compile_filter("created_at > '2024-06-01T12:00:00-02:00'")
+    compiled = search_filter("created_at > '2024-06-01T12:00:00-02:00'").where
     assert compiled.params == [datetime(2024, 6, 1, 14, 0)]
