@@ -264,6 +264,32 @@ def _buffer(it: _Iteration) -> EventBuffer:
     return it.client.buffer
 
 
+def _emit_json(
+    it: _Iteration,
+    key: str,
+    step: int | None,
+    kind: events.MediaKind,
+    data: bytes,
+    caption: str,
+    metadata: dict[str, Any],
+) -> None:
+    """Store a JSON document (a figure, a table) and log it as media of `it`."""
+    content_hash, size = store_content(it.client, it.id, data)
+    _buffer(it).emit(
+        events.MediaLogged(
+            iteration_id=it.id,
+            key=key,
+            step=next_step(it.client, it.id, key, step),
+            kind=kind,
+            content_hash=content_hash,
+            size_bytes=size,
+            media_type="application/json",
+            caption=caption,
+            metadata=metadata,
+        )
+    )
+
+
 class MediaMixin:
     """Media logging of `Iteration`."""
 
@@ -315,20 +341,7 @@ class MediaMixin:
     ) -> None:
         """A Plotly figure (or its JSON dict) or a Vega-Lite spec (an Altair chart too)."""
         data, kind = _figure_json(figure)
-        content_hash, size = store_content(self.client, self.id, data)
-        _buffer(self).emit(
-            events.MediaLogged(
-                iteration_id=self.id,
-                key=key,
-                step=next_step(self.client, self.id, key, step),
-                kind=events.MediaKind.FIGURE,
-                content_hash=content_hash,
-                size_bytes=size,
-                media_type="application/json",
-                caption=caption,
-                metadata={"format": kind},
-            )
-        )
+        _emit_json(self, key, step, events.MediaKind.FIGURE, data, caption, {"format": kind})
 
     def log_text(
         self: _Iteration, key: str, text: str, step: int | None = None, caption: str = ""
@@ -382,20 +395,8 @@ class MediaMixin:
         import json
 
         data = json.dumps(table, default=_json_default, separators=(",", ":")).encode()
-        content_hash, size = store_content(self.client, self.id, data)
-        _buffer(self).emit(
-            events.MediaLogged(
-                iteration_id=self.id,
-                key=key,
-                step=next_step(self.client, self.id, key, step),
-                kind=events.MediaKind.TABLE,
-                content_hash=content_hash,
-                size_bytes=size,
-                media_type="application/json",
-                caption=caption,
-                metadata={"rows": len(body), "columns": len(columns)},
-            )
-        )
+        shape = {"rows": len(body), "columns": len(columns)}
+        _emit_json(self, key, step, events.MediaKind.TABLE, data, caption, shape)
 
     def log_histogram(
         self: _Iteration,
