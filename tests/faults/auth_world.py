@@ -1,11 +1,12 @@
 """A served data folder with auth on and three users, for the authorisation fault tests.
 
 root is an administrator. olive owns two projects, A and B, each with an experiment,
-an iteration (params, a metric, tags, notes, log lines), a model with a version and an
-artifact — every name and value tagged with a random marker, so a test can look for
-any of B's secrets in a response. rita may read A, has nothing on B, and owns a
-project C of her own (with an artifact she uploaded). Built in-process on a real
-server over HTTP: the same pattern as tests/e2e/test_auth.py.
+an iteration (params, a metric, tags, notes, log lines, a text sample, a histogram, a
+checkpoint), a model with a version the iteration uses, and an artifact: a row in every
+relation the SQL sandbox publishes, every name and value tagged with a random marker, so
+a test can look for any of B's secrets in a response. rita may read A, has nothing on B,
+and owns a project C of her own (with an artifact she uploaded). Built in-process on a
+real server over HTTP: the same pattern as tests/e2e/test_auth.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ import msgspec
 import deardiary as dd
 from deardiary.schemas import ids
 from deardiary.schemas.envelope import wrap
-from deardiary.schemas.events import Event, LogLinesLogged, ModelCreated, ModelVersionCreated
+from deardiary.schemas.events import (
+    Event,
+    LogLinesLogged,
+    ModelCreated,
+    ModelVersionCreated,
+    ModelVersionUsed,
+)
 from deardiary.schemas.ids import now_us
 from deardiary.services.auth.routes import new_user_event
 from deardiary.services.http import start_in_thread
@@ -117,6 +124,7 @@ def _tenant(url: str, user: str, password: str, headers: Headers, tag: str, spoo
     param_value, tag_value, note = f"{mark}-param-value", f"{mark}-tag-value", f"{mark}-notes"
     log_line, model, metric = f"{mark}-log-line", f"{mark}-model", 7000 + secrets.randbelow(10**6)
     metric_value = metric + 0.123456789
+    media_text, checkpoint, purpose = f"{mark}-media-text", f"{mark}-ckpt", f"{mark}-purpose"
     client = dd.connect(url, username=user, password=password, spool_dir=spool)
     try:
         with client.start_iteration(
@@ -129,6 +137,11 @@ def _tenant(url: str, user: str, password: str, headers: Headers, tag: str, spoo
         ) as it:
             it.log_metric("loss", metric_value)
             it.set_notes(note)
+            it.log_text(f"{mark}-sample", media_text)
+            it.log_histogram(f"{mark}-histogram", histogram=([0.0, 1.0], [3.0]))
+            weights = spool.parent / f"{mark}-checkpoint.bin"
+            weights.write_bytes(f"{mark}-checkpoint-bytes".encode())
+            it.log_checkpoint(weights, step=0, name=checkpoint)
             client.buffer.emit(
                 LogLinesLogged(
                     iteration_id=it.id, times=[now_us()], levels=["INFO"], messages=[log_line]
@@ -139,6 +152,9 @@ def _tenant(url: str, user: str, password: str, headers: Headers, tag: str, spoo
         client.buffer.emit(ModelCreated(model_id=model_id, project_id=it.project_id, name=model))
         client.buffer.emit(
             ModelVersionCreated(model_version_id=version_id, model_id=model_id, iteration_id=it.id)
+        )
+        client.buffer.emit(
+            ModelVersionUsed(iteration_id=it.id, model_version_id=version_id, purpose=purpose)
         )
         client.flush(timeout=30)
     finally:
@@ -155,6 +171,7 @@ def _tenant(url: str, user: str, password: str, headers: Headers, tag: str, spoo
         "artifact_id": up.json()["artifact_id"],
     }
     leakable = [project, experiment, iteration, param_value, tag_value, note, log_line, model]
+    leakable += [media_text, f"{mark}-sample", f"{mark}-histogram", checkpoint, purpose]
     leakable += [repr(metric_value), content.decode(), up.json()["content_hash"], *found.values()]
     return Tenant(project, found, content, up.json()["content_hash"], leakable)
 
