@@ -60,18 +60,44 @@ def histograms(
     min_step: int | None = None,
     max_step: int | None = None,
     limit: int = 1000,
+    max_steps: int | None = None,
 ) -> pa.Table:
-    """An iteration's histograms in (key, step) order: edges, counts, count, min, max."""
+    """An iteration's histograms in (key, step) order: edges, counts, count, min, max, and
+    `key_steps`, how many steps of that key the window holds.
+
+    With `max_steps` (>= 2), at most that many steps of each key, spread evenly from its
+    first to its last (both kept): its steps but the last split into `max_steps - 1` runs
+    of equal length (within one), the first step of each run, and the last step. Why: a
+    page that lists a whole run's histograms would otherwise get the first steps of the
+    first keys only, its page full before the rest."""
     check_page(limit, 0)
+    if max_steps is not None and max_steps < 2:
+        raise InvalidArgument("max_steps must be at least 2 (a key's first and last steps)")
     where: list[str] = ["iteration_id = ?"]
     params: list[object] = [iteration_id]
     if key is not None:
         where.append("key = ?")
         params.append(key)
     _window(where, params, min_step, max_step)
+    rows = (
+        "SELECT *, count(*) OVER (PARTITION BY key) AS key_steps"
+        f" FROM histograms WHERE {' AND '.join(where)}"
+    )
+    if max_steps is not None:
+        last = (
+            "SELECT *, row_number() OVER (PARTITION BY key ORDER BY step DESC) = 1 AS _last"
+            f" FROM ({rows})"
+        )
+        runs = (
+            f"SELECT *, ntile({int(max_steps) - 1}) OVER (PARTITION BY key, _last"
+            f" ORDER BY step) AS _run FROM ({last})"
+        )
+        rows = (
+            f"SELECT * EXCLUDE (_last, _run) FROM ({runs})"
+            " QUALIFY row_number() OVER (PARTITION BY key, _last, _run ORDER BY step) = 1"
+        )
     return conn.sql(
-        f"SELECT * EXCLUDE (histogram_id) FROM histograms WHERE {' AND '.join(where)}"
-        f" ORDER BY key, step LIMIT {int(limit)}",
+        f"SELECT * EXCLUDE (histogram_id) FROM ({rows}) ORDER BY key, step LIMIT {int(limit)}",
         params=params,
     ).to_arrow_table()
 

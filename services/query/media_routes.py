@@ -67,6 +67,19 @@ class HistogramQuery(q.Read, frozen=True, kw_only=True):
     min_step: Annotated[WindowStep | None, Meta(description="steps from")] = None
     max_step: Annotated[WindowStep | None, Meta(description="steps up to")] = None
     limit: Annotated[int, Meta(ge=0, le=q.MAX_PAGE, description="histograms")] = 1000
+    max_steps: (
+        Annotated[
+            int,
+            Meta(
+                ge=2,
+                le=q.MAX_PAGE,
+                description="at most this many steps of each key, spread evenly from its"
+                " first to its last (both kept); each row's key_steps says how many the key"
+                " has",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class CheckpointQuery(q.Read, frozen=True, kw_only=True):
@@ -180,7 +193,13 @@ class MediaRoutes:
         def read(c: duckdb.DuckDBPyConnection) -> web.Response:
             require(c, "iteration", it)
             table = media_queries.histograms(
-                c, it, key=p.key, min_step=p.min_step, max_step=p.max_step, limit=p.limit
+                c,
+                it,
+                key=p.key,
+                min_step=p.min_step,
+                max_step=p.max_step,
+                limit=p.limit,
+                max_steps=p.max_steps,
             )
             return table_response(request, table)
 

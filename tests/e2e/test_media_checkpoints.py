@@ -53,6 +53,27 @@ def _log_media(c: Client) -> str:
     return it.id
 
 
+def test_histograms_spread_over_a_long_run(served: tuple[str, Path], tmp_path: Path) -> None:
+    """`max_steps`: each key's steps spread from its first to its last, over HTTP."""
+    url, _ = served
+    c = dd.connect(url, spool_dir=tmp_path / "spool")
+    with c.start_iteration(project="media", experiment="long", capture_env=False) as it:
+        for step in range(10):
+            it.log_histogram("grads", histogram=([0.0, 1.0], [float(step)]), step=step)
+        it.log_histogram("bias", histogram=([0.0, 1.0], [1.0]), step=3)
+    c.flush()
+    path = f"/api/v1/iterations/{it.id}/histograms"
+    rows = c.get(path, max_steps=4)["items"]
+    assert [(h["key"], h["step"], h["key_steps"]) for h in rows] == [
+        ("bias", 3, 1), ("grads", 0, 10), ("grads", 3, 10), ("grads", 6, 10), ("grads", 9, 10),
+    ]  # fmt: skip
+    assert [h["counts"] for h in rows[1:]] == [[0.0], [3.0], [6.0], [9.0]]
+    for bad in ("1", "0", "x", "10001"):
+        r = httpx.get(f"{url}{path}", params={"max_steps": bad})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_ARGUMENT", bad
+    c.close()
+
+
 def test_media_over_http(served: tuple[str, Path], tmp_path: Path) -> None:
     url, _ = served
     c = dd.connect(url, spool_dir=tmp_path / "spool")

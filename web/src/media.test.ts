@@ -33,7 +33,7 @@ describe("media", () => {
   });
 
   it("draws bars from edges and an overview normalised to its peak", () => {
-    const h = (step: number, edges: number[], counts: number[]): Histogram => ({ key: "w", step, edges, counts, count: 0, min: 0, max: 0 });
+    const h = (step: number, edges: number[], counts: number[]): Histogram => ({ key: "w", step, edges, counts, count: 0, min: 0, max: 0, key_steps: 1 });
     expect(bars(h(0, [0, 1, 2], [3, 4]))).toEqual([[0, 1, 2], [3, 4, null]]);
     const o = overview([h(0, [0, 1, 2], [3, 1]), h(1, [2, 3, 4], [0, 6])], 4);
     expect([o.lo, o.hi]).toEqual([0, 4]);

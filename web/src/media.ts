@@ -86,6 +86,8 @@ export interface Histogram {
   count: number;
   min: number;
   max: number;
+  /** How many steps the key has (in the window asked for); more than listed when sampled. */
+  key_steps: number;
 }
 
 /** A histogram as bars for uPlot: x = each bin's left edge (and the last right edge

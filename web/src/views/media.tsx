@@ -16,6 +16,7 @@ import { around, bars, byKey, type Histogram, type MediaItem, type MediaKey, ove
 
 const PAGE = 10_000; // the API's largest page: media items listed at once
 const THUMBS = 24;
+const HISTOGRAM_STEPS = 500; // of each key, spread from its first step to its last
 
 const THUMB_MAX_BYTES = 256 * 1024; // larger images get a step button, not their bytes
 const KEPT_URLS = 300;
@@ -52,7 +53,7 @@ async function contentText(iterationId: string, hash: string, signal: AbortSigna
 export function RunMedia({ iterationId, query, asOf }: { iterationId: string; query: URLSearchParams; asOf: string }) {
   const then = { as_of: asOf || undefined };
   const media = useLoad((signal) => get<PageOf<MediaItem>>(`/iterations/${iterationId}/media`, { limit: PAGE, ...then }, signal), [iterationId, asOf]);
-  const histograms = useLoad((signal) => items<Histogram>(`/iterations/${iterationId}/histograms`, { limit: PAGE, ...then }, signal), [iterationId, asOf]);
+  const histograms = useLoad((signal) => items<Histogram>(`/iterations/${iterationId}/histograms`, { limit: PAGE, max_steps: HISTOGRAM_STEPS, ...then }, signal), [iterationId, asOf]);
   const keys = useMemo(() => byKey(media.data?.items ?? []), [media.data]);
   const hists = useMemo(() => {
     const out = new Map<string, Histogram[]>();
@@ -364,6 +365,11 @@ function HistogramPanel({ name, histograms, want }: { name: string; histograms: 
         {name} <span class="muted">histogram</span>
       </h2>
       <StepSlider name={name} steps={steps} at={at} onChange={setAt} />
+      {histograms.length > 0 && histograms[0].key_steps > histograms.length && (
+        <p class="muted small">
+          {histograms.length} of its {histograms[0].key_steps} steps, spread evenly from the first to the last.
+        </p>
+      )}
       <InView minHeight={380}>
         {h && <HistogramBars h={h} />}
         {h && (
