@@ -22,6 +22,36 @@ def _window(where: list[str], params: list[object], lo: int | None, hi: int | No
         params.append(hi)
 
 
+def _spread(rows: str, max_steps: int | None) -> str:
+    """The rows of `rows` (a query with `key` and `step` columns) with `key_steps`, how
+    many steps their key has there; with `max_steps` (>= 2), only the rows at that many of
+    each key's steps at most, spread evenly from its first step to its last (both kept):
+    its steps but the last split into `max_steps - 1` runs of equal length (within one),
+    the first step of each run, and the last step. Why: a page that lists a whole run
+    would otherwise get the first steps of the first keys only, its page full before the
+    rest."""
+    if max_steps is not None and max_steps < 2:
+        raise InvalidArgument("max_steps must be at least 2 (a key's first and last steps)")
+    steps = (
+        "SELECT key, step, count(*) OVER (PARTITION BY key) AS key_steps,"
+        " row_number() OVER (PARTITION BY key ORDER BY step DESC) = 1 AS _last"
+        " FROM (SELECT DISTINCT key, step FROM _rows)"
+    )
+    if max_steps is not None:
+        runs = (
+            f"SELECT *, ntile({int(max_steps) - 1}) OVER (PARTITION BY key, _last"
+            f" ORDER BY step) AS _run FROM ({steps})"
+        )
+        steps = (
+            f"SELECT * FROM ({runs})"
+            " QUALIFY row_number() OVER (PARTITION BY key, _last, _run ORDER BY step) = 1"
+        )
+    return (
+        f"WITH _rows AS ({rows}), _steps AS ({steps})"
+        " SELECT _rows.*, _steps.key_steps FROM _rows JOIN _steps USING (key, step)"
+    )
+
+
 def media(
     conn: duckdb.DuckDBPyConnection,
     iteration_id: str,
@@ -32,8 +62,11 @@ def media(
     max_step: int | None = None,
     limit: int = 1000,
     offset: int = 0,
+    max_steps: int | None = None,
 ) -> Page:
-    """An iteration's media items in (key, step, index) order, with the total."""
+    """An iteration's media items in (key, step, index) order, with the total; every item
+    says how many steps its key has (`key_steps`). With `max_steps`, the items at that
+    many of each key's steps at most (see `_spread`)."""
     check_page(limit, offset)
     where: list[str] = ["iteration_id = ?"]
     params: list[object] = [iteration_id]
@@ -42,10 +75,10 @@ def media(
             where.append(f"{column} = ?")
             params.append(value)
     _window(where, params, min_step, max_step)
-    clause = " AND ".join(where)
-    total = conn.execute(f"SELECT count(*) FROM media WHERE {clause}", params).fetchall()
+    rows = _spread(f"SELECT * FROM media WHERE {' AND '.join(where)}", max_steps)
+    total = conn.execute(f"SELECT count(*) FROM ({rows})", params).fetchall()
     items = conn.sql(
-        f'SELECT * EXCLUDE (media_id) FROM media WHERE {clause} ORDER BY key, step, "index"'
+        f'SELECT * EXCLUDE (media_id) FROM ({rows}) ORDER BY key, step, "index"'
         f" LIMIT {int(limit)} OFFSET {int(offset)}",
         params=params,
     ).to_arrow_table()
@@ -63,39 +96,16 @@ def histograms(
     max_steps: int | None = None,
 ) -> pa.Table:
     """An iteration's histograms in (key, step) order: edges, counts, count, min, max, and
-    `key_steps`, how many steps of that key the window holds.
-
-    With `max_steps` (>= 2), at most that many steps of each key, spread evenly from its
-    first to its last (both kept): its steps but the last split into `max_steps - 1` runs
-    of equal length (within one), the first step of each run, and the last step. Why: a
-    page that lists a whole run's histograms would otherwise get the first steps of the
-    first keys only, its page full before the rest."""
+    `key_steps`, how many steps that key has in the window. With `max_steps`, at most that
+    many steps of each key (see `_spread`)."""
     check_page(limit, 0)
-    if max_steps is not None and max_steps < 2:
-        raise InvalidArgument("max_steps must be at least 2 (a key's first and last steps)")
     where: list[str] = ["iteration_id = ?"]
     params: list[object] = [iteration_id]
     if key is not None:
         where.append("key = ?")
         params.append(key)
     _window(where, params, min_step, max_step)
-    rows = (
-        "SELECT *, count(*) OVER (PARTITION BY key) AS key_steps"
-        f" FROM histograms WHERE {' AND '.join(where)}"
-    )
-    if max_steps is not None:
-        last = (
-            "SELECT *, row_number() OVER (PARTITION BY key ORDER BY step DESC) = 1 AS _last"
-            f" FROM ({rows})"
-        )
-        runs = (
-            f"SELECT *, ntile({int(max_steps) - 1}) OVER (PARTITION BY key, _last"
-            f" ORDER BY step) AS _run FROM ({last})"
-        )
-        rows = (
-            f"SELECT * EXCLUDE (_last, _run) FROM ({runs})"
-            " QUALIFY row_number() OVER (PARTITION BY key, _last, _run ORDER BY step) = 1"
-        )
+    rows = _spread(f"SELECT * FROM histograms WHERE {' AND '.join(where)}", max_steps)
     return conn.sql(
         f"SELECT * EXCLUDE (histogram_id) FROM ({rows}) ORDER BY key, step LIMIT {int(limit)}",
         params=params,

@@ -53,6 +53,17 @@ MediaKey = Annotated[str, Meta(min_length=1, max_length=MAX_KEY_CHARS, descripti
 WindowStep = Annotated[int, Meta(ge=0, le=2**62)]
 
 
+MaxSteps = Annotated[
+    int,
+    Meta(
+        ge=2,
+        le=q.MAX_PAGE,
+        description="at most this many steps of each key, spread evenly from its first to its"
+        " last (both kept); each row's key_steps says how many the key has",
+    ),
+]
+
+
 class MediaQuery(q.Paged, frozen=True, kw_only=True):
     key: Annotated[MediaKey | None, Meta(description="only this key")] = None
     kind: Annotated[
@@ -60,6 +71,7 @@ class MediaQuery(q.Paged, frozen=True, kw_only=True):
     ] = None
     min_step: Annotated[WindowStep | None, Meta(description="steps from")] = None
     max_step: Annotated[WindowStep | None, Meta(description="steps up to")] = None
+    max_steps: MaxSteps | None = None
 
 
 class HistogramQuery(q.Read, frozen=True, kw_only=True):
@@ -67,19 +79,7 @@ class HistogramQuery(q.Read, frozen=True, kw_only=True):
     min_step: Annotated[WindowStep | None, Meta(description="steps from")] = None
     max_step: Annotated[WindowStep | None, Meta(description="steps up to")] = None
     limit: Annotated[int, Meta(ge=0, le=q.MAX_PAGE, description="histograms")] = 1000
-    max_steps: (
-        Annotated[
-            int,
-            Meta(
-                ge=2,
-                le=q.MAX_PAGE,
-                description="at most this many steps of each key, spread evenly from its"
-                " first to its last (both kept); each row's key_steps says how many the key"
-                " has",
-            ),
-        ]
-        | None
-    ) = None
+    max_steps: MaxSteps | None = None
 
 
 class CheckpointQuery(q.Read, frozen=True, kw_only=True):
@@ -181,6 +181,7 @@ class MediaRoutes:
                 max_step=p.max_step,
                 limit=p.limit,
                 offset=p.offset,
+                max_steps=p.max_steps,
             )
             return page_response(request, page)
 

@@ -266,13 +266,14 @@ def test_histogram_bars_per_step_and_overview(
     browser[1].expect_clean()
 
 
-def test_a_long_histogram_run_is_shown_from_its_first_step_to_its_last(
+def test_a_long_run_is_shown_from_its_first_step_to_its_last(
     world: World, page: Page, browser: tuple[BrowserContext, Problems], tmp_path: Path
 ) -> None:
     c = dd.connect(world.url, spool_dir=tmp_path)
     with c.start_iteration(project="vision", experiment="long", capture_env=False) as it:
         for step in range(600):
             it.log_histogram("grads", histogram=([0.0, 1.0, 2.0], [1.0, step]), step=step)
+            it.log_text("notes", f"note {step}", step=step)
     c.flush()
     c.close()
     page.goto(f"{world.url}/r/{it.id}/media?key=grads")
@@ -283,6 +284,10 @@ def test_a_long_histogram_run_is_shown_from_its_first_step_to_its_last(
     page.keyboard.press("Home")
     expect(grads.locator(".histogram-box")).to_have_attribute("data-step", "0")
     expect(grads).to_contain_text("(1 of 500)")
+    page.goto(f"{world.url}/r/{it.id}/media?key=notes")
+    notes = page.get_by_role("region", name="media notes")
+    expect(notes).to_contain_text("500 of its 600 steps, spread evenly from the first to the last")
+    expect(notes).to_contain_text("note 599")
     browser[1].expect_clean()
 
 

@@ -53,13 +53,16 @@ def _log_media(c: Client) -> str:
     return it.id
 
 
-def test_histograms_spread_over_a_long_run(served: tuple[str, Path], tmp_path: Path) -> None:
+def test_media_and_histograms_spread_over_a_long_run(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
     """`max_steps`: each key's steps spread from its first to its last, over HTTP."""
     url, _ = served
     c = dd.connect(url, spool_dir=tmp_path / "spool")
     with c.start_iteration(project="media", experiment="long", capture_env=False) as it:
         for step in range(10):
             it.log_histogram("grads", histogram=([0.0, 1.0], [float(step)]), step=step)
+            it.log_text("lines", f"line {step}", step=step)
         it.log_histogram("bias", histogram=([0.0, 1.0], [1.0]), step=3)
     c.flush()
     path = f"/api/v1/iterations/{it.id}/histograms"
@@ -68,9 +71,14 @@ def test_histograms_spread_over_a_long_run(served: tuple[str, Path], tmp_path: P
         ("bias", 3, 1), ("grads", 0, 10), ("grads", 3, 10), ("grads", 6, 10), ("grads", 9, 10),
     ]  # fmt: skip
     assert [h["counts"] for h in rows[1:]] == [[0.0], [3.0], [6.0], [9.0]]
-    for bad in ("1", "0", "x", "10001"):
-        r = httpx.get(f"{url}{path}", params={"max_steps": bad})
-        assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_ARGUMENT", bad
+    listed = c.get(f"/api/v1/iterations/{it.id}/media", max_steps=3, limit=2)
+    assert listed["total"] == 3 and [m["text"] for m in listed["items"]] == ["line 0", "line 5"]
+    assert {m["key_steps"] for m in listed["items"]} == {10}
+    for route in (path, f"/api/v1/iterations/{it.id}/media"):
+        for bad in ("1", "0", "x", "10001"):
+            r = httpx.get(f"{url}{route}", params={"max_steps": bad})
+            assert r.status_code == 400, (route, bad)
+            assert r.json()["error"]["code"] == "INVALID_ARGUMENT", (route, bad)
     c.close()
 
 
@@ -106,7 +114,10 @@ def test_media_over_http(served: tuple[str, Path], tmp_path: Path) -> None:
     hists = c.get(f"/api/v1/iterations/{it}/histograms", key="weights")["items"]
     assert [h["counts"] for h in hists] == [[25.0, 25.0, 25.0, 25.0], [3.0, 1.0]]
     assert (hists[0]["min"], hists[0]["max"], hists[0]["count"]) == (0.0, 99.0, 100.0)
-    sql = c.sql("SELECT kind, count(*) AS n FROM media GROUP BY kind ORDER BY kind").to_pylist()
+    sql = c.sql(
+        f"SELECT kind, count(*) AS n FROM media WHERE iteration_id = '{it}'"
+        " GROUP BY kind ORDER BY kind"
+    ).to_pylist()
     assert sql == [
         {"kind": "figure", "n": 2},
         {"kind": "image", "n": 3},

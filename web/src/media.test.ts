@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { around, bars, byKey, checkpointMetrics, type Histogram, type MediaItem, overview, stepIndex, stepParam, systemKeys, systemSections, trainingKeys } from "./media";
 
 function item(key: string, step: number, index = 0, kind: MediaItem["kind"] = "image"): MediaItem {
-  return { key, step, index, kind, content_hash: `${key}${step}${index}`, size_bytes: 1, media_type: "image/png", caption: "", text: "", width: 1, height: 1, metadata: {} };
+  return { key, step, index, kind, content_hash: `${key}${step}${index}`, size_bytes: 1, media_type: "image/png", caption: "", text: "", width: 1, height: 1, metadata: {}, key_steps: 1 };
 }
 
 describe("media", () => {

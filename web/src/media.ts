@@ -17,6 +17,8 @@ export interface MediaItem {
   width: number;
   height: number;
   metadata: Record<string, unknown> | string;
+  /** How many steps the key has (in the window asked for); more than listed when sampled. */
+  key_steps: number;
 }
 
 export interface MediaKey {

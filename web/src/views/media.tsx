@@ -16,7 +16,7 @@ import { around, bars, byKey, type Histogram, type MediaItem, type MediaKey, ove
 
 const PAGE = 10_000; // the API's largest page: media items listed at once
 const THUMBS = 24;
-const HISTOGRAM_STEPS = 500; // of each key, spread from its first step to its last
+const KEY_STEPS = 500; // of each key's media and histograms, spread from its first step to its last
 
 const THUMB_MAX_BYTES = 256 * 1024; // larger images get a step button, not their bytes
 const KEPT_URLS = 300;
@@ -52,8 +52,8 @@ async function contentText(iterationId: string, hash: string, signal: AbortSigna
 
 export function RunMedia({ iterationId, query, asOf }: { iterationId: string; query: URLSearchParams; asOf: string }) {
   const then = { as_of: asOf || undefined };
-  const media = useLoad((signal) => get<PageOf<MediaItem>>(`/iterations/${iterationId}/media`, { limit: PAGE, ...then }, signal), [iterationId, asOf]);
-  const histograms = useLoad((signal) => items<Histogram>(`/iterations/${iterationId}/histograms`, { limit: PAGE, max_steps: HISTOGRAM_STEPS, ...then }, signal), [iterationId, asOf]);
+  const media = useLoad((signal) => get<PageOf<MediaItem>>(`/iterations/${iterationId}/media`, { limit: PAGE, max_steps: KEY_STEPS, ...then }, signal), [iterationId, asOf]);
+  const histograms = useLoad((signal) => items<Histogram>(`/iterations/${iterationId}/histograms`, { limit: PAGE, max_steps: KEY_STEPS, ...then }, signal), [iterationId, asOf]);
   const keys = useMemo(() => byKey(media.data?.items ?? []), [media.data]);
   const hists = useMemo(() => {
     const out = new Map<string, Histogram[]>();
@@ -113,6 +113,11 @@ export function RunMedia({ iterationId, query, asOf }: { iterationId: string; qu
   );
 }
 
+/** Says when a key's steps were sampled (`max_steps`): `shown` of its `of`. */
+function Sampled({ shown, of }: { shown: number; of: number }) {
+  return of > shown ? <p class="muted small">{shown} of its {of} steps, spread evenly from the first to the last.</p> : null;
+}
+
 function StepSlider({ name, steps, at, onChange }: { name: string; steps: number[]; at: number; onChange: (i: number) => void }) {
   return (
     <div class="toolbar step-slider">
@@ -156,6 +161,7 @@ function MediaPanel({ iterationId, media, want }: { iterationId: string; media: 
         {media.key} <span class="muted">{media.kind}</span>
       </h2>
       <StepSlider name={media.key} steps={media.steps} at={at} onChange={setAt} />
+      <Sampled shown={media.steps.length} of={media.at.get(media.steps[0])?.[0]?.key_steps ?? 0} />
       <InView minHeight={media.kind === "text" ? 60 : 240}>
       <div class="media-items">
         {shown.map((m) => (
@@ -365,11 +371,7 @@ function HistogramPanel({ name, histograms, want }: { name: string; histograms: 
         {name} <span class="muted">histogram</span>
       </h2>
       <StepSlider name={name} steps={steps} at={at} onChange={setAt} />
-      {histograms.length > 0 && histograms[0].key_steps > histograms.length && (
-        <p class="muted small">
-          {histograms.length} of its {histograms[0].key_steps} steps, spread evenly from the first to the last.
-        </p>
-      )}
+      <Sampled shown={steps.length} of={histograms[0]?.key_steps ?? 0} />
       <InView minHeight={380}>
         {h && <HistogramBars h={h} />}
         {h && (

@@ -1,6 +1,7 @@
-"""Histograms listed with `max_steps`: at most that many steps of each key, spread evenly
-from its first to its last, against a model of the rule (the first step of each of
-max_steps - 1 equal runs, and the last step), on a real DuckDB table from schema.sql."""
+"""Media and histograms listed with `max_steps`: at most that many steps of each key,
+spread evenly from its first to its last, against a model of the rule (the first step of
+each of max_steps - 1 equal runs of the steps but the last, and the last step), on real
+DuckDB tables from schema.sql."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deardiary.projections.folds.media import histogram_id
-from deardiary.projections.queries.media import histograms
+from deardiary.projections.folds.media import histogram_id, media_id
+from deardiary.projections.queries.media import histograms, media
 from deardiary.schemas.errors import InvalidArgument
 
 T = datetime(2024, 1, 1)
@@ -107,3 +108,71 @@ def test_max_steps_below_two_is_refused(conn: duckdb.DuckDBPyConnection) -> None
     for bad in (1, 0, -3):
         with pytest.raises(InvalidArgument):
             histograms(conn, "it", max_steps=bad)
+
+
+def _fill_media(conn: duckdb.DuckDBPyConnection, items: dict[str, dict[int, int]]) -> None:
+    """`items`: per key, how many items (indexes) each step has."""
+    conn.execute("DELETE FROM media")
+    rows = [
+        (
+            media_id("it", key, step, i),
+            "it",
+            key,
+            step,
+            i,
+            "text",
+            "",
+            0,
+            "text/plain",
+            "",
+            f"{key}/{step}/{i}",
+            0,
+            0,
+            "{}",
+            T,
+            T,
+        )
+        for key, steps in items.items()
+        for step, count in steps.items()
+        for i in range(count)
+    ]
+    if rows:
+        conn.executemany(f"INSERT INTO media VALUES ({', '.join('?' * 16)})", rows)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["samples", "text"]),
+        st.dictionaries(st.integers(0, 10**6), st.integers(1, 3), min_size=1, max_size=200),
+        min_size=1,
+    ),
+    st.integers(2, 30),
+)
+def test_media_keeps_every_item_of_the_spread_steps(
+    conn: duckdb.DuckDBPyConnection, items: dict[str, dict[int, int]], max_steps: int
+) -> None:
+    _fill_media(conn, items)
+    page = media(conn, "it", max_steps=max_steps, limit=10_000)
+    rows = page.items.to_pylist()
+    expected = [
+        (key, step, i, len(steps))
+        for key, steps in sorted(items.items())
+        for step in _expected(list(steps), max_steps)
+        for i in range(steps[step])
+    ]
+    assert [(r["key"], r["step"], r["index"], r["key_steps"]) for r in rows] == expected
+    assert page.total == len(expected)
+    whole = media(conn, "it", limit=10_000)  # without max_steps: every item
+    assert whole.total == sum(sum(steps.values()) for steps in items.values())
+
+
+def test_media_pages_through_the_spread_items(conn: duckdb.DuckDBPyConnection) -> None:
+    _fill_media(conn, {"a": dict.fromkeys(range(100), 2)})
+    first = media(conn, "it", max_steps=3, limit=4)
+    rest = media(conn, "it", max_steps=3, limit=4, offset=4)
+    assert first.total == rest.total == 6
+    steps = [r["step"] for r in first.items.to_pylist() + rest.items.to_pylist()]
+    assert steps == [0, 0, 50, 50, 99, 99]
+    with pytest.raises(InvalidArgument):
+        media(conn, "it", max_steps=1)
