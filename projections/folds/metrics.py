@@ -82,9 +82,12 @@ def _summary(
         "min_step": None,
         "max_step": None,
     }
-    finite = ~np.isnan(values)
-    if finite.any():
+    nans = np.isnan(values)
+    fvals, fsteps = values, steps
+    if nans.any():  # most series have none: no copies then
+        finite = ~nans
         fvals, fsteps = values[finite], steps[finite]
+    if len(fvals):
         lo, hi = int(np.argmin(fvals)), int(np.argmax(fvals))
         if row["min"] is None or fvals[lo] < row["min"]:
             row["min"], row["min_step"] = float(fvals[lo]), int(fsteps[lo])
@@ -93,7 +96,7 @@ def _summary(
         with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, by IEEE
             running = np.add.accumulate(np.concatenate(([row["sum"]], fvals)))
         row["sum"] = float(running[-1])
-        row["finite_count"] += int(finite.sum())
+        row["finite_count"] += len(fvals)
     row["count"] += len(values)
     row["last"] = float(values[-1])
     row["last_step"] = int(steps[-1])
@@ -107,20 +110,30 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
     n = event.num_points
     if n == 0 or not draft.parent("iterations", event.iteration_id, "iteration"):
         return
-    key_index = np.frombuffer(event.key_index, dtype="<u2").astype(np.int32)
+    raw_index = np.frombuffer(event.key_index, dtype="<u2")
     steps = np.frombuffer(event.steps, dtype="<i8").copy()
     values = np.frombuffer(event.values, dtype="<f8")
     times = np.frombuffer(event.times, dtype="<i8")
+    # Each key's points as one run, in log order within it: a stable sort by key once (a
+    # radix sort of 16-bit keys), not a mask and three selections per key (an SDK batch
+    # interleaves its keys step by step).
+    order = np.argsort(raw_index, kind="stable")
+    ends = np.cumsum(np.bincount(raw_index, minlength=len(event.keys))).tolist()
+    by_key_steps, by_key_values = steps[order], values[order]
     # Resolve every key's steps first: a batch whose automatic steps would pass MAX_STEP
     # is refused whole (recorded), before any summary changes.
     resolved_keys = []
-    for k, key in enumerate(event.keys):
-        mask = key_index == k
-        if not mask.any():
+    auto = False
+    start = 0
+    for key, end in zip(event.keys, ends, strict=True):
+        run = slice(start, end)
+        start = end
+        if run.start == run.stop:  # a key without points
             continue
         prior = draft.get("last_metrics", (event.iteration_id, key, event.group))
         top = prior["top_step"] if prior is not None else -1
-        resolved, top = _resolve_steps(steps[mask], top)
+        given = by_key_steps[run]
+        resolved, top = _resolve_steps(given, top)
         if top > MAX_STEP:
             draft.conflict(
                 "step_overflow",
@@ -128,10 +141,15 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
                 f"metric {key!r}: automatic steps would pass {MAX_STEP}; batch refused",
             )
             return
-        resolved_keys.append((key, mask, prior, resolved, top))
-    for key, mask, prior, resolved, top in resolved_keys:
-        steps[mask] = resolved
-        draft.put("last_metrics", _summary(draft, prior, event, key, resolved, values[mask], top))
+        auto = auto or resolved is not given
+        resolved_keys.append((key, run, prior, resolved, top))
+    for key, run, prior, resolved, top in resolved_keys:
+        by_key_steps[run] = resolved
+        summary = _summary(draft, prior, event, key, resolved, by_key_values[run], top)
+        draft.put("last_metrics", summary)
+    if auto:  # back in log order
+        steps[order] = by_key_steps
+    key_index = raw_index.astype(np.int32)
     pos = draft.position
     draft.point_tables.append(
         pa.Table.from_arrays(
