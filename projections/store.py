@@ -143,6 +143,14 @@ insert its values (``WHERE ("k" = ?) OR ...``, ``VALUES (?, ...)``): DuckDB find
 the primary key's index, ~0.6-0.8 ms a statement, where joining a list parameter or a
 registered Arrow table costs ~1.3-3 ms. A small request (one MLflow log_param) is a batch
 of one or two events: those statements were most of its cost."""
+FEW_VALUES = 44
+"""An insert passes its values as parameters (FEW_KEYS rows at most) only up to this many
+(rows x columns): binding costs ~50 us a parameter here, so past a few dozen the rows go
+in as an Arrow table (`_append`, ~1.1-2.5 ms whatever the width). Measured in a
+transaction on 1-8 rows of 6, 12 and 22 columns, parameters against Arrow: 8 rows of 22
+(a sweep step's new iterations) 4.3-4.9 ms against 2.1-2.5; 4 rows of 12 1.6-2.4 against
+1.7-1.9; 2 rows of 22 2.1-2.5 against 2.3-2.4; one row of 22 (an iteration) 1.6-1.8
+against 2.2; one row of 6 (a param) 0.8-0.9 against 1.1-1.2."""
 
 
 def _matching(columns: tuple[str, ...], keys: list[tuple[str, ...]]) -> tuple[str, list[Any]]:
@@ -558,7 +566,7 @@ class DuckDBProjectionStore:
         Replacement is DELETE + INSERT, not INSERT OR REPLACE: DuckDB's upsert keeps a
         stored value that compares equal to the new one, so -0.0 would stay 0.0 (or the
         reverse) and replays would not be bit-identical."""
-        if 0 < data.num_rows <= FEW_KEYS:
+        if 0 < data.num_rows <= FEW_KEYS and data.num_rows * data.num_columns <= FEW_VALUES:
             self._insert_few(table, data, replace)
             return
         if replace:
@@ -566,13 +574,13 @@ class DuckDBProjectionStore:
         self._append(table, data)
 
     def _append(self, table: str, data: pa.Table) -> None:
-        """Insert an Arrow table's rows, columns in the table's order. The statement reads
-        them by DuckDB's replacement scan of the local name `_dd_rows` (no table or view is
-        ever called that): ~0.5-0.9 ms less a statement than registering a view, inserting
-        from it and unregistering it, and ~0.2-0.5 ms less than a relation made by
-        `from_arrow`, which asks the engine for its schema before the insert runs."""
-        _dd_rows = data  # read by the statement, by name
-        self.conn.execute(f"INSERT INTO {table} SELECT * FROM _dd_rows")
+        """Insert an Arrow table's rows, columns in the table's order: scanned as a relation,
+        ~0.5-0.9 ms less a statement than registering it as a view, inserting from the view
+        and unregistering it. (A replacement scan of a local variable, ``INSERT ... SELECT *
+        FROM rows``, saved ~0.2-0.3 ms more, but DuckDB finds the variable in the frame that
+        calls `execute`: anything wrapping the connection made every such insert fail and
+        its records parked.)"""
+        self.conn.from_arrow(data).insert_into(table)
 
     @contextmanager
     def _registered(self, name: str, data: pa.Table) -> Iterator[None]:
@@ -590,7 +598,7 @@ class DuckDBProjectionStore:
         self.conn.unregister(name)
 
     def _insert_few(self, table: str, data: pa.Table, replace: bool) -> None:
-        """`_insert` of a few rows, keys and values as parameters (FEW_KEYS). The values
+        """`_insert` of a few values, keys and values as parameters (FEW_VALUES). The values
         are the Arrow table's, so both ways store the same."""
         names = data.column_names
         rows = [tuple(r.values()) for r in data.to_pylist()]
