@@ -1,10 +1,13 @@
 """The in-memory, ordered buffer between logging calls and the background shipper.
 
 Why columnar: `log_metric` sits in training loops and must cost about a microsecond, so
-it only appends one tuple to its batch's stage under one lock (`_Batch.stage`); staged
-points are packed into typed arrays (`array('d')`, `array('q')`, a key index) a
+it only extends its batch's flat stage by one point under one lock (`_Batch.stage`);
+staged points are packed into typed arrays (`array('d')`, `array('q')`, a key index) a
 thousand at a time, and the arrays become `MetricsLogged` columns without a per-point
-loop at drain time.
+loop at drain time. Staged points are counted (and the limits checked) when they settle:
+a batch may stage only as many as the buffer has room for before its next check (see
+`EventBuffer._settle`), so the lines are crossed by the same point as when every call
+counted.
 
 Why ordered: other events (params, log lines, an iteration's end) must reach the log in
 the order they were logged relative to the metric points, or a fold would see, say,
@@ -66,6 +69,19 @@ _NO_METRICS: Mapping[str, float] = {}  # what is left for the general path: noth
 # what the fast path of log_metrics leaves to the general one (which checks point by point)
 _FAST_PATH_ERRORS = (KeyError, TypeError, ValueError, OverflowError, struct.error)
 _STAGE = 1024  # staged points of a batch settled into its columns at once
+_PACKS: dict[int, tuple[Callable[..., bytes], Callable[..., bytes], Callable[..., bytes]]] = {}
+
+
+def _packs(count: int) -> tuple[Callable[..., bytes], Callable[..., bytes], Callable[..., bytes]]:
+    """`struct.pack` of `count` native uint16, int64 and doubles (a settle's columns)."""
+    packs = _PACKS.get(count)
+    if packs is None:
+        packs = _PACKS[count] = (
+            struct.Struct(f"={count}H").pack,
+            struct.Struct(f"={count}q").pack,
+            struct.Struct(f"={count}d").pack,
+        )
+    return packs
 
 
 def _pack_doubles(count: int) -> Callable[..., bytes]:
@@ -107,12 +123,15 @@ class _Batch:
         self.iteration_id = iteration_id
         self.group = group
         self.limit = limit  # points per envelope
-        # Points of the inlined log_metric, as (key index, step, value, time) tuples: a
-        # tuple and a list append cost a fraction of four array appends (each parses its
-        # value; a time, past 2**30, the slow way), and `settle` converts them into the
-        # columns in a few C calls. `room` is how many may wait before that is due.
-        self.stage: list[tuple[int, int, float, int]] = []
-        self.room = min(_STAGE, limit)
+        # Points of the inlined log_metric, flat: key index, step, value, time, key
+        # index, ... One list extend by a 4-tuple costs a fraction of four array appends
+        # (each parses its value; a time, past 2**30, the slow way), the tuple is freed at
+        # once (appending tuples kept 1,024 alive, then freed them), and `settle` slices
+        # the four columns out and packs each in one C call (zip(*tuples) cost twice as
+        # much). `room` is how many list items (4 a point) may wait before a settle is
+        # due; the buffer grants it (`EventBuffer._settle`), 0 until then.
+        self.stage: list[float] = []
+        self.room = 0
         self.keys: dict[str, int] = {}
         self.key_index: array[int] = array("H")
         self.steps: array[int] = array("q")
@@ -124,21 +143,20 @@ class _Batch:
         self.last_index = b""
         self.last_pack: Callable[..., bytes] = _pack_doubles(0)
 
-    def settle(self) -> None:
+    def settle(self) -> int:
         """Move staged points into the columns (in order, after what the columns hold);
-        the caller holds the buffer's lock or is the only one holding this batch. Whoever
-        appends to the columns directly lowers `room` as much (it never passes the
-        envelope's limit)."""
+        returns how many. The caller holds the buffer's lock (and counts them: see
+        `EventBuffer._settle`) or is the only one holding this batch."""
         stage = self.stage
-        if stage:
-            n = len(stage)
-            index, steps, values, times = zip(*stage, strict=True)
-            self.key_index.frombytes(struct.pack(f"={n}H", *index))
-            self.steps.frombytes(struct.pack(f"={n}q", *steps))
-            self.values.frombytes(struct.pack(f"={n}d", *values))
-            self.times.frombytes(struct.pack(f"={n}q", *times))
+        n = len(stage) >> 2
+        if n:
+            pack_h, pack_q, pack_d = _packs(n)
+            self.key_index.frombytes(pack_h(*stage[0::4]))
+            self.steps.frombytes(pack_q(*stage[1::4]))
+            self.values.frombytes(pack_d(*stage[2::4]))
+            self.times.frombytes(pack_q(*stage[3::4]))
             stage.clear()
-            self.room = min(_STAGE, self.limit - len(self.key_index))
+        return n
 
     def envelope(self, actor: str) -> Envelope:
         self.settle()
@@ -209,7 +227,8 @@ class EventBuffer:
         self._order = threading.Lock()  # held across drain + spool decisions (see take)
         self._items: list[_Batch | Envelope] = []
         self._open: dict[tuple[str, str], _Batch] = {}
-        self._points = 0
+        self._points = 0  # pending points but the staged ones (counted as they settle)
+        self._granted = 0  # the open batches' rooms, in points (see _settle)
         self._bytes = 0
         self._check_at = self._wake_points
         self._hooks: list[Callable[[], None]] = []
@@ -235,30 +254,29 @@ class EventBuffer:
         lock = self._lock
         acquire, release = lock.acquire, lock.release
         batches = self._open  # cleared in place, never replaced
-        add = self._add
+        add, settle = self._add, self._settle
         now_ns = _now_ns
-        auto, max_step, float_ = AUTO_STEP, MAX_STEP, float
+        auto, max_step, float_, int_ = AUTO_STEP, MAX_STEP, float, int
+        # keyed by the group alone: (iteration_id, group) for the default group, built once
+        default_key = (iteration_id, "")
 
         def log_metric(key: str, value: float, step: int | None = None, group: str = "") -> None:
             t = now_ns() // 1000
             acquire()
             try:
-                batch = batches.get((iteration_id, group))
+                batch = batches.get(default_key if group == "" else (iteration_id, group))
                 if (
                     batch is not None
                     and (idx := batch.keys.get(key)) is not None
                     and type(value) is float_
-                    and (step is None or (type(step) is int and 0 <= step <= max_step))
+                    and (step is None or (type(step) is int_ and 0 <= step <= max_step))
                 ):
-                    # Nothing here can fail: the point is staged whole (see _Batch.stage).
+                    # Nothing here can fail: the point is staged whole (see _Batch.stage)
+                    # and counted when it settles, which is due before the buffer's next
+                    # check would be (the room granted by _settle).
                     stage = batch.stage
-                    stage.append((idx, auto if step is None else step, value, t))
-                    if len(stage) >= batch.room:
-                        batch.settle()
-                        if batch.room <= 0:  # the envelope is full
-                            del batches[(iteration_id, group)]
-                    points = self._points = self._points + 1
-                    over = points >= self._check_at
+                    stage += (idx, auto if step is None else step, value, t)
+                    over = len(stage) >= batch.room and settle(batch)
                 else:
                     over = add(iteration_id, key, value, step, group, t)
             finally:
@@ -285,7 +303,7 @@ class EventBuffer:
         lock = self._lock
         acquire, release = lock.acquire, lock.release
         batches = self._open  # cleared in place, never replaced
-        add = self._add
+        add, settle = self._add, self._settle
         now_ns = _now_ns
         per_envelope = self._per_envelope
         int_, no_metrics, pack_q, bad = int, _NO_METRICS, _pack_q, _FAST_PATH_ERRORS
@@ -299,8 +317,8 @@ class EventBuffer:
             try:
                 batch = batches.get((iteration_id, group))
                 if batch is not None:
-                    if batch.stage:
-                        batch.settle()  # staged points come first
+                    if batch.room:
+                        over = settle(batch, False)  # staged points come first
                     if (
                         type(step) is int_
                         and step >= 0
@@ -326,7 +344,6 @@ class EventBuffer:
                             batch.values.frombytes(values)
                             batch.steps.frombytes(steps)
                             batch.times.frombytes(pack_q(t) * count)
-                            batch.room -= count
                             points = self._points = self._points + count
                             over = points >= self._check_at
                             metrics = no_metrics
@@ -347,8 +364,8 @@ class EventBuffer:
         batch = self._open.get((iteration_id, group))
         if batch is None:
             batch = self._new_batch(iteration_id, group)
-        elif batch.stage:
-            batch.settle()  # staged points come first
+        elif batch.room:
+            self._settle(batch, False)  # staged points come first
         idx = batch.keys.get(key)
         if idx is None:
             if not isinstance(key, str) or not key:
@@ -372,10 +389,42 @@ class EventBuffer:
             return False
         batch.key_index.append(idx)
         batch.times.append(t)
-        batch.room -= 1
         points = self._points = self._points + 1
         if n + 1 >= self._per_envelope:
             del self._open[(iteration_id, group)]
+        return points >= self._check_at
+
+    def _settle(self, batch: _Batch, grant: bool = True) -> bool:
+        """Settle an open batch's staged points and count them, with the lock held; True
+        when the pending points call for a check.
+
+        With `grant`, the batch gets room to stage again: at most `_STAGE` points, what
+        its envelope has left, and what is left before the next check once the other
+        open batches' rooms are counted as if full (when they hold what this one wants,
+        their staged points are settled and their rooms taken back first). So the pending
+        points, staged ones too, never pass a line uncounted: a room is always left
+        unfilled but the last one, and the point that fills it settles and is checked
+        right there, as when every call counted. Without `grant`, the batch gets no room
+        (it is about to take points in its columns directly; its next staged point
+        settles at once and asks again)."""
+        self._granted -= batch.room >> 2
+        points = self._points = self._points + batch.settle()
+        left = batch.limit - len(batch.key_index)
+        room = 0
+        if left <= 0:  # the envelope is full
+            del self._open[(batch.iteration_id, batch.group)]
+        elif grant:
+            want = min(_STAGE, left)
+            avail = self._check_at - points - self._granted
+            if avail < want and self._granted:
+                for other in list(self._open.values()):  # take the other rooms back
+                    if other.room and other is not batch:
+                        self._settle(other, False)
+                points = self._points
+                avail = self._check_at - points
+            room = max(min(want, avail), 0)
+            self._granted += room
+        batch.room = room << 2
         return points >= self._check_at
 
     def emit(self, event: Event) -> Envelope | None:
@@ -388,7 +437,11 @@ class EventBuffer:
             self._reject(f"cannot encode {type(event).__name__}: {exc}")
             return None
         with self._lock:
+            for batch in list(self._open.values()):
+                if batch.room:
+                    self._settle(batch, False)  # counted now, closed below
             self._open.clear()  # later points go to new batches, after this event
+            self._granted = 0  # (no room left: every open batch settled above)
             self._items.append(envelope)
             self._bytes += size
             over = self._bytes >= self._max_bytes or self._points >= self._check_at
@@ -442,6 +495,7 @@ class EventBuffer:
             items, self._items = self._items, []
             self._open.clear()
             self._points = 0
+            self._granted = 0
             self._bytes = 0
             self._check_at = self._wake_points
         return [
@@ -494,12 +548,14 @@ class EventBuffer:
 
     @property
     def pending_points(self) -> int:
-        return self._points
+        """Points pending, staged ones too."""
+        with self._lock:
+            return self._points + sum(len(b.stage) >> 2 for b in self._open.values())
 
     @property
     def pending_bytes(self) -> int:
         """Approximate memory held: 26 bytes per metric point plus encoded event bytes."""
-        return self._points * 26 + self._bytes
+        return self.pending_points * 26 + self._bytes
 
     @property
     def rejected(self) -> int:

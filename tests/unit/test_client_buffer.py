@@ -360,7 +360,8 @@ def test_staged_points_keep_their_place_among_every_other_way_in(spool: Spool) -
             log("a", float(i), i)
             expected.append(("a", i, float(i)))
         if i == 5:
-            assert len(buf._open[("it", "")].stage) == 5  # staged, not yet in the columns
+            # staged, not yet in the columns (the first settled at once, to get room)
+            assert len(buf._open[("it", "")].stage) == 4 * 4
     envs = buf.drain()
     assert [(k, s, v) for _, k, s, v in points_of(envs)] == expected
     sizes = [e.body.num_points for e in envs if isinstance(e.body, MetricsLogged)]
@@ -380,3 +381,56 @@ def test_checked_points_then_staged_ones_still_close_at_the_limit(spool: Spool) 
     sizes = [e.body.num_points for e in envs if isinstance(e.body, MetricsLogged)]
     assert sizes == [1500, 1500, 200]
     assert [s for _, _, s, _ in points_of(envs)] == list(range(3200))
+
+
+def test_staged_points_are_counted_before_any_line_with_many_batches_open(
+    spool: Spool,
+) -> None:
+    """Inlined points are counted when they settle, and a batch may stage only what is
+    left before the next check, the other open batches' rooms counted as full: with four
+    batches open at once the shipper is still woken by the point that reaches
+    `wake_points`, and the pending points never pass `max_points`."""
+    buf = EventBuffer(spool, max_points=1_000, wake_points=300, max_points_per_envelope=400)
+    woken: list[int] = []
+    buf.on_pressure = lambda: woken.append(buf.pending_points)
+    loggers = [(buf.metric_logger(it), group) for it in ("a", "b") for group in ("", "val")]
+    seen_max = 0
+    for i in range(6_000):
+        log, group = loggers[i % 4]
+        log("x", float(i), i, group)
+        seen_max = max(seen_max, buf.pending_points)
+        if i == 298:
+            assert woken == []
+        if i == 299:
+            assert woken == [300]
+    assert seen_max <= 1_000
+    assert len(spool.pending()) >= 5
+    assert woken == [300] * len(spool.pending())  # once per spill (a drain), exactly at 300
+    everything = spooled(spool) + buf.drain()
+    got: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for env in everything:
+        if isinstance(env.body, MetricsLogged):
+            mine = got.setdefault((env.body.iteration_id, env.body.group), [])
+            mine += [(s, v) for _, _, s, v in points_of([env])]
+    for n, (_, group) in enumerate(loggers):
+        it = "ab"[n // 2]
+        assert got[(it, group)] == [(i, float(i)) for i in range(n, 6_000, 4)]
+
+
+def test_every_point_keeps_its_own_time(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time column holds each call's own wall clock in microseconds, whichever way
+    the point went in (inlined, checked, several keys at once)."""
+    import deardiary.buffer as buffer_module
+
+    clock = iter(range(1_700_000_000_000_000_000, 1 << 62, 1_234_567))
+    monkeypatch.setattr(buffer_module, "_now_ns", lambda: next(clock))
+    buf = EventBuffer(spool, max_points_per_envelope=700)
+    log, logs = buf.metric_logger("it"), buf.metrics_logger("it")
+    for i in range(3_000):
+        if i % 500 == 7:
+            logs({"x": float(i)}, i)
+        else:
+            log("x", i if i % 300 == 0 else float(i), i)
+    times = [t for e in buf.drain() for t in array("q", e.body.times)]  # type: ignore[union-attr]
+    first = 1_700_000_000_000_000_000
+    assert times == [(first + n * 1_234_567) // 1000 for n in range(3_000)]
