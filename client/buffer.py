@@ -69,6 +69,7 @@ _NO_METRICS: Mapping[str, float] = {}  # what is left for the general path: noth
 # what the fast path of log_metrics leaves to the general one (which checks point by point)
 _FAST_PATH_ERRORS = (KeyError, TypeError, ValueError, OverflowError, struct.error)
 _STAGE = 1024  # staged points of a batch settled into its columns at once
+_CLOSED: dict[str, int] = {}  # the keys a closed batch takes (never written)
 _PACKS: dict[int, tuple[Callable[..., bytes], Callable[..., bytes], Callable[..., bytes]]] = {}
 
 
@@ -93,6 +94,14 @@ def _pack_doubles(count: int) -> Callable[..., bytes]:
     return pack
 
 
+_EMPTY_COLUMNS: tuple[array[int], array[int], array[float], array[int]] = (
+    array("H"),
+    array("q"),
+    array("d"),
+    array("q"),
+)  # what a drained batch holds (never written)
+
+
 def _le(arr: array[int] | array[float]) -> bytes:
     if sys.byteorder == "big":  # pragma: no cover - no big-endian machines in CI
         arr = array(arr.typecode, arr)
@@ -112,6 +121,7 @@ class _Batch:
         "last_names",
         "last_pack",
         "limit",
+        "live",
         "room",
         "stage",
         "steps",
@@ -133,6 +143,9 @@ class _Batch:
         self.stage: list[float] = []
         self.room = 0
         self.keys: dict[str, int] = {}
+        # `keys` while the batch is open, `_CLOSED` after: a logger that remembers its
+        # batch finds no key in a closed one and takes the checked path
+        self.live = self.keys
         self.key_index: array[int] = array("H")
         self.steps: array[int] = array("q")
         self.values: array[float] = array("d")
@@ -159,6 +172,7 @@ class _Batch:
         return n
 
     def envelope(self, actor: str) -> Envelope:
+        """The batch's event, once (drained): its columns are let go after."""
         self.settle()
         body = MetricsLogged(
             iteration_id=self.iteration_id,
@@ -169,13 +183,16 @@ class _Batch:
             times=_le(self.times),
             group=self.group,
         )
-        return Envelope(
+        envelope = Envelope(
             event_id=new_id(),
             body=body,
             key=self.iteration_id,
             client_time=self.times[0],
             actor=actor,
         )
+        # a logger may still hold this (closed) batch until its next call
+        self.key_index, self.steps, self.values, self.times = _EMPTY_COLUMNS
+        return envelope
 
 
 MAX_POINTS_PER_ENVELOPE = 32_768
@@ -257,17 +274,20 @@ class EventBuffer:
         add, settle = self._add, self._settle
         now_ns = _now_ns
         auto, max_step, float_, int_ = AUTO_STEP, MAX_STEP, float, int
-        # keyed by the group alone: (iteration_id, group) for the default group, built once
         default_key = (iteration_id, "")
+        # the open batch of the default group, remembered (as of the last checked call):
+        # once closed, it knows no key, and the checked path finds the next one
+        last: _Batch | None = None
 
         def log_metric(key: str, value: float, step: int | None = None, group: str = "") -> None:
+            nonlocal last
             t = now_ns() // 1000
             acquire()
             try:
-                batch = batches.get(default_key if group == "" else (iteration_id, group))
+                batch = last if group == "" else batches.get((iteration_id, group))
                 if (
                     batch is not None
-                    and (idx := batch.keys.get(key)) is not None
+                    and (idx := batch.live.get(key)) is not None
                     and type(value) is float_
                     and (step is None or (type(step) is int_ and 0 <= step <= max_step))
                 ):
@@ -279,6 +299,8 @@ class EventBuffer:
                     over = len(stage) >= batch.room and settle(batch)
                 else:
                     over = add(iteration_id, key, value, step, group, t)
+                    if group == "":
+                        last = batches.get(default_key)
             finally:
                 release()
             if over:
@@ -372,6 +394,7 @@ class EventBuffer:
                 self._reject(f"metric key must be a non-empty string, got {key!r}")
                 return False
             if len(batch.keys) >= _MAX_KEYS:
+                self._close(batch)  # (settled above)
                 batch = self._new_batch(iteration_id, group)
             idx = batch.keys[key] = len(batch.keys)
         n = len(batch.key_index)
@@ -391,7 +414,7 @@ class EventBuffer:
         batch.times.append(t)
         points = self._points = self._points + 1
         if n + 1 >= self._per_envelope:
-            del self._open[(iteration_id, group)]
+            self._close(batch)
         return points >= self._check_at
 
     def _settle(self, batch: _Batch, grant: bool = True) -> bool:
@@ -412,7 +435,7 @@ class EventBuffer:
         left = batch.limit - len(batch.key_index)
         room = 0
         if left <= 0:  # the envelope is full
-            del self._open[(batch.iteration_id, batch.group)]
+            self._close(batch)
         elif grant:
             want = min(_STAGE, left)
             avail = self._check_at - points - self._granted
@@ -440,7 +463,7 @@ class EventBuffer:
             for batch in list(self._open.values()):
                 if batch.room:
                     self._settle(batch, False)  # counted now, closed below
-            self._open.clear()  # later points go to new batches, after this event
+            self._close_all()  # later points go to new batches, after this event
             self._granted = 0  # (no room left: every open batch settled above)
             self._items.append(envelope)
             self._bytes += size
@@ -448,6 +471,15 @@ class EventBuffer:
         if over:
             self._pressure()
         return envelope
+
+    def _close(self, batch: _Batch) -> None:
+        batch.live = _CLOSED
+        del self._open[(batch.iteration_id, batch.group)]
+
+    def _close_all(self) -> None:
+        for batch in self._open.values():
+            batch.live = _CLOSED
+        self._open.clear()
 
     def _new_batch(self, iteration_id: str, group: str) -> _Batch:
         batch = _Batch(iteration_id, group, self._per_envelope)
@@ -493,7 +525,7 @@ class EventBuffer:
                 log.exception("deardiary: drain hook failed")
         with self._lock:
             items, self._items = self._items, []
-            self._open.clear()
+            self._close_all()
             self._points = 0
             self._granted = 0
             self._bytes = 0

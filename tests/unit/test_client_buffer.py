@@ -112,6 +112,26 @@ def test_more_keys_than_uint16_opens_a_new_batch(spool: Spool) -> None:
     assert points_of(envs) == [("it", f"key{i}", 0, float(i)) for i in range(n)]
 
 
+def test_a_logger_follows_its_batch_past_the_key_limit(spool: Spool) -> None:
+    """A bound logger remembers its open batch; one closed for want of key slots must
+    take no more points, whichever logger closed it (they would land before the next
+    batch's)."""
+    buf = EventBuffer(spool, max_points_per_envelope=100_000, max_points=200_000)
+    log, other = buf.metric_logger("it"), buf.metric_logger("it")
+    log("key0", 0.0, 0)
+    other("new", -1.0, 0)  # `other` now remembers the first batch
+    n = (1 << 16) - 1
+    for i in range(1, n + 1):  # the last key opens the second batch
+        log(f"key{i}", float(i), 0)
+    other("key0", 1.0, 1)  # known to the first batch only
+    other("new", 2.0, 1)
+    envs = buf.drain()
+    assert [len(e.body.keys) for e in envs if isinstance(e.body, MetricsLogged)] == [1 << 16, 3]
+    assert points_of(envs)[-3:] == [
+        ("it", f"key{n}", 0, float(n)), ("it", "key0", 1, 1.0), ("it", "new", 1, 2.0)
+    ]  # fmt: skip
+
+
 def test_bad_calls_are_dropped_and_reported_later_never_raised(spool: Spool) -> None:
     buf = EventBuffer(spool)
     buf.log_metric("it", "ok", 1.0, step=0)
