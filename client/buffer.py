@@ -265,9 +265,13 @@ class EventBuffer:
 
         The common call of a training loop -- a float of a key the open batch knows, at
         an automatic or plain step -- is appended right here, in the one Python frame a
-        call costs: lock and columns are read from the closure, the lock is taken with
-        acquire/release (``with`` costs twice as much). Everything else goes to `_add`,
-        which checks and rejects as before."""
+        call costs: the lock and the default group's open batch are read from the
+        closure, the lock is taken with acquire/release (``with`` costs twice as much),
+        and the point is neither converted nor counted until its batch settles.
+        Everything else goes to `_add`, which checks and rejects as before.
+
+        Thread-safety does not lean on the GIL: the remembered batch, its stage, the
+        counters and the rooms are read and written with the buffer's lock held."""
         lock = self._lock
         acquire, release = lock.acquire, lock.release
         batches = self._open  # cleared in place, never replaced

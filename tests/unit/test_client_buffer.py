@@ -190,6 +190,65 @@ def test_concurrent_loggers_lose_and_reorder_nothing(spool: Spool) -> None:
     assert len({e.event_id for e in drained}) == len(drained)
 
 
+def test_bound_loggers_shared_by_threads_lose_and_reorder_nothing(spool: Spool) -> None:
+    """The inlined path under contention: bound loggers (one shared by every thread, one
+    per thread) stage into remembered batches while events close them, a drainer takes
+    them and small limits make batches settle, wake and spill all the time. Nothing here
+    leans on the GIL: every step is under the buffer's lock (a thread switch every
+    microsecond shakes the interleavings)."""
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    buf = EventBuffer(spool, max_points=20_000, wake_points=700, max_points_per_envelope=900)
+    buf.on_pressure = lambda: None
+    threads, per_thread = 6, 6_000
+    shared, shared_val = buf.metric_logger("shared"), buf.metric_logger("shared")
+    drained: list[Envelope] = []
+    done = threading.Event()
+
+    def log(t: int) -> None:
+        own = buf.metric_logger(f"own{t}")
+        for i in range(per_thread):
+            own("x", float(i), i)
+            shared(f"t{t}", float(i), i)
+            shared_val(f"t{t}", float(i), i, "val")
+            if i % 1000 == 999:
+                buf.emit(ParamsLogged(iteration_id=f"own{t}", params={f"p{i}": str(i)}))
+
+    def drain() -> None:
+        while not done.is_set():
+            drained.extend(buf.drain())
+        drained.extend(buf.drain())
+
+    try:
+        drainer = threading.Thread(target=drain)
+        drainer.start()
+        workers = [threading.Thread(target=log, args=(t,)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        done.set()
+        drainer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    everything = spooled(spool) + drained
+    assert buf.pending_points == 0 and buf._granted == 0 and buf._points == 0
+    got: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+    for env in everything:
+        if isinstance(env.body, MetricsLogged):
+            assert env.body.num_points <= 900
+            group = env.body.group
+            for it, key, step, value in points_of([env]):
+                got.setdefault((it, group, key), []).append((step, value))
+    expected = [(i, float(i)) for i in range(per_thread)]
+    for t in range(threads):
+        assert got[(f"own{t}", "", "x")] == expected
+        assert got[("shared", "", f"t{t}")] == expected
+        assert got[("shared", "val", f"t{t}")] == expected
+
+
 def test_overflow_spills_to_the_spool_and_memory_stays_bounded(spool: Spool) -> None:
     buf = EventBuffer(spool, max_points=1_000, max_points_per_envelope=400)
     seen_max = 0
