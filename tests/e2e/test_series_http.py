@@ -1,0 +1,178 @@
+"""The raw metric-history read over real HTTP (auth on): a large series comes back
+exactly -- every step, value (NaN, infinities and -0.0 bit for bit) and time -- in
+Arrow and in JSON; an empty series, an unknown key and another project's series are
+answered as documented. (Guards of the route the 1M-point bench row measures.)"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import deardiary as dd
+from deardiary.projections.queries.metric_series import SERIES_SCHEMA
+from deardiary.services.http import RunningServer, start_in_thread
+from deardiary.services.server import EmbeddedServer
+
+ADMIN_PW, ANN_PW, BOB_PW = "root-secret-1", "ann-secret-1", "bob-secret-1"
+CLI = [sys.executable, "-m", "deardiary.services.cli"]
+POINTS = 120_000
+SPECIAL = {7: math.nan, 8: math.inf, 9: -math.inf, 10: -0.0, 11: 5e-324, POINTS - 1: math.nan}
+
+
+def _value(i: int) -> float:
+    return SPECIAL.get(i, ((i * 7919) % 1000) / 1000.0 - 0.5)
+
+
+def _step(i: int) -> int:
+    return 3 * i + (i % 2)  # gaps, strictly increasing
+
+
+@dataclass
+class Logged:
+    url: str
+    ann: dict[str, str]
+    bob: dict[str, str]
+    big: str
+    empty: str
+    before_us: int
+    after_us: int
+
+
+def _login(url: str, user: str, password: str) -> dict[str, str]:
+    r = httpx.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
+    data = tmp_path_factory.mktemp("series") / "data"
+    made = subprocess.run(
+        [*CLI, "users", "create", "--data", str(data), "root", "--admin"],
+        input=ADMIN_PW + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    server = EmbeddedServer(data, auth=True)
+    server.start()
+    running: RunningServer = start_in_thread(server.app())
+    url = running.url
+    try:
+        admin = _login(url, "root", ADMIN_PW)
+        for name, pw in (("ann", ANN_PW), ("bob", BOB_PW)):
+            r = httpx.post(
+                f"{url}/api/v1/users", json={"username": name, "password": pw}, headers=admin
+            )
+            assert r.status_code == 200, r.text
+        c = dd.connect(url, username="ann", password=ANN_PW, spool_dir=data.parent / "spool")
+        before = time.time_ns() // 1000
+        with c.start_iteration(project="ann-proj", experiment="exp", capture_env=False) as big:
+            for i in range(POINTS):
+                big.log_metric("loss", _value(i), step=_step(i))
+        after = time.time_ns() // 1000
+        with c.start_iteration(project="ann-proj", experiment="exp", capture_env=False) as empty:
+            empty.log_metric("other", 1.0)
+        c.flush()
+        c.close()
+        ann, bob = _login(url, "ann", ANN_PW), _login(url, "bob", BOB_PW)
+        yield Logged(url, ann, bob, big.id, empty.id, before, after)
+    finally:
+        running.stop()
+        server.close()
+
+
+def _history(
+    logged: Logged, iteration: str, key: str, fmt: str, who: str = "ann"
+) -> httpx.Response:
+    return httpx.get(
+        f"{logged.url}/api/v1/iterations/{iteration}/metric-history",
+        params={"key": key, "format": fmt},
+        headers=logged.ann if who == "ann" else logged.bob,
+        timeout=60,
+    )
+
+
+def test_a_large_series_comes_back_exactly_in_arrow(logged: Logged) -> None:
+    r = _history(logged, logged.big, "loss", "arrow")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    assert int(r.headers["content-length"]) == len(r.content)
+    table = pa.ipc.open_stream(r.content).read_all()
+    assert table.schema == SERIES_SCHEMA
+    assert table["step"].to_pylist() == [_step(i) for i in range(POINTS)]
+    want = np.array([_value(i) for i in range(POINTS)], dtype=np.float64)
+    got = table["value"].to_numpy()
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))  # NaN, -0.0 bit for bit
+    for name in ("recorded_at", "client_time"):
+        assert table[name].null_count == 0
+    client = table["client_time"].cast(pa.int64()).to_numpy()
+    assert logged.before_us <= client.min() and client.max() <= logged.after_us
+    assert np.all(np.diff(client) >= 0)  # one thread logged them in order
+    recorded = table["recorded_at"].cast(pa.int64()).to_numpy()
+    assert recorded.min() >= logged.before_us
+
+
+def test_json_and_arrow_answer_the_same_points(logged: Logged) -> None:
+    table = pa.ipc.open_stream(_history(logged, logged.big, "loss", "arrow").content).read_all()
+    r = _history(logged, logged.big, "loss", "json")
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert len(items) == POINTS
+
+    def text(v: float) -> object:
+        if math.isnan(v):
+            return "NaN"
+        return ("Infinity" if v > 0 else "-Infinity") if math.isinf(v) else v
+
+    def iso(t: datetime) -> str:
+        return t.isoformat() + "Z"
+
+    want = [
+        {
+            "step": s,
+            "value": text(v),
+            "recorded_at": iso(at),
+            "client_time": iso(ct),
+        }
+        for s, v, at, ct in zip(*(table[n].to_pylist() for n in SERIES_SCHEMA.names), strict=True)
+    ]
+    assert items == want
+    assert math.copysign(1.0, items[10]["value"]) == -1.0  # -0.0 kept its sign in JSON too
+
+
+def test_an_empty_series_and_an_unknown_key_are_empty_tables(logged: Logged) -> None:
+    for iteration, key in ((logged.empty, "loss"), (logged.big, "no-such-key")):
+        r = _history(logged, iteration, key, "arrow")
+        assert r.status_code == 200, r.text
+        table = pa.ipc.open_stream(r.content).read_all()
+        assert table.schema == SERIES_SCHEMA and table.num_rows == 0
+        j = _history(logged, iteration, key, "json")
+        assert j.status_code == 200 and j.json()["items"] == []
+
+
+def test_an_unknown_iteration_is_not_found(logged: Logged) -> None:
+    r = _history(logged, "no-such-iteration", "loss", "arrow")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_another_projects_series_is_refused(logged: Logged) -> None:
+    for fmt in ("arrow", "json", "msgpack"):
+        r = _history(logged, logged.big, "loss", fmt, who="bob")
+        assert r.status_code == 403, (fmt, r.status_code)
+        assert r.headers["content-type"].startswith("application/json")
+        assert r.json()["error"]["code"] == "PERMISSION_DENIED"
+        assert b"ARROW" not in r.content and len(r.content) < 1000
