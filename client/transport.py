@@ -36,6 +36,7 @@ _RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 # fairness limit, too many connections): safe to send again, whatever the method.
 NOT_PROCESSED_STATUS = frozenset({429, 503})
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+ARROW_LZ4 = f'{ARROW_STREAM}; codecs="lz4"'  # compressed buffers: 32 -> 4.4 MB for 1M points
 RETRY_AFTER_MAX_S = 60.0
 """The longest wait a Retry-After header gets: a server asking for more is asked again
 after this (the shipper and reads still give up at their own deadlines)."""
@@ -278,7 +279,7 @@ class HttpReader:
     def _arrow(self, path: str, params: dict[str, Any], at: Acked) -> pa.Table:
         from .reads import _pyarrow
 
-        body = self._get(path, params, at, ARROW_STREAM)
+        body = self._get(path, params, at, ARROW_LZ4)
         return _pyarrow().ipc.open_stream(body).read_all()
 
     def sql(self, query: str, at: Acked) -> pa.Table:

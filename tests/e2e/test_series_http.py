@@ -25,6 +25,7 @@ from deardiary.services.server import EmbeddedServer
 
 ADMIN_PW, ANN_PW, BOB_PW = "root-secret-1", "ann-secret-1", "bob-secret-1"
 CLI = [sys.executable, "-m", "deardiary.services.cli"]
+ARROW = "application/vnd.apache.arrow.stream"
 POINTS = 120_000
 SPECIAL = {7: math.nan, 8: math.inf, 9: -math.inf, 10: -0.0, 11: 5e-324, POINTS - 1: math.nan}
 
@@ -176,3 +177,52 @@ def test_another_projects_series_is_refused(logged: Logged) -> None:
         assert r.headers["content-type"].startswith("application/json")
         assert r.json()["error"]["code"] == "PERMISSION_DENIED"
         assert b"ARROW" not in r.content and len(r.content) < 1000
+
+
+def _same(a: pa.Table, b: pa.Table) -> None:
+    """Equal tables, NaN and -0.0 compared bit for bit (Table.equals: NaN != NaN)."""
+    assert a.schema == b.schema and a.num_rows == b.num_rows
+    for name in a.column_names:
+        x, y = (t[name].combine_chunks() for t in (a, b))
+        if pa.types.is_timestamp(x.type):
+            x, y = x.cast(pa.int64()), y.cast(pa.int64())
+        assert np.array_equal(x.to_numpy().view(np.int64), y.to_numpy().view(np.int64)), name
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_compressed_buffers_when_the_accept_header_asks(logged: Logged, codec: str) -> None:
+    plain = _history(logged, logged.big, "loss", "arrow")
+    r = httpx.get(
+        f"{logged.url}/api/v1/iterations/{logged.big}/metric-history",
+        params={"key": "loss"},
+        headers={**logged.ann, "Accept": f'{ARROW}; codecs="bogus, {codec}"'},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == f"{ARROW}; codecs={codec}"
+    assert len(r.content) * 2 < len(plain.content)
+    got = pa.ipc.open_stream(r.content).read_all()
+    _same(got, pa.ipc.open_stream(plain.content).read_all())
+
+
+def test_an_unknown_codec_gets_the_plain_stream(logged: Logged) -> None:
+    plain = _history(logged, logged.big, "loss", "arrow")
+    for accept in (f"{ARROW}; codecs=snappy", ARROW, "*/*; codecs=zstd"):
+        r = httpx.get(
+            f"{logged.url}/api/v1/iterations/{logged.big}/metric-history",
+            params={"key": "loss", "format": "arrow"},
+            headers={**logged.ann, "Accept": accept},
+            timeout=60,
+        )
+        assert r.headers["content-type"] == ARROW
+        assert r.content == plain.content
+
+
+def test_the_sdk_reads_the_series_compressed_and_exact(logged: Logged) -> None:
+    c = dd.connect(logged.url, username="ann", password=ANN_PW, spool_dir=None)
+    try:
+        got = c.metric_history(logged.big, "loss")
+    finally:
+        c.close()
+    plain = pa.ipc.open_stream(_history(logged, logged.big, "loss", "arrow").content).read_all()
+    _same(got, plain)
