@@ -311,16 +311,25 @@ def series_read(work: Path, points: int) -> dict[str, Any]:
     ):
         http = httpx.Client(timeout=60)
 
-        def get(max_points: int | None) -> pa.Table:
+        def get(max_points: int | None, accept: str = "*/*") -> pa.Table:
             params: dict[str, Any] = {"key": "loss", "format": "arrow"}
             if max_points:
                 params["max_points"] = max_points
-            r = http.get(f"{url}/api/v1/iterations/{it}/metric-history", params=params)
+            r = http.get(
+                f"{url}/api/v1/iterations/{it}/metric-history",
+                params=params,
+                headers={"Accept": accept},
+            )
             return pa.ipc.open_stream(r.content).read_all()
 
         assert get(None).num_rows == points
         out["full_ms"] = _median_ms(lambda: get(None))
         out["downsampled_ms"] = _median_ms(lambda: get(1000))
+        # the same read with lz4-compressed buffers, as the SDK asks for them (beside the
+        # plain read above, which is what a client asking nothing gets)
+        lz4 = 'application/vnd.apache.arrow.stream; codecs="lz4"'
+        assert get(None, lz4).num_rows == points
+        out["full_lz4_ms"] = _median_ms(lambda: get(None, lz4))
         http.close()
     with EmbeddedStore(data) as store:  # the same queries in-process, under DuckDB's profiler
         conn = store.store.reader()

@@ -285,6 +285,13 @@ def render(r: dict[str, Any]) -> str:
             _check(dd["series"]["full_ms"], 100, False),
         ),
         (
+            "c. same series, full, lz4 buffers as the SDK asks (Accept: …; codecs=lz4) (ms)",
+            dd["series"].get("full_lz4_ms"),
+            None,
+            "",
+            "",
+        ),
+        (
             "c. same series downsampled to 1,000 points (ms)",
             dd["series"]["downsampled_ms"],
             None,
