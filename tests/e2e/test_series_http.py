@@ -22,6 +22,7 @@ import deardiary as dd
 from deardiary.projections.queries.metric_series import SERIES_SCHEMA
 from deardiary.services.http import RunningServer, start_in_thread
 from deardiary.services.server import EmbeddedServer
+from deardiary.transport import arrow_accept
 
 ADMIN_PW, ANN_PW, BOB_PW = "root-secret-1", "ann-secret-1", "bob-secret-1"
 CLI = [sys.executable, "-m", "deardiary.services.cli"]
@@ -218,7 +219,7 @@ def test_an_unknown_codec_gets_the_plain_stream(logged: Logged) -> None:
         assert r.content == plain.content
 
 
-def test_the_sdk_reads_the_series_compressed_and_exact(logged: Logged) -> None:
+def test_the_sdk_reads_the_series_exactly(logged: Logged) -> None:
     c = dd.connect(logged.url, username="ann", password=ANN_PW, spool_dir=None)
     try:
         got = c.metric_history(logged.big, "loss")
@@ -226,3 +227,10 @@ def test_the_sdk_reads_the_series_compressed_and_exact(logged: Logged) -> None:
         c.close()
     plain = pa.ipc.open_stream(_history(logged, logged.big, "loss", "arrow").content).read_all()
     _same(got, plain)
+
+
+def test_the_sdk_asks_for_lz4_only_from_a_server_beyond_loopback() -> None:
+    for host in ("127.0.0.1", "127.8.0.1", "localhost", "[::1]", "app.localhost"):
+        assert arrow_accept(host) == ARROW, host
+    for host in ("10.0.0.7", "tracking.example.com", "[2001:db8::1]"):
+        assert arrow_accept(host) == f'{ARROW}; codecs="lz4"', host
