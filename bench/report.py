@@ -656,6 +656,14 @@ def _why(r: dict[str, Any]) -> list[str]:
                 f" took {prof.get('read_ms', '?')} ms, of which DuckDB spent"
                 f" {prof['total_ms']:.1f} ms in {prof.get('statements', 1)} statements, most of"
                 f" it in {ops}."
+                + (
+                    f" With lz4 buffers (Accept: …; codecs=lz4) the same read took"
+                    f" {dd['series']['full_lz4_ms']:.1f} ms: most of the plain read is its"
+                    " 32 bytes a point through httpx (a bare server's static body of that size"
+                    " costs httpx ~70-80 ms here, a raw socket ~20)."
+                    if kind == "full" and dd["series"].get("full_lz4_ms")
+                    else ""
+                )
             )
     if not out:
         return []
