@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from deardiary.projections.fold import Record
-from deardiary.schemas import ids
-from deardiary.schemas.envelope import Envelope, LogPosition
+from deardiary.schemas import codec, ids
+from deardiary.schemas.envelope import Envelope, LogPosition, wrap
 from deardiary.schemas.events import (
     Event,
     ExperimentCreated,
@@ -18,6 +19,18 @@ from deardiary.schemas.events import (
 )
 
 T0 = 1_800_000_000_000_000  # a fixed log clock, microseconds
+
+
+def append_to_folder(data: Path, events: Sequence[Event]) -> None:
+    """Append events to a data folder's log (made if missing), as a client would."""
+    from deardiary.services.log import LogRecord
+    from deardiary.services.log.sqlite import SqliteEventLog
+
+    data.mkdir(parents=True, exist_ok=True)
+    log = SqliteEventLog(str(data / "log.db"))
+    envs = [wrap(e) for e in events]
+    log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
+    log.close()
 
 
 def envelope(body: Event, n: int, actor: str = "tester") -> Envelope:

@@ -18,10 +18,8 @@ from deardiary.schemas import ids
 from deardiary.schemas.events import ModelCreated, ModelVersionCreated
 from deardiary.services.auth.middleware import ADMIN, PUBLIC, SIGNED_IN
 from deardiary.services.embedded import EmbeddedStore
-from deardiary.services.http import RunningServer, start_in_thread
 from deardiary.services.server import EmbeddedServer
-
-ADMIN_PW, ANN_PW, BOB_PW = "root-secret-1", "ann-secret-1", "bob-secret-1"
+from tests.e2e.auth_people import ANN_PW, BOB_PW, login, serving_people
 
 
 @dataclass
@@ -35,46 +33,11 @@ class World:
     ids: dict[str, str]
 
 
-def _login(url: str, user: str, password: str) -> dict[str, str]:
-    r = httpx.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data = tmp_path_factory.mktemp("auth") / "data"
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deardiary.services.cli",
-            "users",
-            "create",
-            "--data",
-            str(data),
-            "root",
-            "--admin",
-        ],
-        input=ADMIN_PW + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
-    server = EmbeddedServer(data, auth=True)
-    server.start()
-    running: RunningServer = start_in_thread(server.app())
-    url = running.url
-    try:
-        admin = _login(url, "root", ADMIN_PW)
-        for name, pw in (("ann", ANN_PW), ("bob", BOB_PW)):
-            r = httpx.post(
-                f"{url}/api/v1/users", json={"username": name, "password": pw}, headers=admin
-            )
-            assert r.status_code == 200, r.text
-        ann, bob = _login(url, "ann", ANN_PW), _login(url, "bob", BOB_PW)
+    with serving_people(data) as (url, server, admin):
+        ann, bob = login(url, "ann", ANN_PW), login(url, "bob", BOB_PW)
         c = dd.connect(url, username="ann", password=ANN_PW, spool_dir=data.parent / "spool-ann")
         with c.start_iteration(
             project="ann-proj", experiment="exp", params={"lr": 1}, capture_env=False
@@ -108,9 +71,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "tag_key": "k",
         }
         yield World(url, server, data, admin, ann, bob, known)
-    finally:
-        running.stop()
-        server.close()
 
 
 def _routes(world: World) -> list[tuple[str, str]]:
@@ -266,7 +226,7 @@ def test_expired_session_refreshes_and_spooled_events_survive(world: World, tmp_
 
 
 def test_password_change_ends_sessions_and_replay_restores_access(world: World) -> None:
-    old = _login(world.url, "bob", BOB_PW)
+    old = login(world.url, "bob", BOB_PW)
     r = httpx.put(
         f"{world.url}/api/v1/users/bob/password", headers=old, json={"password": "bob-secret-2"}
     )
@@ -275,7 +235,7 @@ def test_password_change_ends_sessions_and_replay_restores_access(world: World) 
     assert (
         httpx.put(
             f"{world.url}/api/v1/users/ann/password",
-            headers=_login(world.url, "bob", "bob-secret-2"),
+            headers=login(world.url, "bob", "bob-secret-2"),
             json={"password": "hijacked-1"},
         ).status_code
         == 403

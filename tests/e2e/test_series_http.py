@@ -6,8 +6,6 @@ answered as documented. (Guards of the route the 1M-point bench row measures.)""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +18,9 @@ import pytest
 
 import deardiary as dd
 from deardiary.projections.queries.metric_series import SERIES_SCHEMA
-from deardiary.services.http import RunningServer, start_in_thread
-from deardiary.services.server import EmbeddedServer
 from deardiary.transport import arrow_accept
+from tests.e2e.auth_people import ANN_PW, BOB_PW, login, serving_people
 
-ADMIN_PW, ANN_PW, BOB_PW = "root-secret-1", "ann-secret-1", "bob-secret-1"
-CLI = [sys.executable, "-m", "deardiary.services.cli"]
 ARROW = "application/vnd.apache.arrow.stream"
 POINTS = 120_000
 SPECIAL = {7: math.nan, 8: math.inf, 9: -math.inf, 10: -0.0, 11: 5e-324, POINTS - 1: math.nan}
@@ -50,35 +45,10 @@ class Logged:
     after_us: int
 
 
-def _login(url: str, user: str, password: str) -> dict[str, str]:
-    r = httpx.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
-
-
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
     data = tmp_path_factory.mktemp("series") / "data"
-    made = subprocess.run(
-        [*CLI, "users", "create", "--data", str(data), "root", "--admin"],
-        input=ADMIN_PW + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
-    server = EmbeddedServer(data, auth=True)
-    server.start()
-    running: RunningServer = start_in_thread(server.app())
-    url = running.url
-    try:
-        admin = _login(url, "root", ADMIN_PW)
-        for name, pw in (("ann", ANN_PW), ("bob", BOB_PW)):
-            r = httpx.post(
-                f"{url}/api/v1/users", json={"username": name, "password": pw}, headers=admin
-            )
-            assert r.status_code == 200, r.text
+    with serving_people(data) as (url, _, _admin):
         c = dd.connect(url, username="ann", password=ANN_PW, spool_dir=data.parent / "spool")
         before = time.time_ns() // 1000
         with c.start_iteration(project="ann-proj", experiment="exp", capture_env=False) as big:
@@ -89,11 +59,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
             empty.log_metric("other", 1.0)
         c.flush()
         c.close()
-        ann, bob = _login(url, "ann", ANN_PW), _login(url, "bob", BOB_PW)
+        ann, bob = login(url, "ann", ANN_PW), login(url, "bob", BOB_PW)
         yield Logged(url, ann, bob, big.id, empty.id, before, after)
-    finally:
-        running.stop()
-        server.close()
 
 
 def _history(

@@ -21,8 +21,7 @@ from deardiary.projections.draft import Draft
 from deardiary.projections.fold import Record
 from deardiary.projections.store import FEW_KEYS, DuckDBProjectionStore
 from deardiary.projections.writes import CHILD_OF, PRIMARY_KEYS, Lookups, PriorState, Writes
-from deardiary.schemas import codec
-from deardiary.schemas.envelope import LogPosition, wrap
+from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.events import (
     EntityKind,
     IterationEnded,
@@ -33,10 +32,10 @@ from deardiary.schemas.events import (
     TagsSet,
 )
 from deardiary.services.embedded import EmbeddedStore
-from deardiary.services.log import EventLog, LogRecord
+from deardiary.services.log import EventLog
 from deardiary.services.log.sqlite import SqliteEventLog
 from deardiary.services.projector import Projector, apply_or_park
-from tests.builders import T0, envelope, metrics, sweep_start
+from tests.builders import T0, append_to_folder, envelope, metrics, sweep_start
 from tests.faults.test_generated_events import _fold_in
 from tests.faults.test_generated_events import _records as _generated
 from tests.store_snapshot import snapshot
@@ -93,13 +92,6 @@ def _groups() -> list[list[Any]]:
     ]
 
 
-def _append(data: Path, events: list[Any]) -> None:
-    log = SqliteEventLog(str(data / "log.db"))
-    envs = [wrap(e) for e in events]
-    log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
-    log.close()
-
-
 def _state(store: EmbeddedStore) -> dict[str, list[tuple[Any, ...]]]:
     conn = store.store.reader()
     try:
@@ -114,7 +106,7 @@ def test_batches_of_every_shape_store_what_one_batch_stores(tmp_path: Path) -> N
     with EmbeddedStore(live) as store:
         assert store.projector is not None and store.projector.log_dedups
         for group in _groups():
-            _append(live, group)
+            append_to_folder(live, group)
             store.catch_up()
             assert store.store.conn.execute("SELECT count(*) FROM parked_events").fetchall() == [
                 (0,)
@@ -138,10 +130,12 @@ def test_batches_of_every_shape_store_what_one_batch_stores(tmp_path: Path) -> N
 def test_a_held_float_row_keeps_negative_zero(tmp_path: Path) -> None:
     """-0.0 written over a stored 0.0 in its own batch stays -0.0 (DuckDB's UPDATE would
     keep the 0.0: the two compare equal)."""
-    _append(tmp_path, [*sweep_start(iteration="it-0"), metrics("it-0", [("loss", 0.0, 0)])])
+    append_to_folder(
+        tmp_path, [*sweep_start(iteration="it-0"), metrics("it-0", [("loss", 0.0, 0)])]
+    )
     with EmbeddedStore(tmp_path) as store:
         store.catch_up()
-        _append(tmp_path, [metrics("it-0", [("loss", -0.0, 1)])])
+        append_to_folder(tmp_path, [metrics("it-0", [("loss", -0.0, 1)])])
         store.catch_up()
         got = store.store.conn.execute("SELECT 1 / last FROM last_metrics").fetchall()
     assert got == [(-math.inf,)]
@@ -163,7 +157,7 @@ class _Statements:
 
 
 def test_new_and_single_held_rows_take_one_statement_and_ids_none(tmp_path: Path) -> None:
-    _append(tmp_path, sweep_start(iteration="it-0"))
+    append_to_folder(tmp_path, sweep_start(iteration="it-0"))
     with EmbeddedStore(tmp_path) as store:
         store.catch_up()
         watched = _Statements(store.store.conn)
@@ -173,10 +167,10 @@ def test_new_and_single_held_rows_take_one_statement_and_ids_none(tmp_path: Path
             ParamsLogged(iteration_id="it-1", params={"lr": "0.1"}),
             metrics("it-1", [("loss", 1.0, 0)]),
         ]
-        _append(tmp_path, trial)
+        append_to_folder(tmp_path, trial)
         store.catch_up()
         first_batch = len(watched.executed)
-        _append(tmp_path, _tag(0))  # a held row, written to lately (a run's small request)
+        append_to_folder(tmp_path, _tag(0))  # a held row, written to lately (a run's small request)
         store.catch_up()
         store.store.conn = watched._conn
         tagged = store.store.conn.execute("SELECT tags FROM iterations ORDER BY 1").fetchall()
@@ -237,7 +231,7 @@ def test_rows_the_prior_load_said_nothing_of_are_replaced_or_inserted(tmp_path: 
     """Writes without `stored` (a fold that put rows it never looked up): a held row is
     replaced, a new one inserted -- one of each, and many."""
     first = sweep_start()[-1]
-    _append(
+    append_to_folder(
         tmp_path, [*sweep_start(iteration="it-0"), *(_started(n, first) for n in range(1, MANY))]
     )
     with EmbeddedStore(tmp_path) as embedded:

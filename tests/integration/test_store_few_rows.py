@@ -13,8 +13,6 @@ from typing import Any
 import duckdb
 
 from deardiary.projections.store import FEW_KEYS
-from deardiary.schemas import codec
-from deardiary.schemas.envelope import wrap
 from deardiary.schemas.events import (
     EntityKind,
     IterationEnded,
@@ -24,9 +22,7 @@ from deardiary.schemas.events import (
     TagsSet,
 )
 from deardiary.services.embedded import EmbeddedStore
-from deardiary.services.log import LogRecord
-from deardiary.services.log.sqlite import SqliteEventLog
-from tests.builders import metrics, sweep_start
+from tests.builders import append_to_folder, metrics, sweep_start
 
 TABLES = {
     "iterations": "iteration_id",
@@ -56,14 +52,6 @@ def _events(runs: int) -> list[Any]:
     return events
 
 
-def _append(data: Path, events: list[Any]) -> None:
-    data.mkdir(parents=True, exist_ok=True)
-    log = SqliteEventLog(str(data / "log.db"))
-    envs = [wrap(e) for e in events]
-    log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
-    log.close()
-
-
 def _dump(store: EmbeddedStore) -> dict[str, str]:
     """Every row of the tables a fold writes, as repr (keeps -0.0 and NaN apart)."""
     conn = store.store.reader()
@@ -77,7 +65,7 @@ def _dump(store: EmbeddedStore) -> dict[str, str]:
 
 
 def test_a_few_rows_and_many_are_stored_alike(tmp_path: Path) -> None:
-    _append(tmp_path / "few", _events(FEW_KEYS + 4))
+    append_to_folder(tmp_path / "few", _events(FEW_KEYS + 4))
     (tmp_path / "many").mkdir()
     shutil.copy(tmp_path / "few" / "log.db", tmp_path / "many" / "log.db")
     with EmbeddedStore(tmp_path / "few") as store:
@@ -109,13 +97,13 @@ class _Watched:
 
 
 def test_a_one_event_batch_registers_no_arrow_table(tmp_path: Path) -> None:
-    _append(tmp_path, _events(1))
+    append_to_folder(tmp_path, _events(1))
     with EmbeddedStore(tmp_path) as store:
         assert store.projector is not None
         store.catch_up()
         watched = _Watched(store.store.conn)
         store.store.conn = watched  # type: ignore[assignment]
-        _append(
+        append_to_folder(
             tmp_path,
             [
                 ParamsLogged(iteration_id="it-0", params={"batch": "32"}),

@@ -6,19 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deardiary.schemas import codec
-from deardiary.schemas.envelope import wrap
 from deardiary.services.embedded import EmbeddedStore
-from deardiary.services.log import LogRecord
-from deardiary.services.log.sqlite import SqliteEventLog
-from tests.builders import metrics, sweep_start
-
-
-def _append(data: Path, events: list[object]) -> None:
-    log = SqliteEventLog(str(data / "log.db"))
-    envs = [wrap(e) for e in events]  # type: ignore[arg-type]
-    log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
-    log.close()
+from tests.builders import append_to_folder, metrics, sweep_start
 
 
 def _state(store: EmbeddedStore) -> tuple[list[object], list[object]]:
@@ -30,7 +19,7 @@ def _state(store: EmbeddedStore) -> tuple[list[object], list[object]]:
 def test_a_parent_missing_then_created_is_found_and_a_known_one_stays_known(
     tmp_path: Path,
 ) -> None:
-    _append(
+    append_to_folder(
         tmp_path,
         [
             metrics("it-1", [("early", 1.0, 0)]),  # before its iteration exists: refused
@@ -47,7 +36,9 @@ def test_a_parent_missing_then_created_is_found_and_a_known_one_stays_known(
         points, conflicts = _state(store)
     assert points == [("it-1", "loss", 0), ("it-1", "loss", 1)]
     assert conflicts == [("missing_parent", "it-1"), ("missing_parent", "it-2")]
-    _append(tmp_path, [metrics("it-1", [("loss", 3.0, 2)]), metrics("it-2", [("x", 1.0, 0)])])
+    append_to_folder(
+        tmp_path, [metrics("it-1", [("loss", 3.0, 2)]), metrics("it-2", [("x", 1.0, 0)])]
+    )
     with EmbeddedStore(tmp_path) as store:  # reopened: nothing remembered, all looked up
         store.catch_up()
         points, conflicts = _state(store)

@@ -1,8 +1,8 @@
 """Which way a batch's rows go in (store.FEW_VALUES): as statement parameters only while
 they are a few dozen values or fewer -- a param, a history row, one or two iterations --
-and as an Arrow table past that: a sweep step's new iterations (22 columns each) cost ~50 us a parameter bound,
-4.3-4.9 ms for 8 rows against 2.1-2.5 as Arrow. Both ways store the same rows
-(test_store_few_rows)."""
+and as an Arrow table past that: a sweep step's new iterations (22 columns each) cost
+~50 us a parameter bound, 4.3-4.9 ms for 8 rows against 2.1-2.5 as Arrow. Both ways
+store the same rows (test_store_few_rows)."""
 
 from __future__ import annotations
 
@@ -13,21 +13,9 @@ import pyarrow as pa
 import pytest
 
 from deardiary.projections.store import FEW_KEYS, FEW_VALUES, DuckDBProjectionStore
-from deardiary.schemas import codec
-from deardiary.schemas.envelope import wrap
 from deardiary.schemas.events import ParamsLogged
 from deardiary.services.embedded import EmbeddedStore
-from deardiary.services.log import LogRecord
-from deardiary.services.log.sqlite import SqliteEventLog
-from tests.builders import sweep_start
-
-
-def _append(data: Path, events: list[Any]) -> None:
-    data.mkdir(parents=True, exist_ok=True)
-    log = SqliteEventLog(str(data / "log.db"))
-    envs = [wrap(e) for e in events]
-    log.append([LogRecord(e.event_id, e.key, codec.encode(e)) for e in envs])
-    log.close()
+from tests.builders import append_to_folder, sweep_start
 
 
 def _watch(
@@ -57,7 +45,7 @@ def test_a_steps_new_iterations_go_in_as_arrow(
     events: list[Any] = sweep_start(iteration="it-0")[:2]
     for n in range(trials):
         events.append(sweep_start(iteration=f"it-{n}")[-1])
-    _append(tmp_path, events)
+    append_to_folder(tmp_path, events)
     with EmbeddedStore(tmp_path) as store:
         assert store.projector is not None
         seen = _watch(store.store, monkeypatch)
@@ -71,11 +59,11 @@ def test_a_steps_new_iterations_go_in_as_arrow(
 def test_a_lone_param_still_goes_in_as_parameters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _append(tmp_path, sweep_start(iteration="it-0"))
+    append_to_folder(tmp_path, sweep_start(iteration="it-0"))
     with EmbeddedStore(tmp_path) as store:
         assert store.projector is not None
         store.catch_up()
-        _append(tmp_path, [ParamsLogged(iteration_id="it-0", params={"lr": "0.1"})])
+        append_to_folder(tmp_path, [ParamsLogged(iteration_id="it-0", params={"lr": "0.1"})])
         seen = _watch(store.store, monkeypatch)
         store.catch_up()
         stored = store.store.conn.execute("SELECT key, value FROM params").fetchall()
