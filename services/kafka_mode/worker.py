@@ -27,7 +27,6 @@ deployment, another test) never join, rebalance or wedge this topic's group.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 import time
@@ -67,8 +66,6 @@ FETCH_WAIT_MS = 100
 """How long a fetch may wait for records. Faust fixes its consumer's at 1,500 ms, and a
 broker that holds a fetch for its whole wait (Tansu does when it has nothing new at the
 start of it) adds up to that much to every record's way to the exports."""
-GC_YOUNG = 10
-"""How many times CPython's default allocations a young collection waits for."""
 FETCH_BYTES = 8 << 20
 """Bytes per partition a fetch may return: several of the SDK's ~850 KiB records at once."""
 
@@ -477,25 +474,11 @@ def _warm_up() -> None:
         conn.register("_warm", pa.table({"a": [1]}))
     finally:
         conn.close()
-    _settle_gc()  # what pandas' import made is long-lived too
-
-
-def _settle_gc() -> None:
-    """Keep what the imports and the app made out of later garbage collections.
-
-    A worker holds a large heap of long-lived objects (faust, aiokafka, pyarrow, pandas,
-    DuckDB's bindings) and makes a fast stream of short-lived ones (fetches, events,
-    futures); each full collection walked the whole heap: ~11% of a worker's CPU under
-    the benchmark's load (py-spy --native). Frozen objects are never walked again; a
-    larger first generation makes the young collections GC_YOUNG times rarer."""
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG * 700, *gc.get_threshold()[1:])
 
 
 def run_worker(broker_url: str, data: Path, exports: str | None = None) -> None:
     """Block running the worker until SIGINT/SIGTERM."""
     threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     app = build_app(broker_url, data, exports=exports)
-    _settle_gc()
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()
