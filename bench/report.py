@@ -447,6 +447,15 @@ def _trial_floor(t: dict[str, Any], cpus: int) -> list[str]:
     return [text, ""]
 
 
+def _sweep_runs(d: dict[str, Any]) -> str:
+    """DearDiary's sweep is the median of several, each named here."""
+    runs = d.get("sweeps") or []
+    if len(runs) < 2:
+        return ""
+    each = ", ".join(f"{r['seconds']:.2f}" for r in runs)
+    return f" (DearDiary's row: the median of {len(runs)} sweeps into one server, {each} s)"
+
+
 def _trial_note(t: dict[str, Any] | None, cpus: int = 2) -> list[str]:
     if not t:
         return []
@@ -477,7 +486,9 @@ def _trial_note(t: dict[str, Any] | None, cpus: int = 2) -> list[str]:
         "The g. rows (`bench/trial_workloads.py`): each trial process of the sweep imports the",
         "SDK, connects over HTTP, starts an iteration (with its environment snapshot), logs",
         "and exits, as `bench/dd_trial.py` and `bench/mlflow_trial.py` show; timed from the",
-        "first process started until a query sees every point. DearDiary's trials run from a",
+        "first process started until a query sees every point"
+        + _sweep_runs(d)
+        + ". DearDiary's trials run from a",
         "non-editable install (the wheel in a fresh virtualenv with msgspec, as users get it),",
         "MLflow's from its own virtualenv. Start-up rows are medians of one process at a time,",
         f"with bytecode caches.{ml}",
