@@ -28,6 +28,7 @@ import json
 import os
 import re
 import resource
+import select
 import shutil
 import statistics
 import subprocess
@@ -138,27 +139,28 @@ def _sweep(
 ) -> dict[str, float]:
     """Run `trials` processes, `parallel` at a time; (seconds, CPU s of the processes).
 
-    Blocks in waitpid until one of them ends rather than polling: the benchmark's own
-    process takes no CPU from the sweep it times."""
+    Sleeps until one of its trials ends (select on their pidfds) rather than polling: the
+    benchmark's own process takes no CPU from the sweep it times, and other children of
+    the benchmark are left alone."""
     cpu, started = _child_cpu(), time.perf_counter()
     waiting = list(range(trials))
-    live: dict[int, subprocess.Popen[bytes]] = {}
+    live: dict[int, subprocess.Popen[bytes]] = {}  # by pidfd
     try:
         while waiting or live:
             while waiting and len(live) < parallel:
                 proc = subprocess.Popen(command(waiting.pop(0)), env=env, cwd=cwd)
-                live[proc.pid] = proc
-            pid, status = os.waitpid(-1, 0)
-            proc = live.pop(pid, None)
-            if proc is None:  # not a trial (the server is a child too): it has ended
-                raise RuntimeError(f"process {pid} ended during the sweep")
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            if proc.returncode != 0:
-                raise RuntimeError(f"trial process {proc.args!r} exited with {proc.returncode}")
+                live[os.pidfd_open(proc.pid)] = proc
+            ended, _, _ = select.select(list(live), [], [])
+            for fd in ended:
+                proc = live.pop(fd)
+                os.close(fd)
+                if proc.wait() != 0:
+                    raise RuntimeError(f"trial process {proc.args!r} exited with {proc.returncode}")
     finally:  # a failed sweep leaves no trial running
-        for proc in live.values():
+        for fd, proc in live.items():
             proc.kill()
             proc.wait()
+            os.close(fd)
     return {"processes_done_s": time.perf_counter() - started, "cpu_s": _child_cpu() - cpu}
 
 
