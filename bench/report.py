@@ -377,6 +377,7 @@ def render(r: dict[str, Any]) -> str:
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gb']} GB, {m['platform']}; "
         f"Python {m['python']}, DuckDB {m['duckdb']}, PyArrow {m['pyarrow']}.",
         "",
+        *_other_cpu_note(r.get("other_cpu_s")),
         ml_note,
         "",
         "| measure | DearDiary | MLflow | DearDiary advantage | BRIEF §5 target |",
@@ -407,6 +408,27 @@ def render(r: dict[str, Any]) -> str:
         *_profiles(dd),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _other_cpu_note(other: dict[str, float] | None) -> list[str]:
+    """CPU that processes outside the benchmark used during each phase: whether the run
+    had the machine to itself."""
+    if not other:
+        return []
+    busy = {name: cpu for name, cpu in other.items() if cpu >= 1.0}
+    if not busy:
+        return [
+            "The run had the machine to itself: processes outside the benchmark used less"
+            " than 1 CPU-second in each phase.",
+            "",
+        ]
+    each = "; ".join(f"{name} {cpu:g}" for name, cpu in busy.items())
+    return [
+        f"CPU seconds used by processes outside the benchmark during its phases: {each}"
+        " (other phases below 1). Those phases shared the cores, and their rows are slower"
+        " than this code is.",
+        "",
+    ]
 
 
 def _trial_floor(t: dict[str, Any], cpus: int) -> list[str]:

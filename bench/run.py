@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -100,10 +101,35 @@ def machine() -> dict[str, Any]:
 
 
 _STARTED = time.monotonic()
+# CPU seconds that processes outside the benchmark used during each phase: the rows share
+# the cores with whatever else the machine does, and one measured beside other work is
+# slower than the code is. The machine's busy time (/proc/stat) less the benchmark's own
+# and its ended children's (a child still running when a phase ends counts as other
+# until it is reaped: the phases stop theirs).
+OTHER_CPU_S: dict[str, float] = {}
+_MARK: list[tuple[str, float, float]] = []
 
 
-def _phase(name: str) -> None:
-    print(f"[{time.monotonic() - _STARTED:6.1f} s] {name} ...", flush=True)
+def _cpu_marks() -> tuple[float, float]:
+    """(CPU seconds the machine has been busy, the benchmark's own and its ended children's)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    user, nice, system, _idle, _iowait, irq, softirq = ticks[:7]  # then steal: not this VM's
+    busy = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    own = sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, who))
+    return busy, own
+
+
+def _phase(name: str | None) -> None:
+    """Marks where a phase begins (None: where the last ends)."""
+    busy, own = _cpu_marks()
+    if _MARK:
+        last, busy0, own0 = _MARK.pop()
+        OTHER_CPU_S[last] = round(max(0.0, (busy - busy0) - (own - own0)), 2)
+    if name is not None:
+        _MARK.append((name, busy, own))
+        print(f"[{time.monotonic() - _STARTED:6.1f} s] {name} ...", flush=True)
 
 
 def main() -> int:
@@ -123,6 +149,7 @@ def main() -> int:
         "mode": "quick" if args.quick else "full",
         "scale": scale,
         "machine": machine(),
+        "other_cpu_s": OTHER_CPU_S,  # filled as the phases end
     }
     try:
         dd: dict[str, Any] = {}
@@ -206,6 +233,7 @@ def main() -> int:
 
             results["trials"] = trial_workloads.run_all(work, scale, not args.no_mlflow)
     finally:
+        _phase(None)
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
