@@ -42,3 +42,23 @@ def test_the_report_names_the_phases_that_shared_the_machine() -> None:
     note = _other_cpu_note({"ingest": 0.2, "series read": 12.5})[0]
     assert "series read 12.5" in note and "ingest" not in note
     assert _other_cpu_note(None) == [] and _other_cpu_note({}) == []
+
+
+def test_an_orphan_of_the_benchmark_comes_back_to_it_and_counts_as_its_own(
+    tmp_path: Path,
+) -> None:
+    """As MLflow's gunicorn workers may outlive their stopped master: with the benchmark as
+    subreaper, their CPU is the benchmark's, not another program's."""
+    done = tmp_path / "done"
+    orphan = f"{BURN}open({str(done)!r}, 'w').close()\n"
+    script = (
+        f"import sys, time, subprocess\nsys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "import run\nrun._adopt_orphans()\n_, own = run._cpu_marks()\n"
+        f"subprocess.run(['sh', '-c', {sys.executable!r} + ' -c \"$0\" &', {orphan!r}])\n"
+        f"while not __import__('os').path.exists({str(done)!r}): time.sleep(0.05)\n"
+        "time.sleep(0.2)\nrun._reap_ended()\nprint(run._cpu_marks()[1] - own)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert float(out.stdout) >= 0.4, out
