@@ -441,6 +441,39 @@ def test_a_stopped_worker_leaves_its_stores_checkpointed(
     assert not list(workers.data.rglob("*.duckdb.wal")), workers.tails()
 
 
+_NO_FINALISERS = """
+import os, sys
+from deardiary.services.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    os._exit(0)  # no finaliser runs: what is not closed by now stays open
+"""
+
+
+@pytest.mark.kafka
+def test_a_worker_closes_its_stores_before_exit_finalises_anything(
+    kafka: tuple[str, Path, Workers],
+) -> None:
+    """The stores are closed by the worker's shutdown itself, not by objects finalised at
+    interpreter exit (gc.freeze had kept them from ever being finalised): a worker whose
+    process ends without finalisers after SIGTERM leaves no WAL either."""
+    broker, tmp, workers = kafka
+    log = tmp / "worker-no-finalisers.log"
+    args = ["worker", "--broker", broker, "--data", str(workers.data)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _NO_FINALISERS, *args], stdout=out, stderr=subprocess.STDOUT
+        )
+    workers.procs.append(proc)  # the fixture stops it if the test does not
+    workers.logs.append(log)
+    _log_sweep(broker, tmp / "spool", trials=4, points=500, tag="exit")
+    _wait_caught_up(broker, workers.data, workers)
+    assert list(workers.data.rglob("*.duckdb.wal")), "the test needs hot points in a WAL"
+    workers.stop_one(proc)
+    assert not list(workers.data.rglob("*.duckdb.wal")), workers.tails()
+
+
 # -- the worker's partition ownership, without a broker ------------------------------------
 
 
