@@ -22,7 +22,7 @@ import pytest
 from deardiary.projections.fold import Record, fold, lookups_for
 from deardiary.projections.integrity import STATE_FILE
 from deardiary.projections.queries import metric_series
-from deardiary.projections.store import DuckDBProjectionStore
+from deardiary.projections.store import POINT_COLUMNS, DuckDBProjectionStore
 from deardiary.schemas.events import IterationStarted
 from deardiary.services.kafka_mode import partitions
 from deardiary.services.kafka_mode.exports_view import ExportsView
@@ -659,3 +659,52 @@ def test_a_partition_store_runs_duckdb_on_one_thread(tmp_path: Path) -> None:
     threads = part.store.conn.execute("SELECT current_setting('threads')").fetchall()
     assert threads == [(partitions.STORE_THREADS,)] == [(1,)]
     part.close()
+
+
+@pytest.mark.parametrize(
+    ("min_points", "enum_series"),
+    [(0, partitions.ENUM_SERIES), (0, 2), (10, partitions.ENUM_SERIES)],
+)
+def test_an_entry_s_points_are_the_store_s_hot_points_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, min_points: int, enum_series: int
+) -> None:
+    """Whether written through ENUMs of the series' strings or through the view (past
+    ENUM_SERIES, or under ENUM_MIN_POINTS new points: each entry here has 9), an entry
+    holds the hot points the store has at or after its offset: strings with quotes,
+    accents and the empty group, values bit for bit (a guard: the view's rows are the
+    reference)."""
+    monkeypatch.setattr(partitions, "ENUM_SERIES", enum_series)
+    monkeypatch.setattr(partitions, "ENUM_MIN_POINTS", min_points)
+    queries: list[str] = []
+    hot_points = partitions._hot_points
+
+    def noting(*args: Any) -> str:
+        queries.append(hot_points(*args))
+        return queries[-1]
+
+    monkeypatch.setattr(partitions, "_hot_points", noting)
+    part = PartitionStore(tmp_path, 0)
+    log = records(_iterations(3))
+    keys = [("ünï/é", "vål"), ("loss", ""), ("a:b c", "train's")]
+    for step in range(3):
+        batch = [
+            metrics(f"it-{i}", [(key, -0.0 if step else 1.5e-310, step)], group=group)
+            for i in range(3)
+            for key, group in keys
+        ]
+        log += records(batch, start=len(log))
+        part.apply(log[-len(batch) :] if step else log)
+        part.publish()
+        entry = part.chain[-1]
+        read = duckdb.connect().execute(
+            f"SELECT * FROM read_parquet('{part.root / entry['files']['metric_points_hot']}')"
+        )
+        want = part.store.conn.execute(
+            f'SELECT {POINT_COLUMNS} FROM metric_points_hot WHERE "offset" >= ?', [entry["from"]]
+        )
+        assert [d[:2] for d in read.description] == [d[:2] for d in want.description]
+        got, expected = read.fetchall(), want.fetchall()
+        assert len(got) == 9 and sorted(map(repr, got)) == sorted(map(repr, expected))
+    part.close()
+    enums = min_points == 0 and enum_series >= 9  # 9 series
+    assert len(queries) == 3 and all(("ENUM(" in q) == enums for q in queries)
