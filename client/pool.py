@@ -213,13 +213,14 @@ class HttpPool:
         path: str,
         *,
         params: Mapping[str, Any] | None = None,
-        content: bytes | None = None,
+        content: bytes | list[bytes] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
         """Send one request and read its whole response; `Unavailable` when the server
-        cannot be reached or stops talking (after one retry on a stale kept connection)."""
+        cannot be reached or stops talking (after one retry on a stale kept connection).
+        `content` as a list: the body's parts, sent one after another (never joined)."""
         head = dict(headers or {})
         if json is not None:
             content = _json_encoder.encode(json)
@@ -253,7 +254,7 @@ class HttpPool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _encode_request(
-        self, method: str, target: str, headers: dict[str, str], content: bytes | None
+        self, method: str, target: str, headers: dict[str, str], content: bytes | list[bytes] | None
     ) -> bytes:
         if self._proxy is not None and self.url.scheme == "http":
             target = self.url.origin + target  # absolute form, for the proxy
@@ -261,7 +262,8 @@ class HttpPool:
                 headers.setdefault("Proxy-Authorization", _basic(self._proxy.userinfo))
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.url.authority}"]
         if content is not None or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(content or b'')}")
+            size = len(content) if isinstance(content, bytes) else sum(map(len, content or ()))
+            lines.append(f"Content-Length: {size}")
         lines.append("Accept-Encoding: identity")
         lines.extend(f"{k}: {v}" for k, v in headers.items())
         for line in lines:
@@ -274,16 +276,18 @@ class HttpPool:
         conn: _Connection,
         method: str,
         head: bytes,
-        content: bytes | None,
+        content: bytes | list[bytes] | None,
         reused: bool,
     ) -> tuple[Response, bool]:
+        parts = [content] if isinstance(content, bytes) else content or []
         try:
-            if content and len(content) <= 65_536:
-                conn.sock.sendall(head + content)
+            if parts and len(parts[0]) <= 65_536:  # a small start goes with the head
+                conn.sock.sendall(head + parts[0])
+                parts = parts[1:]
             else:
                 conn.sock.sendall(head)
-                if content:
-                    conn.sock.sendall(content)
+            for part in parts:
+                conn.sock.sendall(part)
             status_line = conn.file.readline(_MAX_LINE + 1)
         except (ConnectionError, BrokenPipeError) as exc:
             if reused:

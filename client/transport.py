@@ -144,7 +144,40 @@ def _error_decoder() -> msgspec.json.Decoder[_ErrorBody]:
     return msgspec.json.Decoder(_ErrorBody)
 
 
-_body_encoder = msgspec.msgpack.Encoder()
+_OWN_PART = 65_536
+"""A payload this big is a part of the request body of its own (see `body_parts`)."""
+
+
+def body_parts(payloads: Sequence[bytes]) -> list[bytes]:
+    """The body of ``POST /api/v1/events`` -- a MessagePack array of `bin`, byte for byte
+    what msgspec encodes (the smallest headers) -- as parts to send one after another:
+    a payload of `_OWN_PART` bytes or more is a part itself, not copied into a joined
+    body (a sweep trial's 20,000 points are ~0.5 MB: one more copy cost its process
+    ~130 page faults); the headers and smaller payloads between are joined."""
+    n = len(payloads)
+    if n < 16:
+        head = bytes((0x90 | n,))
+    else:
+        head = (b"\xdc" + n.to_bytes(2, "big")) if n < 1 << 16 else (b"\xdd" + n.to_bytes(4, "big"))
+    parts: list[bytes] = []
+    small = [head]
+    for payload in payloads:
+        size = len(payload)
+        if size < 1 << 8:
+            small.append(b"\xc4" + size.to_bytes(1, "big"))
+        elif size < 1 << 16:
+            small.append(b"\xc5" + size.to_bytes(2, "big"))
+        else:
+            small.append(b"\xc6" + size.to_bytes(4, "big"))
+        if size < _OWN_PART:
+            small.append(payload)
+        else:
+            parts.append(b"".join(small))
+            parts.append(payload)
+            small = []
+    if small:
+        parts.append(b"".join(small))
+    return parts
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -221,7 +254,7 @@ class HttpTransport:
     def send(self, records: Sequence[LogRecord]) -> Acked:
         if not records:
             return {}
-        body = _body_encoder.encode([r.payload for r in records])
+        body = body_parts([r.payload for r in records])
         # refused, reset, timeout, DNS, TLS, ...: the pool raises Unavailable
         response = self._pool.post("/api/v1/events", content=body, headers=self._headers())
         if response.status_code != 200:

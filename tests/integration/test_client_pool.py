@@ -134,6 +134,17 @@ def test_bodies_by_length_chunks_or_close_and_headers(server: _Server) -> None:
         pool.close()
 
 
+def test_a_body_in_parts_arrives_whole_and_in_order(server: _Server) -> None:
+    """`content` as a list: small and big parts, a big one first (the head goes alone)."""
+    big = bytes(range(256)) * 1024
+    pool = HttpPool(server.url)
+    try:
+        for parts in ([b"a", big, b"b", big[::-1]], [big, b"c"], [b"only"], [], [b"", b"x"]):
+            assert pool.post("/echo", content=parts).content == b"".join(parts)
+    finally:
+        pool.close()
+
+
 def test_a_base_path_prefixes_every_request(server: _Server) -> None:
     pool = HttpPool(server.url + "/prefix/")
     try:
