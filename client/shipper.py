@@ -29,7 +29,7 @@ from deardiary.schemas.records import LogRecord
 
 from .buffer import EventBuffer
 from .notices import log
-from .spool import Spool, encode_records
+from .spool import Spool
 from .transport import RETRY_AFTER_MAX_S, Acked, Transport
 
 # Codes for which a smaller batch may succeed where the whole one failed.
@@ -304,7 +304,7 @@ class Shipper:
         """Take what is pending and deliver it (and the spool); raises `Unavailable`."""
         self._emit_heartbeats()
         taken = self.buffer.take()
-        records = encode_records(taken.envelopes)
+        records = taken.records
         if taken.behind_spool:
             if records:
                 self.spool.write(records, taken.seq)

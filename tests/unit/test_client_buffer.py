@@ -290,11 +290,34 @@ def test_take_reserves_order_behind_the_spool(spool: Spool) -> None:
     buf = EventBuffer(spool)
     buf.log_metric("it", "x", 1.0)
     first = buf.take()
-    assert not first.behind_spool and len(first.envelopes) == 1
+    assert not first.behind_spool and len(first.records) == 1
     buf.log_metric("it", "x", 2.0)
     assert buf.spill() == 1
     second = buf.take()
-    assert second.behind_spool and second.envelopes == [] and second.seq > first.seq
+    assert second.behind_spool and second.records == [] and second.seq > first.seq
+
+
+def test_taken_and_spilled_records_are_encoded_bytes_of_every_point(spool: Spool) -> None:
+    """`take` and `spill` encode the metric columns straight from the batch's arrays (no
+    copy): the records are plain bytes that decode to every point, and the buffer logs
+    on into new arrays afterwards."""
+    buf = EventBuffer(spool)
+    logs = buf.metrics_logger("it")
+    for step in range(3000):
+        logs({"a": step / 3, "b": -step / 7}, step)
+    taken = buf.take()
+    logs({"a": 1.5}, 3000)  # a new batch: the taken one's arrays are let go
+    assert buf.spill() == 1
+    spilled = [r for name in spool.pending() for r in spool.read(name)]
+    for records, steps in ((taken.records, range(3000)), (spilled, [3000])):
+        [record] = records
+        assert type(record.payload) is bytes
+        body = decode(record.payload).body
+        assert isinstance(body, MetricsLogged)
+        assert list(array("q", body.steps)) == [s for s in steps for _ in body.keys]
+        assert len(body.times) == len(body.steps)
+    values = array("d", decode(taken.records[0].payload).body.values)  # type: ignore[union-attr]
+    assert list(values) == [v for s in range(3000) for v in (s / 3, -s / 7)]
 
 
 def test_drain_hooks_run_before_taking(spool: Spool) -> None:
