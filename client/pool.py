@@ -262,7 +262,7 @@ class HttpPool:
                 headers.setdefault("Proxy-Authorization", _basic(self._proxy.userinfo))
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.url.authority}"]
         if content is not None or method in ("POST", "PUT", "PATCH"):
-            size = len(content) if isinstance(content, bytes) else sum(map(len, content or ()))
+            size = sum(map(len, content)) if isinstance(content, list) else len(content or b"")
             lines.append(f"Content-Length: {size}")
         lines.append("Accept-Encoding: identity")
         lines.extend(f"{k}: {v}" for k, v in headers.items())
@@ -279,7 +279,7 @@ class HttpPool:
         content: bytes | list[bytes] | None,
         reused: bool,
     ) -> tuple[Response, bool]:
-        parts = [content] if isinstance(content, bytes) else content or []
+        parts = content if isinstance(content, list) else [] if content is None else [content]
         try:
             if parts and len(parts[0]) <= 65_536:  # a small start goes with the head
                 conn.sock.sendall(head + parts[0])

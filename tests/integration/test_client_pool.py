@@ -141,6 +141,7 @@ def test_a_body_in_parts_arrives_whole_and_in_order(server: _Server) -> None:
     try:
         for parts in ([b"a", big, b"b", big[::-1]], [big, b"c"], [b"only"], [], [b"", b"x"]):
             assert pool.post("/echo", content=parts).content == b"".join(parts)
+        assert pool.post("/echo", content=bytearray(b"as before")).content == b"as before"
     finally:
         pool.close()
 
