@@ -224,18 +224,19 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
         _timed([*trial, "900001", str(steps), str(keys)], env, cwd)  # warm-up: bytecode caches
         # the warm-up's points visible: the sweep's come next
         _wait_for(lambda: count() == steps * keys, "the warm-up trial's points")
-        sweeps = []
+        sweeps: list[dict[str, float]] = []
         for k in range(SWEEPS):  # into the same server, one after another
+            first, expect = k * trials, (1 + (k + 1) * trials) * steps * keys
+
+            def command(n: int, first: int = first) -> list[str]:
+                return [*trial, str(first + n), str(steps), str(keys)]
+
+            def all_visible(expect: int = expect) -> bool:
+                return count() == expect
+
             server_cpu, t = _process_cpu(server_pid), time.perf_counter()
-            sweep = _sweep(
-                lambda n, k=k: [*trial, str(k * trials + n), str(steps), str(keys)],
-                trials,
-                parallel,
-                env,
-                cwd,
-            )
-            expect = (1 + (k + 1) * trials) * steps * keys
-            _wait_for(lambda expect=expect: count() == expect, "every point queryable")
+            sweep = _sweep(command, trials, parallel, env, cwd)
+            _wait_for(all_visible, "every point queryable")
             sweep["seconds"] = time.perf_counter() - t
             after = _process_cpu(server_pid)
             if server_cpu is not None and after is not None:
