@@ -136,6 +136,13 @@ def _kafka_cpu_ceiling(kafka: dict[str, Any]) -> tuple[str, Any, Any, str, str] 
     )
 
 
+def _median_of(runs: list[float] | None) -> str:
+    """A row that is the median of several runs names them all."""
+    if not runs or len(runs) < 2:
+        return ""
+    return f"; the median of {len(runs)} runs: " + " / ".join(_fmt(v) for v in runs)
+
+
 def _kafka_rows(kafka: dict[str, Any]) -> list[tuple[str, Any, Any, str, str]]:
     """Where the Kafka-mode figure's time goes, and the broker's own ceiling for the same
     bytes (bench/kafka_workloads.py: broker_alone)."""
@@ -263,7 +270,8 @@ def render(r: dict[str, Any]) -> str:
             "",
         ),
         (
-            f"b. end-to-end ingest in Kafka mode, {s['procs']} processes (points/s)",
+            f"b. end-to-end ingest in Kafka mode, {s['procs']} processes (points/s)"
+            + _median_of(kafka.get("runs_points_per_s")),
             kafka.get("points_per_s") or f"skipped: {kafka.get('skipped')}",
             None,
             "",

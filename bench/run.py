@@ -188,7 +188,9 @@ def main() -> int:
             _phase("ingest in Kafka mode")
             import kafka_workloads
 
-            dd["ingest_kafka"] = kafka_workloads.ingest_kafka(work, scale["ingest"], scale["procs"])
+            dd["ingest_kafka"] = kafka_workloads.ingest_kafka_median(
+                work, scale["ingest"], scale["procs"]
+            )
         _phase("replay")
         source = Path(dd["ingest_http"].pop("data"))
         dd["replay"] = ddw.replay_rate(source, work, dd["ingest_http"]["log_points"])

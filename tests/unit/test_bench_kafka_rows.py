@@ -94,3 +94,35 @@ def test_the_workers_folder_is_told_apart_by_part(tmp_path: Path) -> None:
         "exports": 30,
         "other": 11,
     }
+
+
+def test_the_kafka_row_is_the_median_run_and_names_every_run(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import kafka_workloads
+    from report import _median_of
+
+    rates = iter([900_000.0, 1_100_000.0, 1_000_000.0])
+    folders: list[Path] = []
+
+    def one_run(work: Path, total: int, procs: int) -> dict[str, Any]:
+        folders.append(work)
+        return _run(points_per_s=next(rates), seconds=len(folders))
+
+    monkeypatch.setattr(kafka_workloads, "ingest_kafka", one_run)
+    found = kafka_workloads.ingest_kafka_median(tmp_path, 1_000_000, 8, runs=3)
+    assert found["points_per_s"] == 1_000_000.0 and found["seconds"] == 3  # the third run
+    assert found["runs_points_per_s"] == [900_000.0, 1_100_000.0, 1_000_000.0]
+    assert len(set(folders)) == 3  # each run its own broker, topic and folder
+    assert _median_of(found["runs_points_per_s"]) == (
+        "; the median of 3 runs: 900,000 / 1,100,000 / 1,000,000"
+    )
+
+
+def test_a_skipped_kafka_run_is_reported_as_skipped(tmp_path: Path, monkeypatch: Any) -> None:
+    import kafka_workloads
+
+    monkeypatch.setattr(
+        kafka_workloads, "ingest_kafka", lambda work, total, procs: {"skipped": "no broker"}
+    )
+    assert kafka_workloads.ingest_kafka_median(tmp_path, 10, 1) == {"skipped": "no broker"}
