@@ -175,6 +175,7 @@ def test_the_cache_keeps_to_its_size(tmp_path: Path) -> None:
                 first = c.flush()
                 it.log_metric("loss", 2.0)
                 second = c.flush()
+            c.flush()  # the iteration's end is in the log: `second` is history, not its end
             cache = tmp_path / "data" / "as-of-cache"
             path = f"/iterations/{it.id}/metrics"
             assert _get(running.url, path, as_of=str(first))["items"][0]["last"] == 1.0
