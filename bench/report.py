@@ -518,7 +518,9 @@ def _trial_note(t: dict[str, Any] | None, cpus: int = 2) -> list[str]:
         "and exits, as `bench/dd_trial.py` and `bench/mlflow_trial.py` show; timed from the",
         "first process started until a query sees every point"
         + _sweep_runs(d)
-        + ". DearDiary's trials run from a",
+        + " (the first answer of a small read, which waits for everything acknowledged"
+        " before it; the points are counted after the clock stops). DearDiary's trials run"
+        " from a",
         "non-editable install (the wheel in a fresh virtualenv with msgspec, as users get it),",
         "MLflow's from its own virtualenv. Start-up rows are medians of one process at a time,",
         f"with bytecode caches.{ml}",

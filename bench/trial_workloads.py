@@ -6,7 +6,9 @@ start-up once per trial. Rows:
 * the sweep: `trials` trials of `steps` x `keys` points, `parallel` processes at a time,
   each a fresh interpreter that imports the SDK, connects over HTTP, starts an iteration,
   logs and exits; timed from the first process started until every point is queryable
-  (DearDiary's: the median of `SWEEPS` sweeps, each listed in the results);
+  (the first answer of a read, which waits for everything acknowledged before it; the
+  points are counted after) -- DearDiary's: the median of `SWEEPS` sweeps, each listed in
+  the results;
 * start-up: `import deardiary` and `import mlflow` over a bare interpreter (wall time,
   and what ``python -X importtime`` says of the top-level import), `dd.connect(url)`;
 * one whole trial process, wall and CPU, next to a bare interpreter's.
@@ -207,6 +209,26 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 600.0) 
         time.sleep(0.01)
 
 
+def _until_queryable(
+    started: float, small: Callable[[], int], rows: int, points: Callable[[], int], expect: int
+) -> float:
+    """Seconds from `started` (perf_counter) until a read sees the sweep, its points
+    counted after the clock stops.
+
+    Every trial's points were acknowledged before its process ended, and a read waits
+    until the projections hold everything appended before it (read-your-writes), so the
+    first answer of a small read (`small`, which must show `rows`) marks the moment every
+    point is queryable; counting all the points (tens of ms over millions of them) would
+    time the count too. The count then must show `expect`: a sweep that lost a point
+    fails."""
+    _wait_for(lambda: small() >= rows, "every trial's iteration queryable")
+    seconds = time.perf_counter() - started
+    seen = points()
+    if seen != expect:
+        raise RuntimeError(f"a read after the sweep saw {seen} points of {expect}")
+    return seconds
+
+
 def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int) -> dict[str, Any]:
     env, cwd = _env(work), work / "trials"
     cwd.mkdir(parents=True, exist_ok=True)
@@ -217,13 +239,13 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
         trial = [py, str(HERE / "dd_trial.py"), url]
         pool = HttpPool(url, timeout=120)
 
-        def count() -> int:
-            q = {"q": "SELECT count(*) AS n FROM metrics"}
+        def count(table: str) -> int:
+            q = {"q": f"SELECT count(*) AS n FROM {table}"}
             return int(pool.get("/api/v1/sql", params=q).json()["items"][0]["n"])
 
         _timed([*trial, "900001", str(steps), str(keys)], env, cwd)  # warm-up: bytecode caches
         # the warm-up's points visible: the sweep's come next
-        _wait_for(lambda: count() == steps * keys, "the warm-up trial's points")
+        _wait_for(lambda: count("metrics") == steps * keys, "the warm-up trial's points")
         sweeps: list[dict[str, float]] = []
         for k in range(SWEEPS):  # into the same server, one after another
             first, expect = k * trials, (1 + (k + 1) * trials) * steps * keys
@@ -231,13 +253,15 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
             def command(n: int, first: int = first) -> list[str]:
                 return [*trial, str(first + n), str(steps), str(keys)]
 
-            def all_visible(expect: int = expect) -> bool:
-                return count() == expect
-
             server_cpu, t = _process_cpu(server_pid), time.perf_counter()
             sweep = _sweep(command, trials, parallel, env, cwd)
-            _wait_for(all_visible, "every point queryable")
-            sweep["seconds"] = time.perf_counter() - t
+            sweep["seconds"] = _until_queryable(
+                t,
+                lambda: count("iterations"),
+                1 + (k + 1) * trials,
+                lambda: count("metrics"),
+                expect,
+            )
             after = _process_cpu(server_pid)
             if server_cpu is not None and after is not None:
                 sweep["server_cpu_s"] = after - server_cpu  # ingest, folding, the count queries
