@@ -6,11 +6,12 @@ with c.start_iteration(project="p", experiment="e", params={"lr": 0.01}) as it:
     it.log_metric("loss", 0.5)
 c.sql("SELECT * FROM last_metrics")       # a pyarrow.Table
 
-Importing this package loads only what logging needs (msgspec, the event classes a
-trial writes and the SDK's logging path); the other event classes, the SDK's media,
-checkpoint, management and system-metrics code (Client's and Iteration's mixins), Arrow,
-DuckDB and the server's modules are imported when first used, so a trial process of a
-sweep starts fast.
+Importing this package loads what `connect` needs (msgspec, the HTTP pool and
+transport); the logging machinery and the event classes a trial writes load with a
+client's first write (client/machinery.py), and the other event classes, the SDK's
+media, checkpoint, management and system-metrics code (Client's and Iteration's
+mixins), Arrow, DuckDB and the server's modules when first used, so a trial process of
+a sweep starts fast and a script that only reads loads no logging code.
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ try:
     from typing import TYPE_CHECKING, Any
 
     from deardiary.schemas.errors import DearDiaryError as ClientError
-    from deardiary.schemas.events import IterationStatus
 
     from .client import Client, connect, restore
-    from .iteration import Iteration
     from .version import __version__
 finally:
     if _collecting:
@@ -49,10 +48,13 @@ finally:
         gc.enable()
 
 if TYPE_CHECKING:
+    from deardiary.schemas.events import IterationStatus
+
     from .buffer import EventBuffer
     from .capture import OutputCapture
     from .environment import capture_environment, restore_environment
     from .handler import DiaryHandler
+    from .iteration import Iteration
     from .shipper import Shipper
     from .spool import Spool, default_spool_dir
     from .transport import HttpTransport, LocalTransport, Transport
@@ -62,6 +64,8 @@ _LAZY = {
     "DiaryHandler": "handler",
     "EventBuffer": "buffer",
     "HttpTransport": "transport",
+    "Iteration": "iteration",
+    "IterationStatus": "iteration",
     "LocalTransport": "transport",
     "OutputCapture": "capture",
     "Shipper": "shipper",

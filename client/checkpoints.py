@@ -43,7 +43,9 @@ if TYPE_CHECKING:  # annotations only: a Protocol class costs every trial proces
     class _Client(Protocol):
         url: str
         reader: Reader
-        buffer: EventBuffer
+
+        @property
+        def buffer(self) -> EventBuffer: ...  # made by the first write
 
         def flush(self, timeout: float | None = None) -> int: ...
 

@@ -7,26 +7,18 @@ buffer, spool and background shipper; only the transport and the reader differ.
 
 from __future__ import annotations
 
+import gc
 import sys
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from deardiary.schemas import ids
 from deardiary.schemas.errors import InvalidArgument
-from deardiary.schemas.events import (
-    Environment,
-    ExperimentCreated,
-    IterationStarted,
-    ProjectCreated,
-)
 
 from .auth import Session, SessionTransport
-from .buffer import EventBuffer
-from .iteration import Iteration, lazy_mixins
+from .mixins import lazy_mixins
 from .pool import HttpPool
-from .shipper import Shipper
-from .snapshot import EnvironmentSnapshot
-from .spool import Spool, default_spool_dir
 from .transport import Acked, HttpReader, HttpTransport, LocalTransport, Transport
 
 if TYPE_CHECKING:
@@ -34,8 +26,16 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from deardiary.schemas.events import Environment
+
+    from .buffer import EventBuffer
+    from .iteration import Iteration
+    from .machinery import Machinery
     from .reads import Reader
     from .registry import Registry
+    from .shipper import Shipper
+    from .snapshot import EnvironmentSnapshot
+    from .spool import Spool
 
 
 def _looks_like_host_port(target: str) -> bool:
@@ -73,9 +73,10 @@ def _drain_media(client: Client, raise_error: bool = True) -> None:
 
 
 class Client(_Mixins):
-    """A connection handle: where it points, who it is, and the logging machinery (the
-    management verbs -- set_tags, rename, delete, move, ... -- come from ManageMixin;
-    checkpoints, retention and downloads from ClientCheckpointsMixin)."""
+    """A connection handle: where it points, who it is, and the logging machinery, made
+    when the client first writes (`client/machinery.py`; the management verbs -- set_tags,
+    rename, delete, move, ... -- come from ManageMixin; checkpoints, retention and
+    downloads from ClientCheckpointsMixin)."""
 
     def __init__(
         self,
@@ -97,23 +98,55 @@ class Client(_Mixins):
         self.token = token
         self.expires_at: int | None = None
         self.user = actor
-        self.spool = Spool(spool_dir or default_spool_dir(url))
-        self.buffer = EventBuffer(self.spool, actor=actor, max_points=max_buffer_points)
-        self.shipper = Shipper(
-            self.buffer,
-            transport,
-            self.spool,
-            flush_interval=flush_interval,
-            heartbeat_interval=heartbeat_interval,
-            exit_timeout=exit_timeout,
-            target=url,
-        )
         self.reader = reader
         self.session: Session | None = None
         self._registry: Registry | None = None
         self.project_names: dict[str, str] = {}
-        self.snapshot = EnvironmentSnapshot(self.buffer)
-        self.shipper.before_close = self._before_close
+        self._transport = transport
+        self._machinery_options: dict[str, Any] = {
+            "actor": actor,
+            "spool_dir": spool_dir,
+            "max_buffer_points": max_buffer_points,
+            "flush_interval": flush_interval,
+            "heartbeat_interval": heartbeat_interval,
+            "exit_timeout": exit_timeout,
+        }
+        self._machinery: Machinery | None = None
+        self._making = threading.Lock()
+
+    def _logging(self) -> Machinery:
+        """The logging machinery, made by the first write (of any thread) and kept."""
+        machinery = self._machinery
+        if machinery is None:
+            with self._making:
+                machinery = self._machinery
+                if machinery is None:
+                    collecting = gc.isenabled()
+                    gc.disable()  # as at `import deardiary`: the modules' objects live on
+                    try:
+                        from .machinery import Machinery
+                    finally:
+                        if collecting:
+                            gc.enable()
+                    machinery = Machinery(self.url, self._transport, **self._machinery_options)
+                    self._machinery = machinery
+        return machinery
+
+    @property
+    def buffer(self) -> EventBuffer:
+        return self._logging().buffer
+
+    @property
+    def shipper(self) -> Shipper:
+        return self._logging().shipper
+
+    @property
+    def spool(self) -> Spool:
+        return self._logging().spool
+
+    @property
+    def snapshot(self) -> EnvironmentSnapshot:
+        return self._logging().snapshot
 
     @property
     def registry(self) -> Registry:
@@ -148,6 +181,10 @@ class Client(_Mixins):
         `system_metrics_interval_s` into the metric group "system" (needs psutil)."""
         if not project or not experiment:
             raise InvalidArgument("project and experiment names are required")
+        from deardiary.schemas.events import ExperimentCreated, IterationStarted, ProjectCreated
+
+        from .iteration import Iteration
+
         project_id = ids.project_id(project)
         self.project_names[project_id] = project
         experiment_id = ids.experiment_id(project_id, experiment)
@@ -157,7 +194,8 @@ class Client(_Mixins):
             else ids.new_id()
         )
         parent_id = parent.id if isinstance(parent, Iteration) else parent
-        emit = self.buffer.emit
+        machinery = self._logging()
+        emit = machinery.buffer.emit
         emit(ProjectCreated(project_id=project_id, name=project))
         emit(ExperimentCreated(experiment_id=experiment_id, project_id=project_id, name=experiment))
         emit(
@@ -176,33 +214,33 @@ class Client(_Mixins):
         iteration = Iteration(self, iteration_id, experiment_id, project_id, capture_output)
         if params:
             iteration.log_params(params)
-        self.shipper.start_heartbeat(iteration_id)
+        machinery.shipper.start_heartbeat(iteration_id)
         if capture_env:  # taken once per process, off the training thread
-            self.snapshot.request(iteration_id)
+            machinery.snapshot.request(iteration_id)
         if system_metrics:
             iteration.start_system_metrics(system_metrics_interval_s)
         return iteration
 
-    def _before_close(self) -> None:
-        """At close (or exit), iterations still running get their snapshot first."""
-        self.snapshot.wait()
-
     def flush(self, timeout: float | None = None) -> int:
-        """Block until everything logged so far is durable in the log; returns its offset.
-        With a `timeout`, raises `Unavailable` saying how many events wait, and where,
-        when they are not acknowledged in time (they stay in the spool)."""
+        """Block until everything logged so far is durable in the log; returns its offset
+        (-1 when this client wrote nothing). With a `timeout`, raises `Unavailable` saying
+        how many events wait, and where, when they are not acknowledged in time (they
+        stay in the spool)."""
         _drain_media(self)
-        return self.shipper.flush(timeout)
+        machinery = self._machinery
+        return -1 if machinery is None else machinery.shipper.flush(timeout)
 
     def undelivered(self) -> int:
         """How many events are logged but not acknowledged yet (buffered or spooled)."""
-        return self.shipper.undelivered()
+        machinery = self._machinery
+        return 0 if machinery is None else machinery.shipper.undelivered()
 
     # -- reading --------------------------------------------------------------------
     def _written(self) -> Acked:
         """Flush, then where this client's writes landed: reads wait for them."""
         self.flush()
-        return self.shipper.acked
+        machinery = self._machinery
+        return {} if machinery is None else machinery.shipper.acked
 
     def sql(self, query: str) -> pa.Table:
         """Read-only SQL over the projections, after this client's writes are visible."""
@@ -234,6 +272,8 @@ class Client(_Mixins):
     def environment_of(self, iteration_id: str) -> Environment | None:
         import msgspec
 
+        from deardiary.schemas.events import Environment
+
         rows = self.sql(
             f"SELECT environment FROM iterations WHERE iteration_id = '{_quoted(iteration_id)}'"
         ).to_pylist()
@@ -250,7 +290,7 @@ class Client(_Mixins):
         if directory is None:
             self.restore_entity(iteration)
             return []
-        iteration_id = iteration.id if isinstance(iteration, Iteration) else iteration
+        iteration_id = iteration if isinstance(iteration, str) else iteration.id
         from pathlib import Path
 
         from .environment import restore_environment
@@ -321,7 +361,8 @@ class Client(_Mixins):
         """Deliver what is pending (for at most `timeout` seconds, default the client's
         `exit_timeout`), then stop; what is left waits in the spool (and is said so)."""
         _drain_media(self, raise_error=False)
-        self.shipper.close(timeout)
+        if self._machinery is not None:
+            self._machinery.shipper.close(timeout)
         self.reader.close()
         if self.session is not None:
             self.session.close()
@@ -433,7 +474,7 @@ def restore(
     """Write an iteration's recorded dependency files, freeze list and git diff back.
 
     `iteration` is an Iteration handle, or an id together with the `client` to ask."""
-    if isinstance(iteration, Iteration):
+    if not isinstance(iteration, str):
         return iteration.client.restore(iteration, directory)
     if client is None:
         raise InvalidArgument("restore(iteration_id, directory) needs client=")

@@ -33,7 +33,9 @@ if TYPE_CHECKING:  # annotations only: a Protocol class costs every trial proces
     # ~0.5M instructions to create
     class _Client(Protocol):
         reader: Reader
-        buffer: EventBuffer
+
+        @property
+        def buffer(self) -> EventBuffer: ...  # made by the first write
 
         def flush(self, timeout: float | None = None) -> int: ...
 

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,68 @@ print(json.dumps({"import": after_import, "connect": after_connect,
 """
 
 
+MACHINERY = (
+    "deardiary.machinery",
+    "deardiary.buffer",
+    "deardiary.shipper",
+    "deardiary.spool",
+    "deardiary.snapshot",
+    "deardiary.iteration",
+    "deardiary.schemas.events.iterations",
+)
+
+READ_ONLY = """
+import json, os, sys, threading
+import deardiary as dd
+c = dd.connect(sys.argv[1], spool_dir=sys.argv[2])
+items = c.get("/api/v1/iterations")["items"]
+seen = {"flushed": c.flush(), "undelivered": c.undelivered(), "items": len(items),
+        "threads": [t.name for t in threading.enumerate()],
+        "spool_made": os.path.exists(sys.argv[2]), "modules": sorted(sys.modules)}
+c.close()
+print(json.dumps(seen))
+"""
+
+
+def test_a_client_that_only_reads_starts_no_logging_machinery(url: str, tmp_path: Path) -> None:
+    """Connect, read, flush, close: no module of the logging machinery loaded, no shipper
+    thread started, no spool folder made; a flush has nothing to wait for."""
+    done = subprocess.run(
+        [sys.executable, "-c", READ_ONLY, url, str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=True,
+    )
+    seen = json.loads(done.stdout)
+    assert seen["items"] == 0 and seen["flushed"] == -1 and seen["undelivered"] == 0
+    assert seen["threads"] == ["MainThread"] and not seen["spool_made"]
+    assert not [m for m in seen["modules"] if m in MACHINERY]
+
+
+def test_threads_writing_first_at_once_share_one_machinery(url: str, tmp_path: Path) -> None:
+    client = dd.connect(url, spool_dir=tmp_path / "spool")
+    start = threading.Barrier(8)
+    buffers: list[object] = []
+
+    def first_write(n: int) -> None:
+        start.wait()
+        buffers.append(client.buffer)
+        with client.start_iteration(project="p", experiment="e", name=f"t{n}") as it:
+            it.log_metric("loss", 1.0 / (n + 1), step=0)
+
+    threads = [threading.Thread(target=first_write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    client.flush(timeout=60)
+    assert len({id(b) for b in buffers}) == 1 and buffers[0] is client.buffer
+    assert len(client.get("/api/v1/iterations")["items"]) == 8
+    client.close()
+
+
 def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     url: str, tmp_path: Path
 ) -> None:
@@ -145,6 +208,10 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     lazy += ["deardiary.registry", "deardiary.lines"]  # the SDK's own, on first use
     assert not [m for m in seen["import"] if m in lazy]
     assert "fcntl" not in seen["end"]
+    # the logging machinery and the event classes a trial writes load with the first write
+    for stage in ("import", "connect"):
+        assert not [m for m in seen[stage] if m in MACHINERY], stage
+    assert not [m for m in MACHINERY if m not in seen["end"]]
     assert "deardiary.lines" in seen["end"]  # it.log(...) loaded it
     assert "deardiary.registry" not in seen["end"]  # no registry call: never loaded
     # nor the mixins' modules: media, checkpoints, management, system metrics; nor the
