@@ -7,15 +7,18 @@ signs in again. Transports ask the session for the token on every request.
 
 from __future__ import annotations
 
-import threading
+from _thread import allocate_lock
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from deardiary.schemas.errors import Unauthenticated, Unavailable
 from deardiary.schemas.ids import now_us
-from deardiary.schemas.records import LogRecord
 
 from .pool import HttpPool
 from .transport import Acked, Transport, error_from_response
+
+if TYPE_CHECKING:
+    from deardiary.schemas.records import LogRecord
 
 REFRESH_BEFORE_US = 120 * 1_000_000
 
@@ -37,7 +40,7 @@ class Session:
         self._token = token
         self.expires_at: int | None = None
         self.user: dict[str, object] = {}
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._owned = pool is None
         self._http = pool or HttpPool(self.base_url, timeout=timeout)
 

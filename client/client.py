@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import sys
-import threading
+from _thread import allocate_lock
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +112,7 @@ class Client(_Mixins):
             "exit_timeout": exit_timeout,
         }
         self._machinery: Machinery | None = None
-        self._making = threading.Lock()
+        self._making = allocate_lock()
 
     def _logging(self) -> Machinery:
         """The logging machinery, made by the first write (of any thread) and kept."""

@@ -3,11 +3,11 @@ checkpoint, management and system-metrics code, which a sweep trial never calls.
 
 from __future__ import annotations
 
-import threading
+from _thread import allocate_lock
 from collections.abc import Iterable
 from typing import Any
 
-_LOADING = threading.Lock()
+_LOADING = allocate_lock()
 
 
 def lazy_mixins(*where: tuple[str, str]) -> type:

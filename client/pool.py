@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import io
 import os
-import threading
+from _thread import allocate_lock  # threading.Lock itself; `threading` is ~0.7 ms to import
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -193,7 +193,7 @@ class HttpPool:
         self.timeout = timeout
         self.max_idle = max_idle
         self._idle: list[_Connection] = []
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._closed = False
         self._ssl: ssl.SSLContext | None = None
         proxy = None if _bypassed(self.url.host) else _env_proxy(self.url.scheme)

@@ -9,17 +9,14 @@ records"; any other `DearDiaryError` means retrying the same records cannot succ
 from __future__ import annotations
 
 import functools
-import threading
 import time
+from _thread import allocate_lock
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from deardiary.schemas.codec import decode
-from deardiary.schemas.envelope import LogPosition
 from deardiary.schemas.errors import DearDiaryError, ErrorCode, Unavailable, error_for
-from deardiary.schemas.records import LogRecord
 
 from .pool import HttpPool, Response
 
@@ -28,6 +25,8 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from deardiary.schemas.envelope import LogPosition
+    from deardiary.schemas.records import LogRecord
     from deardiary.services.log.sqlite import SqliteEventLog  # local-folder mode only
 
 # Statuses that say "later" whatever the body says: overload, rate limits, proxies.
@@ -93,12 +92,14 @@ class LocalTransport:
         from pathlib import Path  # local-folder mode only: not at `import deardiary`
 
         self.data_dir = Path(data_dir)
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._log: SqliteEventLog | None = None
 
     def send(self, records: Sequence[LogRecord]) -> Acked:
         if not records:
             return {}
+        from deardiary.schemas.codec import decode
+
         for record in records:
             decode(record.payload)  # raises InvalidArgument with msgspec's $.path
         with self._lock:

@@ -211,6 +211,10 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     # the logging machinery and the event classes a trial writes load with the first write
     for stage in ("import", "connect"):
         assert not [m for m in seen[stage] if m in MACHINERY], stage
+        # nor what only shipping needs: the log records' classes and `threading` (the
+        # pool's, transport's and session's locks are `_thread`'s, which it re-exports)
+        shipping = ["threading", "deardiary.schemas.records", "deardiary.schemas.envelope"]
+        assert not [m for m in seen[stage] if m in shipping], stage
     assert not [m for m in MACHINERY if m not in seen["end"]]
     assert "deardiary.lines" in seen["end"]  # it.log(...) loaded it
     assert "deardiary.registry" not in seen["end"]  # no registry call: never loaded
