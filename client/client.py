@@ -64,6 +64,27 @@ else:  # loaded on first use (a sweep's trial uses none of them)
     )
 
 
+def _machinery_class() -> type[Machinery]:
+    """The logging machinery's class. Its modules (and `threading`, the log records',
+    the event classes a trial writes) are imported the first time a client of the process
+    writes, as `import deardiary` imports the SDK's (see there for why): the collector
+    paused while their objects are made, then what is alive frozen, after one collection
+    of what was garbage before. Unfrozen, those objects were traversed again by each
+    later collection, the exit's among them: ~1% of a sweep trial's CPU."""
+    first = f"{__package__}.machinery" not in sys.modules
+    collecting = first and gc.isenabled()
+    if collecting:
+        gc.collect()  # only what is not frozen yet: in a trial, what came after the import
+        gc.disable()
+    try:
+        from .machinery import Machinery
+    finally:
+        if collecting:
+            gc.freeze()
+            gc.enable()
+    return Machinery
+
+
 def _drain_media(client: Client, raise_error: bool = True) -> None:
     """Media logged so far: stored, and their events in the buffer. A process that logged
     none never loaded the media module (nor loads it here)."""
@@ -121,13 +142,7 @@ class Client(_Mixins):
             with self._making:
                 machinery = self._machinery
                 if machinery is None:
-                    collecting = gc.isenabled()
-                    gc.disable()  # as at `import deardiary`: the modules' objects live on
-                    try:
-                        from .machinery import Machinery
-                    finally:
-                        if collecting:
-                            gc.enable()
+                    Machinery = _machinery_class()
                     machinery = Machinery(self.url, self._transport, **self._machinery_options)
                     self._machinery = machinery
         return machinery
