@@ -139,10 +139,10 @@ class Client(_Mixins):
         """The logging machinery, made by the first write (of any thread) and kept."""
         machinery = self._machinery
         if machinery is None:
+            Machinery = _machinery_class()  # not under the lock: its collection runs finalizers
             with self._making:
                 machinery = self._machinery
                 if machinery is None:
-                    Machinery = _machinery_class()
                     machinery = Machinery(self.url, self._transport, **self._machinery_options)
                     self._machinery = machinery
         return machinery

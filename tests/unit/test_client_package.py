@@ -547,3 +547,36 @@ def test_the_first_write_freezes_the_machinery_it_loaded_as_the_import_does(
         assert seen["grew"] > 1000 and seen["buffer_frozen"] and seen["before_collected"]
     else:
         assert seen["grew"] <= 0 and not seen["buffer_frozen"] and not seen["before_collected"]
+
+
+FINALIZER_PROBE = """
+import sys
+import deardiary as dd
+client = dd.connect(sys.argv[1], spool_dir=sys.argv[2])
+class Writer:  # garbage whose finalizer writes: the first write's collection runs it
+    def __del__(self):
+        client.start_iteration(project="p", experiment="e", name="from a finalizer").end()
+w = Writer()
+w.self = w
+del w
+client.start_iteration(project="p", experiment="e", name="first").end()
+client.flush(timeout=60)
+print(len(client.get("/api/v1/iterations")["items"]))
+client.close()
+"""
+
+
+def test_a_finalizer_writing_during_the_first_writes_collection_does_not_deadlock(
+    url: str, tmp_path: Path
+) -> None:
+    """The first write's collection (before the freeze) may run finalizers that write to
+    the same client: the machinery's modules load outside the client's lock."""
+    done = subprocess.run(
+        [sys.executable, "-c", FINALIZER_PROBE, url, str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.stdout.split() == ["2"]
