@@ -11,6 +11,7 @@ computes (queries/metric_series.py), row for row and bit for bit
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Self
 
 import numpy as np
 import pyarrow as pa
@@ -80,8 +81,20 @@ class SortedPoints:
     def __init__(self, points: pa.Table) -> None:
         numbers: dict[Series, int] = {}
         codes = series_codes(points, lambda s: numbers.setdefault(s, len(numbers)))
+        self._sort(codes, numbers, points)
+
+    @classmethod
+    def numbered(cls, codes: np.ndarray, numbers: dict[Series, int], points: pa.Table) -> Self:
+        """Points whose series are given by number (`codes`, one a point, numbered as in
+        `numbers`) instead of by name: the hot table's rows, for compaction. `points` holds
+        the columns besides the series'."""
+        built = cls.__new__(cls)
+        built._sort(codes, numbers, points)
+        return built
+
+    def _sort(self, codes: np.ndarray, numbers: dict[Series, int], points: pa.Table) -> None:
         self.names: list[Series] = sorted(numbers)
-        rank_of = np.empty(len(numbers), np.int32)
+        rank_of = np.zeros(max(numbers.values(), default=-1) + 1, np.int32)
         for rank, name in enumerate(self.names):
             rank_of[numbers[name]] = rank
         ranks = rank_of[codes]

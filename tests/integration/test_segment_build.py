@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,62 @@ def test_a_refused_big_batch_leaves_no_segment(tmp_path: Path) -> None:
     assert conn.sql("SELECT * FROM metric_tiles").to_arrow_table().num_rows == 1
     conn.close()
     direct.close()
+
+
+# What compaction wrote before it sorted the hot points in numpy (in SQL, by series rank):
+# the segment and tiles it writes now must be these, row for row and bit for bit.
+_OLD_HOT_IN_SEGMENT_ORDER = """
+SELECT s.iteration_id, s.key, p.step, p.value, p.recorded_at, p.client_time, s."group",
+       p."partition", p."offset", p.seq
+FROM metric_points_hot_data p JOIN (
+    SELECT series, iteration_id, key, "group",
+           dense_rank() OVER (ORDER BY iteration_id, key, "group") AS series_rank
+    FROM metric_series_hot
+) s USING (series)
+ORDER BY s.series_rank, p.step, p."partition", p."offset", p.seq
+"""
+
+
+def _parquet(conn: duckdb.DuckDBPyConnection, path: Path) -> tuple[Any, ...]:
+    """A Parquet file's schema (physical and logical types) and rows (canonical floats).
+    Columns are OPTIONAL where written from Arrow, as replay's direct segments have been,
+    REQUIRED where the old SQL copied NOT NULL columns: both read alike."""
+    schema = conn.execute(
+        f"SELECT name, type, converted_type, logical_type FROM parquet_schema('{path}')"
+    ).fetchall()
+    return schema, _canon(conn.execute(f"SELECT * FROM read_parquet('{path}')").fetchall())
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(EVENTS, min_size=1, max_size=3))
+def test_compaction_writes_what_the_sql_sort_wrote(
+    batches: list[list[tuple[str, str, list[tuple[str, float, int]]]]],
+) -> None:
+    """Hot points from several batches (series numbered across them, steps out of order,
+    NaN, -0.0) compact into the segment and tiles the old SQL wrote, and a store holding
+    the old-way files answers as the compacted one."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        new, old = DuckDBProjectionStore(root / "new"), DuckDBProjectionStore(root / "old")
+        start = 0
+        for i, events in enumerate(batches):
+            batch = (
+                _batch(events)
+                if i == 0
+                else records([metrics(it, pts, g) for it, g, pts in events], start=start)
+            )
+            start += len(batch)
+            _apply(new, batch)
+            _apply(old, batch)
+        old._publish_segment(_OLD_HOT_IN_SEGMENT_ORDER, [])  # the old way
+        new.compact()
+        (segment,) = new.segment_paths()
+        assert [p.name for p in old.segment_paths()] == [segment.name]
+        conn = duckdb.connect()
+        for kind in ("segments", "tiles"):
+            got = _parquet(conn, root / "new" / kind / segment.name)
+            assert got == _parquet(conn, root / "old" / kind / segment.name)
+        conn.close()
+        assert snapshot(new.reader()) == snapshot(old.reader())
+        new.close()
+        old.close()
