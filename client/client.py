@@ -64,27 +64,6 @@ else:  # loaded on first use (a sweep's trial uses none of them)
     )
 
 
-def _machinery_class() -> type[Machinery]:
-    """The logging machinery's class. Its modules (and `threading`, the log records',
-    the event classes a trial writes) are imported the first time a client of the process
-    writes, as `import deardiary` imports the SDK's (see there for why): the collector
-    paused while their objects are made, then what is alive frozen, after one collection
-    of what was garbage before. Unfrozen, those objects were traversed again by each
-    later collection, the exit's among them: ~1% of a sweep trial's CPU."""
-    first = f"{__package__}.machinery" not in sys.modules
-    collecting = first and gc.isenabled()
-    if collecting:
-        gc.collect()  # only what is not frozen yet: in a trial, what came after the import
-        gc.disable()
-    try:
-        from .machinery import Machinery
-    finally:
-        if collecting:
-            gc.freeze()
-            gc.enable()
-    return Machinery
-
-
 def _drain_media(client: Client, raise_error: bool = True) -> None:
     """Media logged so far: stored, and their events in the buffer. A process that logged
     none never loaded the media module (nor loads it here)."""
@@ -139,12 +118,26 @@ class Client(_Mixins):
         """The logging machinery, made by the first write (of any thread) and kept."""
         machinery = self._machinery
         if machinery is None:
-            Machinery = _machinery_class()  # not under the lock: its collection runs finalizers
-            with self._making:
-                machinery = self._machinery
-                if machinery is None:
-                    machinery = Machinery(self.url, self._transport, **self._machinery_options)
-                    self._machinery = machinery
+            # The collector paused meanwhile: its modules load as at `import deardiary`
+            # (see there), and no collection runs finalizers -- which may write to this
+            # client -- while its lock is held. Nothing is frozen: by a first write the
+            # program holds its own objects (a model, a dataset, an in-process sweep's
+            # first trial), and freezing them would keep any that later become cyclic
+            # garbage for good (freezing the machinery saved ~0.5% of a sweep trial's
+            # instructions).
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                with self._making:
+                    machinery = self._machinery
+                    if machinery is None:
+                        from .machinery import Machinery
+
+                        machinery = Machinery(self.url, self._transport, **self._machinery_options)
+                        self._machinery = machinery
+            finally:
+                if collecting:
+                    gc.enable()
         return machinery
 
     @property
