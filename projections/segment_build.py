@@ -109,7 +109,7 @@ class SortedPoints:
         self.columns = {c: _gathered(points[c], order, scratch) for c in _POINT_FIELDS}
         """Each point field in SEGMENT_ORDER (timestamps as int64 microseconds)."""
         if not _in_order([self.ranks, *(self.columns[c] for c in POSITION)]):
-            again = np.lexsort([*(self.columns[c] for c in POSITION[::-1]), self.ranks])
+            again = _resorted(self.ranks, self.columns)
             self.ranks = self.ranks.take(again)
             self.columns = {c: v.take(again) for c, v in self.columns.items()}
 
@@ -191,6 +191,27 @@ class SortedPoints:
         ]
         fields[1] = pa.array(self.columns["value"].take(rows) + 0.0)  # -0.0 as 0.0, as SQL
         return pa.StructArray.from_arrays(fields, names=list(_POINT_FIELDS))
+
+
+def _resorted(ranks: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """The order that sorts rows grouped by series (`ranks`) into SEGMENT_ORDER. A series'
+    rows mostly come in runs in step order (log order, in blocks that the hot table's
+    parallel inserts may have swapped): a stable sort of series and step packed into one
+    int64 (a timsort, which merges the runs; ~10x less CPU than a lexsort of five
+    columns) when they fit. Rows of equal series and step keep their order there, so
+    unless every key differs the rows are checked, and lexsorted if that was not enough."""
+    step = columns["step"]
+    low, high = int(step.min()), int(step.max())
+    shift = 63 - int(ranks.max()).bit_length()
+    if high - low < 1 << shift:
+        keys = (ranks.astype(np.int64) << shift) | (step - low)
+        again: np.ndarray = np.argsort(keys, kind="stable")
+        keys = keys.take(again)
+        if bool((keys[1:] != keys[:-1]).all()) or _in_order(
+            [ranks.take(again), *(columns[c].take(again) for c in POSITION)]
+        ):
+            return again
+    return np.lexsort([*(columns[c] for c in POSITION[::-1]), ranks])
 
 
 def _gathered(column: pa.ChunkedArray, order: np.ndarray, scratch: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,27 @@ def test_sorted_points_and_tiles_are_what_sql_gives(
         conn.execute(types.format("SELECT * FROM built_tiles")).fetchall()
         == conn.execute(types.format(tiles_sql("points"))).fetchall()
     )
+    conn.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(EVENTS, st.randoms(use_true_random=False))
+def test_points_in_any_row_order_are_sorted_as_sql_sorts_them(
+    events: list[tuple[str, str, list[tuple[str, float, int]]]], rng: random.Random
+) -> None:
+    """Rows not in log order (the hot table's parallel inserts swap blocks of them), equal
+    steps among them: the same order as SQL's ORDER BY."""
+    points = fold(PriorState(next_offsets={}), _batch(events)).metric_points
+    assert points is not None
+    shuffled = list(range(points.num_rows))
+    rng.shuffle(shuffled)
+    points = points.take(shuffled)
+    conn = duckdb.connect()
+    conn.register("points", points)
+    conn.register("sorted_points", SortedPoints(points).table())
+    want = conn.execute(f"SELECT {POINT_COLUMNS} FROM points ORDER BY {SEGMENT_ORDER}").fetchall()
+    got = conn.execute(f"SELECT {POINT_COLUMNS} FROM sorted_points").fetchall()
+    assert _canon(got) == _canon(want)
     conn.close()
 
 
