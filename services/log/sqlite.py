@@ -29,6 +29,7 @@ from deardiary.schemas.ids import now_us
 from deardiary.services.log import LogRecord, metric_columns
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 _SCHEMA = """
@@ -61,7 +62,7 @@ def _zstd() -> pa.Codec:
     return pa.Codec("zstd", _LEVEL)
 
 
-def _compress(data: bytes) -> bytes:
+def _compress(data: bytes | memoryview | np.ndarray) -> bytes:
     packed: bytes = _zstd().compress(data, asbytes=True)
     return packed
 

@@ -103,3 +103,43 @@ def test_a_damaged_stored_batch_comes_back_as_stored() -> None:
     shifted = struct.pack("<" + "Q" * 14, *header[:4], header[4] + 1, *header[5:]) + data[112:]
     for damaged in (data[:60], data[:-5], huge, shifted, data[:112] + b"\0" * (len(data) - 112)):
         assert loaded(damaged, METRIC_COLUMNS) == damaged
+
+
+def test_the_stored_columns_are_the_documented_transforms() -> None:
+    """A guard on the on-disk form (logs already written read with it): after the header,
+    one zstd frame each of the key indexes as they are, steps and times as wrapping
+    differences from 0, the values grouped by key (stable) in byte planes, then the rest."""
+    import pyarrow as pa
+
+    n = 3_000
+    rng = np.random.default_rng(5)
+    key_index = rng.integers(0, 3, n).astype("<u2")
+    steps = rng.integers(-(2**63), 2**63 - 1, n, dtype="<i8")  # differences wrap
+    times = 1_764_000_000_000_000 + np.arange(n, dtype="<i8") * 1_000
+    values = rng.normal(0, 1, n).astype("<f8")
+    batch = MetricsLogged(
+        iteration_id="it-1",
+        keys=["a", "b", "c"],
+        key_index=key_index.tobytes(),
+        steps=steps.tobytes(),
+        values=values.tobytes(),
+        times=times.tobytes(),
+    )
+    payload = codec.encode(wrap(batch))
+    data, how = stored(payload)
+    assert how == METRIC_COLUMNS
+    header = struct.unpack_from("<" + "Q" * 14, data)
+    sizes = [header[3 + 3 * i] for i in range(4)] + [header[13]]
+    raw = [header[2 + 3 * i] for i in range(4)] + [len(payload) - sum(header[2:13:3])]
+    zstd, at, parts = pa.Codec("zstd"), 112, []
+    for size, raw_size in zip(sizes, raw, strict=True):
+        parts.append(zstd.decompress(data[at : at + size], raw_size, asbytes=True))
+        at += size
+    by_key = values.view("<u8")[np.argsort(key_index, kind="stable")]
+    assert parts[:4] == [
+        key_index.tobytes(),
+        np.diff(steps, prepend=0).tobytes(),
+        by_key.view("u1").reshape(-1, 8).T.tobytes(),
+        np.diff(times, prepend=0).tobytes(),
+    ]
+    assert at == len(data) and len(parts[4]) == raw[4]
