@@ -520,31 +520,23 @@ def test_the_first_write_freezes_nothing_of_the_program(url: str, tmp_path: Path
     """The first write loads the logging machinery with the collector paused and turns
     it back on, but freezes nothing: an object the program held then and dropped later
     in a reference cycle is collected (a frozen one never would be)."""
-    seen = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", FIRST_WRITE_GC_PROBE, url, str(tmp_path / "spool")],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-            cwd=tmp_path,
-        ).stdout
-    )
+    seen = json.loads(_probe(FIRST_WRITE_GC_PROBE, url, tmp_path))
     # (frozen objects freed by reference counting leave the count: it may fall)
     assert seen["enabled"] and seen["grew"] <= 0 and seen["collected"]
 
 
 FINALIZER_PROBE = """
-import sys
+import gc, sys
 import deardiary as dd
 client = dd.connect(sys.argv[1], spool_dir=sys.argv[2])
-class Writer:  # garbage whose finalizer writes: the first write's collection runs it
+class Writer:  # garbage whose finalizer writes, whenever a collection runs it
     def __del__(self):
         client.start_iteration(project="p", experiment="e", name="from a finalizer").end()
 w = Writer()
 w.self = w
 del w
 client.start_iteration(project="p", experiment="e", name="first").end()
+gc.collect()  # if no collection ran it yet
 client.flush(timeout=60)
 print(len(client.get("/api/v1/iterations")["items"]))
 client.close()
@@ -554,14 +546,20 @@ client.close()
 def test_a_finalizer_writing_during_the_first_writes_collection_does_not_deadlock(
     url: str, tmp_path: Path
 ) -> None:
-    """The first write's collection (before the freeze) may run finalizers that write to
-    the same client: the machinery's modules load outside the client's lock."""
-    done = subprocess.run(
-        [sys.executable, "-c", FINALIZER_PROBE, url, str(tmp_path / "spool")],
+    """A finalizer writing to the client neither waits forever nor is lost, whenever a
+    collection runs it: the first write holds the client's lock with the collector
+    paused, so none runs while it is held (one that did hung on a lock its own thread
+    held, on 68e7d8b)."""
+    assert _probe(FINALIZER_PROBE, url, tmp_path).split() == ["2"]
+
+
+def _probe(script: str, url: str, tmp_path: Path) -> str:
+    """The stdout of `script` run as `python -c script URL SPOOL_DIR` in `tmp_path`."""
+    return subprocess.run(
+        [sys.executable, "-c", script, url, str(tmp_path / "spool")],
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=120,
         cwd=tmp_path,
-    )
-    assert done.stdout.split() == ["2"]
+    ).stdout
