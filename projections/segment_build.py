@@ -100,18 +100,15 @@ class SortedPoints:
         ranks = rank_of[codes]
         # Folded points come in log order, so within a series nearly always in step order
         # already: a stable sort by series alone (a radix sort while ranks fit 16 bits),
-        # checked; a full sort only when it is not. Each column is gathered straight from
-        # its chunks copied into one scratch buffer (fresh memory costs page faults).
+        # checked, then completed (`_segment_order`). Each column is gathered once, in the
+        # final order, straight from its chunks copied into one scratch buffer (fresh
+        # memory costs page faults; a random gather of millions of rows ~20 ms a column).
         small = ranks.astype(np.uint16) if len(numbers) <= 1 << 16 else ranks
-        order = np.argsort(small, kind="stable")
         scratch = np.empty(len(ranks), np.int64)
+        order = _segment_order(ranks, points, np.argsort(small, kind="stable"), scratch)
         self.ranks = ranks.take(order)
         self.columns = {c: _gathered(points[c], order, scratch) for c in _POINT_FIELDS}
         """Each point field in SEGMENT_ORDER (timestamps as int64 microseconds)."""
-        if not _in_order([self.ranks, *(self.columns[c] for c in POSITION)]):
-            again = _resorted(self.ranks, self.columns)
-            self.ranks = self.ranks.take(again)
-            self.columns = {c: v.take(again) for c, v in self.columns.items()}
 
     def _names(self, part: int, ranks: np.ndarray) -> pa.DictionaryArray:
         dictionary = pa.array([n[part] for n in self.names], pa.string())
@@ -193,25 +190,41 @@ class SortedPoints:
         return pa.StructArray.from_arrays(fields, names=list(_POINT_FIELDS))
 
 
-def _resorted(ranks: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """The order that sorts rows grouped by series (`ranks`) into SEGMENT_ORDER. A series'
-    rows mostly come in runs in step order (log order, in blocks that the hot table's
-    parallel inserts may have swapped): a stable sort of series and step packed into one
-    int64 (a timsort, which merges the runs; ~10x less CPU than a lexsort of five
-    columns) when they fit. Rows of equal series and step keep their order there, so
-    unless every key differs the rows are checked, and lexsorted if that was not enough."""
-    step = columns["step"]
+def _segment_order(
+    ranks: np.ndarray, points: pa.Table, order: np.ndarray, scratch: np.ndarray
+) -> np.ndarray:
+    """`order` (rows grouped by series rank, each series' rows in table order) completed
+    into SEGMENT_ORDER, gathering as few columns as it can. A series' rows mostly come in
+    runs in step order (log order, in blocks that the hot table's parallel inserts may
+    have swapped): series and step packed into one int64 are checked, and if need be
+    sorted stably (a timsort, which merges the runs; ~10x less CPU than a lexsort of five
+    columns). Rows of equal series and step keep their order there, so where any are
+    equal every position column is checked, and lexsorted if that was not enough."""
+    keys = _packed(ranks.take(order), _gathered(points["step"], order, scratch))
+    if keys is not None:
+        if not bool((keys[1:] >= keys[:-1]).all()):
+            again = np.argsort(keys, kind="stable")
+            order, keys = order.take(again), keys.take(again)
+        if bool((keys[1:] != keys[:-1]).all()):
+            return order
+    columns = [ranks.take(order), *(_gathered(points[c], order, scratch) for c in POSITION)]
+    if _in_order(columns):
+        return order
+    resorted: np.ndarray = order.take(np.lexsort(columns[::-1]))
+    return resorted
+
+
+def _packed(ranks: np.ndarray, step: np.ndarray) -> np.ndarray | None:
+    """Series rank and step as one int64 that sorts as the pair; None where they do not
+    fit (steps too far apart) or there are no rows."""
+    if not len(step):
+        return None
     low, high = int(step.min()), int(step.max())
     shift = 63 - int(ranks.max()).bit_length()
-    if high - low < 1 << shift:
-        keys = (ranks.astype(np.int64) << shift) | (step - low)
-        again: np.ndarray = np.argsort(keys, kind="stable")
-        keys = keys.take(again)
-        if bool((keys[1:] != keys[:-1]).all()) or _in_order(
-            [ranks.take(again), *(columns[c].take(again) for c in POSITION)]
-        ):
-            return again
-    return np.lexsort([*(columns[c] for c in POSITION[::-1]), ranks])
+    if high - low >= 1 << shift:
+        return None
+    packed: np.ndarray = (ranks.astype(np.int64) << shift) | (step - low)
+    return packed
 
 
 def _gathered(column: pa.ChunkedArray, order: np.ndarray, scratch: np.ndarray) -> np.ndarray:
