@@ -175,7 +175,10 @@ def series_points(
                 parts.append(_filtered(reader, index, series, columns))
     if not parts:
         return schema.empty_table()
-    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    # Files differ in their columns' nullability (OPTIONAL where written from Arrow:
+    # compaction since 4f37111 and replay's direct segments; REQUIRED in older compacted
+    # segments): the parts' schemas are unified, their values are the same.
+    table = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
     if lo is not None or hi is not None:
         steps = table["step"]
         keep = pc.and_(

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deardiary.projections.fold import fold, lookups_for
-from deardiary.projections.queries.metric_series import TILE_STEPS, tiles_sql
+from deardiary.projections.queries.metric_series import TILE_STEPS, downsampled, history, tiles_sql
 from deardiary.projections.segment_build import SortedPoints
 from deardiary.projections.store import POINT_COLUMNS, SEGMENT_ORDER, DuckDBProjectionStore
 from deardiary.projections.writes import PriorState
@@ -261,3 +261,26 @@ def test_compaction_writes_what_the_sql_sort_wrote(
         assert snapshot(new.reader()) == snapshot(old.reader())
         new.close()
         old.close()
+
+
+def test_segments_written_the_old_and_the_new_way_read_together(tmp_path: Path) -> None:
+    """A series in an older segment (REQUIRED columns: the SQL sort's) and in one written
+    since (OPTIONAL: from Arrow) reads whole, as the scan of `metrics` gives it, and its
+    downsampling reads both files' tiles."""
+    store = DuckDBProjectionStore(tmp_path / "s")
+    first = _batch([("it-1", "", [("loss", float(i), i) for i in range(50)])])
+    _apply(store, first)
+    store._publish_segment(_OLD_HOT_IN_SEGMENT_ORDER, [])  # the old way
+    more = records([metrics("it-1", [("loss", -1.0 * i, 50 + i) for i in range(50)])], start=99)
+    _apply(store, more)
+    store.compact()
+    assert len(store.segment_paths()) == 2
+    conn = store.reader()
+    got = history(conn, "it-1", "loss")
+    want = conn.execute(
+        "SELECT step, value FROM metrics WHERE iteration_id = 'it-1' AND key = 'loss' ORDER BY step"
+    ).fetchall()
+    assert list(zip(got["step"].to_pylist(), got["value"].to_pylist(), strict=True)) == want
+    assert downsampled(conn, "it-1", "loss", 4).num_rows > 0
+    conn.close()
+    store.close()
