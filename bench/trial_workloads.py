@@ -235,6 +235,7 @@ def deardiary_side(work: Path, trials: int, parallel: int, steps: int, keys: int
     py = light_install(work)
     out: dict[str, Any] = {"trials": trials, "parallel": parallel, "points": trials * steps * keys}
     out["install"] = "wheel, not editable, in a fresh virtualenv with msgspec only"
+    shutil.rmtree(work / "trial-sweep", ignore_errors=True)  # a rerun in the same folder
     with _serving(work / "trial-sweep", work / "trials-serve.log") as (url, server_pid):
         trial = [py, str(HERE / "dd_trial.py"), url]
         pool = HttpPool(url, timeout=120)
