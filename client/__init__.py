@@ -36,8 +36,6 @@ if _collecting:
     gc.collect()  # before this import's objects exist: it traverses only what was there
 gc.disable()
 try:
-    from typing import TYPE_CHECKING, Any
-
     from deardiary.schemas.errors import DearDiaryError as ClientError
 
     from .client import Client, connect, restore
@@ -47,7 +45,10 @@ finally:
         gc.freeze()
         gc.enable()
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from typing import Any
+
     from deardiary.schemas.events import IterationStatus
 
     from .buffer import EventBuffer
@@ -57,7 +58,8 @@ if TYPE_CHECKING:
     from .iteration import Iteration
     from .shipper import Shipper
     from .spool import Spool, default_spool_dir
-    from .transport import HttpTransport, LocalTransport, Transport
+    from .transport import HttpTransport, LocalTransport
+    from .transport_protocol import Transport
 
 # Names used less often, imported on first use (PEP 562).
 _LAZY = {
@@ -70,7 +72,7 @@ _LAZY = {
     "OutputCapture": "capture",
     "Shipper": "shipper",
     "Spool": "spool",
-    "Transport": "transport",
+    "Transport": "transport_protocol",
     "capture_environment": "environment",
     "default_spool_dir": "spool",
     "restore_environment": "environment",

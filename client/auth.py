@@ -8,17 +8,20 @@ signs in again. Transports ask the session for the token on every request.
 from __future__ import annotations
 
 from _thread import allocate_lock
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from deardiary.schemas.errors import Unauthenticated, Unavailable
 from deardiary.schemas.ids import now_us
 
 from .pool import HttpPool
-from .transport import Acked, Transport, error_from_response
+from .transport import error_from_response
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Sequence
+
     from deardiary.schemas.records import LogRecord
+
+    from .transport import Acked, Transport
 
 REFRESH_BEFORE_US = 120 * 1_000_000
 

@@ -26,26 +26,24 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, cast
 
-import msgspec
-
-from deardiary.schemas.codec import encode
-from deardiary.schemas.envelope import Envelope, wrap
+from deardiary.schemas.bounds import AUTO_STEP, MAX_STEP
 from deardiary.schemas.errors import DearDiaryError, InvalidArgument, ResourceExhausted
-from deardiary.schemas.events.metrics import AUTO_STEP, MetricsLogged
 from deardiary.schemas.ids import new_id
-from deardiary.schemas.limits import MAX_STEP
 from deardiary.schemas.records import LogRecord
+from deardiary.schemas.wire import envelope
 
 from .notices import log
-from .spool import Spool, encode_records
 
-if TYPE_CHECKING:  # a Protocol class costs every trial process's import to create
-    from typing import Protocol
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` (and a Protocol class) cost a trial process's import
+    from collections.abc import Callable, Mapping
+    from typing import Any, Protocol
 
+    from deardiary.schemas.envelope import Envelope
     from deardiary.schemas.events import Event  # the union: loads every event module
+
+    from .spool import Spool
 
     class MetricLogger(Protocol):
         """`log_metric` of one iteration (`EventBuffer.metric_logger`)."""
@@ -103,21 +101,14 @@ _EMPTY_COLUMNS: tuple[array[int], array[int], array[float], array[int]] = (
 )  # what a drained batch holds (never written)
 
 
-def _le(arr: array[int] | array[float]) -> bytes:
+def _le(arr: array[int] | array[float]) -> bytes | memoryview:
+    """A column's little-endian bytes, without copying them: the envelope is encoded at
+    once and the arrays let go, and a sweep trial's 0.5 MB of columns are not copied once
+    more (~130 page faults)."""
     if sys.byteorder == "big":  # pragma: no cover - no big-endian machines in CI
         arr = array(arr.typecode, arr)
         arr.byteswap()
-    return arr.tobytes()
-
-
-def _view(arr: array[int] | array[float]) -> bytes:
-    """A column's bytes without copying them, for an envelope encoded at once and let go
-    (`take`, `spill`): msgspec encodes any buffer as `bin`, so the record is byte for
-    byte the same, and a sweep trial's 0.5 MB of columns are not copied once more (~130
-    page faults). Typed as the bytes it stands for; never handed out of this module."""
-    if sys.byteorder == "big":  # pragma: no cover - no big-endian machines in CI
-        return _le(arr)
-    return cast("bytes", memoryview(arr).cast("B"))
+    return memoryview(arr).cast("B")
 
 
 class _Batch:
@@ -182,30 +173,25 @@ class _Batch:
             stage.clear()
         return n
 
-    def envelope(self, actor: str, view: bool = False) -> Envelope:
-        """The batch's event, once (drained): its columns are let go after. `view`: the
-        columns as views of the arrays (`_view`), for an envelope encoded at once."""
+    def record(self, actor: str) -> LogRecord:
+        """The batch's `MetricsLogged` event, encoded, once (drained): its columns are let
+        go after. The body has every field of the event type, in its order."""
         self.settle()
-        column = _view if view else _le
-        body = MetricsLogged(
-            iteration_id=self.iteration_id,
-            keys=list(self.keys),
-            key_index=column(self.key_index),
-            steps=column(self.steps),
-            values=column(self.values),
-            times=column(self.times),
-            group=self.group,
-        )
-        envelope = Envelope(
-            event_id=new_id(),
-            body=body,
-            key=self.iteration_id,
-            client_time=self.times[0],
-            actor=actor,
-        )
+        body = {
+            "type": "metrics_logged",
+            "iteration_id": self.iteration_id,
+            "keys": list(self.keys),
+            "key_index": _le(self.key_index),
+            "steps": _le(self.steps),
+            "values": _le(self.values),
+            "times": _le(self.times),
+            "group": self.group,
+        }
+        event_id, key = new_id(), self.iteration_id
+        payload = envelope(event_id, body, key, self.times[0], actor)
         # a logger may still hold this (closed) batch until its next call
         self.key_index, self.steps, self.values, self.times = _EMPTY_COLUMNS
-        return envelope
+        return LogRecord(event_id, key, payload)
 
 
 MAX_POINTS_PER_ENVELOPE = 32_768
@@ -213,15 +199,18 @@ MAX_POINTS_PER_ENVELOPE = 32_768
 record may have by default (broker `message.max.bytes`, producer `max.request.size`)."""
 
 
-class Taken(msgspec.Struct, frozen=True):
-    """What `EventBuffer.take` hands the shipper. (A Struct: a NamedTuple class costs
-    every trial process's import ~0.8M instructions to create, a Struct ~0.15M.)"""
+class Taken:
+    """What `EventBuffer.take` hands the shipper. (A plain class: a NamedTuple class costs
+    every trial process's import ~0.8M instructions to create.)"""
 
-    seq: int
-    """The spool sequence number reserved for these records, should they be spooled."""
-    records: list[LogRecord]
-    behind_spool: bool
-    """True when the spool already holds records; these must then be sent after them."""
+    __slots__ = ("behind_spool", "records", "seq")
+
+    def __init__(self, seq: int, records: list[LogRecord], behind_spool: bool) -> None:
+        self.seq = seq
+        """The spool sequence number reserved for these records, should they be spooled."""
+        self.records = records
+        self.behind_spool = behind_spool
+        """True when the spool already holds records; these must then be sent after them."""
 
 
 class EventBuffer:
@@ -255,7 +244,7 @@ class EventBuffer:
         self._wake_points = min(wake_points, max_points)
         self._lock = threading.Lock()
         self._order = threading.Lock()  # held across drain + spool decisions (see take)
-        self._items: list[_Batch | Envelope] = []
+        self._items: list[_Batch | LogRecord] = []
         self._open: dict[tuple[str, str], _Batch] = {}
         self._points = 0  # pending points but the staged ones (counted as they settle)
         self._granted = 0  # the open batches' rooms, in points (see _settle)
@@ -467,27 +456,44 @@ class EventBuffer:
         batch.room = room << 2
         return points >= self._check_at
 
-    def emit(self, event: Event) -> Envelope | None:
-        """Append a non-metric event after everything logged so far; returns its envelope
-        (None when the event cannot be encoded: the error is raised by the next flush)."""
-        envelope = wrap(event, actor=self.actor)
+    def emit(self, event: Event) -> None:
+        """Append a non-metric event after everything logged so far (when it cannot be
+        encoded, the error is raised by the next flush)."""
+        from deardiary.schemas.codec import encode
+        from deardiary.schemas.envelope import wrap
+
+        wrapped = wrap(event, actor=self.actor)
         try:
-            size = len(encode(envelope))
+            record = LogRecord(wrapped.event_id, wrapped.key, encode(wrapped))
         except (TypeError, ValueError, OverflowError) as exc:
             self._reject(f"cannot encode {type(event).__name__}: {exc}")
-            return None
+            return
+        self._append(record)
+
+    def emit_body(self, body: dict[str, Any], key: str) -> None:
+        """`emit` of an event written as a dict (its tag under "type", then its fields;
+        see `schemas/wire.py`), in the log's partition of `key`: the SDK's write path
+        builds the events of a trial this way, without msgspec."""
+        event_id = new_id()
+        try:
+            payload = envelope(event_id, body, key, _now_ns() // 1000, self.actor)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self._reject(f"cannot encode {body.get('type')}: {exc}")
+            return
+        self._append(LogRecord(event_id, key, payload))
+
+    def _append(self, record: LogRecord) -> None:
         with self._lock:
             for batch in list(self._open.values()):
                 if batch.room:
                     self._settle(batch, False)  # counted now, closed below
             self._close_all()  # later points go to new batches, after this event
             self._granted = 0  # (no room left: every open batch settled above)
-            self._items.append(envelope)
-            self._bytes += size
+            self._items.append(record)
+            self._bytes += len(record.payload)
             over = self._bytes >= self._max_bytes or self._points >= self._check_at
         if over:
             self._pressure()
-        return envelope
 
     def _close(self, batch: _Batch) -> None:
         batch.live = _CLOSED
@@ -534,11 +540,14 @@ class EventBuffer:
             self._hooks = [h for h in self._hooks if h is not hook]
 
     def drain(self) -> list[Envelope]:
-        """Everything pending, in logging order, taken atomically; the buffer is empty after."""
-        return self._drain(view=False)
+        """Everything pending, in logging order, taken atomically and decoded; the buffer
+        is empty after."""
+        from deardiary.schemas.codec import decode
 
-    def _drain(self, view: bool) -> list[Envelope]:
-        """`drain`; with `view`, metric columns are views (`_view`): encode them at once."""
+        return [decode(record.payload) for record in self._drain()]
+
+    def _drain(self) -> list[LogRecord]:
+        """Everything pending, encoded, in logging order; the buffer is empty after."""
         for hook in self._hooks:
             try:
                 hook()
@@ -552,7 +561,7 @@ class EventBuffer:
             self._bytes = 0
             self._check_at = self._wake_points
         return [
-            item.envelope(self.actor, view) if isinstance(item, _Batch) else item
+            item.record(self.actor) if isinstance(item, _Batch) else item
             for item in items
             if not isinstance(item, _Batch) or item.key_index or item.stage
         ]
@@ -565,9 +574,9 @@ class EventBuffer:
         later spill gets a larger sequence number than `seq`.
         """
         with self._order:
-            envelopes = self._drain(view=True)
+            records = self._drain()
             seq, behind = self._spool.reserve(), not self._spool.is_empty()
-        return Taken(seq, encode_records(envelopes), behind)
+        return Taken(seq, records, behind)
 
     def spill(self, block: bool = True) -> int:
         """Move everything pending to the spool now (on overflow, or at exit); returns the
@@ -575,16 +584,16 @@ class EventBuffer:
         if not self._order.acquire(blocking=block):
             return 0  # another thread is spilling or taking right now
         try:
-            envelopes = self._drain(view=True)
-            if envelopes:
+            records = self._drain()
+            if records:
                 try:
-                    self._spool.write(encode_records(envelopes))
+                    self._spool.write(records)
                 except OSError as exc:
                     self._error = self._error or ResourceExhausted(
-                        f"spool write failed, {len(envelopes)} events lost: {exc}"
+                        f"spool write failed, {len(records)} events lost: {exc}"
                     )
                     log.error("deardiary: %s", self._error.message)
-            return len(envelopes)
+            return len(records)
         finally:
             self._order.release()
 

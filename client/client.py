@@ -10,8 +10,6 @@ from __future__ import annotations
 import gc
 import sys
 from _thread import allocate_lock
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from deardiary.schemas import ids
 from deardiary.schemas.errors import InvalidArgument
@@ -19,10 +17,13 @@ from deardiary.schemas.errors import InvalidArgument
 from .auth import Session, SessionTransport
 from .mixins import lazy_mixins
 from .pool import HttpPool
-from .transport import Acked, HttpReader, HttpTransport, LocalTransport, Transport
+from .transport import HttpReader, HttpTransport, LocalTransport
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Mapping
     from pathlib import Path
+    from typing import Any
 
     import pyarrow as pa
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from .shipper import Shipper
     from .snapshot import EnvironmentSnapshot
     from .spool import Spool
+    from .transport import Acked
+    from .transport_protocol import Transport
 
 
 def _looks_like_host_port(target: str) -> bool:
@@ -189,8 +192,6 @@ class Client(_Mixins):
         `system_metrics_interval_s` into the metric group "system" (needs psutil)."""
         if not project or not experiment:
             raise InvalidArgument("project and experiment names are required")
-        from deardiary.schemas.events import ExperimentCreated, IterationStarted, ProjectCreated
-
         from .iteration import Iteration
 
         project_id = ids.project_id(project)
@@ -203,21 +204,44 @@ class Client(_Mixins):
         )
         parent_id = parent.id if isinstance(parent, Iteration) else parent
         machinery = self._logging()
-        emit = machinery.buffer.emit
-        emit(ProjectCreated(project_id=project_id, name=project))
-        emit(ExperimentCreated(experiment_id=experiment_id, project_id=project_id, name=experiment))
+        # The events as dicts (`schemas/wire.py`), each with every field of its type
+        # (schemas/events/projects.py, iterations.py) in the type's order.
+        emit = machinery.buffer.emit_body
         emit(
-            IterationStarted(
-                iteration_id=iteration_id,
-                experiment_id=experiment_id,
-                project_id=project_id,
-                name=name,
-                parent_iteration_id=parent_id,
-                external_id=external_id,
-                notes=notes,
-                tags=dict(tags or {}),
-                metadata=dict(metadata or {}),
-            )
+            {
+                "type": "project_created",
+                "project_id": project_id,
+                "name": project,
+                "description": "",
+            },
+            project_id,
+        )
+        emit(
+            {
+                "type": "experiment_created",
+                "experiment_id": experiment_id,
+                "project_id": project_id,
+                "name": experiment,
+                "description": "",
+            },
+            experiment_id,
+        )
+        emit(
+            {
+                "type": "iteration_started",
+                "iteration_id": iteration_id,
+                "experiment_id": experiment_id,
+                "project_id": project_id,
+                "name": name,
+                "parent_iteration_id": parent_id,
+                "external_id": external_id,
+                "notes": notes,
+                "tags": dict(tags or {}),
+                "metadata": dict(metadata or {}),
+                "environment": None,
+                "cloned_from": None,
+            },
+            iteration_id,
         )
         iteration = Iteration(self, iteration_id, experiment_id, project_id, capture_output)
         if params:

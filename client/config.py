@@ -9,7 +9,10 @@ the whole nested config as logged.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from typing import Any
 
 
 def _type(value: Any) -> str:

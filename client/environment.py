@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
-
-import msgspec
 
 from deardiary.schemas.errors import InvalidArgument
-from deardiary.schemas.events import Environment
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
     from pathlib import Path, PurePosixPath
+    from typing import Any
+
+    from deardiary.schemas.events import Environment
 
 # The capture runs in every trial process, so it works on plain strings with os.path and
 # glob: pathlib (with urllib.parse and ipaddress) would cost each trial milliseconds.
@@ -70,12 +70,17 @@ def _bounded(text: str, limit: int) -> str:
     return cut + f"\n[... truncated by deardiary: {len(data)} bytes, kept {limit}]\n"
 
 
-class _Git(msgspec.Struct, frozen=True):  # not a NamedTuple: ~0.65M instructions less
-    toplevel: str
-    sha: str | None
-    branch: str | None
-    dirty: bool
-    diff: str
+class _Git:  # not a NamedTuple: ~0.65M instructions less
+    __slots__ = ("branch", "diff", "dirty", "sha", "toplevel")
+
+    def __init__(
+        self, toplevel: str, sha: str | None, branch: str | None, dirty: bool, diff: str
+    ) -> None:
+        self.toplevel = toplevel
+        self.sha = sha
+        self.branch = branch
+        self.dirty = dirty
+        self.diff = diff
 
 
 def _work_tree(start: str) -> str | None:
@@ -141,10 +146,11 @@ def installed_packages() -> str:
             line = f"{name}=={version.split('-')[0]}"
             direct = os.path.join(item.path, "direct_url.json")
             if kind == "dist-info" and os.path.exists(direct):
-                # with msgspec (loaded already): the json module would cost ~5M instructions
+                import json  # only for a distribution installed from a URL or a folder
+
                 try:
                     with open(direct, "rb") as fh:
-                        origin = msgspec.json.decode(fh.read())
+                        origin = json.loads(fh.read())
                     url = str(origin.get("url", ""))
                     if origin.get("dir_info", {}).get("editable"):
                         line = f"-e {url.removeprefix('file://')}"
@@ -204,28 +210,38 @@ def _dependency_files(root: str) -> dict[str, str]:
     return files
 
 
-def capture_environment(
+def environment_fields(
     root: str | os.PathLike[str] | None = None, *, pip_freeze: bool = True, timeout: float = 15.0
-) -> Environment:
-    """The environment of this process; dependency files come from `root` (default: the
-    git work tree containing the current directory, else the current directory)."""
+) -> dict[str, Any]:
+    """`capture_environment` as plain values: every field of `Environment`, in its order
+    (the SDK sends it as such: see `schemas/wire.py`)."""
     cwd = os.getcwd()
     given = os.fspath(root) if root is not None else None
     git = _git(given or cwd, timeout)
     project = given or (git.toplevel if git else cwd)
     v = sys.version_info
-    return Environment(
-        python_version=f"{v.major}.{v.minor}.{v.micro}",
-        platform=_platform(),
-        entrypoint=sys.argv[0] if sys.argv else "",
-        argv=list(sys.argv),
-        git_sha=git.sha if git else None,
-        git_branch=git.branch if git else None,
-        git_dirty=git.dirty if git else False,
-        git_diff=git.diff if git else "",
-        pip_freeze=installed_packages() if pip_freeze else "",
-        files=_dependency_files(project),
-    )
+    return {
+        "python_version": f"{v.major}.{v.minor}.{v.micro}",
+        "platform": _platform(),
+        "entrypoint": sys.argv[0] if sys.argv else "",
+        "argv": list(sys.argv),
+        "git_sha": git.sha if git else None,
+        "git_branch": git.branch if git else None,
+        "git_dirty": git.dirty if git else False,
+        "git_diff": git.diff if git else "",
+        "pip_freeze": installed_packages() if pip_freeze else "",
+        "files": _dependency_files(project),
+    }
+
+
+def capture_environment(
+    root: str | os.PathLike[str] | None = None, *, pip_freeze: bool = True, timeout: float = 15.0
+) -> Environment:
+    """The environment of this process; dependency files come from `root` (default: the
+    git work tree containing the current directory, else the current directory)."""
+    from deardiary.schemas.events import Environment
+
+    return Environment(**environment_fields(root, pip_freeze=pip_freeze, timeout=timeout))
 
 
 def _safe_relative(name: str) -> PurePosixPath:

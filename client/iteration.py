@@ -6,21 +6,17 @@ with the error text (and the exception propagates), KeyboardInterrupt KILLED.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
 from deardiary.schemas import events
-from deardiary.schemas.events import (
-    IterationEnded,
-    IterationStatus,
-    ParamsLogged,
-)
+from deardiary.schemas.iteration_status import IterationStatus
 
 from .mixins import lazy_mixins
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Mapping
     from pathlib import Path
+    from types import TracebackType
+    from typing import Any
 
     from .capture import OutputCapture
     from .client import Client
@@ -117,15 +113,15 @@ class Iteration(_Mixins):
             from .config import flatten
 
             values, types, config = flatten(params)
-            self.client.buffer.emit(
-                ParamsLogged(
-                    iteration_id=self.id,
-                    params=values,
-                    section=section,
-                    types=types,  # type: ignore[arg-type]
-                    config=config,
-                )
-            )
+            body = {  # a dict: see `EventBuffer.emit_body` (every field of ParamsLogged)
+                "type": "params_logged",
+                "iteration_id": self.id,
+                "params": values,
+                "section": section,
+                "types": types,
+                "config": config,
+            }
+            self.client.buffer.emit_body(body, self.id)
 
     def log_param(self, key: str, value: Any) -> None:
         self.log_params({key: value})
@@ -177,9 +173,13 @@ class Iteration(_Mixins):
             self._lines.close()  # lines logged so far come before the end
         self.client.snapshot.before_end(self.id)  # a short script's snapshot, too
         self.client.shipper.stop_heartbeat(self.id)
-        self.client.buffer.emit(
-            IterationEnded(iteration_id=self.id, status=status, error_message=error)
-        )
+        body = {  # a dict: see `EventBuffer.emit_body` (every field of IterationEnded)
+            "type": "iteration_ended",
+            "iteration_id": self.id,
+            "status": status,
+            "error_message": error,
+        }
+        self.client.buffer.emit_body(body, self.id)
 
     def __enter__(self) -> Iteration:
         if self._capture is not None:

@@ -12,14 +12,13 @@ left in a spool folder are adopted by the next client of that folder that writes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .buffer import EventBuffer
 from .shipper import Shipper
 from .snapshot import EnvironmentSnapshot
 from .spool import Spool, default_spool_dir
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
     from pathlib import Path
 
     from .transport import Transport

@@ -4,8 +4,11 @@ checkpoint, management and system-metrics code, which a sweep trial never calls.
 from __future__ import annotations
 
 from _thread import allocate_lock
-from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Iterable
+    from typing import Any
 
 _LOADING = allocate_lock()
 

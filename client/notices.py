@@ -8,7 +8,9 @@ last-resort handler), and go wherever its logging goes when it did.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from typing import Any
 
 
 class _LazyLogger:

@@ -26,22 +26,20 @@ from __future__ import annotations
 import io
 import os
 from _thread import allocate_lock  # threading.Lock itself; `threading` is ~0.7 ms to import
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-import msgspec
 
 from deardiary.schemas.errors import InvalidArgument, Unavailable
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
     import _socket
     import ssl
+    from collections.abc import Mapping
+    from typing import Any
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _MAX_LINE = 65_536
 _MAX_HEADERS = 100
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
-_json_encoder = msgspec.json.Encoder()
 
 
 class ConnectFailed(Unavailable):
@@ -66,14 +64,29 @@ def query_string(params: Mapping[str, Any]) -> str:
     return "&".join(parts)
 
 
-class Url(msgspec.Struct, frozen=True):
+class Url:
     """The parts of an ``http(s)://[user@]host[:port][/prefix]`` URL this pool needs."""
 
-    scheme: str
-    host: str
-    port: int
-    prefix: str  # path prefix without a trailing slash ("" for the root)
-    userinfo: str = ""
+    __slots__ = ("host", "port", "prefix", "scheme", "userinfo")
+
+    def __init__(self, scheme: str, host: str, port: int, prefix: str, userinfo: str = "") -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.prefix = prefix  # path prefix without a trailing slash ("" for the root)
+        self.userinfo = userinfo
+
+    def _parts(self) -> tuple[str, str, int, str, str]:
+        return self.scheme, self.host, self.port, self.prefix, self.userinfo
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Url) and self._parts() == other._parts()
+
+    def __hash__(self) -> int:
+        return hash(self._parts())
+
+    def __repr__(self) -> str:
+        return "Url({!r}, {!r}, {!r}, {!r}, {!r})".format(*self._parts())
 
     @classmethod
     def parse(cls, url: str) -> Url:
@@ -124,6 +137,8 @@ class Response:
         self.content = content
 
     def json(self) -> Any:
+        import msgspec  # reads only: a trial process that writes never imports it
+
         return msgspec.json.decode(self.content)
 
     @property
@@ -223,7 +238,9 @@ class HttpPool:
         `content` as a list: the body's parts, sent one after another (never joined)."""
         head = dict(headers or {})
         if json is not None:
-            content = _json_encoder.encode(json)
+            import msgspec  # reads and sign-in only, as above
+
+            content = msgspec.json.encode(json)
             head.setdefault("Content-Type", "application/json")
         target = self.url.prefix + path
         if params:

@@ -21,16 +21,21 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Callable, Sequence
 
 from deardiary.schemas.errors import DearDiaryError, ErrorCode, Internal, Unavailable
-from deardiary.schemas.events import IterationHeartbeat
-from deardiary.schemas.records import LogRecord
 
-from .buffer import EventBuffer
 from .notices import log
-from .spool import Spool
-from .transport import RETRY_AFTER_MAX_S, Acked, Transport
+from .transport import RETRY_AFTER_MAX_S
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Callable, Sequence
+
+    from deardiary.schemas.records import LogRecord
+
+    from .buffer import EventBuffer
+    from .spool import Spool
+    from .transport import Acked, Transport
 
 # Codes for which a smaller batch may succeed where the whole one failed.
 _BISECT = frozenset({ErrorCode.INVALID_ARGUMENT, ErrorCode.RESOURCE_EXHAUSTED})
@@ -330,7 +335,8 @@ class Shipper:
         self._next_heartbeat = now + self.heartbeat_interval
         with self._cond:  # held while emitting: after stop_heartbeat returns, none follows
             for iteration_id in sorted(self._heartbeats):
-                self.buffer.emit(IterationHeartbeat(iteration_id=iteration_id))
+                body = {"type": "iteration_heartbeat", "iteration_id": iteration_id}
+                self.buffer.emit_body(body, iteration_id)
 
     def _send_all(self, records: Sequence[LogRecord]) -> None:
         """Send in requests bounded by record count and bytes, in order."""

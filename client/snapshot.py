@@ -11,14 +11,12 @@ from the first `start_iteration`, so a run longer than the snapshot never waits.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
-
-from deardiary.schemas.events import EnvironmentCaptured
 
 from .notices import log
 
-if TYPE_CHECKING:
-    from deardiary.schemas.events import Environment
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from typing import Any
 
     from .buffer import EventBuffer
 
@@ -31,7 +29,7 @@ class EnvironmentSnapshot:
         self._done = threading.Event()  # set once every requested snapshot event is emitted
         self._thread: threading.Thread | None = None
         self._taken = False
-        self._environment: Environment | None = None
+        self._environment: dict[str, Any] | None = None  # Environment's fields
         self._pending: set[str] = set()  # requested, not emitted yet
 
     def request(self, iteration_id: str) -> None:
@@ -71,9 +69,9 @@ class EnvironmentSnapshot:
     def _take(self) -> None:
         environment = None
         try:
-            from .environment import capture_environment
+            from .environment import environment_fields
 
-            environment = capture_environment()
+            environment = environment_fields()
         except Exception:  # never into training code
             log.warning("deardiary: could not capture the environment", exc_info=True)
         with self._lock:
@@ -86,8 +84,11 @@ class EnvironmentSnapshot:
             self._pending.clear()
         self._done.set()  # after the events: an iteration's end follows its snapshot
 
-    def _emit(self, iteration_id: str, environment: Environment | None) -> None:
+    def _emit(self, iteration_id: str, environment: dict[str, Any] | None) -> None:
         if environment is not None:
-            self.buffer.emit(
-                EnvironmentCaptured(iteration_id=iteration_id, environment=environment)
-            )
+            body = {  # see `EventBuffer.emit_body`
+                "type": "environment_captured",
+                "iteration_id": iteration_id,
+                "environment": environment,
+            }
+            self.buffer.emit_body(body, iteration_id)

@@ -26,29 +26,46 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-import msgspec
 
 from deardiary.schemas.ids import sha256_hex
 from deardiary.schemas.records import LogRecord, encode_records
+from deardiary.schemas.wire import pack
 
 from .notices import log
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Callable, Sequence
     from os import PathLike
 
 __all__ = ["Spool", "default_spool_dir", "encode_records"]
 
 
 _MAGIC = b"DDS1"
-_encoder = msgspec.msgpack.Encoder()
+
+
+def _encoded(records: Sequence[LogRecord]) -> bytes:
+    """A file's body: a MessagePack array of {event_id, key, payload} maps."""
+    return pack([{"event_id": r.event_id, "key": r.key, "payload": r.payload} for r in records])
 
 
 @functools.cache
-def _decoder() -> msgspec.msgpack.Decoder[list[LogRecord]]:
-    return msgspec.msgpack.Decoder(list[LogRecord])  # reading a spool is the rare path
+def _decoder() -> Callable[[bytes], list[LogRecord]]:
+    """Reads what `_encoded` wrote; msgspec validates it (reading a spool is the rare
+    path: a trial process that never finds a file never imports msgspec)."""
+    import msgspec
+
+    class Stored(msgspec.Struct, frozen=True):
+        event_id: str
+        key: str
+        payload: bytes
+
+    decoder = msgspec.msgpack.Decoder(list[Stored])
+
+    def decode(body: bytes) -> list[LogRecord]:
+        return [LogRecord(r.event_id, r.key, r.payload) for r in decoder.decode(body)]
+
+    return decode
 
 
 def default_spool_dir(target: str) -> str:
@@ -120,7 +137,7 @@ class Spool:
         name = f"{self.owner}-{seq:012d}.rec"
         import zlib  # spooling is the rare path; a trial that never spools never loads it
 
-        body = _encoder.encode(list(records))
+        body = _encoded(records)
         data = _MAGIC + zlib.crc32(body).to_bytes(4, "little") + body
         final = self._path(name)
         tmp = self._path(f"{name}.tmp")
@@ -174,11 +191,11 @@ class Spool:
         try:
             if data[:4] != _MAGIC or zlib.crc32(body) != crc:
                 raise ValueError("bad magic or checksum")
-            records = _decoder().decode(body)
+            records = _decoder()(body)
             with self._mutex:
                 self._sizes[name] = len(records)
             return records
-        except (ValueError, msgspec.DecodeError) as exc:
+        except ValueError as exc:  # msgspec.DecodeError is one
             log.error("spool file %s is corrupt (%s); kept as .bad, not resent", path, exc)
             os.replace(path, path + ".bad")
             with self._mutex:

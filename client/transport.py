@@ -8,26 +8,27 @@ records"; any other `DearDiaryError` means retrying the same records cannot succ
 
 from __future__ import annotations
 
-import functools
 import time
 from _thread import allocate_lock
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
-
-import msgspec
 
 from deardiary.schemas.errors import DearDiaryError, ErrorCode, Unavailable, error_for
 
-from .pool import HttpPool, Response
+from .pool import HttpPool
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
+    from typing import Any
 
     import pyarrow as pa
 
     from deardiary.schemas.envelope import LogPosition
     from deardiary.schemas.records import LogRecord
     from deardiary.services.log.sqlite import SqliteEventLog  # local-folder mode only
+
+    from .pool import Response
+    from .transport_protocol import Transport as Transport
 
 # Statuses that say "later" whatever the body says: overload, rate limits, proxies.
 _RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
@@ -67,16 +68,6 @@ def acked_of(positions: Sequence[LogPosition]) -> Acked:
     for p in positions:
         acked[p.partition] = max(acked.get(p.partition, -1), p.offset)
     return acked
-
-
-class Transport(Protocol):
-    def send(self, records: Sequence[LogRecord]) -> Acked:
-        """Durably deliver `records` (in order); returns the last acknowledged offset of
-        each partition they went to. Raises `Unavailable` when a retry may succeed,
-        another `DearDiaryError` when not."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class LocalTransport:
@@ -120,29 +111,39 @@ class LocalTransport:
             log.close()
 
 
-class _Ack(msgspec.Struct):
-    last_offset: int
-    last_offsets: dict[int, int] = {}
+def _acked(content: bytes, content_type: str) -> Acked:
+    """The last offsets of an ingest acknowledgement (``{"last_offset": n,
+    "last_offsets": {"partition": n, ...}, ...}``); ValueError when it is not one. It is
+    asked for in MessagePack, read by `schemas/wire.py` (a trial process imports neither
+    msgspec nor json); JSON from a server that answers only that."""
+    if content_type.partition(";")[0].strip() == "application/msgpack":
+        from deardiary.schemas.wire import unpack  # loaded by the buffer already
+
+        ack = unpack(content)
+    else:
+        import json
+
+        ack = json.loads(content)
+    if not isinstance(ack, dict):
+        raise ValueError("not an object")
+    offsets, last = ack.get("last_offsets") or {}, ack["last_offset"]
+    if not isinstance(offsets, dict) or type(last) is not int:
+        raise ValueError("not an acknowledgement")
+    acked = {int(p): o for p, o in offsets.items()}
+    if any(type(o) is not int for o in acked.values()):
+        raise ValueError("offsets are not integers")
+    return acked or {0: last}
 
 
-class _ErrorDetail(msgspec.Struct):
-    code: str
-    message: str = ""
-    details: dict[str, Any] = {}
+def _error_detail(content: bytes) -> tuple[str, str, dict[str, Any]]:
+    """(code, message, details) of an error body; ValueError when it is not one."""
+    import json
 
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail
-
-
-@functools.cache
-def _ack_decoder() -> msgspec.json.Decoder[_Ack]:
-    return msgspec.json.Decoder(_Ack)  # built on first use: not part of `import deardiary`
-
-
-@functools.cache
-def _error_decoder() -> msgspec.json.Decoder[_ErrorBody]:
-    return msgspec.json.Decoder(_ErrorBody)
+    detail = json.loads(content)["error"]
+    code, message, details = detail["code"], detail.get("message", ""), detail.get("details", {})
+    if not (isinstance(code, str) and isinstance(message, str) and isinstance(details, dict)):
+        raise ValueError("not an error body")
+    return code, message, details
 
 
 _OWN_PART = 65_536
@@ -208,9 +209,8 @@ def error_from_response(
     unreadable); retryable statuses are `Unavailable` whatever the body says, with the
     wait a ``Retry-After`` header asks for in ``details["retry_after_s"]``."""
     try:
-        detail = _error_decoder().decode(content).error
-        error = error_for(detail.code, detail.message, detail.details)
-    except msgspec.DecodeError:
+        error = error_for(*_error_detail(content))
+    except (ValueError, KeyError, TypeError, AttributeError):
         text = content[:200].decode("utf-8", "replace")
         error = error_for(ErrorCode.UNKNOWN, f"HTTP {status}: {text}")
     if status in _RETRYABLE_STATUS and not isinstance(error, Unavailable):
@@ -246,7 +246,7 @@ class HttpTransport:
         self._pool = pool or HttpPool(self.base_url, timeout=timeout)
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/msgpack", "Accept": "application/json"}
+        headers = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
         token = self._token() if callable(self._token) else self._token
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -264,9 +264,8 @@ class HttpTransport:
                 raise Unavailable(self._not_deardiary(f"HTTP {response.status_code}"))
             raise error
         try:
-            ack = _ack_decoder().decode(response.content)
-            return ack.last_offsets or {0: ack.last_offset}
-        except msgspec.DecodeError as exc:
+            return _acked(response.content, response.headers.get("content-type", ""))
+        except (ValueError, KeyError, TypeError) as exc:
             raise Unavailable(self._not_deardiary("an unreadable acknowledgement")) from exc
 
     def _not_deardiary(self, answer: str) -> str:

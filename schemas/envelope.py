@@ -12,8 +12,9 @@ from deardiary.schemas import events
 from deardiary.schemas.events import partition_key
 from deardiary.schemas.ids import new_id, now_us
 from deardiary.schemas.limits import Id, Name, TimeUs
+from deardiary.schemas.wire import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "Envelope", "LogPosition", "wrap"]
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,7 +7,10 @@ mapped from them in exactly one place (services/http/errors.py).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from typing import Any
 
 
 class ErrorCode(StrEnum):

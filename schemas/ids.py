@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
+    from collections.abc import Callable
+    from typing import Any
 
 
 def _sha256() -> Callable[[bytes], Any]:

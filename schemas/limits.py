@@ -12,37 +12,63 @@ from typing import Annotated, Any
 
 from msgspec import Meta
 
-MIN_TIME_US = 0
-"""Times are microseconds since the Unix epoch, from 1970-01-01 ..."""
-MAX_TIME_US = 253_402_300_799_999_999
-"""... to 9999-12-31T23:59:59.999999 (what every reader's datetime type can hold)."""
-MAX_STEP = 2**62
-"""Explicit steps are 0..MAX_STEP; automatic steps (max+1) may not pass it either."""
-MAX_ID_CHARS = 128
-MAX_KEY_CHARS = 250
-"""Metric, param and tag keys (MLflow's limit)."""
-MAX_NAME_CHARS = 500
-MAX_PARAM_VALUE_CHARS = 6_000
-"""Param values (MLflow's limit)."""
-MAX_TAG_VALUE_CHARS = 8_000
-MAX_TEXT_CHARS = 1_000_000
-"""Notes, descriptions, error messages, one log line."""
-MAX_DOCUMENT_CHARS = 16_000_000
-"""A git diff, a pip freeze, a dependency manifest."""
-MAX_METRIC_KEYS = 1 << 16
-"""Distinct keys in one metric batch (the per-point index is a uint16)."""
-MAX_JSON_DEPTH = 32
-"""Nesting of metadata values (dicts and lists inside dicts and lists)."""
-MAX_SIZE_BYTES = 2**53
-MAX_MEDIA_TYPE_CHARS = 255
-MAX_HISTOGRAM_BINS = 10_000
-"""Bins of one histogram (its edges are one more)."""
-MAX_PIXELS = 1 << 20
-"""Width or height of an image, as recorded."""
-MAX_INDEX = 1_000_000
-"""Media items of one key at one step (a batch of samples)."""
-MAX_FILES = 10_000
-"""Files of one checkpoint."""
+from deardiary.schemas.bounds import (
+    MAX_DOCUMENT_CHARS,
+    MAX_FILES,
+    MAX_HISTOGRAM_BINS,
+    MAX_ID_CHARS,
+    MAX_INDEX,
+    MAX_JSON_DEPTH,
+    MAX_KEY_CHARS,
+    MAX_MEDIA_TYPE_CHARS,
+    MAX_METRIC_KEYS,
+    MAX_NAME_CHARS,
+    MAX_PARAM_VALUE_CHARS,
+    MAX_PIXELS,
+    MAX_SIZE_BYTES,
+    MAX_STEP,
+    MAX_TAG_VALUE_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TIME_US,
+    MIN_TIME_US,
+)
+
+__all__ = [
+    "MAX_DOCUMENT_CHARS",
+    "MAX_FILES",
+    "MAX_HISTOGRAM_BINS",
+    "MAX_ID_CHARS",
+    "MAX_INDEX",
+    "MAX_JSON_DEPTH",
+    "MAX_KEY_CHARS",
+    "MAX_MEDIA_TYPE_CHARS",
+    "MAX_METRIC_KEYS",
+    "MAX_NAME_CHARS",
+    "MAX_PARAM_VALUE_CHARS",
+    "MAX_PIXELS",
+    "MAX_SIZE_BYTES",
+    "MAX_STEP",
+    "MAX_TAG_VALUE_CHARS",
+    "MAX_TEXT_CHARS",
+    "MAX_TIME_US",
+    "MIN_TIME_US",
+    "Document",
+    "ExplicitStep",
+    "Id",
+    "IdOrEmpty",
+    "Key",
+    "MediaType",
+    "Metadata",
+    "Name",
+    "ParamValue",
+    "SizeBytes",
+    "Step",
+    "TagValue",
+    "Tags",
+    "Text",
+    "TimeUs",
+    "json_depth",
+]
 
 TimeUs = Annotated[int, Meta(ge=MIN_TIME_US, le=MAX_TIME_US)]
 Step = Annotated[int, Meta(ge=-1, le=MAX_STEP)]

@@ -14,9 +14,10 @@ tagged union, which decoding needs) and `EVENT_TYPES` load them all (`union.py`)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs an SDK process milliseconds to import
+    from typing import Any
 
-if TYPE_CHECKING:
     from deardiary.schemas.events.access import (
         AccessTokenCreated,
         AccessTokenRevoked,

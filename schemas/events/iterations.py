@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import ClassVar
 
 import msgspec
 
 from deardiary.schemas.events.base import Event, Permission
+from deardiary.schemas.iteration_status import IterationStatus
 from deardiary.schemas.limits import Document, Id, IdOrEmpty, Metadata, Name, Tags, Text
 from deardiary.schemas.rules import keys_problem, metadata_problem
 
-
-class IterationStatus(StrEnum):
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    KILLED = "KILLED"
+__all__ = [
+    "Environment",
+    "EnvironmentCaptured",
+    "IterationEnded",
+    "IterationEvent",
+    "IterationHeartbeat",
+    "IterationMoved",
+    "IterationStarted",
+    "IterationStatus",
+]
 
 
 class Environment(msgspec.Struct, frozen=True, kw_only=True):

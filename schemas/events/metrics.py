@@ -19,6 +19,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from deardiary.schemas.bounds import AUTO_STEP
 from deardiary.schemas.events.iterations import IterationEvent
 from deardiary.schemas.limits import (
     MAX_METRIC_KEYS,
@@ -31,7 +32,7 @@ from deardiary.schemas.limits import (
 )
 from deardiary.schemas.rules import keys_problem
 
-AUTO_STEP = -1
+__all__ = ["AUTO_STEP", "MetricsLogged"]
 
 
 def _le(arr: array[int] | array[float]) -> bytes:

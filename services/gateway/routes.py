@@ -74,6 +74,20 @@ class IngestAck(msgspec.Struct):
 
 _metrics_decoder = msgspec.json.Decoder(MetricsRequest)
 _json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+
+
+def wants_msgpack(accept: str) -> bool:
+    """True when an Accept header names a MessagePack type before JSON (the SDK asks for
+    its acknowledgements so: reading them then needs no JSON parser, see
+    `schemas/wire.py`); otherwise answers are JSON."""
+    for item in accept.split(","):
+        media = item.partition(";")[0].strip().lower()
+        if media in MSGPACK_TYPES:
+            return True
+        if media == JSON_TYPE:
+            return False
+    return False
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -183,6 +197,8 @@ class Gateway:
         for p in positions:
             last[str(p.partition)] = max(last.get(str(p.partition), -1), p.offset)
         ack = IngestAck(positions, max(p.offset for p in positions), last)
+        if wants_msgpack(request.headers.get("Accept", "")):
+            return web.Response(body=_msgpack.encode(ack), content_type="application/msgpack")
         return web.Response(body=_json.encode(ack), content_type=JSON_TYPE)
 
 
@@ -192,7 +208,13 @@ def _openapi() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         [EventBatch, MetricsRequest, IngestAck], ref_template="#/components/schemas/{name}"
     )
     batch, metrics_req, ack = refs
-    acked = {"200": {"description": "Appended durably", "content": {JSON_TYPE: {"schema": ack}}}}
+    acked = {
+        "200": {
+            "description": "Appended durably (MessagePack when the Accept header names it"
+            " before JSON)",
+            "content": {JSON_TYPE: {"schema": ack}, "application/msgpack": {"schema": ack}},
+        }
+    }
     events = operation(
         "Append a batch of events to the log",
         tag="ingest",

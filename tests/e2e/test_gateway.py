@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from deardiary.schemas import wire
 from deardiary.schemas.codec import decode, encode
 from deardiary.schemas.envelope import Envelope, LogPosition, wrap
 from deardiary.schemas.errors import PermissionDenied, Unavailable
@@ -107,6 +108,31 @@ def test_an_accepted_batch_lands_with_its_exact_bytes(tmp_path: Path) -> None:
         assert [p.offset for p in woken[0]] == [0, 1]
     finally:
         log.close()
+
+
+@pytest.mark.parametrize(
+    ("accept", "answer"),
+    [
+        ("application/msgpack", "application/msgpack"),
+        ("application/x-msgpack;q=0.9, application/json", "application/msgpack"),
+        ("application/json, application/msgpack", "application/json"),
+        ("*/*", "application/json"),
+        ("", "application/json"),
+    ],
+)
+def test_the_acknowledgement_is_msgpack_when_asked_before_json(
+    url: str, accept: str, answer: str
+) -> None:
+    """The SDK asks for MessagePack (its write path then reads it without json, see
+    schemas/wire.py); everyone else gets JSON, the same acknowledgement."""
+    headers = {**MSGPACK, "Accept": accept} if accept else MSGPACK
+    response = post_events(url, msgpack_body(wrap(points())), headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith(answer)
+    ack = wire.unpack(response.content) if answer != "application/json" else response.json()
+    assert set(ack) == {"positions", "last_offset", "last_offsets"}
+    assert ack["last_offsets"] == {"0": ack["last_offset"]}
+    assert ack["positions"][0]["offset"] == ack["last_offset"]
 
 
 def test_a_resend_is_idempotent(url: str, log: SqliteEventLog) -> None:

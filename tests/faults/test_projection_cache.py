@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 import deardiary as dd
+from deardiary.schemas.records import LogRecord
 from deardiary.services.cli import main
 from deardiary.services.embedded import EmbeddedStore
 from deardiary.services.http import start_in_thread
@@ -225,7 +225,7 @@ def test_a_killed_replay_leaves_no_folder_and_the_next_one_succeeds(
     log = SqliteEventLog(str(data / "log.db"))
     try:  # a record no fold accepts must not fail the replay: it is parked
         bad = records([metric_batch("it-0", 0, 2)])[0]
-        log.append([msgspec.structs.replace(bad, payload=b"\x93not an envelope")])
+        log.append([LogRecord(bad.event_id, bad.key, b"\x93not an envelope")])
     finally:
         log.close()
     into = tmp_path / "rebuilt"
