@@ -5,6 +5,7 @@ byte for byte its event type's encoding, and the reader the acknowledgements go 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +100,12 @@ def test_unpack_refuses_malformed_documents_with_value_error(data: bytes) -> Non
 def test_a_trials_events_are_byte_for_byte_their_types_encoding(tmp_path: Path) -> None:
     """Every record a trial's dict-built events became (project, experiment, iteration
     start with tags and metadata, params with types and nested config, metric batches,
-    environment, heartbeat-free end) decodes into its event type and encodes back to the
+    environment, heartbeats, end) decodes into its event type and encodes back to the
     very same bytes: no field left out (msgspec would write its default), none misnamed
     (decoding refuses unknown tags and wrong types), none out of order."""
-    client = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool")
+    client = dd.connect(
+        str(tmp_path / "data"), spool_dir=tmp_path / "spool", heartbeat_interval=0.02
+    )
     with client.start_iteration(
         project="p",
         experiment="e",
@@ -116,6 +119,7 @@ def test_a_trials_events_are_byte_for_byte_their_types_encoding(tmp_path: Path) 
         for step in range(50):
             it.log_metrics({"loss": 1 / (step + 1), "acc": step / 50}, step=step)
         it.log_metric("nan", math.nan)
+        time.sleep(0.3)  # a few heartbeats
     with pytest.raises(RuntimeError), client.start_iteration(project="p", experiment="e"):
         raise RuntimeError("failed")
     client.flush(timeout=60)
@@ -134,6 +138,7 @@ def test_a_trials_events_are_byte_for_byte_their_types_encoding(tmp_path: Path) 
         "EnvironmentCaptured",
         "ExperimentCreated",
         "IterationEnded",
+        "IterationHeartbeat",
         "IterationStarted",
         "MetricsLogged",
         "ParamsLogged",
