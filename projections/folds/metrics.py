@@ -37,7 +37,9 @@ POINT_SCHEMA = pa.schema(
 
 
 def _constant(value: str, n: int) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(np.zeros(n, dtype=np.int32), pa.array([value]))
+    """`value` n times, as a dictionary of one (all-zero indices need no bounds check)."""
+    indices = np.zeros(n, dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()), safe=False)
 
 
 def _resolve_steps(steps: np.ndarray, top: int) -> tuple[np.ndarray, int]:
@@ -106,6 +108,34 @@ def _summary(
     return row
 
 
+def _key_runs(
+    raw_index: np.ndarray, nkeys: int, steps: np.ndarray, values: np.ndarray
+) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], np.ndarray | None]:
+    """Each key's (index, steps, values) in log order, keys in index order, and the order
+    that sorted the points by key (None when no sort was needed).
+
+    A batch that logs every key once per row, the same order in each (what the SDK sends
+    for `log_metrics({...}, step)` each step), holds each key's run as a strided view:
+    no sort and no gathers. Anything else is sorted by key once (a stable radix sort of
+    the 16-bit key index) and each key's run is a slice."""
+    n = len(raw_index)
+    if nkeys and n % nkeys == 0:
+        rows = raw_index.reshape(-1, nkeys)
+        first = rows[0]
+        if np.bincount(first, minlength=nkeys).max() == 1 and (rows == first).all():
+            column = np.argsort(first).tolist()  # key index -> its column in a row
+            return [(k, steps[c::nkeys], values[c::nkeys]) for k, c in enumerate(column)], None
+    order = np.argsort(raw_index, kind="stable")
+    ends = np.cumsum(np.bincount(raw_index, minlength=nkeys)).tolist()
+    by_key_steps, by_key_values = steps[order], values[order]
+    runs, start = [], 0
+    for k, end in enumerate(ends):
+        if end > start:  # a key without points has no run
+            runs.append((k, by_key_steps[start:end], by_key_values[start:end]))
+        start = end
+    return runs, order
+
+
 def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
     n = event.num_points
     if n == 0 or not draft.parent("iterations", event.iteration_id, "iteration"):
@@ -114,25 +144,15 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
     steps = np.frombuffer(event.steps, dtype="<i8").copy()
     values = np.frombuffer(event.values, dtype="<f8")
     times = np.frombuffer(event.times, dtype="<i8")
-    # Each key's points as one run, in log order within it: a stable sort by key once (a
-    # radix sort of 16-bit keys), not a mask and three selections per key (an SDK batch
-    # interleaves its keys step by step).
-    order = np.argsort(raw_index, kind="stable")
-    ends = np.cumsum(np.bincount(raw_index, minlength=len(event.keys))).tolist()
-    by_key_steps, by_key_values = steps[order], values[order]
+    runs, order = _key_runs(raw_index, len(event.keys), steps, values)
     # Resolve every key's steps first: a batch whose automatic steps would pass MAX_STEP
     # is refused whole (recorded), before any summary changes.
     resolved_keys = []
     auto = False
-    start = 0
-    for key, end in zip(event.keys, ends, strict=True):
-        run = slice(start, end)
-        start = end
-        if run.start == run.stop:  # a key without points
-            continue
+    for k, given, run_values in runs:
+        key = event.keys[k]
         prior = draft.get("last_metrics", (event.iteration_id, key, event.group))
         top = prior["top_step"] if prior is not None else -1
-        given = by_key_steps[run]
         resolved, top = _resolve_steps(given, top)
         if top > MAX_STEP:
             draft.conflict(
@@ -142,20 +162,23 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
             )
             return
         auto = auto or resolved is not given
-        resolved_keys.append((key, run, prior, resolved, top))
-    for key, run, prior, resolved, top in resolved_keys:
-        by_key_steps[run] = resolved
-        summary = _summary(draft, prior, event, key, resolved, by_key_values[run], top)
+        resolved_keys.append((key, given, run_values, prior, resolved, top))
+    for key, given, run_values, prior, resolved, top in resolved_keys:
+        if resolved is not given:
+            given[:] = resolved  # a view of `steps` or of the sorted copy
+        summary = _summary(draft, prior, event, key, resolved, run_values, top)
         draft.put("last_metrics", summary)
-    if auto:  # back in log order
-        steps[order] = by_key_steps
-    key_index = raw_index.astype(np.int32)
+    if auto and order is not None:  # back in log order
+        steps[order] = np.concatenate([run[1] for run in runs])
     pos = draft.position
     draft.point_tables.append(
         pa.Table.from_arrays(
             [
                 _constant(event.iteration_id, n),
-                pa.DictionaryArray.from_arrays(key_index, pa.array(event.keys, pa.string())),
+                # indices checked against the keys by event.problem() before any fold
+                pa.DictionaryArray.from_arrays(
+                    raw_index.astype(np.int32), pa.array(event.keys, pa.string()), safe=False
+                ),
                 pa.array(steps),
                 pa.array(values),
                 pa.array(np.full(n, pos.log_time, dtype=np.int64), pa.timestamp("us")),

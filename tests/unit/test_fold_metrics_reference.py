@@ -2,19 +2,23 @@
 in log order resolve default steps (max so far + 1), and its summary is a left fold
 (first, last, count, the finite points' running sum, min and max with ties keeping the
 earlier point). Batches interleave keys as the SDK writes them, or not at all; values
-hold NaN, infinities and -0.0; a second batch continues from the first's summaries."""
+hold NaN, infinities and -0.0; a second batch continues from the first's summaries.
+Batches of rows (every key once a row, the same order in each row, as the SDK's
+`log_metrics({...}, step)` writes them) are read without a sort: they too."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import msgspec
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deardiary.projections.fold import fold
 from deardiary.projections.writes import PriorState, Row, row_key
-from deardiary.schemas.events import AUTO_STEP
+from deardiary.schemas.events import AUTO_STEP, MetricsLogged
 from tests.builders import metrics, records, sweep_start
 
 KEYS = ["loss", "acc", "lr", "grad"]
@@ -24,6 +28,23 @@ VALUES = st.one_of(
 )
 POINT = st.tuples(st.sampled_from(KEYS), VALUES, st.sampled_from([-1, -1, -1, 0, 3, 7]))
 BATCH = st.lists(POINT, min_size=1, max_size=40)
+STEPS = st.sampled_from([-1, -1, -1, 0, 3, 7])
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> list[tuple[str, float, int]]:
+    """A batch of rows: the same keys in the same order in every row."""
+    order = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=len(KEYS), unique=True))
+    rows = draw(
+        st.lists(
+            st.lists(st.tuples(VALUES, STEPS), min_size=len(order), max_size=len(order)),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    return [
+        (key, value, step) for row in rows for key, (value, step) in zip(order, row, strict=True)
+    ]
 
 
 def _reference(batches: list[list[tuple[str, float, int]]]) -> tuple[list[Any], dict[str, Row]]:
@@ -69,6 +90,28 @@ def test_the_fold_reads_each_key_as_the_reference_does(
 ) -> None:
     if grouped:  # every key's points together, as a client that logs one key at a time
         batches = [sorted(b, key=lambda p: KEYS.index(p[0])) for b in batches]
+    _check(batches)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_rows(), BATCH), min_size=1, max_size=3))
+def test_batches_of_rows_read_as_the_reference_does(
+    batches: list[list[tuple[str, float, int]]],
+) -> None:
+    _check(batches, listed=True)
+
+
+def _listed(event: MetricsLogged) -> MetricsLogged:
+    """The same points with the batch's keys listed in KEYS order, not in order of first
+    appearance (as `from_points` lists them): a row's key indices are then no longer
+    0, 1, 2, ..."""
+    keys = sorted(event.keys, key=KEYS.index)
+    new = np.array([keys.index(k) for k in event.keys], dtype="<u2")
+    index = new[np.frombuffer(event.key_index, dtype="<u2")]
+    return msgspec.structs.replace(event, keys=keys, key_index=index.tobytes())
+
+
+def _check(batches: list[list[tuple[str, float, int]]], listed: bool = False) -> None:
     prior = PriorState()
     start = records(sweep_start())
     writes = fold(prior, start)
@@ -78,7 +121,8 @@ def test_the_fold_reads_each_key_as_the_reference_does(
     points: list[Any] = []
     offset = len(start)
     for batch in batches:
-        writes = fold(prior, records([metrics("it-1", batch)], start=offset))
+        event = metrics("it-1", batch)
+        writes = fold(prior, records([_listed(event) if listed else event], start=offset))
         offset += 1
         assert writes.metric_points is not None
         points += [(p["key"], p["step"], p["value"]) for p in writes.metric_points.to_pylist()]
