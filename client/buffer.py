@@ -31,7 +31,7 @@ from deardiary.schemas.bounds import AUTO_STEP, MAX_STEP
 from deardiary.schemas.errors import DearDiaryError, InvalidArgument, ResourceExhausted
 from deardiary.schemas.ids import new_id
 from deardiary.schemas.records import LogRecord
-from deardiary.schemas.wire import envelope
+from deardiary.schemas.wire import envelope, envelope_map
 
 from .notices import log
 
@@ -475,12 +475,32 @@ class EventBuffer:
         see `schemas/wire.py`), in the log's partition of `key`: the SDK's write path
         builds the events of a trial this way, without msgspec."""
         event_id = new_id()
+        client_time = _now_ns() // 1000
         try:
-            payload = envelope(event_id, body, key, _now_ns() // 1000, self.actor)
-        except (TypeError, ValueError, OverflowError) as exc:
+            payload = envelope(event_id, body, key, client_time, self.actor)
+        except TypeError:
+            # A value only msgspec encodes (a datetime, a UUID, a set in an iteration's
+            # metadata): encoded by it, as every event was before.
+            payload = self._encoded_by_msgspec(event_id, body, key, client_time)
+            if payload is None:
+                return
+        except (ValueError, OverflowError) as exc:
             self._reject(f"cannot encode {body.get('type')}: {exc}")
             return
         self._append(LogRecord(event_id, key, payload))
+
+    def _encoded_by_msgspec(
+        self, event_id: str, body: dict[str, Any], key: str, client_time: int
+    ) -> bytes | None:
+        import msgspec
+
+        try:
+            return msgspec.msgpack.encode(
+                envelope_map(event_id, body, key, client_time, self.actor)
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            self._reject(f"cannot encode {body.get('type')}: {exc}")
+            return None
 
     def _append(self, record: LogRecord) -> None:
         with self._lock:

@@ -122,19 +122,24 @@ def pack(value: Any) -> bytes:
     return b"".join(out)
 
 
+def envelope_map(
+    event_id: str, body: dict[str, Any], key: str, client_time: int, actor: str
+) -> dict[str, Any]:
+    """An envelope of `body` as a dict: `schemas/envelope.py`'s fields, in its order."""
+    return {
+        "event_id": event_id,
+        "body": body,
+        "key": key,
+        "client_time": client_time,
+        "actor": actor,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
 def envelope(event_id: str, body: dict[str, Any], key: str, client_time: int, actor: str) -> bytes:
-    """The bytes of an envelope (`schemas/envelope.py`'s fields, in its order) of `body`:
-    what the log stores and the gateway takes."""
-    return pack(
-        {
-            "event_id": event_id,
-            "body": body,
-            "key": key,
-            "client_time": client_time,
-            "actor": actor,
-            "schema_version": SCHEMA_VERSION,
-        }
-    )
+    """The bytes of an envelope of `body` (`envelope_map`): what the log stores and the
+    gateway takes."""
+    return pack(envelope_map(event_id, body, key, client_time, actor))
 
 
 _UNPACK = {

@@ -4,8 +4,11 @@ byte for byte its event type's encoding, and the reader the acknowledgements go 
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +147,22 @@ def test_a_trials_events_are_byte_for_byte_their_types_encoding(tmp_path: Path) 
         "ParamsLogged",
         "ProjectCreated",
     ]
+
+
+def test_metadata_only_msgspec_encodes_still_arrives(tmp_path: Path) -> None:
+    """A datetime, a UUID or a set in an iteration's metadata (msgspec encodes them;
+    `wire.pack` refuses them): the event is encoded by msgspec then, as before the
+    standard-library path, not dropped."""
+    client = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool")
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    metadata = {"when": when, "id": uuid.UUID(int=5), "seen": {1}}
+    with client.start_iteration(project="p", experiment="e", metadata=metadata):
+        pass
+    client.flush(timeout=60)
+    rows = client.sql("SELECT metadata FROM iterations").to_pylist()
+    client.close()
+    assert json.loads(rows[0]["metadata"]) == {
+        "when": "2026-01-02T03:04:05Z",
+        "id": "00000000-0000-0000-0000-000000000005",
+        "seen": [1],
+    }
