@@ -476,18 +476,18 @@ class EventBuffer:
         builds the events of a trial this way, without msgspec."""
         event_id = new_id()
         client_time = _now_ns() // 1000
+        payload: bytes | None
         try:
             payload = envelope(event_id, body, key, client_time, self.actor)
         except TypeError:
             # A value only msgspec encodes (a datetime, a UUID, a set in an iteration's
             # metadata): encoded by it, as every event was before.
             payload = self._encoded_by_msgspec(event_id, body, key, client_time)
-            if payload is None:
-                return
         except (ValueError, OverflowError) as exc:
             self._reject(f"cannot encode {body.get('type')}: {exc}")
             return
-        self._append(LogRecord(event_id, key, payload))
+        if payload is not None:
+            self._append(LogRecord(event_id, key, payload))
 
     def _encoded_by_msgspec(
         self, event_id: str, body: dict[str, Any], key: str, client_time: int
