@@ -8,6 +8,7 @@ records"; any other `DearDiaryError` means retrying the same records cannot succ
 
 from __future__ import annotations
 
+import sys
 import time
 from _thread import allocate_lock
 
@@ -117,9 +118,13 @@ def _acked(content: bytes, content_type: str) -> Acked:
     asked for in MessagePack, read by `schemas/wire.py` (a trial process imports neither
     msgspec nor json); JSON from a server that answers only that."""
     if content_type.partition(";")[0].strip() == "application/msgpack":
-        from deardiary.schemas.wire import unpack  # loaded by the buffer already
+        msgspec = sys.modules.get("msgspec")
+        if msgspec is not None:  # loaded anyway: decodes a 2,000-event ack ~100x faster
+            ack = msgspec.msgpack.decode(content)
+        else:
+            from deardiary.schemas.wire import unpack  # loaded by the buffer already
 
-        ack = unpack(content)
+            ack = unpack(content)
     else:
         import json
 
