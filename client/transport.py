@@ -40,6 +40,16 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_LZ4 = f'{ARROW_STREAM}; codecs="lz4"'  # compressed buffers: 32 -> 4.4 MB for 1M points
 
 
+def __getattr__(name: str) -> Any:
+    """`Transport`, the Protocol, lives in transport_protocol.py (a Protocol class costs
+    `typing`, which a trial process never imports); still importable from here."""
+    if name == "Transport":
+        from .transport_protocol import Transport
+
+        return Transport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def arrow_accept(host: str) -> str:
     """Arrow answers plain from a loopback server (this client reads a plain 1M-point
     series in ~40 ms there, lz4 ~53: compressing costs more than the bytes), with lz4

@@ -575,3 +575,23 @@ def _probe(script: str, url: str, tmp_path: Path) -> str:
         timeout=120,
         cwd=tmp_path,
     ).stdout
+
+
+def test_names_moved_off_the_write_path_still_import_from_where_they_were() -> None:
+    """The Protocol, the bounds and the iteration status moved to modules a trial process
+    can import without `typing` or msgspec; their old homes still give them."""
+    from deardiary.schemas import bounds, iteration_status, wire
+    from deardiary.schemas.envelope import SCHEMA_VERSION
+    from deardiary.schemas.events.iterations import IterationStatus
+    from deardiary.schemas.events.metrics import AUTO_STEP
+    from deardiary.schemas.limits import MAX_STEP
+    from deardiary.transport import Transport
+    from deardiary.transport_protocol import Transport as Protocol
+
+    assert Transport is Protocol is dd.Transport
+    assert IterationStatus is iteration_status.IterationStatus is dd.IterationStatus
+    assert (AUTO_STEP, MAX_STEP, SCHEMA_VERSION) == (
+        bounds.AUTO_STEP,
+        bounds.MAX_STEP,
+        wire.SCHEMA_VERSION,
+    )
