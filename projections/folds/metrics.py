@@ -108,23 +108,35 @@ def _summary(
     return row
 
 
+def _row_columns(raw_index: np.ndarray, nkeys: int) -> list[int] | None:
+    """For a batch of rows -- every key once a row, in the same order in each, as the SDK
+    sends `log_metrics({...}, step)` step after step -- each key index's column in a row;
+    None for any other batch."""
+    if not nkeys or len(raw_index) % nkeys:
+        return None
+    rows = raw_index.reshape(-1, nkeys)
+    first = rows[0]
+    if np.bincount(first, minlength=nkeys).max() != 1 or not (rows == first).all():
+        return None
+    column: list[int] = np.argsort(first).tolist()
+    return column
+
+
 def _key_runs(
-    raw_index: np.ndarray, nkeys: int, steps: np.ndarray, values: np.ndarray
+    raw_index: np.ndarray,
+    nkeys: int,
+    steps: np.ndarray,
+    values: np.ndarray,
+    column: list[int] | None,
 ) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], np.ndarray | None]:
     """Each key's (index, steps, values) in log order, keys in index order, and the order
     that sorted the points by key (None when no sort was needed).
 
-    A batch that logs every key once per row, the same order in each (what the SDK sends
-    for `log_metrics({...}, step)` each step), holds each key's run as a strided view:
-    no sort and no gathers. Anything else is sorted by key once (a stable radix sort of
-    the 16-bit key index) and each key's run is a slice."""
-    n = len(raw_index)
-    if nkeys and n % nkeys == 0:
-        rows = raw_index.reshape(-1, nkeys)
-        first = rows[0]
-        if np.bincount(first, minlength=nkeys).max() == 1 and (rows == first).all():
-            column = np.argsort(first).tolist()  # key index -> its column in a row
-            return [(k, steps[c::nkeys], values[c::nkeys]) for k, c in enumerate(column)], None
+    In a batch of rows (`column`) each key's run is a strided view: no sort and no
+    gathers. Any other batch is sorted by key once (a stable radix sort of the 16-bit key
+    index) and each key's run is a slice."""
+    if column is not None:
+        return [(k, steps[c::nkeys], values[c::nkeys]) for k, c in enumerate(column)], None
     order = np.argsort(raw_index, kind="stable")
     ends = np.cumsum(np.bincount(raw_index, minlength=nkeys)).tolist()
     by_key_steps, by_key_values = steps[order], values[order]
@@ -136,15 +148,15 @@ def _key_runs(
     return runs, order
 
 
-def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
-    n = event.num_points
-    if n == 0 or not draft.parent("iterations", event.iteration_id, "iteration"):
-        return
-    raw_index = np.frombuffer(event.key_index, dtype="<u2")
-    steps = np.frombuffer(event.steps, dtype="<i8").copy()
-    values = np.frombuffer(event.values, dtype="<f8")
-    times = np.frombuffer(event.times, dtype="<i8")
-    runs, order = _key_runs(raw_index, len(event.keys), steps, values)
+def _fold_runs(
+    draft: Draft,
+    event: MetricsLogged,
+    runs: list[tuple[int, np.ndarray, np.ndarray]],
+    order: np.ndarray | None,
+    steps: np.ndarray,
+) -> bool:
+    """Each key's summary from its run, default steps resolved into `steps`; False (and
+    nothing changed) when automatic steps would pass MAX_STEP."""
     # Resolve every key's steps first: a batch whose automatic steps would pass MAX_STEP
     # is refused whole (recorded), before any summary changes.
     resolved_keys = []
@@ -160,7 +172,7 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
                 event.iteration_id,
                 f"metric {key!r}: automatic steps would pass {MAX_STEP}; batch refused",
             )
-            return
+            return False
         auto = auto or resolved is not given
         resolved_keys.append((key, given, run_values, prior, resolved, top))
     for key, given, run_values, prior, resolved, top in resolved_keys:
@@ -170,6 +182,80 @@ def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
         draft.put("last_metrics", summary)
     if auto and order is not None:  # back in log order
         steps[order] = np.concatenate([run[1] for run in runs])
+    return True
+
+
+def _fold_rows(
+    draft: Draft, event: MetricsLogged, column: list[int], steps: np.ndarray, values: np.ndarray
+) -> None:
+    """`_fold_runs` for a batch of rows without NaN or default steps (a sweep's): every
+    key's first, last, min, max and top step from column-wise reductions of the rows at
+    once, and its running sum from one accumulation down the columns -- each column is
+    still added point by point in log order, from the key's sum so far, so the numbers
+    are `_summary`'s to the bit."""
+    nkeys = len(column)
+    step_rows, value_rows = steps.reshape(-1, nkeys), values.reshape(-1, nkeys)
+    count = len(value_rows)
+    keys = [(event.iteration_id, key, event.group) for key in event.keys]
+    priors = [draft.get("last_metrics", key) for key in keys]
+    start = np.zeros(nkeys)
+    start[column] = [0.0 if p is None else p["sum"] for p in priors]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, by IEEE
+        sums = np.add.accumulate(np.vstack([start, value_rows]), axis=0)[-1].tolist()
+    every = np.arange(nkeys)
+    lo, hi = value_rows.argmin(axis=0), value_rows.argmax(axis=0)
+    mins, min_steps = value_rows[lo, every].tolist(), step_rows[lo, every].tolist()
+    maxs, max_steps = value_rows[hi, every].tolist(), step_rows[hi, every].tolist()
+    firsts, first_steps = value_rows[0].tolist(), step_rows[0].tolist()
+    lasts, last_steps = value_rows[-1].tolist(), step_rows[-1].tolist()
+    tops = step_rows.max(axis=0).tolist()
+    for k, c in enumerate(column):
+        prior = priors[k]
+        row = prior or {
+            "iteration_id": event.iteration_id,
+            "key": event.keys[k],
+            "group": event.group,
+            "first": firsts[c],
+            "first_step": first_steps[c],
+            "count": 0,
+            "sum": 0.0,
+            "finite_count": 0,
+            "min": None,
+            "max": None,
+            "min_step": None,
+            "max_step": None,
+        }
+        if row["min"] is None or mins[c] < row["min"]:
+            row["min"], row["min_step"] = mins[c], min_steps[c]
+        if row["max"] is None or maxs[c] > row["max"]:
+            row["max"], row["max_step"] = maxs[c], max_steps[c]
+        row["sum"] = sums[c]
+        row["finite_count"] += count
+        row["count"] += count
+        row["last"], row["last_step"] = lasts[c], last_steps[c]
+        row["top_step"] = max(-1 if prior is None else prior["top_step"], tops[c])
+        row["mean"] = row["sum"] / row["finite_count"]
+        row["last_recorded_at"] = draft.log_time
+        draft.put("last_metrics", row)
+
+
+def fold_metrics(draft: Draft, event: MetricsLogged) -> None:
+    n = event.num_points
+    if n == 0 or not draft.parent("iterations", event.iteration_id, "iteration"):
+        return
+    raw_index = np.frombuffer(event.key_index, dtype="<u2")
+    steps = np.frombuffer(event.steps, dtype="<i8").copy()
+    values = np.frombuffer(event.values, dtype="<f8")
+    times = np.frombuffer(event.times, dtype="<i8")
+    nkeys = len(event.keys)
+    column = _row_columns(raw_index, nkeys)
+    # steps were checked to be >= AUTO_STEP (event.problem())
+    if column is not None and int(steps.min()) > AUTO_STEP and not np.isnan(values).any():
+        _fold_rows(draft, event, column, steps, values)
+    else:
+        runs, order = _key_runs(raw_index, nkeys, steps, values, column)
+        if not _fold_runs(draft, event, runs, order, steps):
+            return
     pos = draft.position
     draft.point_tables.append(
         pa.Table.from_arrays(
