@@ -209,6 +209,7 @@ def _fold_rows(
     firsts, first_steps = value_rows[0].tolist(), step_rows[0].tolist()
     lasts, last_steps = value_rows[-1].tolist(), step_rows[-1].tolist()
     tops = step_rows.max(axis=0).tolist()
+    log_time = draft.log_time
     for k, c in enumerate(column):
         prior = priors[k]
         row = prior or {
@@ -235,7 +236,7 @@ def _fold_rows(
         row["last"], row["last_step"] = lasts[c], last_steps[c]
         row["top_step"] = max(-1 if prior is None else prior["top_step"], tops[c])
         row["mean"] = row["sum"] / row["finite_count"]
-        row["last_recorded_at"] = draft.log_time
+        row["last_recorded_at"] = log_time
         draft.put("last_metrics", row)
 
 
