@@ -1,20 +1,19 @@
 """Log lines of one iteration, batched: `it.log(...)`, `DiaryHandler` and output capture.
 
 Lines are gathered between the shipper's drains (a drain hook) and emitted as one
-`LogLinesLogged` per source -- an event per line would cost more than the line -- or
-every `max_lines` lines. Ordered with everything else the iteration logs: the
-iteration's end emits what is left first.
+`LogLinesLogged` per source (a dict, see `EventBuffer.emit_body`) -- an event per line
+would cost more than the line -- or every `max_lines` lines. Ordered with everything
+else the iteration logs: the iteration's end emits what is left first.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
-from deardiary.schemas.events import LogLinesLogged
 from deardiary.schemas.ids import now_us
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs a trial process milliseconds to import
     from .buffer import EventBuffer
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -71,15 +70,15 @@ class LogLines:
             batches, self._pending = self._pending, {}
             self._count = 0
             for source, (times, levels, messages) in batches.items():
-                self.buffer.emit(
-                    LogLinesLogged(
-                        iteration_id=self.iteration_id,
-                        times=times,
-                        levels=levels,
-                        messages=messages,
-                        source=source,
-                    )
-                )
+                body = {  # see `EventBuffer.emit_body` (every field of LogLinesLogged)
+                    "type": "log_lines_logged",
+                    "iteration_id": self.iteration_id,
+                    "times": times,
+                    "levels": levels,
+                    "messages": messages,
+                    "source": source,
+                }
+                self.buffer.emit_body(body, self.iteration_id)
 
     def close(self) -> None:
         """Emit what is left and stop following drains (later lines are emitted at once)."""

@@ -231,12 +231,8 @@ def test_a_trial_over_http_loads_no_server_module_nor_heavy_library(
     # are written as dicts (schemas/wire.py): no event class, no msgspec, no `typing` ...
     assert not [m for m in seen["write"] if m.split(".")[0] in ("msgspec", "typing")]
     assert not [m for m in seen["write"] if m.startswith("deardiary.schemas.events.")]
-    # ... while it.log(...) loads the classes of the events it writes, no other (and no
-    # union: it decodes none)
-    events = {
-        m.rpartition(".")[2] for m in seen["end"] if m.startswith("deardiary.schemas.events.")
-    }
-    assert events == {"base", "iterations", "logs"}
+    # ... nor do it.log(...)'s lines, nor the reads after (no union: it decodes no event)
+    assert not [m for m in seen["end"] if m.startswith("deardiary.schemas.events.")]
     assert "_socket" in seen["end"]  # it did talk over the network ...
     assert "socket" not in seen["end"]  # ... on the C socket (`socket` builds enums: ~5 ms)
     # ... to 127.0.0.1 without the idna codec (getaddrinfo of a str host loads it)

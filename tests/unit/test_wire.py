@@ -103,7 +103,7 @@ def test_unpack_refuses_malformed_documents_with_value_error(data: bytes) -> Non
 def test_a_trials_events_are_byte_for_byte_their_types_encoding(tmp_path: Path) -> None:
     """Every record a trial's dict-built events became (project, experiment, iteration
     start with tags and metadata, params with types and nested config, metric batches,
-    environment, heartbeats, end) decodes into its event type and encodes back to the
+    log lines, environment, heartbeats, end) decodes into its event type and encodes back to the
     very same bytes: no field left out (msgspec would write its default), none misnamed
     (decoding refuses unknown tags and wrong types), none out of order."""
     client = dd.connect(
@@ -122,6 +122,7 @@ def test_a_trials_events_are_byte_for_byte_their_types_encoding(tmp_path: Path) 
         for step in range(50):
             it.log_metrics({"loss": 1 / (step + 1), "acc": step / 50}, step=step)
         it.log_metric("nan", math.nan)
+        it.log("a line", level="WARNING")
         time.sleep(0.3)  # a few heartbeats
     with pytest.raises(RuntimeError), client.start_iteration(project="p", experiment="e"):
         raise RuntimeError("failed")
@@ -143,6 +144,7 @@ def test_a_trials_events_are_byte_for_byte_their_types_encoding(tmp_path: Path) 
         "IterationEnded",
         "IterationHeartbeat",
         "IterationStarted",
+        "LogLinesLogged",
         "MetricsLogged",
         "ParamsLogged",
         "ProjectCreated",
