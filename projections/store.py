@@ -829,7 +829,8 @@ class DuckDBProjectionStore:
     def compact(self) -> None:
         """Move hot points into a new Parquet segment, then merge small segments."""
         with self._write_lock:
-            if self.hot_points():
+            moved = bool(self.hot_points())
+            if moved:
                 self._publish_segment(self._hot_in_segment_order(), [])
             small = self.conn.execute(
                 "SELECT path FROM metric_segments WHERE num_rows < ? ORDER BY created_seq",
@@ -841,6 +842,18 @@ class DuckDBProjectionStore:
                 self._publish_segment(
                     f"SELECT * FROM read_parquet({source}) ORDER BY {SEGMENT_ORDER}", names
                 )
+                moved = True
+            if moved:
+                self._give_back_freed_memory()
+
+    def _give_back_freed_memory(self) -> None:
+        """DuckDB's allocator (its own jemalloc) keeps the pages a compaction freed -- the
+        hot rows and their Arrow copy, ~250 MB for 2M points -- for reuse, purging them only
+        as DuckDB allocates again (seconds of ingest later; never while the server idles).
+        Setting the memory limit flushes it: every freed page goes back to the system now
+        (~10 ms a 100 MB). The store sets no limit of its own, so RESET leaves it as it was."""
+        with suppress(duckdb.Error):
+            self.conn.execute("RESET memory_limit")
 
     def _publish_segment(self, source: str | SortedPoints, replaced: list[str]) -> None:
         """Write `source` (sorted points, or SQL giving rows in SEGMENT_ORDER) as a new

@@ -79,6 +79,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from deardiary.services.allocators import give_back_freed_memory
+
+    give_back_freed_memory()  # first: Arrow chooses its pool as it loads
     from deardiary.services.http import serve
     from deardiary.services.http.runner import Listening, exit_soon
     from deardiary.services.server import check_bind, embedded_server
