@@ -18,12 +18,16 @@ Measured in the server around each compaction of 2M points:
   compactions, more with more segments); Arrow's jemalloc pool gives them back.
 
 With all three the server's RSS right after a compaction is below what it was after the
-first round (~220 MB), and the five rounds read 335/393/361/415/357, 333/393/340/416/354,
-318/365/323/407/356, 311/389/347/412/376 MB, peak 608-647 (the old settings, same
-machine: 332/399/472/497/556, 329/420/407/462/427, 315/379/382/463/439, peak 694-817).
-Costs, server CPU measured alternating with the old settings: ingest within the noise
-(3.6-4.3 against 3.9-4.2 CPU-s per 5M points), a 1M-point series read 19-30 against
-18-31 ms. (Each one alone, or MALLOC_MMAP_THRESHOLD_ alone, left the others to fill it.)
+first round (~220 MB), and the five rounds read 302/378/341/429/377, 340/394/370/413/344,
+319/373/340/398/367, 328/379/344/406/363 MB, peak 619-643 (alternating with the old
+settings: 314/400/477/474/470, 333/415/558/490/531, 300/398/511/515/516,
+334/393/505/468/485, peak 674-825). Without the mmap threshold the last round came to
+0.91-1.07 of the second, peak 681-734. Giving memory back costs touching it afresh when
+it is needed again: a compaction of 2M points took 0.91 CPU-s (median of 9, fresh
+processes) as before, 1.05 with the threshold, 0.94 with DuckDB's flush, 1.10 with both,
+and the server's CPU over the five rounds (two compactions) 3.6-4.0 against 3.3-3.6
+CPU-s. Arrow's jemalloc pool reads a 1M-point series for 19-30 ms of CPU against
+mimalloc's 18-31.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import ctypes
 import os
 import sys
 
-MMAP_THRESHOLD = 1 << 20
-"""Blocks of at least this many bytes are mapped by themselves (numpy's arrays of a
-compaction, 8-16 MB a column); smaller ones stay in the arenas as before."""
+MMAP_THRESHOLD = 4 << 20
+"""Blocks of at least this many bytes are mapped by themselves: numpy's arrays of a
+compaction, 8-16 MB a column at the default limit. A projector step's arrays (a few MB
+at most) stay in the arenas, touched once, as before (1 MiB measured no different)."""
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 ARROW_POOL = "jemalloc"
 """Arrow's default pool for the server, unless ARROW_DEFAULT_MEMORY_POOL names one."""
