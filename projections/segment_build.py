@@ -136,17 +136,24 @@ class SortedPoints:
         if not n:
             raise ValueError("no points, no tiles")
         tile = step // TILE_STEPS
-        tile += (step < 0) & (tile * TILE_STEPS != step)  # truncate toward zero, as SQL
+        if step.min() < 0:  # truncate toward zero, as SQL
+            tile += (step < 0) & (tile * TILE_STEPS != step)
         change = np.ones(n, dtype=bool)
         change[1:] = (self.ranks[1:] != self.ranks[:-1]) | (tile[1:] != tile[:-1])
         starts = np.flatnonzero(change)
         ends = np.append(starts[1:], n) - 1
-        group_of = np.cumsum(change) - 1
+        group_of = np.cumsum(change)
+        group_of -= 1
         values = self.columns["value"]
         number = ~np.isnan(values)
         has_number = np.logical_or.reduceat(number, starts)
-        lowest = np.minimum.reduceat(np.where(number, values, np.inf), starts)
-        highest = np.maximum.reduceat(np.where(number, values, -np.inf), starts)
+        # (where no value is NaN, the values themselves: each copy is 8 bytes a point of
+        # fresh memory, and compaction's memory is given back after each one)
+        every = bool(number.all())
+        lowest = np.minimum.reduceat(values if every else np.where(number, values, np.inf), starts)
+        highest = np.maximum.reduceat(
+            values if every else np.where(number, values, -np.inf), starts
+        )
         low = self._first(values == lowest[group_of], number, group_of, starts, has_number)
         high = self._first(values == highest[group_of], number, group_of, starts, has_number)
         ranks = self.ranks[starts]
@@ -223,7 +230,9 @@ def _packed(ranks: np.ndarray, step: np.ndarray) -> np.ndarray | None:
     shift = 63 - int(ranks.max()).bit_length()
     if high - low >= 1 << shift:
         return None
-    packed: np.ndarray = (ranks.astype(np.int64) << shift) | (step - low)
+    packed: np.ndarray = ranks.astype(np.int64)
+    packed <<= shift
+    packed |= step - low
     return packed
 
 
