@@ -105,9 +105,12 @@ class SortedPoints:
         # memory costs page faults; a random gather of millions of rows ~20 ms a column).
         small = ranks.astype(np.uint16) if len(numbers) <= 1 << 16 else ranks
         scratch = np.empty(len(ranks), np.int64)
-        order = _segment_order(ranks, points, np.argsort(small, kind="stable"), scratch)
-        self.ranks = ranks.take(order)
-        self.columns = {c: _gathered(points[c], order, scratch) for c in _POINT_FIELDS}
+        order, known = _segment_order(ranks, points, np.argsort(small, kind="stable"), scratch)
+        self.ranks = known["ranks"] if "ranks" in known else ranks.take(order)
+        self.columns = {
+            c: known[c] if c in known else _gathered(points[c], order, scratch)
+            for c in _POINT_FIELDS
+        }
         """Each point field in SEGMENT_ORDER (timestamps as int64 microseconds)."""
 
     def _names(self, part: int, ranks: np.ndarray) -> pa.DictionaryArray:
@@ -199,26 +202,31 @@ class SortedPoints:
 
 def _segment_order(
     ranks: np.ndarray, points: pa.Table, order: np.ndarray, scratch: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`order` (rows grouped by series rank, each series' rows in table order) completed
     into SEGMENT_ORDER, gathering as few columns as it can. A series' rows mostly come in
     runs in step order (log order, in blocks that the hot table's parallel inserts may
     have swapped): series and step packed into one int64 are checked, and if need be
     sorted stably (a timsort, which merges the runs; ~10x less CPU than a lexsort of five
     columns). Rows of equal series and step keep their order there, so where any are
-    equal every position column is checked, and lexsorted if that was not enough."""
-    keys = _packed(ranks.take(order), _gathered(points["step"], order, scratch))
+    equal every position column is checked, and lexsorted if that was not enough.
+    Returns the order and the columns gathered in it on the way ("ranks" among them), not
+    to be gathered again."""
+    known = {"ranks": ranks.take(order), "step": _gathered(points["step"], order, scratch)}
+    keys = _packed(known["ranks"], known["step"])
     if keys is not None:
         if not bool((keys[1:] >= keys[:-1]).all()):
             again = np.argsort(keys, kind="stable")
             order, keys = order.take(again), keys.take(again)
+            known = {name: column.take(again) for name, column in known.items()}
         if bool((keys[1:] != keys[:-1]).all()):
-            return order
-    columns = [ranks.take(order), *(_gathered(points[c], order, scratch) for c in POSITION)]
+            return order, known
+    known |= {c: _gathered(points[c], order, scratch) for c in POSITION if c not in known}
+    columns = [known["ranks"], *(known[c] for c in POSITION)]
     if _in_order(columns):
-        return order
+        return order, known
     resorted: np.ndarray = order.take(np.lexsort(columns[::-1]))
-    return resorted
+    return resorted, {}
 
 
 def _packed(ranks: np.ndarray, step: np.ndarray) -> np.ndarray | None:
