@@ -60,6 +60,24 @@ def _resolve_steps(steps: np.ndarray, top: int) -> tuple[np.ndarray, int]:
     return resolved, top
 
 
+def _new_row(event: MetricsLogged, key: str, first: float, first_step: int) -> dict[str, Any]:
+    """The last_metrics row of a key the iteration had not logged before."""
+    return {
+        "iteration_id": event.iteration_id,
+        "key": key,
+        "group": event.group,
+        "first": first,
+        "first_step": first_step,
+        "count": 0,
+        "sum": 0.0,
+        "finite_count": 0,
+        "min": None,
+        "max": None,
+        "min_step": None,
+        "max_step": None,
+    }
+
+
 def _summary(
     draft: Draft,
     prior: dict[str, Any] | None,
@@ -70,20 +88,7 @@ def _summary(
     top: int,
 ) -> dict[str, Any]:
     """Merge one key's points (in log order) into its last_metrics row."""
-    row = prior or {
-        "iteration_id": event.iteration_id,
-        "key": key,
-        "group": event.group,
-        "first": float(values[0]),
-        "first_step": int(steps[0]),
-        "count": 0,
-        "sum": 0.0,
-        "finite_count": 0,
-        "min": None,
-        "max": None,
-        "min_step": None,
-        "max_step": None,
-    }
+    row = prior or _new_row(event, key, float(values[0]), int(steps[0]))
     nans = np.isnan(values)
     fvals, fsteps = values, steps
     if nans.any():  # most series have none: no copies then
@@ -212,20 +217,7 @@ def _fold_rows(
     log_time = draft.log_time
     for k, c in enumerate(column):
         prior = priors[k]
-        row = prior or {
-            "iteration_id": event.iteration_id,
-            "key": event.keys[k],
-            "group": event.group,
-            "first": firsts[c],
-            "first_step": first_steps[c],
-            "count": 0,
-            "sum": 0.0,
-            "finite_count": 0,
-            "min": None,
-            "max": None,
-            "min_step": None,
-            "max_step": None,
-        }
+        row = prior or _new_row(event, event.keys[k], firsts[c], first_steps[c])
         if row["min"] is None or mins[c] < row["min"]:
             row["min"], row["min_step"] = mins[c], min_steps[c]
         if row["max"] is None or maxs[c] > row["max"]:
