@@ -465,7 +465,7 @@ class EventBuffer:
         wrapped = wrap(event, actor=self.actor)
         try:
             record = LogRecord(wrapped.event_id, wrapped.key, encode(wrapped))
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             self._reject(f"cannot encode {type(event).__name__}: {exc}")
             return
         self._append(record)
@@ -483,7 +483,7 @@ class EventBuffer:
             # A value only msgspec encodes (a datetime, a UUID, a set in an iteration's
             # metadata): encoded by it, as every event was before.
             payload = self._encoded_by_msgspec(event_id, body, key, client_time)
-        except (ValueError, OverflowError) as exc:
+        except (ValueError, OverflowError, RecursionError) as exc:
             self._reject(f"cannot encode {body.get('type')}: {exc}")
             return
         if payload is not None:
@@ -498,7 +498,7 @@ class EventBuffer:
             return msgspec.msgpack.encode(
                 envelope_map(event_id, body, key, client_time, self.actor)
             )
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             self._reject(f"cannot encode {body.get('type')}: {exc}")
             return None
 

@@ -118,6 +118,8 @@ def test_an_accepted_batch_lands_with_its_exact_bytes(tmp_path: Path) -> None:
         ("application/json, application/msgpack", "application/json"),
         ("*/*", "application/json"),
         ("", "application/json"),
+        (";;q=,, garbage/;x, APPLICATION/MsgPack ;q=1", "application/msgpack"),
+        ("x/y," * 1_000 + "application/msgpack", "application/msgpack"),
     ],
 )
 def test_the_acknowledgement_is_msgpack_when_asked_before_json(

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import deardiary as dd
 from deardiary.schemas import wire
 from deardiary.schemas.codec import decode, encode
+from deardiary.schemas.errors import InvalidArgument
 from deardiary.schemas.events import IterationStatus
 from deardiary.services.log.sqlite import SqliteEventLog
 
@@ -168,3 +169,19 @@ def test_metadata_only_msgspec_encodes_still_arrives(tmp_path: Path) -> None:
         "id": "00000000-0000-0000-0000-000000000005",
         "seen": [1],
     }
+
+
+def test_metadata_nested_past_any_encoder_is_rejected_never_raised(tmp_path: Path) -> None:
+    """Metadata nested thousands deep (neither encoder gets through it: RecursionError)
+    is dropped and raised by the next flush, never into the caller's `start_iteration`
+    (it raised there before)."""
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(5_000):
+        inner.append([])
+        inner = inner[0]
+    client = dd.connect(str(tmp_path / "data"), spool_dir=tmp_path / "spool")
+    client.start_iteration(project="p", experiment="e", metadata={"deep": deep})
+    with pytest.raises(InvalidArgument, match="cannot encode iteration_started"):
+        client.flush(timeout=60)
+    client.close()
